@@ -1,0 +1,31 @@
+"""The `mlplat` command line. Command modules import heavy libraries inside their functions,
+so `mlplat --help` and `mlplat plugins list` never import torch."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mlplat.cli import plugins_cmd, run_cmd
+from mlplat.cli.common import console_err
+from mlplat.errors import MlplatError
+
+app = typer.Typer(
+    name="mlplat",
+    help="mlplat: plugin-based MLOps for deep learning on Kubeflow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(plugins_cmd.app, name="plugins")
+app.add_typer(run_cmd.runs_app, name="runs")
+app.command("run")(run_cmd.run)
+
+
+def main() -> None:
+    try:
+        app()
+    except MlplatError as exc:
+        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)

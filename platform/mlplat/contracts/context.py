@@ -1,0 +1,41 @@
+"""What a runner hands every plugin call besides its data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlplat.data import DatasetInfo
+
+EpochCallback = Callable[[int, Mapping[str, float]], None]
+
+
+def _ignore_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
+    return None
+
+
+def _ignore_log(message: str) -> None:
+    return None
+
+
+@dataclass
+class StepContext:
+    """Per-call context.
+
+    - `work_dir`: the step's own directory for reports, checkpoints and scratch files.
+    - `on_epoch`: trainers call it after every epoch with the epoch's metrics; runners use
+      it for progress bars, tuners for pruning (it may raise to stop training).
+    - `findings`: what earlier steps found, by step, e.g. the validator's label-noise
+      suspects for a noise-handling augmenter.
+    """
+
+    step: str
+    work_dir: Path
+    info: DatasetInfo
+    seed: int = 0
+    on_epoch: EpochCallback = _ignore_epoch
+    log: Callable[[str], None] = _ignore_log
+    findings: Mapping[str, Any] = field(default_factory=dict)
+    resume: bool = False

@@ -1,0 +1,52 @@
+"""Explainer contract: fit on background data at train time, explain at serve time.
+
+`fit` returns an `ExplainerState` (JSON config + named arrays) that is saved in the model
+directory as JSON + safetensors. It is never a pickled explainer: `load` rebuilds the
+library object from the state, in whatever library version serving has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from mlplat.contracts.context import StepContext
+
+if TYPE_CHECKING:
+    import torch
+
+
+@runtime_checkable
+class ModelHandle(Protocol):
+    """A loaded model as explainers see it. `predict_proba` takes raw (unpreprocessed) rows."""
+
+    feature_names: list[str]
+    class_names: list[str]
+    network: torch.nn.Module  # takes preprocessed float32 input
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+
+    def preprocess(self, X: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class ExplainerState:
+    config: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    global_importance: dict[str, float] = field(default_factory=dict)  # feature -> mean |attribution|
+
+
+@runtime_checkable
+class BoundExplainer(Protocol):
+    def explain(self, X: np.ndarray) -> list[dict[str, Any]]:
+        """One explanation per row: {"attributions": {feature: value}, ...} or anchors."""
+        ...
+
+
+@runtime_checkable
+class Explainer(Protocol):
+    def fit(self, model: ModelHandle, background: np.ndarray, context: StepContext) -> ExplainerState: ...
+
+    def load(self, model: ModelHandle, state: ExplainerState) -> BoundExplainer: ...

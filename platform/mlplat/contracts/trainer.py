@@ -1,0 +1,58 @@
+"""Trainer contract: fit a torch network on preprocessed arrays.
+
+The runner standardizes features (statistics saved with the model), so `X` arrives as
+float32 and serving applies the same preprocessing. A trainer returns the network and an
+`architecture` dict; `build_network(architecture)` must rebuild the same network from that
+dict alone, which is how serving loads `weights.safetensors` without the run's code.
+Trainer configs must be constructible with defaults (serving builds one to call
+`build_network`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Mapping
+
+import numpy as np
+
+from mlplat.contracts.context import StepContext
+from mlplat.data import DatasetInfo
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class ArrayData:
+    X: np.ndarray  # float32 [n, n_features], preprocessed
+    y: np.ndarray  # int64 [n], class indices
+    weight: np.ndarray | None = None  # float32 [n] per-row loss weights
+
+
+@dataclass
+class TrainingData:
+    train: ArrayData
+    validation: ArrayData
+    info: DatasetInfo
+
+
+@dataclass
+class TrainedModel:
+    network: torch.nn.Module
+    architecture: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
+    metrics: dict[str, float] = field(default_factory=dict)  # final train/validation metrics
+    cv: dict[str, Any] | None = None  # cross-validation band: {"metric": {"mean": .., "std": ..}, ...}
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. compute cost
+
+
+@runtime_checkable
+class Trainer(Protocol):
+    def fit(self, data: TrainingData, context: StepContext) -> TrainedModel:
+        """Train; call `context.on_epoch(epoch, metrics)` after each epoch (it may raise to stop)."""
+        ...
+
+    def build_network(self, architecture: Mapping[str, Any]) -> torch.nn.Module:
+        """Rebuild an untrained network from `TrainedModel.architecture`."""
+        ...

@@ -1,0 +1,180 @@
+"""Datasets: loading sources, seeded stratified splits, and the on-disk split format.
+
+Splits travel between steps as Parquet files (never pickle) plus `dataset.json`, so the
+in-process runner and a KFP component exchange exactly the same artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlplat.errors import UsageError
+
+LABEL, ROW_ID, WEIGHT, SYNTHETIC = "__label__", "__row_id__", "__weight__", "__synthetic__"
+RESERVED = (LABEL, ROW_ID, WEIGHT, SYNTHETIC)
+SPLIT_NAMES = ("train", "validation", "test")
+SKLEARN_DATASETS = ("breast_cancer", "digits", "wine", "iris")
+IMAGE_SHAPES = {"digits": [1, 8, 8]}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What every step needs to know about the data, without the data."""
+
+    name: str
+    label: str
+    feature_names: list[str]
+    classes: list[str]
+    image_shape: list[int] | None = None  # [channels, height, width] when features are pixels
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class Table:
+    """Labeled rows. `labels` are class indices into DatasetInfo.classes."""
+
+    features: pd.DataFrame
+    labels: np.ndarray
+    row_ids: np.ndarray
+    weights: np.ndarray = field(default=None)  # type: ignore[assignment]
+    synthetic: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        n = len(self.features)
+        self.features = self.features.reset_index(drop=True)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.row_ids = np.asarray(self.row_ids, dtype=np.int64)
+        self.weights = np.ones(n, np.float32) if self.weights is None else np.asarray(self.weights, np.float32)
+        self.synthetic = np.zeros(n, bool) if self.synthetic is None else np.asarray(self.synthetic, bool)
+        if not (len(self.labels) == len(self.row_ids) == len(self.weights) == len(self.synthetic) == n):
+            raise ValueError("features, labels, row_ids, weights and synthetic must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def take(self, index: np.ndarray) -> Table:
+        index = np.asarray(index)
+        return Table(
+            self.features.iloc[index], self.labels[index], self.row_ids[index], self.weights[index], self.synthetic[index]
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        frame = self.features.copy()
+        frame[LABEL], frame[ROW_ID], frame[WEIGHT], frame[SYNTHETIC] = self.labels, self.row_ids, self.weights, self.synthetic
+        return frame
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> Table:
+        features = frame.drop(columns=[c for c in RESERVED if c in frame.columns])
+        return cls(features, frame[LABEL].to_numpy(), frame[ROW_ID].to_numpy(), frame[WEIGHT].to_numpy(), frame[SYNTHETIC].to_numpy())
+
+    @classmethod
+    def concat(cls, tables: list[Table]) -> Table:
+        return cls.from_frame(pd.concat([t.to_frame() for t in tables], ignore_index=True))
+
+
+@dataclass
+class Splits:
+    info: DatasetInfo
+    train: Table
+    validation: Table
+    test: Table
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in SPLIT_NAMES:
+            getattr(self, name).to_frame().to_parquet(directory / f"{name}.parquet", index=False)
+        (directory / "dataset.json").write_text(json.dumps(asdict(self.info), indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> Splits:
+        info = DatasetInfo(**json.loads((directory / "dataset.json").read_text()))
+        tables = {name: Table.from_frame(pd.read_parquet(directory / f"{name}.parquet")) for name in SPLIT_NAMES}
+        return cls(info, **tables)
+
+    def with_train(self, train: Table) -> Splits:
+        return replace(self, train=train)
+
+
+def load_source(source: str, label: str | None, features: list[str] | None, base_dir: Path) -> tuple[pd.DataFrame, str]:
+    """Read a dataset source into one frame; return it with the label column's name."""
+    if source.startswith("sklearn:"):
+        return _load_sklearn(source.removeprefix("sklearn:"))
+    path = Path(source)
+    path = path if path.is_absolute() else base_dir / path
+    if not path.is_file():
+        raise UsageError(f"dataset.source: data file not found: {path}")
+    try:
+        frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    except Exception as exc:  # malformed file: name it, no traceback
+        raise UsageError(f"dataset.source: cannot read {path}: {exc}") from None
+    if label is None:
+        raise UsageError("dataset.label: required for file sources")
+    if label not in frame.columns:
+        raise UsageError(f"dataset.label: column {label!r} not in {path.name} (columns: {', '.join(map(str, frame.columns))})")
+    if features:
+        missing = [f for f in features if f not in frame.columns]
+        if missing:
+            raise UsageError(f"dataset.features: columns not in {path.name}: {', '.join(missing)}")
+        frame = frame[[*features, label]]
+    return frame, label
+
+
+def _load_sklearn(name: str) -> tuple[pd.DataFrame, str]:
+    if name not in SKLEARN_DATASETS:
+        raise UsageError(f"dataset.source: unknown scikit-learn dataset {name!r}; available: {', '.join(SKLEARN_DATASETS)}")
+    import sklearn.datasets
+
+    bunch = getattr(sklearn.datasets, f"load_{name}")(as_frame=True)
+    frame = bunch.frame.copy()
+    names = list(getattr(bunch, "target_names", []))
+    if names and len(names) == frame["target"].nunique():
+        frame["target"] = [str(names[i]) for i in frame["target"]]
+    return frame, "target"
+
+
+def split_frame(
+    frame: pd.DataFrame, label: str, name: str, validation: float, test: float, seed: int, stratify: bool = True,
+    image_shape: list[int] | None = None,
+) -> Splits:
+    """Seeded, stratified train/validation/test split; row ids are positions in the source."""
+    from sklearn.model_selection import train_test_split
+
+    features = frame.drop(columns=[label])
+    non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    if non_numeric:
+        raise UsageError(f"dataset.features: non-numeric feature columns are not supported yet: {', '.join(map(str, non_numeric))}")
+    if frame[label].isna().any():
+        raise UsageError(f"dataset.label: column {label!r} has {int(frame[label].isna().sum())} missing values")
+    classes = sorted(frame[label].astype(str).unique().tolist(), key=_natural_key)
+    if len(classes) < 2:
+        raise UsageError(f"dataset.label: column {label!r} needs at least 2 classes, found {len(classes)}")
+    index = {c: i for i, c in enumerate(classes)}
+    table = Table(features.astype("float64"), frame[label].astype(str).map(index).to_numpy(), np.arange(len(frame)))
+    positions = np.arange(len(table))
+    strat = table.labels if stratify else None
+    rest, test_pos = train_test_split(positions, test_size=test, random_state=seed, stratify=strat)
+    strat_rest = table.labels[rest] if stratify else None
+    train_pos, val_pos = train_test_split(rest, test_size=validation / (1 - test), random_state=seed, stratify=strat_rest)
+    info = DatasetInfo(name, label, [str(c) for c in features.columns], classes, image_shape)
+    return Splits(info, table.take(train_pos), table.take(val_pos), table.take(test_pos))
+
+
+def _natural_key(value: str) -> tuple[int, Any]:
+    try:
+        return (0, float(value))
+    except ValueError:
+        return (1, value)

@@ -1,0 +1,122 @@
+"""The in-process runner: the embedded default that runs a spec on this machine.
+
+It calls the step functions in `mlplat.steps` with artifact paths under
+`runs/<run-id>/steps/<step>/`, exactly the paths a KFP component would get, records
+metrics, and publishes the model atomically only when every gate has passed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlplat import steps
+from mlplat.errors import GateFailed
+from mlplat.runs import METRICS_JSON, SPEC_YAML, Run, RunStore, write_json_atomic
+from mlplat.spec import PipelineSpec, to_yaml
+
+
+class Progress:
+    """What the runner tells its caller; the CLI implements it with rich, tests ignore it."""
+
+    def step_started(self, step: str) -> None: ...
+
+    def step_finished(self, step: str, seconds: float) -> None: ...
+
+    def epoch(self, epoch: int, metrics: Mapping[str, float]) -> None: ...
+
+
+@dataclass
+class RunResult:
+    run: Run
+    model_dir: Path
+    metrics: dict[str, Any]
+    step_seconds: dict[str, float]
+
+
+def plan(spec: PipelineSpec) -> list[str]:
+    """The steps a spec runs, in order."""
+    names = ["ingest"]
+    names += ["validate"] if spec.steps.validate_ else []
+    names += ["augment"] if spec.steps.augment else []
+    names += ["tune"] if spec.steps.tune else []
+    names += ["train", "evaluate"]
+    names += ["explain"] if spec.steps.explain else []
+    names += ["monitor"] if spec.steps.monitor else []
+    return [*names, "publish"]
+
+
+def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: Progress | None = None,
+                 run_id: str | None = None) -> RunResult:
+    """Run every step of a resolved spec; publish only if all gates pass."""
+    progress = progress or Progress()
+    run = store.get(run_id) if run_id else store.create(spec.name)
+    resume = run_id is not None
+    (run.dir / SPEC_YAML).write_text(to_yaml(spec))
+    run.update(spec_name=spec.name, steps=plan(spec), resume_count=run.record().get("resume_count", -1) + 1)
+    seconds: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        progress.step_started(name)
+        started = time.perf_counter()
+        result = fn()
+        seconds[name] = time.perf_counter() - started
+        progress.step_finished(name, seconds[name])
+        run.update(step_seconds=seconds)
+        return result
+
+    try:
+        data = run.step_dir("ingest")
+        timed("ingest", lambda: steps.ingest(spec, spec_dir, data))
+        findings = schema = None
+        if spec.steps.validate_:
+            out = run.step_dir("validate")
+            report = timed("validate", lambda: steps.validate(spec, data, out))
+            metrics["validation"] = {"passed": report.passed, "blocking": len(report.blocking), "warnings": len(report.warnings)}
+            steps.require_gate("validation", report.passed, [f"{c.check}: {c.message} (expected {c.expected}, observed {c.observed})" for c in report.blocking],
+                               out / "report.html")
+            findings, schema = out / steps.FINDINGS_JSON, out / "schema.json"
+        if spec.steps.augment:
+            out = run.step_dir("augment")
+            timed("augment", lambda: steps.augment(spec, data, out, findings))
+            data = out
+        best = None
+        if spec.steps.tune:
+            out = run.step_dir("tune")
+            metrics["tune"] = timed("tune", lambda: steps.tune(spec, data, out))
+            best = out / steps.BEST_PARAMS_JSON
+        out = run.step_dir("train")
+        model = timed("train", lambda: steps.train(spec, data, out, best, schema, progress.epoch, resume))
+        metrics["train"] = _read_json(out / steps.METRICS_JSON).get("final", {})
+        evaluation = timed("evaluate", lambda: steps.evaluate(spec, data, model, run.step_dir("evaluate")))
+        metrics["test"] = {k: v for k, v in evaluation["test"].items() if isinstance(v, (int, float))}
+        metrics["evaluation_gate"] = evaluation["gate"]
+        steps.require_gate("evaluation", evaluation["gate"]["passed"], evaluation["gate"]["failures"], None)
+        if spec.steps.explain:
+            timed("explain", lambda: steps.explain(spec, data, model, run.step_dir("explain")))
+        if spec.steps.monitor:
+            timed("monitor", lambda: steps.monitor(spec, model, run.step_dir("monitor")))
+        published = timed("publish", lambda: store.publish(run, model))
+    except GateFailed as exc:
+        _finish(run, metrics, seconds, "failed", str(exc))
+        raise
+    except BaseException as exc:  # interrupted or crashed: record it, publish nothing
+        _finish(run, metrics, seconds, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    _finish(run, metrics, seconds, "succeeded", None)
+    return RunResult(run, published, metrics, seconds)
+
+
+def _finish(run: Run, metrics: dict[str, Any], seconds: dict[str, float], status: str, error: str | None) -> None:
+    write_json_atomic(run.dir / METRICS_JSON, {**metrics, "step_seconds": seconds})
+    run.update(status=status, error=error, finished_at=time.time())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads(path.read_text()) if path.is_file() else {}

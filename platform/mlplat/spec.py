@@ -1,0 +1,189 @@
+"""Pipeline specs: YAML → validated pydantic model → resolved spec.
+
+A spec names a dataset and a fixed sequence of steps, each with a plugin and its params.
+Errors carry the exact path (`steps.train.params.epochs: ...`) and become exit code 2.
+Resolving a spec looks each plugin up through the registry and validates its params
+against the plugin's config model, filling in defaults, so a run records exactly what ran.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlplat.errors import PluginError, SpecError, UsageError
+from mlplat.registry import StageKind, config_problems
+from mlplat import registry
+
+STEP_KINDS: dict[str, StageKind] = {
+    "validate": StageKind.VALIDATOR,
+    "augment": StageKind.AUGMENTER,
+    "tune": StageKind.TUNER,
+    "train": StageKind.TRAINER,
+    "explain": StageKind.EXPLAINER,
+    "monitor": StageKind.DRIFT_DETECTOR,
+}
+KFP_GPU_COUNTS = (0, 1, 2, 4, 8, 16)
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(Strict):
+    """Kubernetes resources for a step; only the KFP runners apply them."""
+
+    cpu: str | None = Field(None, description="CPU request and limit, e.g. '2' or '500m'")
+    memory: str | None = Field(None, description="memory request and limit, e.g. '4Gi'")
+    gpus: int = Field(0, description="GPUs (nvidia.com/gpu); KFP accepts 0, 1, 2, 4, 8 or 16")
+    accelerator_type: str = "nvidia.com/gpu"
+
+    @field_validator("gpus")
+    @classmethod
+    def _kfp_gpu_count(cls, value: int) -> int:
+        if value not in KFP_GPU_COUNTS:
+            raise ValueError(f"KFP accepts GPU counts {', '.join(map(str, KFP_GPU_COUNTS))}; got {value}")
+        return value
+
+
+class StepSpec(Strict):
+    plugin: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    image: str | None = None
+    resources: Resources = Field(default_factory=Resources)
+    retries: int = Field(0, ge=0, le=10)
+    caching: bool = True
+    node_selector: dict[str, str] = Field(default_factory=dict)
+
+
+class TuneStepSpec(StepSpec):
+    search_space: dict[str, Any] = Field(default_factory=dict)
+    metric: str = "val_accuracy"
+
+
+class EvaluateGate(Strict):
+    """Evaluation gate: the model is published only if the test metrics clear these bars."""
+
+    min_accuracy: float | None = Field(None, ge=0, le=1)
+    min_f1: float | None = Field(None, ge=0, le=1)
+    min_roc_auc: float | None = Field(None, ge=0, le=1)
+
+
+class EvaluateStepSpec(Strict):
+    params: EvaluateGate = Field(default_factory=EvaluateGate)
+    image: str | None = None
+    resources: Resources = Field(default_factory=Resources)
+    retries: int = Field(0, ge=0, le=10)
+    caching: bool = True
+    node_selector: dict[str, str] = Field(default_factory=dict)
+
+
+class Steps(Strict):
+    validate_: StepSpec | None = Field(None, alias="validate")
+    augment: list[StepSpec] = Field(default_factory=list)
+    tune: TuneStepSpec | None = None
+    train: StepSpec
+    evaluate: EvaluateStepSpec = Field(default_factory=EvaluateStepSpec)
+    explain: StepSpec | None = None
+    monitor: StepSpec | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    def plugin_steps(self) -> list[tuple[str, StepSpec]]:
+        """(path, step) for every step that names a plugin, in run order."""
+        out: list[tuple[str, StepSpec]] = []
+        if self.validate_:
+            out.append(("validate", self.validate_))
+        out += [(f"augment.{i}", s) for i, s in enumerate(self.augment)]
+        if self.tune:
+            out.append(("tune", self.tune))
+        out.append(("train", self.train))
+        out += [(name, s) for name in ("explain", "monitor") if (s := getattr(self, name))]
+        return out
+
+
+class DatasetSpec(Strict):
+    source: str = Field(description="'sklearn:NAME' or a CSV/Parquet path (relative to the spec)")
+    label: str | None = None
+    features: list[str] | None = None
+    validation: float = Field(0.2, gt=0, lt=1)
+    test: float = Field(0.2, gt=0, lt=1)
+    stratify: bool = True
+
+    @model_validator(mode="after")
+    def _fractions(self) -> DatasetSpec:
+        if self.validation + self.test >= 0.9:
+            raise ValueError("validation + test must leave at least 10% for training")
+        return self
+
+
+class PipelineSpec(Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="DNS-1123 label: lowercase letters, digits, '-'")
+    description: str = ""
+    seed: int = 42
+    image: str = "ghcr.io/mlplat/mlplat:0.1.0"
+    dataset: DatasetSpec
+    steps: Steps
+
+
+def parse_spec(data: Any, source: str = "") -> PipelineSpec:
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError([(p.replace("validate_", "validate"), m) for p, m in config_problems(exc, "")], source) from None
+
+
+def load_spec(path: Path) -> PipelineSpec:
+    if not path.is_file():
+        raise UsageError(f"spec file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError([("", f"{where}invalid YAML: {getattr(exc, 'problem', exc)}")], str(path)) from None
+    if not isinstance(data, dict):
+        raise SpecError([("", "a spec is a YAML mapping with 'name', 'dataset' and 'steps'")], str(path))
+    return parse_spec(data, str(path))
+
+
+def step_kind(path: str) -> StageKind:
+    return STEP_KINDS[path.split(".")[0]]
+
+
+def resolve(spec: PipelineSpec, source: str = "") -> PipelineSpec:
+    """Check every plugin exists and validate its params; return the spec with defaults filled in."""
+    problems: list[tuple[str, str]] = []
+    resolved = spec.model_copy(deep=True)
+    for path, step in resolved.steps.plugin_steps():
+        try:
+            plugin = registry.get(step_kind(path), step.plugin)
+        except PluginError as exc:
+            problems.append((f"steps.{path}.plugin", str(exc)))
+            continue
+        try:
+            step.params = plugin.parse_config(step.params, f"steps.{path}.params").model_dump(mode="json")
+        except SpecError as exc:
+            problems += exc.problems
+    if problems:
+        raise SpecError(problems, source)
+    return resolved
+
+
+def to_yaml(spec: PipelineSpec) -> str:
+    return yaml.safe_dump(spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
+
+
+def run_id_ok(run_id: str) -> bool:
+    return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id) is not None and ".." not in run_id
+

@@ -1,0 +1,225 @@
+"""Step functions: the one implementation of each pipeline step.
+
+Every step reads its inputs from artifact paths and writes its outputs to artifact paths.
+The in-process runner and the KFP components call these same functions with the same
+paths, so both produce the same results. Nothing here reaches outside its arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlplat import modeldir, registry
+from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
+from mlplat.data import Splits, load_source, split_frame, IMAGE_SHAPES
+from mlplat.errors import GateFailed
+from mlplat.registry import StageKind
+from mlplat.reports import write_json
+from mlplat.spec import PipelineSpec
+
+FINDINGS_JSON, BEST_PARAMS_JSON, METRICS_JSON = "findings.json", "best_params.json", "metrics.json"
+REFERENCE_ROWS = 5000
+
+
+def _context(spec: PipelineSpec, step: str, out: Path, splits: Splits, **extra: Any) -> StepContext:
+    out.mkdir(parents=True, exist_ok=True)
+    return StepContext(step=step, work_dir=out, info=splits.info, seed=spec.seed, **extra)
+
+
+def ingest(spec: PipelineSpec, spec_dir: Path, out: Path) -> Splits:
+    """Load the dataset source and write the seeded, stratified splits."""
+    ds = spec.dataset
+    frame, label = load_source(ds.source, ds.label, ds.features, spec_dir)
+    shape = IMAGE_SHAPES.get(ds.source.removeprefix("sklearn:")) if ds.source.startswith("sklearn:") else None
+    splits = split_frame(frame, label, spec.name, ds.validation, ds.test, spec.seed, ds.stratify, shape)
+    splits.save(out)
+    return splits
+
+
+def validate(spec: PipelineSpec, data: Path, out: Path) -> Any:
+    """Run the validator; write report.{json,md,html}, schema.json, findings.json. Returns the report."""
+    from mlplat.validation_report import write_validation_report
+
+    step = spec.steps.validate_
+    assert step is not None
+    splits = Splits.load(data)
+    validator = registry.get(StageKind.VALIDATOR, step.plugin).create(step.params)
+    report = validator.validate(splits, _context(spec, "validate", out, splits))
+    write_validation_report(report, out, title=f"Data validation: {spec.name}")
+    write_json(out / modeldir.SCHEMA, report.schema)
+    write_json(out / FINDINGS_JSON, report.findings)
+    return report
+
+
+def augment(spec: PipelineSpec, data: Path, out: Path, findings: Path | None = None) -> Splits:
+    """Apply each augmenter in turn to the training split; validation and test stay untouched."""
+    splits = Splits.load(data)
+    found = {"validate": json.loads(findings.read_text())} if findings and findings.is_file() else {}
+    train = splits.train
+    rows: list[dict[str, Any]] = [{"augmenter": "input", "rows": len(train), "synthetic": int(train.synthetic.sum())}]
+    for i, step in enumerate(spec.steps.augment):
+        augmenter = registry.get(StageKind.AUGMENTER, step.plugin).create(step.params)
+        train = augmenter.augment(train, _context(spec, f"augment.{i}", out, splits, findings=found))
+        rows.append({"augmenter": step.plugin, "rows": len(train), "synthetic": int(train.synthetic.sum())})
+    augmented = splits.with_train(train)
+    augmented.save(out)
+    write_json(out / "augment.json", rows)
+    return augmented
+
+
+def trainer_params(spec: PipelineSpec, best_params: Path | None) -> dict[str, Any]:
+    params = dict(spec.steps.train.params)
+    if best_params and best_params.is_file():
+        params.update(json.loads(best_params.read_text())["best_params"])
+    return params
+
+
+def prepare_training(splits: Splits) -> tuple[Any, Any]:
+    """Fit preprocessing on real training rows; return (TrainingData, Standardizer)."""
+    from mlplat.contracts.trainer import ArrayData, TrainingData
+    from mlplat.preprocessing import Standardizer
+
+    real = ~splits.train.synthetic
+    standardizer = Standardizer.fit(splits.train.features.to_numpy()[real] if real.any() else splits.train.features.to_numpy())
+    weights = splits.train.weights
+    train = ArrayData(standardizer.transform(splits.train.features.to_numpy()), splits.train.labels,
+                      None if np.all(weights == 1) else weights)
+    val = ArrayData(standardizer.transform(splits.validation.features.to_numpy()), splits.validation.labels)
+    return TrainingData(train, val, splits.info), standardizer
+
+
+def tune(spec: PipelineSpec, data: Path, out: Path) -> dict[str, Any]:
+    """Search the trainer's config space with the tuner plugin; write best_params.json."""
+    step = spec.steps.tune
+    assert step is not None
+    splits = Splits.load(data)
+    training, _ = prepare_training(splits)
+    trainer_spec = registry.get(StageKind.TRAINER, spec.steps.train.plugin)
+    base = dict(spec.steps.train.params)
+
+    def objective(params: dict[str, Any], report: Any) -> float:
+        trainer = trainer_spec.create({**base, **params}, "steps.tune.search_space")
+        ctx = _context(spec, "tune.trial", out / "trials", splits, on_epoch=lambda e, m: report(e, float(m[step.metric])))
+        return float(trainer.fit(training, ctx).metrics[step.metric])
+
+    tuner = registry.get(StageKind.TUNER, step.plugin).create(step.params)
+    result = tuner.tune(objective, step.search_space, _context(spec, "tune", out, splits))
+    summary = {"best_params": result.best_params, "best_value": result.best_value, "metric": step.metric}
+    write_json(out / BEST_PARAMS_JSON, summary)
+    write_json(out / "trials.json", result.trials)
+    return summary
+
+
+def train(
+    spec: PipelineSpec, data: Path, out: Path, best_params: Path | None = None, schema: Path | None = None,
+    on_epoch: EpochCallback = _ignore_epoch, resume: bool = False,
+) -> Path:
+    """Train the configured trainer; stage the model directory at out/model. Returns its path."""
+    splits = Splits.load(data)
+    training, standardizer = prepare_training(splits)
+    params = trainer_params(spec, best_params)
+    plugin = registry.get(StageKind.TRAINER, spec.steps.train.plugin)
+    trainer = plugin.create(params, "steps.train.params")
+    started = time.perf_counter()
+    trained = trainer.fit(training, _context(spec, "train", out, splits, on_epoch=on_epoch, resume=resume))
+    wall = time.perf_counter() - started
+    real = splits.train.take(np.flatnonzero(~splits.train.synthetic))
+    reference = real.features.sample(min(len(real), REFERENCE_ROWS), random_state=spec.seed).copy()
+    reference["__prediction__"] = real.labels[reference.index.to_numpy()]  # filled with model predictions below
+    model_dir = out / "model"
+    manifest = {
+        "name": spec.name,
+        "task": "classification",
+        "trainer": {"plugin": plugin.name, "params": trainer.config.model_dump(mode="json") if hasattr(trainer, "config") else params},
+        "architecture": trained.architecture,
+        "features": modeldir.feature_schema(real.features),
+        "image_shape": splits.info.image_shape,
+        "label": splits.info.label,
+        "classes": splits.info.classes,
+        "preprocessing": standardizer.to_json(),
+        "metrics": {"train": trained.metrics},
+        "cv": trained.cv,
+        "seed": spec.seed,
+        "created_at": time.time(),
+        "training_wall_s": wall,
+    }
+    modeldir.write_model_dir(model_dir, trained.network, manifest)
+    loaded = modeldir.LoadedModel.load(model_dir)
+    reference["__prediction__"] = loaded.predict_proba(reference[loaded.feature_names].to_numpy()).argmax(1)
+    reference.reset_index(drop=True).to_parquet(model_dir / modeldir.REFERENCE, index=False)
+    if schema and schema.is_file():
+        (model_dir / modeldir.SCHEMA).write_text(schema.read_text())
+    write_json(out / METRICS_JSON, {"history": trained.history, "final": trained.metrics, "cv": trained.cv, **trained.extras})
+    return model_dir
+
+
+def evaluate(spec: PipelineSpec, data: Path, model: Path, out: Path) -> dict[str, Any]:
+    """Test-set metrics and the evaluation gate. Writes metrics.json and records them in model.json."""
+    from mlplat.evaluation import classification_metrics, gate_failures
+
+    out.mkdir(parents=True, exist_ok=True)
+    splits = Splits.load(data)
+    loaded = modeldir.LoadedModel.load(model)
+    proba = loaded.predict_proba(splits.test.features[loaded.feature_names].to_numpy())
+    metrics = classification_metrics(splits.test.labels, proba, splits.info.classes)
+    failures = gate_failures(metrics, spec.steps.evaluate.params)
+    result = {"test": metrics, "gate": {"passed": not failures, "failures": failures}}
+    write_json(out / METRICS_JSON, result)
+    manifest = modeldir.read_manifest(model)
+    manifest["metrics"]["test"] = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    modeldir.write_manifest(model, manifest)
+    return result
+
+
+def explain(spec: PipelineSpec, data: Path, model: Path, out: Path) -> dict[str, float]:
+    """Fit the explainer; store its state (JSON + safetensors) in the model directory."""
+    from safetensors.numpy import save_file
+
+    step = spec.steps.explain
+    assert step is not None
+    splits = Splits.load(data)
+    loaded = modeldir.LoadedModel.load(model)
+    explainer = registry.get(StageKind.EXPLAINER, step.plugin).create(step.params)
+    background = splits.train.features[loaded.feature_names].to_numpy()[~splits.train.synthetic]
+    state = explainer.fit(loaded, background, _context(spec, "explain", out, splits))
+    if state.arrays:
+        save_file({k: np.ascontiguousarray(v) for k, v in state.arrays.items()}, str(model / modeldir.EXPLAINER_ARRAYS))
+    manifest = modeldir.read_manifest(model)
+    manifest["explainer"] = {"plugin": step.plugin, "params": step.params, "config": state.config,
+                             "arrays": sorted(state.arrays)}
+    manifest["global_importance"] = state.global_importance
+    modeldir.write_manifest(model, manifest)
+    write_json(out / "global_importance.json", state.global_importance)
+    return state.global_importance
+
+
+def monitor(spec: PipelineSpec, model: Path, out: Path) -> None:
+    """Fit the drift detector's reference state from the model's reference sample."""
+    step = spec.steps.monitor
+    assert step is not None
+    loaded = modeldir.LoadedModel.load(model)
+    detector = registry.get(StageKind.DRIFT_DETECTOR, step.plugin).create(step.params)
+    ctx = StepContext(step="monitor", work_dir=out, info=_info_from_manifest(loaded.manifest), seed=spec.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    state = detector.fit(loaded.reference(), ctx)
+    (model / "drift_reference.json").write_text(json.dumps(state, default=float))
+    manifest = modeldir.read_manifest(model)
+    manifest["monitor"] = {"plugin": step.plugin, "params": step.params, "state": "drift_reference.json"}
+    modeldir.write_manifest(model, manifest)
+
+
+def _info_from_manifest(manifest: dict[str, Any]) -> Any:
+    from mlplat.data import DatasetInfo
+
+    return DatasetInfo(manifest["name"], manifest["label"], [f["name"] for f in manifest["features"]],
+                       manifest["classes"], manifest.get("image_shape"))
+
+
+def require_gate(name: str, passed: bool, reasons: list[str], report: Path | None) -> None:
+    if not passed:
+        raise GateFailed(name, reasons, str(report) if report else None)
