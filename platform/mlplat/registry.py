@@ -93,28 +93,34 @@ def _distribution_name(ep: EntryPoint) -> str:
 
 
 def discover(kind: StageKind) -> dict[str, Discovered]:
-    """All plugins of one kind, by name. Two distributions offering one name is an error."""
-    found: dict[str, Discovered] = {}
+    """All plugins of one kind, by name. Two distributions offering one name is an error.
+
+    Conflicts are found from entry-point metadata alone, before any plugin module is imported.
+    """
+    offered: dict[str, tuple[EntryPoint, str]] = {}
     for ep in entry_points(group=kind.group):
         dist = _distribution_name(ep)
-        if ep.name in found:
-            if found[ep.name].distribution == dist and found[ep.name].entry_point == ep.value:
+        if ep.name in offered:
+            seen, seen_dist = offered[ep.name]
+            if (seen_dist, seen.value) == (dist, ep.value):
                 continue  # the same distribution seen twice on sys.path
             raise PluginError(
                 f"{kind.value} plugin {ep.name!r} is offered by two distributions: "
-                f"{found[ep.name].distribution} ({found[ep.name].entry_point}) and {dist} ({ep.value}); "
-                "uninstall one of them"
+                f"{seen_dist} ({seen.value}) and {dist} ({ep.value}); uninstall one of them"
             )
+        offered[ep.name] = (ep, dist)
+    found: dict[str, Discovered] = {}
+    for name, (ep, dist) in offered.items():
         try:
             spec = ep.load()
-        except Exception as exc:  # a broken third-party plugin must not hide the others
+        except Exception as exc:  # name the broken plugin instead of a bare traceback
             raise PluginError(f"entry point {ep.name} = {ep.value} in {dist} failed to load: {exc}") from exc
-        if not isinstance(spec, PluginSpec) or spec.kind is not kind or spec.name != ep.name:
+        if not isinstance(spec, PluginSpec) or spec.kind is not kind or spec.name != name:
             raise PluginError(
                 f"entry point {ep.name} = {ep.value} in {dist} must resolve to a PluginSpec "
-                f"of kind {kind.value!r} named {ep.name!r}"
+                f"of kind {kind.value!r} named {name!r}"
             )
-        found[ep.name] = Discovered(spec, dist, ep.value)
+        found[name] = Discovered(spec, dist, ep.value)
     return found
 
 

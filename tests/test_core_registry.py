@@ -1,0 +1,143 @@
+"""Plugin discovery: entry points only, clear errors, third-party plugins on equal terms."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mlplat import registry
+from mlplat.errors import PluginError, SpecError
+from mlplat.registry import StageKind
+from mlplat.spec import parse_spec, resolve
+
+from conftest import REPO, TINY_SPEC
+
+
+def make_distribution(root: Path, name: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str]) -> None:
+    """A real installed distribution: a .dist-info with METADATA and entry_points.txt, plus its modules."""
+    info = root / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    lines = []
+    for group, eps in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{k} = {v}" for k, v in eps.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+LINEAR_TRAINER = '''
+from pydantic import BaseModel, Field
+from mlplat.registry import PluginSpec, StageKind
+
+
+class LinearConfig(BaseModel):
+    epochs: int = Field(30, ge=1)
+
+
+class LinearTrainer:
+    """Softmax regression: a third-party trainer written only against mlplat's contract."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def build_network(self, architecture):
+        import torch
+        return torch.nn.Linear(architecture["in_features"], architecture["n_classes"])
+
+    def fit(self, data, context):
+        import torch
+        from mlplat.contracts.trainer import TrainedModel
+        torch.manual_seed(context.seed)
+        arch = {"in_features": data.info.n_features, "n_classes": data.info.n_classes}
+        net = self.build_network(arch)
+        opt = torch.optim.Adam(net.parameters(), lr=0.05)
+        X, y = torch.from_numpy(data.train.X), torch.from_numpy(data.train.y)
+        for epoch in range(self.config.epochs):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(net(X), y)
+            loss.backward()
+            opt.step()
+            context.on_epoch(epoch, {"train_loss": float(loss)})
+        with torch.no_grad():
+            acc = float((net(torch.from_numpy(data.validation.X)).argmax(1).numpy() == data.validation.y).mean())
+        return TrainedModel(net, arch, metrics={"val_accuracy": acc})
+
+
+SPEC = PluginSpec("linear", StageKind.TRAINER, LinearConfig, "thirdparty_linear:LinearTrainer", "softmax regression")
+'''
+
+
+@pytest.fixture
+def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    make_distribution(tmp_path, "thirdparty-linear", {"mlplat.trainers": {"linear": "thirdparty_linear:SPEC"}},
+                      {"thirdparty_linear": LINEAR_TRAINER})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_builtins_are_found_through_entry_points() -> None:
+    trainers = registry.discover(StageKind.TRAINER)
+    assert trainers["mlp"].distribution == "mlplat"
+    assert trainers["mlp"].entry_point == "mlplat_plugins.torch_trainers:MLP_SPEC"
+
+
+def test_unknown_plugin_lists_the_available_ones() -> None:
+    with pytest.raises(PluginError, match=r"unknown trainer plugin 'nope'; available: .*mlp"):
+        registry.get("trainer", "nope")
+
+
+def test_invalid_params_name_the_field() -> None:
+    data = json.loads(json.dumps(TINY_SPEC))
+    data["steps"]["train"]["params"] = {"epochs": 0, "bogus": 1}
+    with pytest.raises(SpecError) as err:
+        resolve(parse_spec(data))
+    paths = {path for path, _ in err.value.problems}
+    assert paths == {"steps.train.params.epochs", "steps.train.params.bogus"}
+    assert "greater than or equal to 1" in str(err.value)
+
+
+def test_two_distributions_offering_one_name_is_an_error_naming_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_distribution(tmp_path, "shadow-mlp", {"mlplat.trainers": {"mlp": "shadow_mlp:SPEC"}},
+                      {"shadow_mlp": "raise RuntimeError('must not be imported before the conflict is found')"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match=r"'mlp' is offered by two distributions: .*(mlplat.*shadow-mlp|shadow-mlp.*mlplat)"):
+        registry.get("trainer", "mlp")
+
+
+def test_entry_point_must_resolve_to_a_matching_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_distribution(tmp_path, "wrong-kind", {"mlplat.tuners": {"oops": "wrong_kind:SPEC"}},
+                      {"wrong_kind": "from thirdparty_linear import SPEC"})
+    make_distribution(tmp_path / "x", "thirdparty-linear", {}, {"thirdparty_linear": LINEAR_TRAINER})
+    monkeypatch.syspath_prepend(str(tmp_path / "x"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match="must resolve to a PluginSpec of kind 'tuner' named 'oops'"):
+        registry.discover(StageKind.TUNER)
+
+
+def test_listing_does_not_import_the_implementation(third_party: Path) -> None:
+    import sys
+
+    spec = registry.get("trainer", "linear")
+    assert spec.summary == "softmax regression"
+    assert "thirdparty_linear" in sys.modules  # the light spec module
+    assert spec.factory == "thirdparty_linear:LinearTrainer"
+
+
+def test_third_party_trainer_replaces_builtin_by_configuration_alone(third_party: Path, tmp_path: Path) -> None:
+    from mlplat.modeldir import LoadedModel
+    from mlplat.runner import run_pipeline
+    from mlplat.runs import RunStore
+
+    data = json.loads(json.dumps(TINY_SPEC))
+    data["steps"]["train"] = {"plugin": "linear", "params": {"epochs": 40}}  # the one-line swap
+    result = run_pipeline(resolve(parse_spec(data)), REPO, RunStore(tmp_path / "runs"))
+    manifest = json.loads((result.model_dir / "model.json").read_text())
+    assert manifest["trainer"]["plugin"] == "linear"
+    assert result.metrics["test"]["accuracy"] > 0.9
+    model = LoadedModel.load(result.model_dir)  # serving rebuilds it through the third-party plugin
+    assert type(model.network).__name__ == "Linear"

@@ -1,0 +1,118 @@
+"""The run store: atomic publishing and a `latest` that only ever points at a good model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlplat.data import Splits, load_source, split_frame
+from mlplat.errors import GateFailed, UsageError
+from mlplat.runner import run_pipeline
+from mlplat.runs import RunStore
+from mlplat.spec import parse_spec, resolve
+
+from conftest import REPO, TINY_SPEC
+
+
+def tiny_spec(**train_params: object):
+    data = json.loads(json.dumps(TINY_SPEC))
+    data["steps"]["train"]["params"].update(train_params)
+    return resolve(parse_spec(data))
+
+
+def test_published_model_is_safetensors_plus_json_and_reloads(trained_run) -> None:
+    from safetensors.torch import load_file
+
+    from mlplat.modeldir import LoadedModel
+
+    files = sorted(p.name for p in trained_run.model_dir.iterdir())
+    assert {"model.json", "weights.safetensors", "reference.parquet", "schema.json"} <= set(files)
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".pt", ".joblib"))]
+    manifest = json.loads((trained_run.model_dir / "model.json").read_text())
+    assert manifest["classes"] == ["benign", "malignant"]
+    assert len(manifest["features"]) == 30 and len(manifest["preprocessing"]["mean"]) == 30
+    assert set(load_file(str(trained_run.model_dir / "weights.safetensors"))) == set(LoadedModel.load(trained_run.model_dir).network.state_dict())
+    # the reloaded model reproduces the evaluation metrics
+    splits = Splits.load(trained_run.run.dir / "steps" / "ingest")
+    model = LoadedModel.load(trained_run.model_dir)
+    accuracy = float((model.predict_proba(splits.test.features.to_numpy()).argmax(1) == splits.test.labels).mean())
+    assert accuracy == pytest.approx(trained_run.metrics["test"]["accuracy"])
+    assert os.readlink(trained_run.run.dir.parent / "latest") == trained_run.run.id
+
+
+def test_failed_gate_publishes_nothing_and_keeps_latest(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    good = run_pipeline(tiny_spec(), REPO, store)
+    data = json.loads(json.dumps(TINY_SPEC))
+    data["steps"]["evaluate"] = {"params": {"min_accuracy": 1.0, "min_roc_auc": 1.0}}
+    data["steps"]["train"]["params"]["epochs"] = 1
+    with pytest.raises(GateFailed, match="evaluation gate failed"):
+        run_pipeline(resolve(parse_spec(data)), REPO, store)
+    failed = [r for r in store.list() if r.id != good.run.id][0]
+    assert failed.record()["status"] == "failed"
+    assert not failed.model_dir.exists()
+    assert store.latest_id() == good.run.id
+
+
+def test_interrupted_publish_keeps_previous_latest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = RunStore(tmp_path)
+    good = run_pipeline(tiny_spec(), REPO, store)
+    real_copytree = shutil.copytree
+
+    def crash_midway(src, dst, *args, **kwargs):
+        real_copytree(src, dst, *args, **kwargs)
+        (Path(dst) / "weights.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mlplat.runs.shutil.copytree", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(tiny_spec(), REPO, store)
+    interrupted = [r for r in store.list() if r.id != good.run.id][0]
+    assert not interrupted.model_dir.exists()
+    assert store.latest_id() == good.run.id
+    assert (store.get("latest").model_dir / "weights.safetensors").stat().st_size > 100
+
+
+@pytest.mark.parametrize("bad", ["../x", "..", "/abs", "a/b", "", "x" * 200, "-lead"])
+def test_run_ids_cannot_escape(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(UsageError):
+        RunStore(tmp_path).get(bad)
+
+
+def test_latest_without_any_run_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no published model yet"):
+        RunStore(tmp_path).get("latest")
+
+
+def test_splits_are_seeded_stratified_and_disjoint() -> None:
+    frame, label = load_source("sklearn:wine", None, None, REPO)
+    a = split_frame(frame, label, "w", 0.2, 0.2, seed=1)
+    b = split_frame(frame, label, "w", 0.2, 0.2, seed=1)
+    c = split_frame(frame, label, "w", 0.2, 0.2, seed=2)
+    assert np.array_equal(a.test.row_ids, b.test.row_ids) and not np.array_equal(a.test.row_ids, c.test.row_ids)
+    ids = [set(t.row_ids) for t in (a.train, a.validation, a.test)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert len(ids[0] | ids[1] | ids[2]) == len(frame)
+    overall = np.bincount(a.train.labels) / len(a.train)
+    for table in (a.validation, a.test):
+        assert np.abs(np.bincount(table.labels, minlength=3) / len(table) - overall).max() < 0.06
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_file_sources(tmp_path: Path, suffix: str) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x1": rng.normal(size=100), "x2": rng.normal(size=100), "label": ["a", "b"] * 50})
+    path = tmp_path / f"d{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    loaded, label = load_source(path.name, "label", None, tmp_path)
+    splits = split_frame(loaded, label, "d", 0.2, 0.2, seed=0)
+    assert splits.info.classes == ["a", "b"] and splits.info.feature_names == ["x1", "x2"]
+    splits.save(tmp_path / "out")
+    again = Splits.load(tmp_path / "out")
+    assert again.info == splits.info and np.array_equal(again.train.row_ids, splits.train.row_ids)
