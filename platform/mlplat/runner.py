@@ -90,7 +90,7 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
             metrics["tune"] = timed("tune", lambda: steps.tune(spec, data, out))
             best = out / steps.BEST_PARAMS_JSON
         out = run.step_dir("train")
-        model = timed("train", lambda: steps.train(spec, data, out, best, schema, progress.epoch, resume))
+        model = timed("train", lambda: steps.train(spec, data, out, best, schema, progress.epoch, resume, store.root))
         metrics["train"] = _read_json(out / steps.METRICS_JSON).get("final", {})
         evaluation = timed("evaluate", lambda: steps.evaluate(spec, data, model, run.step_dir("evaluate")))
         metrics["test"] = {k: v for k, v in evaluation["test"].items() if isinstance(v, (int, float))}

@@ -117,16 +117,17 @@ def tune(spec: PipelineSpec, data: Path, out: Path) -> dict[str, Any]:
 
 def train(
     spec: PipelineSpec, data: Path, out: Path, best_params: Path | None = None, schema: Path | None = None,
-    on_epoch: EpochCallback = _ignore_epoch, resume: bool = False,
+    on_epoch: EpochCallback = _ignore_epoch, resume: bool = False, runs_root: Path | None = None,
 ) -> Path:
-    """Train the configured trainer; stage the model directory at out/model. Returns its path."""
+    """Train the configured trainer; stage the model directory at out/model. Returns its path.
+    `runs_root` lets a trainer resolve run ids (warm start from a previous run)."""
     splits = Splits.load(data)
     training, standardizer = prepare_training(splits)
     params = trainer_params(spec, best_params)
     plugin = registry.get(StageKind.TRAINER, spec.steps.train.plugin)
     trainer = plugin.create(params, "steps.train.params")
     started = time.perf_counter()
-    trained = trainer.fit(training, _context(spec, "train", out, splits, on_epoch=on_epoch, resume=resume))
+    trained = trainer.fit(training, _context(spec, "train", out, splits, on_epoch=on_epoch, resume=resume, runs_root=runs_root))
     wall = time.perf_counter() - started
     real = splits.train.take(np.flatnonzero(~splits.train.synthetic))
     reference = real.features.sample(min(len(real), REFERENCE_ROWS), random_state=spec.seed).copy()

@@ -29,6 +29,8 @@ class StepContext:
       it for progress bars, tuners for pruning (it may raise to stop training).
     - `findings`: what earlier steps found, by step, e.g. the validator's label-noise
       suspects for a noise-handling augmenter.
+    - `resume`: the run is being resumed (`mlplat run --resume`): continue from checkpoints.
+    - `runs_root`: the run store's directory, for plugins that resolve run ids (warm start).
     """
 
     step: str
@@ -39,3 +41,4 @@ class StepContext:
     log: Callable[[str], None] = _ignore_log
     findings: Mapping[str, Any] = field(default_factory=dict)
     resume: bool = False
+    runs_root: Path | None = None

@@ -43,8 +43,15 @@ class TrainedModel:
     architecture: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
     metrics: dict[str, float] = field(default_factory=dict)  # final train/validation metrics
-    cv: dict[str, Any] | None = None  # cross-validation band: {"metric": {"mean": .., "std": ..}, ...}
-    extras: dict[str, Any] = field(default_factory=dict)  # e.g. compute cost
+    # Cross-validation band (None when CV is off). Monitoring reads it as the expected production
+    # performance, so the shape is fixed: for m in (accuracy, loss), "val_m", "train_m" and
+    # "gap_m" (train - val, per fold) are {"mean": float, "std": float}; "folds": K (int);
+    # "per_fold": [{"fold", "train_*", "val_*", "n_train", "n_val", ...}]. Folds are stratified
+    # over the training split; each fold early-stops on the validation split, so its held-out
+    # part stays unseen.
+    cv: dict[str, Any] | None = None
+    # e.g. "compute": {wall_s, device_seconds, peak_host_rss_mb, peak_device_memory_mb, energy_j, ...}
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -1,31 +1,83 @@
-"""PyTorch trainers sharing one training engine."""
+"""PyTorch trainers (tabular MLP, image CNN) sharing one training engine.
+
+This module stays light: config models and plugin specs only. The engine and the
+networks live in sibling modules that import torch when a trainer is created.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlplat.registry import PluginSpec, StageKind
 
 
 class TrainingConfig(BaseModel):
-    """Options of the shared training engine."""
+    """Options of the shared training engine (every trainer accepts them)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    # optimisation
     epochs: int = Field(50, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, le=10)
-    weight_decay: float = Field(0.0, ge=0)
-    early_stopping_patience: int | None = Field(10, ge=1, description="epochs without val improvement before stopping")
+    # overfitting controls
+    weight_decay: float = Field(0.0, ge=0, description="decoupled (AdamW) weight decay")
+    l1: float = Field(0.0, ge=0, description="L1 penalty on weight matrices (not biases or norms)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    early_stopping_patience: int | None = Field(10, ge=1, description="epochs without val improvement before stopping; null = off")
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    min_delta: float = Field(0.0, ge=0, description="smallest change of the monitored metric that counts as improvement")
+    restore_best_weights: bool = True
+    scheduler: Literal["none", "cosine", "plateau"] = "none"
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_patience: int = Field(3, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(None, gt=0, description="max global gradient norm")
+    class_weight: Literal["balanced"] | list[float] | None = Field(
+        None, description="'balanced' (n / (k * count)) or one weight per class; multiplies per-row weights")
+    cv_folds: int = Field(0, ge=0, le=20, description="stratified K-fold CV inside the step (0 = off)")
+    # compute
     device: str = Field("auto", description="'auto' (CUDA, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="autocast dtype; fp16 uses a GradScaler")
+    compile: bool = Field(False, description="torch.compile the network for training")
+    ddp_processes: int = Field(1, ge=1, le=64, description="processes for DDP via torchrun (one node); 1 = no DDP")
+    ddp_backend: Literal["auto", "gloo", "nccl"] = "auto"
+    checkpoint_every: int = Field(5, ge=0, description="save a resumable checkpoint every N epochs (0 = off)")
+    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms + cuDNN deterministic")
+    eval_batch_size: int = Field(8192, ge=1)
+    # warm start / transfer learning
+    init_from: str | None = Field(None, description="model directory, run id or 'latest' to initialise weights from")
+    freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes to freeze, e.g. ['body'] or ['body.0']")
+
+    @field_validator("cv_folds")
+    @classmethod
+    def _folds(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("cv_folds must be 0 (off) or at least 2")
+        return value
+
+
+Norm = Literal["none", "batch", "layer"]
 
 
 class MLPConfig(TrainingConfig):
-    hidden: list[int] = Field(default_factory=lambda: [64, 32], description="hidden layer widths")
+    width: int = Field(64, ge=1, description="hidden width (when `hidden` is not given)")
+    depth: int = Field(2, ge=0, le=64, description="hidden layers (when `hidden` is not given)")
+    hidden: list[int] | None = Field(None, description="explicit hidden widths; overrides width/depth")
     dropout: float = Field(0.1, ge=0, lt=1)
+    norm: Norm = "none"
+    activation: Literal["relu", "gelu", "silu"] = "relu"
+
+
+class CNNConfig(TrainingConfig):
+    channels: list[int] = Field(default_factory=lambda: [16, 32], description="conv block output channels")
+    hidden: int = Field(64, ge=1, description="width of the dense layer before the classifier")
+    dropout: float = Field(0.2, ge=0, lt=1)
+    norm: Norm = "batch"
+    image_shape: list[int] | None = Field(None, min_length=3, max_length=3,
+                                          description="[channels, height, width]; default: the dataset's image_shape")
 
 
 MLP_SPEC = PluginSpec(
@@ -33,5 +85,13 @@ MLP_SPEC = PluginSpec(
     kind=StageKind.TRAINER,
     config_model=MLPConfig,
     factory="mlplat_plugins.torch_trainers.mlp:MLPTrainer",
-    summary="Tabular MLP (PyTorch): dropout, weight decay, early stopping; CUDA when present",
+    summary="Tabular MLP (PyTorch): norm/dropout/L1/L2, early stopping, CV, AMP, DDP, checkpoints, warm start",
+)
+
+CNN_SPEC = PluginSpec(
+    name="cnn",
+    kind=StageKind.TRAINER,
+    config_model=CNNConfig,
+    factory="mlplat_plugins.torch_trainers.cnn:CNNTrainer",
+    summary="Image CNN (PyTorch) for pixel features, e.g. sklearn:digits 8x8; same engine as mlp",
 )

@@ -1,96 +1,327 @@
-"""The training engine shared by the torch trainers.
+"""The training loop shared by the torch trainers.
 
-Tabular data is moved to the device once and sliced into batches there: a per-row
-DataLoader would dominate the step time for small networks.
+Tabular data is moved to the device once and sliced into big batches there: a per-row
+DataLoader would dominate the step time for small networks. The hot loop does no host
+syncs; running train metrics are accumulated on the device and read once per epoch.
+
+Under DDP every rank holds the full (small) arrays and draws the same permutation; each
+takes a strided share of every batch and scales its loss by the *global* batch size, so
+the averaged gradient equals the single-process one.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
+import hashlib
+import json
+import os
 import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData
+from mlplat.errors import UsageError
 from mlplat_plugins.torch_trainers import TrainingConfig
 
+CHECKPOINT_WEIGHTS, CHECKPOINT_STATE, LAST = "weights.safetensors", "train_state.pt", "LAST"
 
-def resolve_device(name: str) -> torch.device:
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> Dist:
+        if "WORLD_SIZE" not in os.environ or not torch.distributed.is_initialized():
+            return cls()
+        return cls(torch.distributed.get_rank(), torch.distributed.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def resolve_device(name: str, dist: Dist = Dist()) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"steps.train.params.device: {name!r} requested but CUDA is not available")
+        if dist.world > 1:
+            device = torch.device("cuda", dist.local_rank)
+    return device
 
 
-def seed_everything(seed: int) -> torch.Generator:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
-def _tensors(data: ArrayData, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    X = torch.as_tensor(data.X, dtype=torch.float32, device=device)
-    y = torch.as_tensor(data.y, dtype=torch.long, device=device)
-    w = None if data.weight is None else torch.as_tensor(data.weight, dtype=torch.float32, device=device)
-    return X, y, w
+@contextlib.contextmanager
+def determinism(enabled: bool) -> Iterator[None]:
+    """`deterministic: true`: deterministic kernels for the duration of the fit only."""
+    if not enabled:
+        yield
+        return
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[1], previous[2]
+
+
+def row_weights(data: ArrayData, config: TrainingConfig, n_classes: int) -> np.ndarray | None:
+    """Per-row loss weights: the data's own weights times the class weights; None when all equal."""
+    weight = None if data.weight is None else np.asarray(data.weight, np.float32)
+    if config.class_weight is not None:
+        if config.class_weight == "balanced":
+            counts = np.bincount(data.y, minlength=n_classes).astype(np.float64)
+            per_class = np.where(counts > 0, len(data.y) / (n_classes * np.maximum(counts, 1)), 0.0)
+        else:
+            if len(config.class_weight) != n_classes:
+                raise UsageError(f"steps.train.params.class_weight: expected {n_classes} weights (one per class), got {len(config.class_weight)}")
+            per_class = np.asarray(config.class_weight, np.float64)
+        cw = per_class[data.y].astype(np.float32)
+        weight = cw if weight is None else weight * cw
+    return weight
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 @torch.no_grad()
-def evaluate(network: nn.Module, X: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) in eval mode."""
+def predict_logits(network: nn.Module, X: torch.Tensor, batch: int, device: torch.device, amp: str) -> torch.Tensor:
     network.eval()
-    loss, correct = 0.0, 0
-    for start in range(0, len(X), batch):
-        logits = network(X[start : start + batch]).float()
-        loss += float(nn.functional.cross_entropy(logits, y[start : start + batch], reduction="sum"))
-        correct += int((logits.argmax(1) == y[start : start + batch]).sum())
-    return loss / max(len(X), 1), correct / max(len(X), 1)
+    with autocast(device, amp):
+        return torch.cat([network(X[s : s + batch]).float() for s in range(0, len(X), batch)]) if len(X) else torch.zeros(0)
 
 
-def fit(network: nn.Module, train: ArrayData, val: ArrayData, config: TrainingConfig, context: StepContext) -> dict[str, Any]:
-    """Train with AdamW and early stopping (restoring the best weights). Returns history and final metrics."""
-    device = resolve_device(config.device)
-    generator = seed_everything(context.seed)
+def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Unweighted, unsmoothed cross-entropy and accuracy: comparable across configs."""
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+
+@dataclass
+class LoopState:
+    epoch: int = 0  # next epoch to run
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_score: float = -float("inf")
+    best_epoch: int = -1
+    stale: int = 0
+    stopped: bool = False
+    best_weights: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class LoopResult:
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped_early: bool
+    resumed_from: int | None
+
+
+def fingerprint(config: TrainingConfig, architecture: dict[str, Any], train: ArrayData, val: ArrayData, seed: int) -> str:
+    """What a checkpoint is only valid for: same config, network, data shapes and seed."""
+    blob = json.dumps([config.model_dump(mode="json"), architecture, list(train.X.shape), list(val.X.shape), seed,
+                       float(np.asarray(train.X[:64], np.float64).sum())], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class Checkpointer:
+    """`epoch-NNNN/` directories (weights as safetensors, the rest via torch.save) and a LAST pointer.
+
+    A new checkpoint is complete on disk before LAST points to it, so a crash while saving
+    leaves the previous one usable.
+    """
+
+    def __init__(self, directory: Path, fingerprint: str) -> None:
+        self.directory, self.fingerprint = directory, fingerprint
+
+    def save(self, network: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+             generator: torch.Generator, state: LoopState) -> None:
+        from safetensors.torch import save_file
+
+        target = self.directory / f"epoch-{state.epoch:04d}"
+        target.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+        if state.best_weights is not None:
+            tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in state.best_weights.items()})
+        save_file(tensors, str(target / CHECKPOINT_WEIGHTS))
+        torch.save({
+            "fingerprint": self.fingerprint, "epoch": state.epoch, "history": state.history,
+            "best_score": state.best_score, "best_epoch": state.best_epoch, "stale": state.stale, "stopped": state.stopped,
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
+            "scaler": scaler.state_dict(), "generator": generator.get_state(), "cpu_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }, target / CHECKPOINT_STATE)
+        pointer = self.directory / f".{LAST}.tmp"
+        pointer.write_text(target.name)
+        pointer.replace(self.directory / LAST)
+        for old in self.directory.glob("epoch-*"):
+            if old.name != target.name:
+                import shutil
+
+                shutil.rmtree(old, ignore_errors=True)
+
+    def load(self, network: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+             generator: torch.Generator, device: torch.device, log: Callable[[str], None]) -> LoopState | None:
+        from safetensors.torch import load_file
+
+        pointer = self.directory / LAST
+        if not pointer.is_file():
+            log("resume: no checkpoint found, training from the start")
+            return None
+        target = self.directory / pointer.read_text().strip()
+        saved = torch.load(target / CHECKPOINT_STATE, map_location="cpu", weights_only=True)
+        if saved["fingerprint"] != self.fingerprint:
+            log(f"resume: checkpoint {target.name} was made with another config or data; training from the start")
+            return None
+        tensors = load_file(str(target / CHECKPOINT_WEIGHTS), device=str(device))
+        network.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None and saved["scheduler"] is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["cpu_rng"])
+        if saved["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        log(f"resume: continuing after epoch {saved['epoch']} from {target}")
+        return LoopState(saved["epoch"] + 1, saved["history"], saved["best_score"], saved["best_epoch"], saved["stale"],
+                         saved["stopped"], best)
+
+
+def _l1_params(network: nn.Module) -> list[nn.Parameter]:
+    return [p for n, p in network.named_parameters() if p.requires_grad and p.dim() > 1]
+
+
+def _scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer) -> Any:
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
+    if config.scheduler == "plateau":
+        mode = "min" if config.monitor == "val_loss" else "max"
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=config.plateau_factor,
+                                                          patience=config.plateau_patience, min_lr=config.min_lr)
+    return None
+
+
+def train_loop(
+    network: nn.Module, train: ArrayData, val: ArrayData, config: TrainingConfig, context: StepContext, *,
+    device: torch.device, n_classes: int, dist: Dist = Dist(), checkpoints: Checkpointer | None = None,
+    frozen: list[nn.Module] | None = None, report_epochs: bool = True,
+) -> LoopResult:
+    """Train `network` in place (on `device`); on return it holds the best weights when restore is on."""
     network.to(device)
-    Xt, yt, wt = _tensors(train, device)
-    Xv, yv, _ = _tensors(val, device)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history: list[dict[str, float]] = []
-    best_score, best_state, best_epoch, stale = -float("inf"), None, 0, 0
-    for epoch in range(config.epochs):
+    Xt = torch.as_tensor(train.X, dtype=torch.float32).to(device)
+    yt = torch.as_tensor(train.y, dtype=torch.long).to(device)
+    weights = row_weights(train, config, n_classes)
+    wt = None if weights is None else torch.as_tensor(weights).to(device)
+    Xv = torch.as_tensor(val.X, dtype=torch.float32).to(device)
+    yv = torch.as_tensor(val.y, dtype=torch.long).to(device)
+
+    module: nn.Module = torch.compile(network) if config.compile else network
+    forward = module
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    params = [p for p in network.parameters() if p.requires_grad]
+    if not params:
+        raise UsageError("steps.train.params.freeze: every parameter is frozen; nothing left to train")
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = _scheduler(config, optimizer)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+    generator = torch.Generator().manual_seed(context.seed)
+    l1_params = _l1_params(network) if config.l1 > 0 else []
+    state = LoopState()
+    resumed_from = None
+    if context.resume and checkpoints is not None:
+        restored = checkpoints.load(network, optimizer, scheduler, scaler, generator, device, context.log)
+        if restored is not None:
+            state, resumed_from = restored, restored.epoch - 1
+
+    n, batch, world, ls = len(Xt), config.batch_size, dist.world, config.label_smoothing
+    while not state.stopped and state.epoch < config.epochs:
+        epoch, started = state.epoch, time.perf_counter()
         network.train()
-        order = torch.randperm(len(Xt), generator=generator).to(device)
-        total = 0.0
-        for start in range(0, len(Xt), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            losses = nn.functional.cross_entropy(network(Xt[idx]), yt[idx], reduction="none")
-            loss = (losses * wt[idx]).sum() / wt[idx].sum() if wt is not None else losses.mean()
+        for m in frozen or []:
+            m.eval()  # frozen layers keep their batch-norm statistics
+        order = torch.randperm(n, generator=generator).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        for start in range(0, n, batch):
+            idx = order[start : start + batch]
+            local = idx[dist.rank :: world] if world > 1 else idx
+            xb, yb = Xt[local], yt[local]
+            with autocast(device, config.amp):
+                logits = forward(xb)
+            if wt is None:
+                if world == 1:
+                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=ls)
+                else:
+                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=ls, reduction="sum") * (world / len(idx))
+            else:
+                per_row = F.cross_entropy(logits.float(), yb, label_smoothing=ls, reduction="none")
+                loss = (per_row * wt[local]).sum() * (world / wt[idx].sum())
+            if l1_params:
+                loss = loss + config.l1 * sum(p.abs().sum() for p in l1_params)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(idx)
-        train_loss, train_acc = evaluate(network, Xt, yt)
-        val_loss, val_acc = evaluate(network, Xv, yv)
-        row = {"epoch": epoch, "epochs": config.epochs, "train_loss": train_loss, "train_accuracy": train_acc,
-               "val_loss": val_loss, "val_accuracy": val_acc}
-        history.append(row)
-        context.on_epoch(epoch, row)
+            scaler.scale(loss).backward()
+            if config.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(params, config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.detach() * (len(idx) / world)
+            correct += (logits.detach().argmax(1) == yb).sum()
+        if world > 1:
+            totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
+            torch.distributed.all_reduce(totals)
+            loss_sum, correct = totals[0], totals[1]
+        val_loss, val_acc = loss_and_accuracy(predict_logits(module, Xv, config.eval_batch_size, device, config.amp), yv)
+        row = {"epoch": epoch, "epochs": config.epochs, "train_loss": float(loss_sum) / n, "train_accuracy": float(correct) / n,
+               "val_loss": val_loss, "val_accuracy": val_acc, "lr": optimizer.param_groups[0]["lr"],
+               "seconds": time.perf_counter() - started}
+        state.history.append(row)
         score = -val_loss if config.monitor == "val_loss" else val_acc
-        if score > best_score:
-            best_score, best_epoch, stale = score, epoch, 0
-            best_state = copy.deepcopy(network.state_dict())
+        if scheduler is not None:
+            scheduler.step(row[config.monitor]) if config.scheduler == "plateau" else scheduler.step()
+        if score > state.best_score + config.min_delta or state.best_epoch < 0:
+            state.best_score, state.best_epoch, state.stale = score, epoch, 0
+            if config.restore_best_weights:
+                state.best_weights = {k: v.detach().clone() for k, v in network.state_dict().items()}
         else:
-            stale += 1
-            if config.early_stopping_patience and stale >= config.early_stopping_patience:
-                break
-    if best_state is not None:
-        network.load_state_dict(best_state)
-    network.cpu().eval()
-    best = history[best_epoch]
-    metrics = {k: best[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}
-    metrics.update(best_epoch=float(best_epoch), epochs_run=float(len(history)))
-    return {"history": history, "metrics": metrics, "device": str(device)}
+            state.stale += 1
+            state.stopped = bool(config.early_stopping_patience and state.stale >= config.early_stopping_patience)
+        last = state.stopped or epoch + 1 >= config.epochs
+        if checkpoints is not None and dist.main and config.checkpoint_every and ((epoch + 1) % config.checkpoint_every == 0 or last):
+            checkpoints.save(network, optimizer, scheduler, scaler, generator, state)
+        state.epoch += 1
+        if report_epochs and dist.main:
+            context.on_epoch(epoch, row)
+    if config.restore_best_weights and state.best_weights is not None:
+        network.load_state_dict(state.best_weights)
+    return LoopResult(state.history, state.best_epoch, state.stopped, resumed_from)

@@ -1,0 +1,108 @@
+"""Networks rebuilt from an architecture dict alone (serving needs no run code).
+
+Every network has a `body` (feature extractor, a Sequential of numbered blocks) and a
+`head` (the final classifier), so `freeze: ["body"]` fine-tunes only the classifier and
+`freeze: ["body.0"]` freezes the first block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from mlplat.errors import UsageError
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+class MLP(nn.Module):
+    def __init__(self, in_features: int, n_classes: int, hidden: list[int], dropout: float = 0.0,
+                 norm: str = "none", activation: str = "relu") -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        width = in_features
+        for out in hidden:
+            layers: list[nn.Module] = [nn.Linear(width, out)]
+            if norm == "batch":
+                layers.append(nn.BatchNorm1d(out))
+            elif norm == "layer":
+                layers.append(nn.LayerNorm(out))
+            layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:  # no no-op module: it would still cost a kernel per batch
+                layers.append(nn.Dropout(dropout))
+            blocks.append(nn.Sequential(*layers))
+            width = out
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Linear(width, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class CNN(nn.Module):
+    """Conv blocks (3x3 conv, norm, ReLU, 2x2 max-pool while the map is at least 2x2) and a dense layer.
+
+    Takes flat pixel rows (what the runner hands trainers) and reshapes them to images.
+    """
+
+    def __init__(self, image_shape: list[int], n_classes: int, channels: list[int], hidden: int,
+                 dropout: float = 0.0, norm: str = "batch") -> None:
+        super().__init__()
+        c, h, w = (int(v) for v in image_shape)
+        self.image_shape = (c, h, w)
+        blocks: list[nn.Module] = []
+        for out in channels:
+            layers: list[nn.Module] = [nn.Conv2d(c, out, 3, padding=1)]
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(out))
+            elif norm == "layer":
+                layers.append(nn.GroupNorm(1, out))  # layer norm over (C, H, W)
+            layers.append(nn.ReLU())
+            if h >= 2 and w >= 2:
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            blocks.append(nn.Sequential(*layers))
+            c = out
+        dense: list[nn.Module] = [nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU()]
+        if dropout > 0:
+            dense.append(nn.Dropout(dropout))
+        blocks.append(nn.Sequential(*dense))
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Linear(hidden, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x.reshape(-1, *self.image_shape)))
+
+
+def mlp_hidden(width: int, depth: int, hidden: list[int] | None) -> list[int]:
+    return [int(h) for h in hidden] if hidden is not None else [int(width)] * int(depth)
+
+
+def build_network(architecture: Mapping[str, Any]) -> nn.Module:
+    """The untrained network an architecture dict describes (`type`: mlp | cnn)."""
+    kind = architecture.get("type")
+    if kind == "mlp":
+        return MLP(int(architecture["in_features"]), int(architecture["n_classes"]), list(architecture["hidden"]),
+                   float(architecture.get("dropout", 0.0)), str(architecture.get("norm", "none")),
+                   str(architecture.get("activation", "relu")))
+    if kind == "cnn":
+        return CNN(list(architecture["image_shape"]), int(architecture["n_classes"]), list(architecture["channels"]),
+                   int(architecture["hidden"]), float(architecture.get("dropout", 0.0)), str(architecture.get("norm", "batch")))
+    raise UsageError(f"architecture.type: unknown network type {kind!r} (expected 'mlp' or 'cnn')")
+
+
+def check_image_shape(image_shape: list[int] | None, n_features: int) -> list[int]:
+    """The [C, H, W] a CNN reshapes flat rows to; refuses shapes that do not match the features."""
+    if image_shape is None:
+        raise UsageError("steps.train.params.image_shape: the dataset has no image shape; "
+                         "set image_shape: [channels, height, width]")
+    if len(image_shape) != 3 or any(int(v) < 1 for v in image_shape):
+        raise UsageError(f"steps.train.params.image_shape: expected 3 positive ints, got {image_shape}")
+    if math.prod(image_shape) != n_features:
+        raise UsageError(f"steps.train.params.image_shape: {image_shape} has {math.prod(image_shape)} pixels "
+                         f"but the data has {n_features} features")
+    return [int(v) for v in image_shape]

@@ -1,0 +1,159 @@
+"""`TorchTrainer`: what the MLP and CNN trainers share around the loop.
+
+fit = (launch DDP workers, or train here) -> measure compute -> write the report.
+Training here = seed -> warm start -> optional K-fold CV band -> final model trained on
+the training split, early-stopped on the validation split, checkpointed for resume.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlplat.contracts import StepContext
+from mlplat.contracts.trainer import ArrayData, TrainedModel, TrainingData
+from mlplat.data import DatasetInfo
+from mlplat_plugins.torch_trainers import TrainingConfig, cv, engine, networks, warmstart
+from mlplat_plugins.torch_trainers.compute import ComputeMeter
+
+
+@dataclass
+class Outcome:
+    network: nn.Module
+    history: list[dict[str, float]]
+    metrics: dict[str, float]
+    cv: dict[str, Any] | None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _subset(data: ArrayData, index: np.ndarray) -> ArrayData:
+    return ArrayData(data.X[index], data.y[index], None if data.weight is None else data.weight[index])
+
+
+class TorchTrainer:
+    config_class: ClassVar[type[TrainingConfig]] = TrainingConfig
+
+    def __init__(self, config: TrainingConfig) -> None:
+        self.config = config
+
+    # --- per-network parts -------------------------------------------------------------
+    def architecture(self, info: DatasetInfo) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def build_network(self, architecture: Mapping[str, Any]) -> nn.Module:
+        return networks.build_network(architecture)
+
+    # --- the contract -------------------------------------------------------------------
+    def fit(self, data: TrainingData, context: StepContext) -> TrainedModel:
+        architecture = self.architecture(data.info)
+        processes = self.config.ddp_processes
+        device = engine.resolve_device(self.config.device)
+        meter = ComputeMeter(device, processes)
+        if processes > 1 and "LOCAL_RANK" not in os.environ:
+            from mlplat_plugins.torch_trainers.ddp import launch
+
+            outcome = launch(self, architecture, data, context)
+        else:
+            outcome = self.train_here(architecture, data, context, engine.Dist.from_env())
+        outcome.extras["compute"] = meter.stop(outcome.extras.pop("peak_device_memory_mb", None))
+        from mlplat_plugins.torch_trainers.report import write_training_report
+
+        write_training_report(context.work_dir, f"Training: {data.info.name} ({architecture['type']})",
+                              outcome.metrics, outcome.history, outcome.cv, outcome.extras)
+        return TrainedModel(outcome.network, architecture, outcome.history, outcome.metrics, outcome.cv, outcome.extras)
+
+    def train_here(self, architecture: dict[str, Any], data: TrainingData, context: StepContext, dist: engine.Dist) -> Outcome:
+        """Train in this process (one DDP rank when `dist.world > 1`)."""
+        config, info = self.config, data.info
+        device = engine.resolve_device(config.device, dist)
+        with engine.determinism(config.deterministic):
+            warm_state, warm_info = self._warm_start(architecture, info, context)
+
+            def make_network(seed: int) -> tuple[nn.Module, list[nn.Module]]:
+                engine.seed_everything(seed)
+                network = self.build_network(architecture)
+                if warm_state is not None:
+                    network.load_state_dict(warm_state)
+                frozen = warmstart.freeze(network, config.freeze) if config.freeze else []
+                if config.freeze and not frozen:
+                    context.log("freeze: the named modules have no parameters")
+                return network, warmstart.frozen_modules(network, config.freeze)
+
+            band = None
+            if config.cv_folds:
+                band = self._cross_validate(make_network, data, context, device, dist)
+            network, frozen = make_network(context.seed)
+            checkpointer = None
+            if config.checkpoint_every:
+                fp = engine.fingerprint(config, architecture, data.train, data.validation, context.seed)
+                checkpointer = engine.Checkpointer(context.work_dir / "checkpoints", fp)
+            result = engine.train_loop(network, data.train, data.validation, config, context, device=device,
+                                       n_classes=info.n_classes, dist=dist, checkpoints=checkpointer, frozen=frozen)
+            metrics, val_pred = self._final_metrics(network, data, device)
+        from sklearn.metrics import confusion_matrix
+
+        labels = list(range(info.n_classes))
+        extras: dict[str, Any] = {
+            "device": str(device), "amp": config.amp, "compiled": config.compile, "ddp_processes": dist.world,
+            "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from,
+            "confusion_matrix": {"labels": list(info.classes),
+                                 "matrix": confusion_matrix(data.validation.y, val_pred, labels=labels).tolist()},
+        }
+        if warm_info:
+            extras["warm_start"] = warm_info
+        if device.type == "cuda":
+            extras["peak_device_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        metrics.update(best_epoch=float(result.best_epoch), epochs_run=float(len(result.history)))
+        network.cpu().eval()
+        return Outcome(network, result.history, metrics, band, extras)
+
+    # --- pieces -------------------------------------------------------------------------
+    def _warm_start(self, architecture: dict[str, Any], info: DatasetInfo,
+                    context: StepContext) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
+        if not self.config.init_from:
+            return None, {}
+        model_dir = warmstart.resolve_model_dir(self.config.init_from, context.runs_root)
+        probe = self.build_network(architecture)
+        state = warmstart.load_compatible_state(model_dir, info, architecture, probe)
+        frozen = warmstart.freeze(probe, self.config.freeze) if self.config.freeze else []
+        trainable = sum(p.numel() for p in probe.parameters() if p.requires_grad)
+        context.log(f"warm start from {model_dir}; frozen: {self.config.freeze or 'nothing'}")
+        return state, {"init_from": self.config.init_from, "model_dir": str(model_dir), "frozen": list(self.config.freeze),
+                       "frozen_parameters": frozen, "trainable_parameter_count": trainable}
+
+    def _cross_validate(self, make_network: Any, data: TrainingData, context: StepContext,
+                        device: torch.device, dist: engine.Dist) -> dict[str, Any]:
+        folds = cv.stratified_folds(data.train.y, self.config.cv_folds, context.seed)
+        rows = []
+        for k, (train_idx, held_idx) in enumerate(folds):
+            network, frozen = make_network(context.seed + 1000 + k)
+            fold_train, held = _subset(data.train, train_idx), _subset(data.train, held_idx)
+            # early stopping watches the step's validation split; the held-out fold stays unseen
+            result = engine.train_loop(network, fold_train, data.validation, self.config, context, device=device,
+                                       n_classes=data.info.n_classes, dist=dist, frozen=frozen, report_epochs=False)
+            train_loss, train_acc = self._evaluate(network, fold_train, device)
+            val_loss, val_acc = self._evaluate(network, held, device)
+            rows.append({"fold": k, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+                         "val_accuracy": val_acc, "best_epoch": result.best_epoch, "n_train": len(train_idx), "n_val": len(held_idx)})
+            context.log(f"cv fold {k + 1}/{len(folds)}: val_accuracy={val_acc:.4f} train_accuracy={train_acc:.4f}")
+        return cv.band(rows)
+
+    def _evaluate(self, network: nn.Module, data: ArrayData, device: torch.device) -> tuple[float, float]:
+        X = torch.as_tensor(data.X, dtype=torch.float32).to(device)
+        logits = engine.predict_logits(network, X, self.config.eval_batch_size, device, self.config.amp)
+        return engine.loss_and_accuracy(logits, torch.as_tensor(data.y, dtype=torch.long).to(device))
+
+    def _final_metrics(self, network: nn.Module, data: TrainingData, device: torch.device) -> tuple[dict[str, float], np.ndarray]:
+        train_loss, train_acc = self._evaluate(network, data.train, device)
+        Xv = torch.as_tensor(data.validation.X, dtype=torch.float32).to(device)
+        logits = engine.predict_logits(network, Xv, self.config.eval_batch_size, device, self.config.amp)
+        val_loss, val_acc = engine.loss_and_accuracy(logits, torch.as_tensor(data.validation.y, dtype=torch.long).to(device))
+        metrics = {"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss, "val_accuracy": val_acc,
+                   "gap_accuracy": train_acc - val_acc, "gap_loss": train_loss - val_loss}
+        return metrics, logits.argmax(1).cpu().numpy()

@@ -1,0 +1,258 @@
+"""The shared training engine: early stopping, resume, CV, regularisation, weights, reports, CNN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mlplat.contracts import StepContext
+from mlplat.contracts.trainer import ArrayData, TrainingData
+from mlplat.data import DatasetInfo
+from mlplat.errors import SpecError, UsageError
+from mlplat.registry import StageKind, get
+from mlplat_plugins.torch_trainers import CNNConfig, MLPConfig
+from mlplat_plugins.torch_trainers.cnn import CNNTrainer
+from mlplat_plugins.torch_trainers.cv import stratified_folds
+from mlplat_plugins.torch_trainers.mlp import MLPTrainer
+
+torch.set_num_threads(1)
+QUIET = {"checkpoint_every": 0}
+
+
+def overfit_data(n_train: int = 80, n_val: int = 300, features: int = 40, seed: int = 0) -> TrainingData:
+    """Few rows, many noise features, a noisy label: a wide MLP memorises it."""
+    rng = np.random.default_rng(seed)
+
+    def make(n: int) -> ArrayData:
+        X = rng.normal(size=(n, features)).astype(np.float32)
+        y = ((X[:, 0] + 0.5 * X[:, 1] + rng.normal(size=n)) > 0).astype(np.int64)
+        return ArrayData(X, y)
+
+    info = DatasetInfo("overfit", "y", [f"f{i}" for i in range(features)], ["0", "1"])
+    return TrainingData(make(n_train), make(n_val), info)
+
+
+def context(tmp_path: Path, **kw) -> StepContext:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return StepContext("train", tmp_path, kw.pop("info", None), seed=kw.pop("seed", 3), **kw)
+
+
+def fit(config: MLPConfig, data: TrainingData, work: Path, **kw):
+    return MLPTrainer(config).fit(data, context(work, info=data.info, **kw))
+
+
+def test_early_stopping_stops_and_restores_best_epoch(tmp_path: Path) -> None:
+    data = overfit_data()
+    patience = 3
+    model = fit(MLPConfig(hidden=[128, 128], dropout=0, epochs=60, batch_size=16, lr=3e-3, early_stopping_patience=patience, **QUIET),
+                data, tmp_path)
+    best = int(model.metrics["best_epoch"])
+    losses = [row["val_loss"] for row in model.history]
+    assert len(model.history) == best + patience + 1 < 60  # stopped early, exactly `patience` epochs after the best
+    assert best == int(np.argmin(losses))
+    assert model.extras["stopped_early"] is True
+    # the returned weights are the best epoch's, not the last epoch's
+    assert model.metrics["val_loss"] == pytest.approx(losses[best], rel=1e-5)
+    assert losses[-1] > losses[best]
+
+
+def test_monitor_accuracy_and_no_restore(tmp_path: Path) -> None:
+    data = overfit_data()
+    model = fit(MLPConfig(hidden=[64], epochs=6, early_stopping_patience=None, restore_best_weights=False,
+                          monitor="val_accuracy", **QUIET), data, tmp_path)
+    assert len(model.history) == 6
+    assert model.metrics["val_loss"] == pytest.approx(model.history[-1]["val_loss"], rel=1e-5)  # last epoch kept
+
+
+def _strip(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+def test_resume_continues_from_checkpoint_with_identical_results(tmp_path: Path) -> None:
+    data = overfit_data(n_train=120)
+    data.train.weight = np.linspace(0.5, 1.5, len(data.train.y)).astype(np.float32)
+    config = MLPConfig(hidden=[32, 32], dropout=0.3, norm="batch", epochs=7, batch_size=16, scheduler="cosine",
+                       early_stopping_patience=None, checkpoint_every=2)
+    full = fit(config, data, tmp_path / "full")
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_epoch_4(epoch: int, metrics: object) -> None:
+        if epoch == 4:
+            raise Crash
+
+    with pytest.raises(Crash):
+        fit(config, data, tmp_path / "crashed", on_epoch=crash_after_epoch_4)
+    assert (tmp_path / "crashed" / "checkpoints" / "LAST").read_text() == "epoch-0003"
+    seen: list[int] = []
+    resumed = fit(config, data, tmp_path / "crashed", resume=True, on_epoch=lambda e, m: seen.append(e))
+    assert resumed.extras["resumed_from_epoch"] == 3
+    assert seen == [4, 5, 6]  # only the epochs after the checkpoint ran again
+    assert _strip(resumed.history) == _strip(full.history)
+    for (name, a), b in zip(full.network.state_dict().items(), resumed.network.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_resume_ignores_checkpoint_of_another_config(tmp_path: Path) -> None:
+    data = overfit_data()
+    fit(MLPConfig(hidden=[8], epochs=2, checkpoint_every=1), data, tmp_path)
+    logs: list[str] = []
+    model = fit(MLPConfig(hidden=[8], epochs=3, checkpoint_every=1), data, tmp_path, resume=True, log=logs.append)
+    assert model.extras["resumed_from_epoch"] is None and len(model.history) == 3
+    assert any("another config" in line for line in logs)
+
+
+def test_stratified_folds_are_disjoint_and_cover_the_training_split() -> None:
+    y = np.array([0] * 30 + [1] * 12 + [2] * 9)
+    folds = stratified_folds(y, 3, seed=1)
+    assert len(folds) == 3
+    held = [set(h.tolist()) for _, h in folds]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not held[i] & held[j]
+        train = set(folds[i][0].tolist())
+        assert not train & held[i] and train | held[i] == set(range(len(y)))
+        assert np.bincount(y[folds[i][1]]).tolist() == [10, 4, 3]  # stratified
+    assert set().union(*held) == set(range(len(y)))
+    with pytest.raises(UsageError, match="cv_folds"):
+        stratified_folds(np.array([0] * 10 + [1] * 2), 3, seed=0)
+
+
+def test_cv_reports_band_with_k_folds(tmp_path: Path) -> None:
+    data = overfit_data(n_train=90)
+    model = fit(MLPConfig(hidden=[16], epochs=3, cv_folds=3, **QUIET), data, tmp_path)
+    cv = model.cv
+    assert cv is not None and cv["folds"] == 3 and len(cv["per_fold"]) == 3
+    assert sum(f["n_val"] for f in cv["per_fold"]) == 90
+    for key in ("val_accuracy", "train_accuracy", "gap_accuracy", "val_loss", "gap_loss"):
+        assert set(cv[key]) == {"mean", "std"}
+    gaps = [f["train_accuracy"] - f["val_accuracy"] for f in cv["per_fold"]]
+    assert cv["gap_accuracy"]["mean"] == pytest.approx(float(np.mean(gaps)))
+    assert cv["gap_accuracy"]["std"] == pytest.approx(float(np.std(gaps, ddof=1)))
+    with pytest.raises(SpecError, match="cv_folds"):
+        get(StageKind.TRAINER, "mlp").create({"cv_folds": 1})
+
+
+def test_dropout_and_weight_decay_reduce_the_generalization_gap(tmp_path: Path) -> None:
+    data = overfit_data()
+    base = dict(hidden=[128, 128], epochs=60, batch_size=16, lr=3e-3, early_stopping_patience=None,
+                restore_best_weights=False, **QUIET)
+    plain = fit(MLPConfig(dropout=0.0, weight_decay=0.0, **base), data, tmp_path / "plain")
+    regular = fit(MLPConfig(dropout=0.5, weight_decay=10.0, **base), data, tmp_path / "regular")
+    plain_gap = plain.metrics["val_loss"] - plain.metrics["train_loss"]
+    regular_gap = regular.metrics["val_loss"] - regular.metrics["train_loss"]
+    assert plain.metrics["train_accuracy"] == 1.0 and plain_gap > 1.0  # it did overfit
+    assert regular_gap < 0.5 * plain_gap
+    assert regular.metrics["gap_accuracy"] < plain.metrics["gap_accuracy"]
+
+
+@torch.no_grad()
+def _l1_norm(network: torch.nn.Module) -> float:
+    return sum(float(p.abs().sum()) for p in network.parameters() if p.dim() > 1)
+
+
+def test_l1_label_smoothing_clip_and_plateau_run(tmp_path: Path) -> None:
+    data = overfit_data()
+    model = fit(MLPConfig(hidden=[32], epochs=4, l1=1e-3, label_smoothing=0.1, grad_clip=0.5, scheduler="plateau",
+                          plateau_patience=0, lr=1e-2, norm="layer", activation="gelu", **QUIET), data, tmp_path)
+    assert len(model.history) == 4 and all(np.isfinite(r["train_loss"]) for r in model.history)
+    no_l1 = fit(MLPConfig(hidden=[32], epochs=4, label_smoothing=0.1, grad_clip=0.5, lr=1e-2, norm="layer",
+                          activation="gelu", **QUIET), data, tmp_path / "b")
+    assert _l1_norm(model.network) < _l1_norm(no_l1.network)
+
+
+def test_row_weights_and_class_weights_change_the_loss(tmp_path: Path) -> None:
+    data = overfit_data(n_train=200)
+    # rows of class 1 weigh nothing: the model learns to predict class 0 everywhere
+    data.train.weight = (data.train.y == 0).astype(np.float32)
+    model = fit(MLPConfig(hidden=[16], epochs=30, lr=3e-2, early_stopping_patience=None, **QUIET), data, tmp_path)
+    logits = model.network(torch.from_numpy(data.validation.X))
+    assert (logits.argmax(1) == 0).float().mean() > 0.97  # the labels are ~50/50
+    with pytest.raises(UsageError, match="class_weight: expected 2 weights"):
+        fit(MLPConfig(hidden=[4], epochs=1, class_weight=[1.0], **QUIET), data, tmp_path / "bad")
+
+
+def test_balanced_class_weights_raise_minority_recall(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(600, 5)).astype(np.float32)
+    y = (X[:, 0] + 0.8 * rng.normal(size=600) > 1.6).astype(np.int64)  # ~7% minority
+    info = DatasetInfo("imb", "y", [f"f{i}" for i in range(5)], ["0", "1"])
+    data = TrainingData(ArrayData(X[:400], y[:400]), ArrayData(X[400:], y[400:]), info)
+    recall = {}
+    for weight in (None, "balanced"):
+        model = fit(MLPConfig(hidden=[16], epochs=20, lr=1e-2, early_stopping_patience=None, class_weight=weight, **QUIET),
+                    data, tmp_path / str(weight))
+        pred = model.network(torch.from_numpy(data.validation.X)).argmax(1).numpy()
+        recall[weight] = float((pred[data.validation.y == 1] == 1).mean())
+    assert recall["balanced"] > recall[None] + 0.2
+
+
+def test_reports_progress_and_compute_cost(tmp_path: Path) -> None:
+    data = overfit_data()
+    rows: list[dict] = []
+    model = fit(MLPConfig(hidden=[8], epochs=3, **QUIET), data, tmp_path, on_epoch=lambda e, m: rows.append(dict(m)))
+    assert [r["epoch"] for r in rows] == [0, 1, 2] and all(r["epochs"] == 3 for r in rows)
+    for name in ("report.html", "report.md", "training_curves.png", "confusion_matrix.png"):
+        assert (tmp_path / name).stat().st_size > 100, name
+    assert (tmp_path / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    html = (tmp_path / "report.html").read_text()
+    assert "Training curves" in html and "confusion matrix" in html and "Compute cost" in html
+    compute = model.extras["compute"]
+    assert compute["wall_s"] > 0 and compute["device_seconds"] >= compute["wall_s"] and compute["peak_host_rss_mb"] > 10
+    assert compute["energy_j"] is None and compute["energy_source"].startswith("unavailable")
+    matrix = np.array(model.extras["confusion_matrix"]["matrix"])
+    assert matrix.sum() == len(data.validation.y)
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(model.metrics["val_accuracy"], abs=1e-6)
+
+
+def test_mlp_width_depth_and_architecture_rebuild(tmp_path: Path) -> None:
+    data = overfit_data()
+    trainer = MLPTrainer(MLPConfig(width=24, depth=3, norm="batch", epochs=2, **QUIET))
+    model = trainer.fit(data, context(tmp_path, info=data.info))
+    assert model.architecture["hidden"] == [24, 24, 24]
+    rebuilt = get(StageKind.TRAINER, "mlp").create({}).build_network(model.architecture)  # serving's path
+    rebuilt.load_state_dict(model.network.state_dict())
+    rebuilt.eval()
+    x = torch.from_numpy(data.validation.X)
+    assert torch.allclose(rebuilt(x), model.network(x))
+
+
+def digits_data() -> TrainingData:
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = ((X - X.mean(0)) / (X.std(0) + 1e-9)).astype(np.float32)
+    info = DatasetInfo("digits", "target", [f"pixel_{i}" for i in range(64)], [str(i) for i in range(10)], [1, 8, 8])
+    return TrainingData(ArrayData(X[:1000], y[:1000]), ArrayData(X[1000:1400], y[1000:1400]), info)
+
+
+def test_cnn_learns_digits_and_rebuilds(tmp_path: Path) -> None:
+    data = digits_data()
+    model = CNNTrainer(CNNConfig(epochs=4, lr=3e-3, **QUIET)).fit(data, context(tmp_path, info=data.info))
+    assert model.architecture["image_shape"] == [1, 8, 8]
+    assert model.metrics["val_accuracy"] > 0.9
+    rebuilt = get(StageKind.TRAINER, "cnn").create({}).build_network(model.architecture)
+    rebuilt.load_state_dict(model.network.state_dict())
+    rebuilt.eval()
+    x = torch.from_numpy(data.validation.X[:20])
+    assert torch.allclose(rebuilt(x), model.network(x), atol=1e-6)
+
+
+def test_cnn_refuses_data_that_is_not_an_image(tmp_path: Path) -> None:
+    data = overfit_data()
+    with pytest.raises(UsageError, match="image_shape"):
+        CNNTrainer(CNNConfig(epochs=1)).fit(data, context(tmp_path, info=data.info))
+    with pytest.raises(UsageError, match="has 64 pixels but the data has 40 features"):
+        CNNTrainer(CNNConfig(epochs=1, image_shape=[1, 8, 8])).fit(data, context(tmp_path, info=data.info))
+
+
+def test_deterministic_flag_gives_identical_runs_and_is_restored(tmp_path: Path) -> None:
+    data = overfit_data()
+    config = MLPConfig(hidden=[16], dropout=0.2, epochs=3, deterministic=True, **QUIET)
+    a, b = fit(config, data, tmp_path / "a"), fit(config, data, tmp_path / "b")
+    assert _strip(a.history) == _strip(b.history)
+    assert not torch.are_deterministic_algorithms_enabled()
