@@ -87,7 +87,7 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
         best = None
         if spec.steps.tune:
             out = run.step_dir("tune")
-            metrics["tune"] = timed("tune", lambda: steps.tune(spec, data, out))
+            metrics["tune"] = timed("tune", lambda: steps.tune(spec, data, out, resume))
             best = out / steps.BEST_PARAMS_JSON
         out = run.step_dir("train")
         model = timed("train", lambda: steps.train(spec, data, out, best, schema, progress.epoch, resume, store.root))

@@ -62,8 +62,11 @@ class StepSpec(Strict):
 
 
 class TuneStepSpec(StepSpec):
-    search_space: dict[str, Any] = Field(default_factory=dict)
-    metric: str = "val_accuracy"
+    """The tuner plugin, its params, and the space it searches over the train step's params
+    (see mlplat.search_space). `metric` is reported by the trainer every epoch; higher is better."""
+
+    search_space: dict[str, Any] = Field(default_factory=dict, description="param -> {type: float|int|categorical, ...}")
+    metric: str = Field("val_accuracy", description="validation metric the tuner maximizes")
 
 
 class EvaluateGate(Strict):
@@ -175,9 +178,27 @@ def resolve(spec: PipelineSpec, source: str = "") -> PipelineSpec:
             step.params = plugin.parse_config(step.params, f"steps.{path}.params").model_dump(mode="json")
         except SpecError as exc:
             problems += exc.problems
+    if resolved.steps.tune and not problems:
+        problems += _resolve_search_space(resolved)
     if problems:
         raise SpecError(problems, source)
     return resolved
+
+
+def _resolve_search_space(spec: PipelineSpec) -> list[tuple[str, str]]:
+    """Validate the tune step's search space against the trainer's config; store it normalized."""
+    from mlplat.search_space import check_against_config, parse_search_space
+
+    tune = spec.steps.tune
+    assert tune is not None
+    try:
+        space = parse_search_space(tune.search_space)
+        trainer = registry.get(StageKind.TRAINER, spec.steps.train.plugin)
+        check_against_config(space, trainer.config_model, spec.steps.train.params)
+    except SpecError as exc:
+        return exc.problems
+    tune.search_space = space.model_dump(mode="json")
+    return []
 
 
 def to_yaml(spec: PipelineSpec) -> str:

@@ -82,8 +82,11 @@ def trainer_params(spec: PipelineSpec, best_params: Path | None) -> dict[str, An
 def prepare_training(splits: Splits) -> tuple[Any, Any]:
     """Fit preprocessing on real training rows; return (TrainingData, Standardizer)."""
     from mlplat.contracts.trainer import ArrayData, TrainingData
+    from mlplat.data import require_numeric
     from mlplat.preprocessing import Standardizer
 
+    for table in (splits.train, splits.validation):
+        require_numeric(table.features)
     real = ~splits.train.synthetic
     standardizer = Standardizer.fit(splits.train.features.to_numpy()[real] if real.any() else splits.train.features.to_numpy())
     weights = splits.train.weights
@@ -93,23 +96,49 @@ def prepare_training(splits: Splits) -> tuple[Any, Any]:
     return TrainingData(train, val, splits.info), standardizer
 
 
-def tune(spec: PipelineSpec, data: Path, out: Path) -> dict[str, Any]:
-    """Search the trainer's config space with the tuner plugin; write best_params.json."""
+def tune_objective(spec: PipelineSpec, splits: Splits, out: Path) -> Any:
+    """The tuner's objective: train the configured trainer with a trial's params merged into its
+    params and return the tune metric; every epoch's metric goes to `report` (for pruning)."""
+    import shutil
+    import tempfile
+
     step = spec.steps.tune
     assert step is not None
-    splits = Splits.load(data)
     training, _ = prepare_training(splits)
     trainer_spec = registry.get(StageKind.TRAINER, spec.steps.train.plugin)
     base = dict(spec.steps.train.params)
+    trials_dir = out / "trials"
 
     def objective(params: dict[str, Any], report: Any) -> float:
         trainer = trainer_spec.create({**base, **params}, "steps.tune.search_space")
-        ctx = _context(spec, "tune.trial", out / "trials", splits, on_epoch=lambda e, m: report(e, float(m[step.metric])))
-        return float(trainer.fit(training, ctx).metrics[step.metric])
+        trials_dir.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="trial-", dir=trials_dir))  # parallel trials must not share checkpoints
+        try:
+            ctx = _context(spec, "tune.trial", work, splits, on_epoch=lambda e, m: report(e, float(m[step.metric])))
+            metrics = trainer.fit(training, ctx).metrics
+        finally:
+            shutil.rmtree(work, ignore_errors=True)  # the runner retrains the best params; trial weights are not kept
+        if step.metric not in metrics:
+            raise KeyError(f"trainer reported no {step.metric!r} (has: {', '.join(sorted(metrics))})")
+        return float(metrics[step.metric])
 
+    return objective
+
+
+def tune(spec: PipelineSpec, data: Path, out: Path, resume: bool = False) -> dict[str, Any]:
+    """Search the trainer's config space with the tuner plugin; write best_params.json and trials.json.
+    With `resume`, the tuner continues the study stored in `out` instead of starting over."""
+    step = spec.steps.tune
+    assert step is not None
+    splits = Splits.load(data)
+    objective = tune_objective(spec, splits, out)
     tuner = registry.get(StageKind.TUNER, step.plugin).create(step.params)
-    result = tuner.tune(objective, step.search_space, _context(spec, "tune", out, splits))
-    summary = {"best_params": result.best_params, "best_value": result.best_value, "metric": step.metric}
+    started = time.perf_counter()
+    result = tuner.tune(objective, step.search_space, _context(spec, "tune", out, splits, resume=resume))
+    summary = {"best_params": result.best_params, "best_value": result.best_value, "metric": step.metric,
+               "trials": len(result.trials), "trial_epochs": sum(int(t.get("epochs", 0)) for t in result.trials),
+               "states": {s: sum(1 for t in result.trials if t.get("state") == s) for s in {t.get("state") for t in result.trials}},
+               "wall_s": time.perf_counter() - started}
     write_json(out / BEST_PARAMS_JSON, summary)
     write_json(out / "trials.json", result.trials)
     return summary

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from mlplat.cli import plugins_cmd, run_cmd
+from mlplat.cli import plugins_cmd, run_cmd, tune_cmd
 from mlplat.cli.common import console_err
 from mlplat.errors import MlplatError
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(plugins_cmd.app, name="plugins")
 app.add_typer(run_cmd.runs_app, name="runs")
+app.add_typer(tune_cmd.app, name="tune")
 app.command("run")(run_cmd.run)
 
 

@@ -1,0 +1,62 @@
+"""Optuna tuners: grid, random, bayesian (TPE) and gp, sharing one study runner.
+
+Light module: config models and plugin specs only; Optuna is imported by `tuner.py`.
+`katib_algorithm` names the Katib suggestion algorithm that runs the same search on a
+cluster (mlplat.katib reads it), so the core needs no table of plugin names.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlplat.registry import PluginSpec, StageKind
+
+
+class OptunaTunerConfig(BaseModel):
+    """Options shared by every Optuna tuner."""
+
+    model_config = ConfigDict(extra="forbid")
+    katib_algorithm: ClassVar[str]
+
+    n_trials: int = Field(20, ge=1, le=100_000, description="trials in total, across resumes and parallel workers")
+    timeout_s: float | None = Field(None, gt=0, description="stop starting new trials after this many seconds")
+    parallel: int = Field(1, ge=1, le=64, description="trials at once, each in its own process")
+    threads_per_trial: int = Field(1, ge=1, le=256, description="torch/BLAS threads per trial (parallel x threads <= cores)")
+    pruner: Literal["median", "successive_halving", "none"] = "median"
+    pruner_startup_trials: int = Field(3, ge=0, description="median: finished trials needed before pruning")
+    pruner_warmup_epochs: int = Field(2, ge=0, description="median: epochs a trial always gets; successive halving: min resource")
+    reduction_factor: int = Field(3, ge=2, description="successive halving: keep 1/reduction_factor per rung")
+    seed: int | None = Field(None, description="sampler seed (default: the pipeline seed)")
+
+
+class GridConfig(OptunaTunerConfig):
+    katib_algorithm: ClassVar[str] = "grid"
+    pruner: Literal["median", "successive_halving", "none"] = "none"
+
+
+class RandomConfig(OptunaTunerConfig):
+    katib_algorithm: ClassVar[str] = "random"
+
+
+class BayesianConfig(OptunaTunerConfig):
+    katib_algorithm: ClassVar[str] = "tpe"
+    n_startup_trials: int = Field(5, ge=1, description="random trials before TPE models the space")
+    multivariate: bool = Field(True, description="model params jointly (grouped, so conditional params work)")
+
+
+class GPConfig(OptunaTunerConfig):
+    katib_algorithm: ClassVar[str] = "bayesianoptimization"
+    n_startup_trials: int = Field(5, ge=1, description="random trials before the Gaussian process is fitted")
+
+
+def _spec(name: str, config: type[OptunaTunerConfig], cls: str, summary: str) -> PluginSpec:
+    return PluginSpec(name=name, kind=StageKind.TUNER, config_model=config,
+                      factory=f"mlplat_plugins.optuna_tuners.tuner:{cls}", summary=summary)
+
+
+GRID_SPEC = _spec("grid", GridConfig, "GridTuner", "Optuna grid search (grid_points per float/int param)")
+RANDOM_SPEC = _spec("random", RandomConfig, "RandomTuner", "Optuna random search with pruning")
+BAYESIAN_SPEC = _spec("bayesian", BayesianConfig, "BayesianTuner", "Optuna TPE (Bayesian) search with pruning")
+GP_SPEC = _spec("gp", GPConfig, "GPTuner", "Optuna Gaussian-process Bayesian search with pruning")

@@ -1,0 +1,64 @@
+"""The tune step inside a real run: parallel trials of the mlp trainer, best params retrained and
+published, and `--resume` continuing the stored study instead of searching again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlplat import modeldir
+from mlplat.runner import Progress, run_pipeline
+from mlplat.runs import RunStore
+from mlplat.spec import parse_spec, resolve
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC: dict[str, Any] = {
+    "name": "tiny-tuned",
+    "seed": 5,
+    "dataset": {"source": "sklearn:breast_cancer"},
+    "steps": {
+        "tune": {"plugin": "bayesian",
+                 "params": {"n_trials": 4, "parallel": 2, "threads_per_trial": 1, "n_startup_trials": 2},
+                 "search_space": {"lr": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True},
+                                  "width": {"type": "categorical", "choices": [8, 16]}}},
+        "train": {"plugin": "mlp", "params": {"epochs": 3, "depth": 1, "early_stopping_patience": None,
+                                              "checkpoint_every": 0}},
+    },
+}
+
+
+class StopAfterTune(Progress):
+    """Ctrl-C right after the search: the run is left unfinished, like a killed job."""
+
+    def step_finished(self, step: str, seconds: float) -> None:
+        if step == "tune":
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_tuned_run_publishes_the_best_params_and_resume_reuses_the_study(tmp_path: Path) -> None:
+    spec = resolve(parse_spec(SPEC))
+    store = RunStore(tmp_path / "runs")
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(spec, REPO, store, StopAfterTune())
+    (run,) = store.list()
+    tune_dir = run.dir / "steps" / "tune"
+    trials = json.loads((tune_dir / "trials.json").read_text())
+    assert len(trials) == 4 and {t["state"] for t in trials} <= {"complete", "pruned", "fail"}
+    assert all({"params", "value", "state", "duration_s", "epochs"} <= set(t) for t in trials)
+    for name in ("report.html", "report.md", "optimization_history.png", "param_importances.png",
+                 "parallel_coordinate.png", "study.db"):
+        assert (tune_dir / name).is_file(), name
+    assert not (run.dir / "model").exists()
+
+    result = run_pipeline(spec, REPO, store, run_id=run.id)  # `mlplat run SPEC --resume RUN`
+    assert json.loads((tune_dir / "trials.json").read_text()) == trials  # no trial ran again
+    best = json.loads((tune_dir / "best_params.json").read_text())
+    assert best["best_value"] == max(t["value"] for t in trials if t["state"] == "complete")
+    manifest = modeldir.read_manifest(result.model_dir)
+    assert manifest["trainer"]["params"]["lr"] == pytest.approx(best["best_params"]["lr"])
+    assert manifest["trainer"]["params"]["width"] == best["best_params"]["width"]
+    assert result.metrics["tune"]["trials"] == 4 and store.latest_id() == run.id
