@@ -85,6 +85,12 @@ class Table:
     def concat(cls, tables: list[Table]) -> Table:
         return cls.from_frame(pd.concat([t.to_frame() for t in tables], ignore_index=True))
 
+    def with_synthetic(self, features: pd.DataFrame, labels: np.ndarray, weights: np.ndarray | None = None) -> Table:
+        """This table plus generated rows, tagged synthetic with row id -1 (augmenters use it)."""
+        n = len(features)
+        extra = Table(features[list(self.features.columns)], labels, np.full(n, -1), weights, np.ones(n, bool))
+        return Table.concat([self, extra]) if n else self
+
 
 @dataclass
 class Splits:
@@ -154,16 +160,17 @@ def split_frame(
     from sklearn.model_selection import train_test_split
 
     features = frame.drop(columns=[label])
-    non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if non_numeric:
-        raise UsageError(f"dataset.features: non-numeric feature columns are not supported yet: {', '.join(map(str, non_numeric))}")
+    # Non-numeric columns are kept as they are so that the validator can report them as type
+    # anomalies (the gate then stops the run); training refuses them (see require_numeric).
+    numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])]
+    features = features.astype({c: "float64" for c in numeric})
     if frame[label].isna().any():
         raise UsageError(f"dataset.label: column {label!r} has {int(frame[label].isna().sum())} missing values")
     classes = sorted(frame[label].astype(str).unique().tolist(), key=_natural_key)
     if len(classes) < 2:
         raise UsageError(f"dataset.label: column {label!r} needs at least 2 classes, found {len(classes)}")
     index = {c: i for i, c in enumerate(classes)}
-    table = Table(features.astype("float64"), frame[label].astype(str).map(index).to_numpy(), np.arange(len(frame)))
+    table = Table(features, frame[label].astype(str).map(index).to_numpy(), np.arange(len(frame)))
     positions = np.arange(len(table))
     strat = table.labels if stratify else None
     rest, test_pos = train_test_split(positions, test_size=test, random_state=seed, stratify=strat)
@@ -171,6 +178,13 @@ def split_frame(
     train_pos, val_pos = train_test_split(rest, test_size=validation / (1 - test), random_state=seed, stratify=strat_rest)
     info = DatasetInfo(name, label, [str(c) for c in features.columns], classes, image_shape)
     return Splits(info, table.take(train_pos), table.take(val_pos), table.take(test_pos))
+
+
+def require_numeric(frame: pd.DataFrame) -> None:
+    """Training and augmentation need numeric features; name the columns that are not."""
+    non_numeric = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise UsageError(f"dataset.features: non-numeric feature columns are not supported: {', '.join(non_numeric)}")
 
 
 def _natural_key(value: str) -> tuple[int, Any]:

@@ -38,6 +38,7 @@ def write_validation_report(report: ValidationReport, out: Path, title: str, ext
         ("Gate", f"<p class='{'ok' if report.passed else 'fail'}'>{'PASSED' if report.passed else 'FAILED'}: "
                  f"{len(report.blocking)} blocking, {len(report.warnings)} warnings</p>"),
         ("Checks", html_table(HEADERS, (_row(c) for c in ordered), [_status(c) for c in ordered])),
+        *report.html_sections,
         *(extra_sections or []),
     ]
     (out / "report.html").write_text(html_page(title, sections))

@@ -34,6 +34,8 @@ class ValidationReport:
     checks: list[CheckResult]
     schema: dict[str, Any] = field(default_factory=dict)
     findings: dict[str, Any] = field(default_factory=dict)  # handed to later steps, e.g. noisy row ids
+    # extra (heading, HTML) sections for the HTML report, e.g. distribution plots; not part of the JSON
+    html_sections: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def blocking(self) -> list[CheckResult]:

@@ -11,12 +11,41 @@ from mlplat.registry import PluginSpec, StageKind
 Severity = Literal["info", "warn", "fail"]
 
 
+class LabelNoiseConfig(BaseModel):
+    """Confident learning on out-of-fold predicted probabilities."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    model: Literal["logistic", "forest", "mlp"] = Field(
+        "logistic", description="cross-validated model: scikit-learn logistic regression / random forest, or a small torch MLP")
+    method: Literal["prune_by_noise_rate", "confident_joint"] = Field(
+        "prune_by_noise_rate", description="flag the estimated number of issues per class pair by margin, or only the joint's off-diagonal")
+    folds: int = Field(5, ge=2, le=20)
+    max_noise_share: float = Field(0.1, ge=0, le=1, description="suspect share of training rows above which the check fires")
+    mlp_epochs: int = Field(200, ge=1, description="full-batch epochs of the torch MLP per fold")
+
+
 class TabularValidatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_missing_rate: float = Field(0.0, ge=0, le=1, description="missing-value rate above which a column is an anomaly")
-    range_tolerance: float = Field(0.5, ge=0, description="allowed overshoot of the training range, as a fraction of its width")
-    min_minority_share: float = Field(0.1, gt=0, le=0.5, description="minority-class share below which imbalance is flagged")
+    range_tolerance: float = Field(1.0, ge=0, description="allowed overshoot of the training range, as a fraction of its width")
+    max_out_of_range_share: float = Field(
+        0.02, ge=0, le=1, description="share of a column's values outside the tolerated training range above which it is an anomaly")
+    min_minority_share: float = Field(
+        0.1, gt=0, le=0.5, description="minority-class share below which imbalance is flagged (capped at half the balanced share 1/(2k))")
+    outlier_iqr: float = Field(8.0, gt=0, description="a value beyond Q1 - k*IQR or Q3 + k*IQR of the training column is extreme")
+    max_outlier_share: float = Field(0.01, ge=0, le=1, description="share of extreme values above which a column is flagged")
+    schema_path: str | None = Field(
+        None, description="expected schema.json (e.g. a published model's); every split, train included, is checked against it")
+    serving_sample: str | None = Field(
+        None, description="CSV/Parquet sample of serving data to check for train/serve skew (absolute or relative to the working dir)")
+    skew_method: str | None = Field(None, description="Evidently drift method per column (default: Evidently's choice)")
+    skew_threshold: float | None = Field(None, description="Evidently drift threshold (default: the method's)")
+    max_skew_share: float = Field(0.3, ge=0, le=1, description="share of skewed columns above which the dataset-level skew check fires")
+    label_noise: LabelNoiseConfig = Field(default_factory=LabelNoiseConfig)
+    plot_columns: int = Field(24, ge=0, description="columns drawn in the HTML report (anomalous columns first)")
     severity: dict[str, Severity] = Field(
         default_factory=dict, description="per-check severity override, e.g. {duplicates: fail, imbalance: warn}"
     )
@@ -27,5 +56,5 @@ SPEC = PluginSpec(
     kind=StageKind.VALIDATOR,
     config_model=TabularValidatorConfig,
     factory="mlplat_plugins.tabular_validation.validator:TabularValidator",
-    summary="Schema inference + anomalies (types, ranges, missing values), duplicates, constants, imbalance",
+    summary="Schema + anomalies, duplicates, leakage, constants, outliers, label leaks, imbalance, label noise, skew",
 )

@@ -1,7 +1,10 @@
-"""Infer a schema from the training split and check every split against it."""
+"""The `tabular` validator: infer a schema from train, check every split (and an optional
+serving sample) against it, run the quality checks, and hand label-noise suspects on."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,86 +12,160 @@ import pandas as pd
 
 from mlplat.contracts import StepContext
 from mlplat.contracts.validator import CheckResult, Severity, ValidationReport
-from mlplat.data import Splits
+from mlplat.data import RESERVED, Splits
+from mlplat.errors import UsageError
+from mlplat.reports import html_image, html_table
 from mlplat_plugins.tabular_validation import TabularValidatorConfig
+from mlplat_plugins.tabular_validation import quality
+from mlplat_plugins.tabular_validation.schema import check_against_schema, infer_schema
 
 DEFAULT_SEVERITY: dict[str, Severity] = {
     "schema.columns": "fail",
     "schema.dtype": "fail",
     "schema.range": "fail",
     "schema.missing": "fail",
+    "schema.label": "fail",
+    "schema.label_coverage": "warn",
     "duplicates": "warn",
+    "leakage": "warn",
     "constant": "warn",
+    "outliers": "warn",
+    "label_leak": "fail",
     "imbalance": "warn",
+    "label_noise": "warn",
+    "skew": "warn",
+    "skew.share": "fail",
 }
+CHECKS = tuple(DEFAULT_SEVERITY)
 
 
 class TabularValidator:
     def __init__(self, config: TabularValidatorConfig) -> None:
+        unknown = sorted(set(config.severity) - set(CHECKS))
+        if unknown:
+            raise UsageError(f"steps.validate.params.severity: unknown checks {unknown}; known: {', '.join(CHECKS)}")
         self.config = config
 
     def severity(self, check: str) -> Severity:
         return self.config.severity.get(check, DEFAULT_SEVERITY.get(check, "warn"))
 
     def validate(self, splits: Splits, context: StepContext) -> ValidationReport:
-        schema = infer_schema(splits.train.features, splits.info.classes, splits.train.labels)
-        checks: list[CheckResult] = []
+        cfg, info = self.config, splits.info
+        train = splits.train.features
+        schema = infer_schema(train, info.classes, splits.train.labels)
+        expected = _read_json(cfg.schema_path, "schema_path") if cfg.schema_path else schema
+        checks: list[CheckResult] = [  # the trainers take numeric features only, whatever the schema says
+            CheckResult("schema.dtype", False, self.severity("schema.dtype"), f"train: {c['name']} is not numeric",
+                        c["name"], "float", f"{c['type']} ({train[c['name']].dtype})")
+            for c in schema["columns"] if c["type"] != "float"
+        ]
+        named = [("validation", splits.validation), ("test", splits.test)]
+        if cfg.schema_path:
+            named.insert(0, ("train", splits.train))
+        for name, table in named:
+            checks += self._schema_checks(expected, table.features, name, table.labels, info.classes)
+        checks += quality.duplicates(train, splits.train.labels, self.severity)
         for name in ("validation", "test"):
-            checks += self.check_against_schema(schema, getattr(splits, name).features, name)
-        checks += self.quality_checks(splits.train.features, splits.train.labels, splits.info.classes)
-        return ValidationReport(checks, schema)
+            checks += quality.leakage(train, getattr(splits, name).features, name, self.severity)
+        checks += quality.constant_columns(train, self.severity)
+        checks += quality.extreme_outliers(train, cfg.outlier_iqr, cfg.max_outlier_share, self.severity)
+        checks += quality.label_feature_identity(train, splits.train.labels, info.n_classes, self.severity)
+        checks += quality.imbalance(splits.train.labels, info.classes, cfg.min_minority_share, self.severity)
+        findings: dict[str, Any] = {}
+        if cfg.label_noise.enabled:
+            check, findings["label_noise"] = self._label_noise(splits, context.seed)
+            checks.append(check)
+        frames = {"train": train, "validation": splits.validation.features, "test": splits.test.features}
+        if cfg.serving_sample:
+            serving = self._load_serving(info.label)
+            frames["serving"] = serving
+            checks += self._schema_checks(expected, serving, "serving")
+            skew_checks, findings["skew"] = self._skew(train, serving)
+            checks += skew_checks
+        sections = self._html_sections(frames, checks, findings)
+        return ValidationReport(checks, schema, findings, sections)
 
-    def check_against_schema(self, schema: dict[str, Any], frame: pd.DataFrame, split: str) -> list[CheckResult]:
-        out: list[CheckResult] = []
-        expected = [c["name"] for c in schema["columns"]]
-        missing, unknown = set(expected) - set(frame.columns), set(frame.columns) - set(expected)
-        out.append(CheckResult("schema.columns", not missing and not unknown, self.severity("schema.columns"),
-                               f"{split}: columns match the training schema" if not (missing or unknown)
-                               else f"{split}: missing {sorted(missing)}, unexpected {sorted(unknown)}",
-                               expected=len(expected), observed=len(frame.columns)))
-        for col in schema["columns"]:
-            name = col["name"]
-            if name not in frame.columns:
-                continue
-            series = frame[name]
-            numeric = pd.api.types.is_numeric_dtype(series)
-            out.append(CheckResult("schema.dtype", numeric, self.severity("schema.dtype"), f"{split}: {name} dtype",
-                                   name, "numeric", str(series.dtype)))
-            if not numeric:
-                continue
-            rate = float(series.isna().mean())
-            out.append(CheckResult("schema.missing", rate <= max(self.config.max_missing_rate, col["missing_rate"]),
-                                   self.severity("schema.missing"), f"{split}: {name} missing-value rate", name,
-                                   f"<= {max(self.config.max_missing_rate, col['missing_rate']):.3f}", round(rate, 4)))
-            slack = self.config.range_tolerance * (col["max"] - col["min"])
-            lo, hi = float(series.min()), float(series.max())
-            inside = lo >= col["min"] - slack and hi <= col["max"] + slack
-            out.append(CheckResult("schema.range", inside, self.severity("schema.range"), f"{split}: {name} range",
-                                   name, f"[{col['min'] - slack:.4g}, {col['max'] + slack:.4g}]", f"[{lo:.4g}, {hi:.4g}]"))
-        return out
+    def _schema_checks(self, schema: dict[str, Any], frame: pd.DataFrame, split: str,
+                       labels: np.ndarray | None = None, classes: list[str] | None = None) -> list[CheckResult]:
+        return check_against_schema(schema, frame, split, self.severity, self.config.max_missing_rate,
+                                    self.config.range_tolerance, self.config.max_out_of_range_share, labels, classes)
 
-    def quality_checks(self, features: pd.DataFrame, labels: np.ndarray, classes: list[str]) -> list[CheckResult]:
-        dup = int(features.assign(__y=labels).duplicated().sum())
-        out = [CheckResult("duplicates", dup == 0, self.severity("duplicates"), f"{dup} duplicate training rows",
-                           expected=0, observed=dup)]
-        for name in features.columns:
-            distinct = int(features[name].nunique(dropna=True))
-            if distinct <= 1:
-                out.append(CheckResult("constant", False, self.severity("constant"), f"{name} is constant", name, "> 1 distinct", distinct))
-        counts = np.bincount(labels, minlength=len(classes))
-        share = float(counts.min() / counts.sum())
-        out.append(CheckResult("imbalance", share >= self.config.min_minority_share, self.severity("imbalance"),
-                               f"minority class {classes[int(counts.argmin())]!r} is {share:.1%} of training rows",
-                               expected=f">= {self.config.min_minority_share:.1%}", observed=round(share, 4),
-                               details={"counts": dict(zip(classes, counts.tolist())), "ratio": float(counts.max() / max(counts.min(), 1))}))
-        return out
+    def _label_noise(self, splits: Splits, seed: int) -> tuple[CheckResult, dict[str, Any]]:
+        from mlplat_plugins.tabular_validation.label_noise import confident_learning, out_of_fold_proba
+
+        cfg, table = self.config.label_noise, splits.train
+        real = np.flatnonzero(~table.synthetic)
+        numeric = table.features.select_dtypes("number")
+        X = numeric.fillna(numeric.median()).fillna(0.0).to_numpy(np.float64)[real]
+        y = table.labels[real]
+        counts = np.bincount(y, minlength=splits.info.n_classes)
+        folds = min(cfg.folds, int(counts[counts > 0].min()))
+        if folds < 2 or numeric.shape[1] == 0:
+            return (CheckResult("label_noise", True, "info", "label noise not assessed: too few rows per class or no numeric columns"),
+                    {"row_ids": [], "scores": []})
+        proba = out_of_fold_proba(X, y, splits.info.n_classes, cfg.model, folds, seed, cfg.mlp_epochs)
+        result = confident_learning(proba, y, cfg.method)
+        share = len(result.suspects) / len(y)
+        finding = {
+            "method": f"confident_learning/{cfg.method}", "model": cfg.model, "folds": folds,
+            "row_ids": table.row_ids[real][result.suspects].tolist(), "scores": np.round(result.scores, 6).tolist(),
+            "given": y[result.suspects].tolist(), "suggested": result.suggested.tolist(),
+            "thresholds": result.thresholds.tolist(), "confident_joint": result.joint.tolist(), "share": share,
+            "oof_accuracy": float((proba.argmax(1) == y).mean()),
+        }
+        check = CheckResult("label_noise", share <= cfg.max_noise_share, self.severity("label_noise"),
+                            f"{len(result.suspects)} likely mislabelled training rows ({share:.1%}, confident learning, {cfg.model})",
+                            "label", f"<= {cfg.max_noise_share:.1%} suspects", round(share, 4),
+                            details={"top_row_ids": finding["row_ids"][:20]})
+        return check, finding
+
+    def _load_serving(self, label: str) -> pd.DataFrame:
+        path = Path(self.config.serving_sample or "")
+        if not path.is_file():
+            raise UsageError(f"steps.validate.params.serving_sample: file not found: {path}")
+        try:
+            frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+        except Exception as exc:  # malformed file: name it
+            raise UsageError(f"steps.validate.params.serving_sample: cannot read {path}: {exc}") from None
+        return frame.drop(columns=[c for c in (label, *RESERVED) if c in frame.columns])
+
+    def _skew(self, train: pd.DataFrame, serving: pd.DataFrame) -> tuple[list[CheckResult], dict[str, Any]]:
+        from mlplat.skew import compare_columns
+
+        drifts = compare_columns(train, serving, method=self.config.skew_method, threshold=self.config.skew_threshold)
+        checks = [CheckResult("skew", not d.drifted, self.severity("skew"), f"serving: {d.feature} distribution vs train",
+                              d.feature, f"no drift ({d.test})", round(d.score, 6)) for d in drifts]
+        share = sum(d.drifted for d in drifts) / max(len(drifts), 1)
+        checks.append(CheckResult("skew.share", share <= self.config.max_skew_share, self.severity("skew.share"),
+                                  f"serving: {share:.0%} of columns skewed vs train (Evidently)", None,
+                                  f"<= {self.config.max_skew_share:.0%}", round(share, 4)))
+        finding = {"share": share, "columns": {d.feature: {"score": d.score, "drifted": d.drifted, "test": d.test} for d in drifts}}
+        return checks, finding
+
+    def _html_sections(self, frames: dict[str, pd.DataFrame], checks: list[CheckResult],
+                       findings: dict[str, Any]) -> list[tuple[str, str]]:
+        from mlplat_plugins.tabular_validation.plots import distribution_grid
+
+        sections = []
+        noise = findings.get("label_noise", {})
+        if noise.get("row_ids"):
+            rows = list(zip(noise["row_ids"], noise["scores"], noise["given"], noise["suggested"]))[:50]
+            sections.append(("Label-noise suspects (top 50)", html_table(("row id", "score", "given", "suggested"), rows)
+                             + f"<p>confident joint [given, true]: {noise['confident_joint']}</p>"))
+        if self.config.plot_columns:
+            flagged = [c.column for c in checks if not c.passed and c.column in frames["train"].columns]
+            ordered = list(dict.fromkeys([*flagged, *map(str, frames["train"].columns)]))[: self.config.plot_columns]
+            if ordered:
+                png = distribution_grid(frames, ordered)
+                sections.append(("Distributions per column (flagged columns first)", html_image(png, "per-column distributions")))
+        return sections
 
 
-def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray) -> dict[str, Any]:
-    columns = []
-    for name in features.columns:
-        s = features[name]
-        columns.append({"name": str(name), "type": "float" if pd.api.types.is_float_dtype(s) else str(s.dtype),
-                        "min": float(s.min()), "max": float(s.max()), "mean": float(s.mean()), "std": float(s.std(ddof=0)),
-                        "missing_rate": float(s.isna().mean())})
-    return {"columns": columns, "label": {"classes": classes, "counts": np.bincount(labels, minlength=len(classes)).tolist()}}
+def _read_json(path: str, field: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"steps.validate.params.{field}: file not found: {file}")
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"steps.validate.params.{field}: not valid JSON: {exc}") from None

@@ -1,0 +1,118 @@
+"""Label-noise detection by confident learning (Northcutt et al., 2021), written here
+(cleanlab is AGPL). Out-of-fold probabilities come from a configurable cross-validated model.
+
+Per class j the threshold t_j is the mean predicted probability of j over rows labelled j.
+A row's confident true label is the most probable class whose probability clears its
+threshold; rows whose confident label differs from the given one form the off-diagonal of
+the confident joint and are the suspects, ranked by the margin p(confident) - p(given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class NoiseResult:
+    suspects: np.ndarray  # positions into the input rows, most suspicious first
+    scores: np.ndarray  # margin p(suggested) - p(given), same order
+    suggested: np.ndarray  # confident true label per suspect
+    thresholds: np.ndarray  # per-class threshold t_j
+    joint: np.ndarray  # confident joint [given, true] counts
+
+
+def out_of_fold_proba(X: np.ndarray, y: np.ndarray, n_classes: int, model: str, folds: int, seed: int,
+                      mlp_epochs: int = 200) -> np.ndarray:
+    """Each row's class probabilities from a model that never saw it."""
+    from sklearn.model_selection import StratifiedKFold
+
+    proba = np.zeros((len(y), n_classes))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fit_idx, held_idx in splitter.split(X, y):
+        proba[held_idx] = _fit_predict(X[fit_idx], y[fit_idx], X[held_idx], n_classes, model, seed, mlp_epochs)
+    return proba
+
+
+def _fit_predict(X: np.ndarray, y: np.ndarray, X_new: np.ndarray, n_classes: int, model: str, seed: int,
+                 mlp_epochs: int) -> np.ndarray:
+    mean, std = X.mean(0), X.std(0)
+    std[std == 0] = 1.0
+    X, X_new = (X - mean) / std, (X_new - mean) / std
+    if model == "mlp":
+        return _torch_mlp(X, y, X_new, n_classes, seed, mlp_epochs)
+    if model == "forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        clf: Any = RandomForestClassifier(n_estimators=100, min_samples_leaf=2, random_state=seed, n_jobs=1)
+    else:
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=1.0, max_iter=1000)
+    clf.fit(X, y)
+    out = np.zeros((len(X_new), n_classes))
+    out[:, clf.classes_] = clf.predict_proba(X_new)  # a class absent from this fold keeps probability 0
+    return out
+
+
+def _torch_mlp(X: np.ndarray, y: np.ndarray, X_new: np.ndarray, n_classes: int, seed: int, epochs: int) -> np.ndarray:
+    import torch
+
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 32), torch.nn.ReLU(), torch.nn.Linear(32, n_classes))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=1e-3)
+    xt, yt = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
+    for _ in range(epochs):  # full batch: the folds are small tables
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(xt), yt).backward()
+        optimizer.step()
+    with torch.no_grad():
+        return torch.softmax(net(torch.as_tensor(X_new, dtype=torch.float32)), 1).double().numpy()
+
+
+def confident_learning(proba: np.ndarray, given: np.ndarray, method: str = "prune_by_noise_rate") -> NoiseResult:
+    """Suspects from the confident joint.
+
+    `confident_joint`: the rows in its off-diagonal cells. `prune_by_noise_rate` (cleanlab's
+    default idea): calibrate the joint to the given class counts, estimate how many rows of
+    given class i truly belong to j, and flag that many rows of class i with the largest
+    margin p_j - p_i, which also catches flipped rows whose probability misses the threshold.
+    """
+    n, n_classes = proba.shape
+    thresholds = np.array([proba[given == j, j].mean() if np.any(given == j) else 1.0 for j in range(n_classes)])
+    above = proba >= thresholds - 1e-12
+    confident = np.where(above, proba, -np.inf).argmax(1)
+    has_confident = above.any(1)
+    joint = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(joint, (given[has_confident], confident[has_confident]), 1)
+    rows = np.arange(n)
+    if method == "confident_joint":
+        flagged = np.flatnonzero(has_confident & (confident != given))
+        suggested_all = confident
+    else:
+        flagged, suggested_all = _prune_by_noise_rate(proba, given, joint)
+    margin = proba[rows, suggested_all] - proba[rows, given]
+    order = flagged[np.argsort(-margin[flagged], kind="stable")]
+    return NoiseResult(order, margin[order], suggested_all[order], thresholds, joint)
+
+
+def _prune_by_noise_rate(proba: np.ndarray, given: np.ndarray, joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n, n_classes = proba.shape
+    counts = np.bincount(given, minlength=n_classes)
+    calibrated = joint / np.maximum(joint.sum(1, keepdims=True), 1) * counts[:, None]
+    best_margin = np.full(n, -np.inf)
+    suggested = given.copy()
+    for i in range(n_classes):
+        members = np.flatnonzero(given == i)
+        for j in range(n_classes):
+            k = int(round(calibrated[i, j]))
+            if i == j or k == 0:
+                continue
+            margin = proba[members, j] - proba[members, i]
+            top = members[np.argsort(-margin, kind="stable")[:k]]
+            top_margin = proba[top, j] - proba[top, i]
+            better = top_margin > best_margin[top]
+            best_margin[top[better]], suggested[top[better]] = top_margin[better], j
+    return np.flatnonzero(suggested != given), suggested

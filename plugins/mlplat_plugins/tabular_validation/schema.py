@@ -1,0 +1,102 @@
+"""TFDV-style schema: infer it from the training split, then check any frame against it.
+
+An anomaly names the column, the expectation and the observed value, like TFDV's
+ExampleValidator. The schema is plain JSON so serving and monitoring can reuse it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlplat.contracts.validator import CheckResult, Severity
+
+SCHEMA_VERSION = 1
+
+
+def column_type(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "bool"
+    if pd.api.types.is_numeric_dtype(series):
+        return "float"
+    return "string"
+
+
+def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray) -> dict[str, Any]:
+    columns = []
+    for name in features.columns:
+        s = features[name]
+        entry: dict[str, Any] = {"name": str(name), "type": column_type(s), "missing_rate": float(s.isna().mean())}
+        if entry["type"] == "float":
+            entry.update(min=float(s.min()), max=float(s.max()), mean=float(s.mean()), std=float(s.std(ddof=0)))
+        else:
+            entry["domain"] = sorted(map(str, s.dropna().unique()))[:100]
+        columns.append(entry)
+    return {"version": SCHEMA_VERSION, "columns": columns,
+            "label": {"classes": list(classes), "counts": np.bincount(labels, minlength=len(classes)).tolist()}}
+
+
+def check_against_schema(
+    schema: dict[str, Any], frame: pd.DataFrame, split: str, severity: Callable[[str], Severity],
+    max_missing_rate: float, range_tolerance: float, max_out_of_range_share: float,
+    labels: np.ndarray | None = None, classes: list[str] | None = None,
+) -> list[CheckResult]:
+    """Columns present, types, missing-value rates, ranges and label classes of `frame` vs `schema`."""
+    out: list[CheckResult] = []
+    expected = [c["name"] for c in schema["columns"]]
+    for name in expected:
+        if name not in frame.columns:
+            out.append(CheckResult("schema.columns", False, severity("schema.columns"), f"{split}: column {name} is missing",
+                                   name, "present", "missing"))
+    for name in frame.columns:
+        if str(name) not in expected:
+            out.append(CheckResult("schema.columns", False, severity("schema.columns"),
+                                   f"{split}: column {name} is not in the schema", str(name), "absent", "present"))
+    if not any(c.check == "schema.columns" for c in out):
+        out.append(CheckResult("schema.columns", True, severity("schema.columns"), f"{split}: columns match the schema",
+                               expected=len(expected), observed=len(frame.columns)))
+    for col in schema["columns"]:
+        name = col["name"]
+        if name not in frame.columns:
+            continue
+        series = frame[name]
+        observed_type = column_type(series)
+        same_type = observed_type == col["type"]
+        out.append(CheckResult("schema.dtype", same_type, severity("schema.dtype"), f"{split}: {name} type", name,
+                               col["type"], observed_type if same_type else f"{observed_type} ({series.dtype})"))
+        allowed = max(max_missing_rate, col["missing_rate"])
+        rate = float(series.isna().mean())
+        out.append(CheckResult("schema.missing", rate <= allowed, severity("schema.missing"),
+                               f"{split}: {name} missing-value rate", name, f"<= {allowed:.3f}", round(rate, 4)))
+        if not same_type or col["type"] != "float" or series.dropna().empty:
+            continue
+        slack = range_tolerance * (col["max"] - col["min"])
+        lo, hi = col["min"] - slack, col["max"] + slack
+        values = series.dropna()
+        outside = int(((values < lo) | (values > hi)).sum())
+        share = outside / len(values)
+        out.append(CheckResult("schema.range", share <= max_out_of_range_share, severity("schema.range"),
+                               f"{split}: {name} range", name,
+                               f"<= {max_out_of_range_share:.1%} outside [{lo:.4g}, {hi:.4g}]",
+                               f"{outside} outside ({share:.1%}), observed [{values.min():.4g}, {values.max():.4g}]"))
+    if labels is not None and classes is not None:
+        out += _label_checks(schema, labels, classes, split, severity)
+    return out
+
+
+def _label_checks(schema: dict[str, Any], labels: np.ndarray, classes: list[str], split: str,
+                  severity: Callable[[str], Severity]) -> list[CheckResult]:
+    expected = list(schema["label"]["classes"])
+    seen = sorted({classes[i] for i in np.unique(labels)})
+    unknown = [c for c in seen if c not in expected]
+    absent = [c for c in expected if c not in seen]
+    return [
+        CheckResult("schema.label", not unknown, severity("schema.label"), f"{split}: label classes within the schema",
+                    "label", expected, seen if unknown else len(seen), details={"unknown": unknown}),
+        CheckResult("schema.label_coverage", not absent, severity("schema.label_coverage"),
+                    f"{split}: every schema class present" if not absent else f"{split}: classes {absent} have no rows",
+                    "label", len(expected), len(expected) - len(absent)),
+    ]
