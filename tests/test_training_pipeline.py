@@ -1,0 +1,79 @@
+"""End to end through the real runner: the digits CNN spec, a crash, `--resume`, and serving's rebuild."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mlplat import modeldir
+from mlplat.data import Splits
+from mlplat.runner import Progress, run_pipeline
+from mlplat.runs import RunStore
+from mlplat.spec import load_spec, parse_spec, resolve
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAt(Progress):
+    def __init__(self, epoch: int) -> None:
+        self.at = epoch
+
+    def epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        if epoch == self.at:
+            raise Crash(f"simulated crash after epoch {epoch}")
+
+
+def digits_spec(**params: object):
+    data = load_spec(REPO / "pipelines" / "digits_cnn.yaml").model_dump(by_alias=True, exclude_none=True)
+    data["steps"]["train"]["params"].update({"epochs": 5, "cv_folds": 0, "checkpoint_every": 2,
+                                             "early_stopping_patience": None, "device": "cpu", **params})
+    data["steps"]["evaluate"]["params"] = {"min_accuracy": 0.85}
+    return resolve(parse_spec(data))
+
+
+@pytest.mark.slow
+def test_digits_cnn_spec_crash_resume_and_serving(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    spec = digits_spec()
+    clean = run_pipeline(spec, REPO / "pipelines", RunStore(tmp_path / "clean"))
+    store = RunStore(tmp_path / "crashy")
+    with pytest.raises(Crash):
+        run_pipeline(spec, REPO / "pipelines", store, CrashAt(3))
+    crashed = store.list()[0]
+    assert crashed.record()["status"] == "failed" and not crashed.model_dir.exists()
+    resumed = run_pipeline(spec, REPO / "pipelines", store, run_id=crashed.id)  # `mlplat run SPEC --resume RUN`
+    train_metrics = json.loads((resumed.run.dir / "steps" / "train" / "metrics.json").read_text())
+    assert train_metrics["resumed_from_epoch"] == 3
+    assert [r["epoch"] for r in train_metrics["history"]] == [0, 1, 2, 3, 4]
+    a, b = load_file(str(clean.model_dir / modeldir.WEIGHTS)), load_file(str(resumed.model_dir / modeldir.WEIGHTS))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.metrics["test"]["accuracy"] == clean.metrics["test"]["accuracy"] > 0.85
+    # serving rebuilds the CNN from model.json alone and predicts raw pixel rows
+    loaded = modeldir.LoadedModel.load(resumed.model_dir)
+    assert loaded.manifest["architecture"]["type"] == "cnn" and loaded.manifest["image_shape"] == [1, 8, 8]
+    test = Splits.load(resumed.run.dir / "steps" / "ingest").test
+    proba = loaded.predict_proba(test.features[loaded.feature_names].to_numpy())
+    assert proba.shape == (len(test), 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    train_dir = resumed.run.dir / "steps" / "train"
+    for name in ("report.html", "training_curves.png", "confusion_matrix.png"):
+        assert (train_dir / name).is_file()
+    assert train_metrics["compute"]["wall_s"] > 0
+
+
+@pytest.mark.slow
+def test_digits_cnn_spec_with_cv_band_recorded_in_model(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    result = run_pipeline(digits_spec(epochs=3, cv_folds=3), REPO / "pipelines", RunStore(tmp_path))
+    cv = modeldir.read_manifest(result.model_dir)["cv"]
+    assert cv["folds"] == 3 and 0.5 < cv["val_accuracy"]["mean"] <= 1 and cv["val_accuracy"]["std"] >= 0
+    assert "gap_accuracy" in cv

@@ -1,0 +1,83 @@
+"""Warm start / transfer learning from a published model: by path, run id and `latest`; freezing; refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mlplat import modeldir
+from mlplat.contracts import StepContext
+from mlplat.contracts.trainer import ArrayData, TrainingData
+from mlplat.data import DatasetInfo
+from mlplat.errors import UsageError
+from mlplat_plugins.torch_trainers import MLPConfig
+from mlplat_plugins.torch_trainers.mlp import MLPTrainer
+
+# tests/conftest.py TINY_SPEC: breast cancer, mlp hidden [16]
+BASE = dict(hidden=[16], epochs=3, lr=1e-2, early_stopping_patience=None, checkpoint_every=0)
+
+
+def breast_cancer(model_dir: Path, classes: list[str] | None = None, features: list[str] | None = None) -> TrainingData:
+    from sklearn.datasets import load_breast_cancer
+
+    manifest = modeldir.read_manifest(model_dir)
+    bunch = load_breast_cancer()
+    X = ((bunch.data - bunch.data.mean(0)) / bunch.data.std(0)).astype(np.float32)
+    y = np.array([manifest["classes"].index(bunch.target_names[t]) for t in bunch.target])  # the model's class order
+    info = DatasetInfo("bc", "target", features or [f["name"] for f in manifest["features"]], classes or manifest["classes"])
+    return TrainingData(ArrayData(X[:300], y[:300]), ArrayData(X[300:450], y[300:450]), info)
+
+
+def fit(config: MLPConfig, data: TrainingData, work: Path, runs_root: Path | None = None):
+    work.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    return MLPTrainer(config).fit(data, StepContext("train", work, data.info, seed=1, runs_root=runs_root))
+
+
+def test_warm_start_freezes_body_and_fine_tunes_head(trained_model_dir: Path, tmp_path: Path) -> None:
+    source = load_file(str(trained_model_dir / modeldir.WEIGHTS))
+    data = breast_cancer(trained_model_dir)
+    model = fit(MLPConfig(init_from=str(trained_model_dir), freeze=["body"], **BASE), data, tmp_path)
+    state = model.network.state_dict()
+    body = [k for k in state if k.startswith("body.")]
+    assert body and all(torch.equal(state[k], source[k]) for k in body)  # frozen: unchanged
+    assert not torch.equal(state["head.weight"], source["head.weight"])  # fine-tuned
+    warm = model.extras["warm_start"]
+    assert warm["model_dir"] == str(trained_model_dir) and warm["frozen"] == ["body"]
+    assert set(warm["frozen_parameters"]) == set(body)
+    # starting from trained weights beats starting from scratch after the same short training
+    scratch = fit(MLPConfig(freeze=["body"], **{**BASE, "epochs": 1}), data, tmp_path / "scratch")
+    warm_1 = fit(MLPConfig(init_from=str(trained_model_dir), freeze=["body"], **{**BASE, "epochs": 1}), data, tmp_path / "w1")
+    assert warm_1.history[0]["val_loss"] < scratch.history[0]["val_loss"]
+
+
+def test_warm_start_by_run_id_and_latest(trained_run, tmp_path: Path) -> None:
+    runs_root = trained_run.run.dir.parent
+    data = breast_cancer(trained_run.model_dir)
+    for ref in (trained_run.run.id, "latest"):
+        model = fit(MLPConfig(init_from=ref, **BASE), data, tmp_path / ref, runs_root=runs_root)
+        assert Path(model.extras["warm_start"]["model_dir"]).resolve() == trained_run.model_dir.resolve()
+    with pytest.raises(UsageError, match="init_from: run not found: nope"):
+        fit(MLPConfig(init_from="nope", **BASE), data, tmp_path / "x", runs_root=runs_root)
+    with pytest.raises(UsageError, match="init_from: no model directory"):
+        fit(MLPConfig(init_from=str(tmp_path / "missing" / "dir"), **BASE), data, tmp_path / "y")
+
+
+def test_warm_start_refuses_incompatible_models(trained_model_dir: Path, tmp_path: Path) -> None:
+    ref = str(trained_model_dir)
+    good = breast_cancer(trained_model_dir)
+    renamed = good.info.feature_names[:-1] + ["something_else"]
+    with pytest.raises(UsageError, match=r"feature schema mismatch.*something_else"):
+        fit(MLPConfig(init_from=ref, **BASE), breast_cancer(trained_model_dir, features=renamed), tmp_path / "a")
+    with pytest.raises(UsageError, match="class mismatch"):
+        fit(MLPConfig(init_from=ref, **BASE), breast_cancer(trained_model_dir, classes=["no", "yes"]), tmp_path / "b")
+    with pytest.raises(UsageError, match=r"network shape mismatch.*body.0.0.weight"):
+        fit(MLPConfig(init_from=ref, **{**BASE, "hidden": [32]}), good, tmp_path / "c")
+    with pytest.raises(UsageError, match="freeze: no module 'trunk'"):
+        fit(MLPConfig(init_from=ref, freeze=["trunk"], **BASE), good, tmp_path / "d")
+    with pytest.raises(UsageError, match="every parameter is frozen"):
+        fit(MLPConfig(init_from=ref, freeze=["body", "head"], **BASE), good, tmp_path / "e")
