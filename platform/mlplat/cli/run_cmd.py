@@ -34,9 +34,16 @@ def run(
     spec = resolve(load_spec(spec_path), str(spec_path))
     store = RunStore(runs_dir)
     if runner is RunnerName.kfp_local:
-        from mlplat.kfp_local import run_kfp_local  # provided by the Kubeflow integration
+        from mlplat.errors import UsageError
+        from mlplat.kfp.local import run_kfp_local
 
-        run_kfp_local(spec, spec_path.parent, store)
+        if resume:
+            raise UsageError("--resume works with --runner in-process only (kfp.local reruns every step)")
+        done = run_kfp_local(spec, spec_path.parent, store)
+        console.print(f"[bold green]run {done.run.id} succeeded[/] (kfp.local) in {done.seconds:.1f}s")
+        console.print("test: " + ", ".join(f"{k}={v:.4f}" for k, v in done.metrics.get("test", {}).items() if isinstance(v, float)))
+        console.print(f"model:   {done.model_dir}")
+        console.print(f"latest:  {store.root / 'latest'} -> {done.run.id}")
         return
     from mlplat.runner import run_pipeline
 

@@ -1,0 +1,75 @@
+"""`mlplat compile` and `mlplat submit`: the Kubeflow Pipelines door."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import typer
+
+from mlplat.cli.common import console
+
+
+def compile_cmd(
+    spec_path: Path = typer.Argument(None, metavar="SPEC", help="Pipeline spec (YAML)"),
+    output: Path = typer.Option(None, "-o", "--output", help="Where to write the KFP IR YAML [default: SPEC name + .kfp.yaml]"),
+    all_specs: bool = typer.Option(False, "--all", help="Compile every pipelines/*.yaml into manifests/base/pipelines/ "
+                                                        "(the checked-in copies) and rewrite its kustomization"),
+    pipelines_dir: Path = typer.Option(Path("pipelines"), "--pipelines-dir", help="With --all: where the specs are"),
+    out_dir: Path = typer.Option(None, "--out-dir", help="With --all: where compiled YAML goes [default: manifests/base/pipelines/compiled]"),
+) -> None:
+    """Compile a spec to KFP v2 IR YAML for the Kubeflow UI (or all example specs with --all)."""
+    from mlplat.errors import UsageError
+    from mlplat.kfp.compiler import COMPILED_DIR, compile_all, compile_spec
+    from mlplat.spec import load_spec, resolve
+
+    if all_specs:
+        if spec_path is not None or output is not None:
+            raise UsageError("--all compiles every spec in --pipelines-dir; give no SPEC and no -o")
+        from mlplat.kfp.trainjob import BASE_DIR, DEMO_SPEC, write_base
+
+        for path in compile_all(pipelines_dir, out_dir or COMPILED_DIR):
+            console.print(f"compiled {path}")
+        if out_dir is None:
+            for path in write_base(resolve(load_spec(Path(DEMO_SPEC)), DEMO_SPEC), Path(BASE_DIR)):
+                console.print(f"wrote {path}")
+        return
+    if spec_path is None:
+        raise UsageError("give a SPEC to compile, or --all")
+    spec = resolve(load_spec(spec_path), str(spec_path))
+    written = compile_spec(spec, output or spec_path.with_suffix(".kfp.yaml"))
+    console.print(f"compiled {spec_path} -> {written}")
+
+
+def submit_cmd(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="Pipeline spec (YAML)"),
+    host: str = typer.Option(..., "--host", help="KFP API URL, e.g. http://localhost:8080"),
+    experiment: str = typer.Option(None, "--experiment", help="Experiment name [default: the spec's name]"),
+) -> None:
+    """Compile a spec and start a run on a Kubeflow Pipelines cluster."""
+    from mlplat.kfp.submit import check_host, prepare, submit
+    from mlplat.spec import load_spec, resolve
+
+    check_host(host)
+    spec = resolve(load_spec(spec_path), str(spec_path))
+    with tempfile.TemporaryDirectory() as workdir:
+        submission = prepare(spec, Path(workdir), experiment)
+        run_id = submit(submission, host)
+    console.print(f"submitted {submission.run_name} (run {run_id}) to {host}, experiment {submission.experiment_name}")
+
+
+def trainjob_cmd(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="Pipeline spec (YAML)"),
+    nodes: int = typer.Option(2, "--nodes", min=1, help="Training nodes (DDP across nodes)"),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the TrainJob here instead of stdout"),
+) -> None:
+    """Emit a Kubeflow Trainer v2 TrainJob running the spec's training step as multi-node DDP."""
+    from mlplat.kfp.trainjob import build_trainjob, to_yaml
+    from mlplat.spec import load_spec, resolve
+
+    text = to_yaml(build_trainjob(resolve(load_spec(spec_path), str(spec_path)), nodes))
+    if output is None:
+        print(text, end="")
+    else:
+        output.write_text(text)
+        console.print(f"wrote {output}")

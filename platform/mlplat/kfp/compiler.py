@@ -1,0 +1,147 @@
+"""Spec → KFP v2 pipeline → IR YAML.
+
+The graph mirrors the in-process runner: ingest → validate → [gate] → augment → tune →
+train → evaluate → [gate] → explain → monitor → publish. Each gate is a `dsl.If` on the
+step's boolean output, so a failed gate skips what follows both on a cluster and in
+kfp.local. Every step's image, resources, retries, caching and node selector come from
+the spec. Pipeline parameters: `data_root` (where relative dataset paths resolve),
+`runs_dir` and `run_id` (set by the kfp-local runner so publish lands in the run store).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlplat.errors import SpecError
+from mlplat.kfp.step import step_parameters
+from mlplat.spec import EvaluateStepSpec, PipelineSpec, StepSpec
+
+COMPILED_DIR = Path("manifests/base/pipelines/compiled")
+StepLike = StepSpec | EvaluateStepSpec
+
+
+def spec_json(spec: PipelineSpec) -> str:
+    return spec.model_dump_json(by_alias=True)
+
+
+def build_pipeline(spec: PipelineSpec) -> Any:
+    """The KFP pipeline (a GraphComponent) for a resolved spec."""
+    from kfp import dsl
+
+    from mlplat.kfp import components as c
+
+    payload = spec_json(spec)
+
+    def task(component: Any, kind: str, step: StepLike | None, path: str, **inputs: Any) -> Any:
+        if kind != "ingest" and component is not c.publish:
+            plugin, params = step_parameters(spec, kind)
+            inputs = {"spec": payload, "plugin": plugin, "params": params, **inputs}
+        made = component(**inputs)
+        configure(made, spec, step, path)
+        return made
+
+    def after_validation(data: Any, findings: Any, runs_dir: Any, run_id: Any) -> None:
+        steps = spec.steps
+        if steps.augment:
+            aug = task(c.augment, "augment", steps.augment[0], "augment", data=data, **_given(findings=findings))
+            data = aug.outputs["augmented"]
+        best = None
+        if steps.tune:
+            best = task(c.tune, "tune", steps.tune, "tune", data=data).outputs["best"]
+        trained = task(c.train, "train", steps.train, "train", data=data, **_given(best=best, findings=findings))
+        evaluated = task(c.evaluate, "evaluate", steps.evaluate, "evaluate", data=data, model=trained.outputs["model"])
+        with dsl.If(evaluated.outputs["Output"] == True, name="evaluation-gate-passed"):  # noqa: E712 (KFP builds a condition)
+            model = evaluated.outputs["evaluated"]
+            if steps.explain:
+                model = task(c.explain, "explain", steps.explain, "explain", data=data, model=model).outputs["explained"]
+            if steps.monitor:
+                model = task(c.monitor, "monitor", steps.monitor, "monitor", model=model).outputs["monitored"]
+            published = task(c.publish, "publish", None, "publish", model=model, runs_dir=runs_dir, run_id=run_id)
+            published.set_caching_options(False)  # publishing has an effect outside KFP; never skip it
+
+    def pipeline(data_root: str = "", runs_dir: str = "", run_id: str = "") -> None:
+        data = task(c.ingest, "ingest", None, "ingest", spec=payload, data_root=data_root).outputs["data"]
+        if spec.steps.validate_:
+            validated = task(c.validate, "validate", spec.steps.validate_, "validate", data=data)
+            with dsl.If(validated.outputs["Output"] == True, name="validation-gate-passed"):  # noqa: E712
+                after_validation(data, validated.outputs["result"], runs_dir, run_id)
+        else:
+            after_validation(data, None, runs_dir, run_id)
+
+    # KFP reads parameter types from real annotation objects, not this module's postponed strings
+    pipeline.__annotations__ = {"data_root": str, "runs_dir": str, "run_id": str}
+    return dsl.pipeline(name=spec.name, description=spec.description or f"mlplat pipeline {spec.name}")(pipeline)
+
+
+def _given(**inputs: Any) -> dict[str, Any]:
+    """Optional artifact inputs: pass only the ones that exist."""
+    return {k: v for k, v in inputs.items() if v is not None}
+
+
+def configure(task: Any, spec: PipelineSpec, step: StepLike | None, path: str) -> None:
+    """Image, resources (requests = limits), GPUs, retries, caching and node selector of one task."""
+    task.set_container_image(step.image if step and step.image else spec.image)
+    if step is None:
+        return
+    res, where = step.resources, f"steps.{path}"
+    try:
+        if res.cpu:
+            task.set_cpu_request(res.cpu).set_cpu_limit(res.cpu)
+        if res.memory:
+            task.set_memory_request(res.memory).set_memory_limit(res.memory)
+    except ValueError as exc:
+        raise SpecError([(f"{where}.resources", str(exc))]) from None
+    if res.gpus:
+        task.set_accelerator_type(res.accelerator_type).set_accelerator_limit(res.gpus)
+    if step.retries:
+        task.set_retry(step.retries)
+    task.set_caching_options(step.caching)
+    if step.node_selector:
+        from kfp import kubernetes
+
+        for key, value in sorted(step.node_selector.items()):
+            kubernetes.add_node_selector(task, key, value)
+
+
+def compile_spec(spec: PipelineSpec, package_path: Path) -> Path:
+    """Write the KFP IR YAML for a resolved spec."""
+    from kfp import compiler
+
+    package_path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(pipeline_func=build_pipeline(spec), package_path=str(package_path))
+    return package_path
+
+
+def compiled_name(spec_path: Path) -> str:
+    return f"{spec_path.stem}.yaml"
+
+
+def example_specs(pipelines_dir: Path) -> list[Path]:
+    return sorted(pipelines_dir.glob("*.yaml"))
+
+
+def compile_all(pipelines_dir: Path, out_dir: Path) -> list[Path]:
+    """Compile every example spec into out_dir and rewrite its kustomization (one ConfigMap per pipeline)."""
+    from mlplat.spec import load_spec, resolve
+
+    written = []
+    for spec_path in example_specs(pipelines_dir):
+        spec = resolve(load_spec(spec_path), str(spec_path))
+        written.append(compile_spec(spec, out_dir / compiled_name(spec_path)))
+    for stale in set(out_dir.glob("*.yaml")) - set(written) - {out_dir / "kustomization.yaml"}:
+        stale.unlink()
+    (out_dir.parent / "kustomization.yaml").write_text(kustomization([p.name for p in written]))
+    return written
+
+
+def kustomization(files: list[str]) -> str:
+    """KFP IR is not a Kubernetes resource: ship each compiled pipeline in a ConfigMap."""
+    generators = "".join(
+        f"  - name: pipeline-{Path(f).stem.replace('_', '-')}\n    files:\n      - pipeline.yaml=compiled/{f}\n" for f in files)
+    return ("# Generated by `mlplat compile --all`; do not edit. Compiled KFP pipelines (IR YAML) as ConfigMaps,\n"
+            "# for upload to Kubeflow Pipelines (UI or `mlplat submit`).\n"
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            "generatorOptions:\n  disableNameSuffixHash: true\n  labels:\n    app.kubernetes.io/part-of: mlplat\n"
+            "    mlplat.io/kind: kfp-pipeline\n"
+            f"configMapGenerator:\n{generators}")

@@ -1,0 +1,270 @@
+"""KFP compile path: every example spec compiles and loads back, checked-in YAML is fresh,
+resources/retries/caching/node selectors/gates land in the IR, bad input is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlplat.errors import MlplatError, SpecError, UsageError
+from mlplat.kfp import compiler, step, submit, trainjob
+from mlplat.kfp.local import KfpLocalSettingsIgnored, warn_ignored_settings
+from mlplat.spec import load_spec, parse_spec, resolve
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = sorted((REPO / "pipelines").glob("*.yaml"))
+CHECKED_IN = REPO / "manifests/base/pipelines"
+REGENERATE = "regenerate with `mlplat compile --all` (from the repo root)"
+
+GPU_SPEC: dict[str, Any] = {
+    "name": "gpu-demo",
+    "image": "registry.example.com/mlplat:gpu",
+    "dataset": {"source": "sklearn:breast_cancer"},
+    "steps": {
+        "validate": {"plugin": "tabular"},
+        "train": {"plugin": "mlp", "params": {"epochs": 2}, "image": "registry.example.com/mlplat:cuda",
+                  "resources": {"cpu": "4", "memory": "8Gi", "gpus": 2}, "retries": 3, "caching": False,
+                  "node_selector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}},
+        "evaluate": {"params": {"min_accuracy": 0.5}},
+    },
+}
+
+
+def compiled_docs(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pipeline spec, platform spec) documents of a compiled IR YAML."""
+    docs = list(yaml.safe_load_all(path.read_text()))
+    return docs[0], (docs[1] if len(docs) > 1 else {})
+
+
+def by_name(tasks: dict[str, Any], name: str) -> dict[str, Any]:
+    """A DAG task by its display name (condition tasks are keyed condition-N)."""
+    return next(t for t in tasks.values() if t["taskInfo"]["name"] == name)
+
+
+def inner_tasks(ir: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    return ir["components"][task["componentRef"]["name"]]["dag"]["tasks"]
+
+
+def load_back(path: Path) -> Any:
+    from kfp import components
+
+    return components.load_component_from_file(str(path))
+
+
+@pytest.fixture(scope="module")
+def gpu_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = resolve(parse_spec(GPU_SPEC))
+    return compiler.compile_spec(spec, tmp_path_factory.mktemp("kfp") / "gpu.yaml")
+
+
+def test_there_are_example_specs() -> None:
+    assert any(p.name == "breast_cancer.yaml" for p in SPECS)
+
+
+@pytest.mark.parametrize("spec_path", SPECS, ids=[p.stem for p in SPECS])
+def test_every_example_spec_compiles_and_loads_back(spec_path: Path, tmp_path: Path) -> None:
+    spec = resolve(load_spec(spec_path), str(spec_path))
+    out = compiler.compile_spec(spec, tmp_path / "pipeline.yaml")
+    component = load_back(out)
+    assert component.name == spec.name
+    ir, _ = compiled_docs(out)
+    executors = ir["deploymentSpec"]["executors"]
+    kinds = {"ingest", "train", "evaluate", "publish"} | {p.split(".")[0] for p, _ in spec.steps.plugin_steps()}
+    assert {f"exec-{k}" for k in kinds} <= set(executors)
+    for name, executor in executors.items():
+        container = executor["container"]
+        assert container["image"], name
+        assert "mlplat.kfp import runtime" in container["command"][-1], name  # runs mlplat, installs nothing
+        assert "pip install" not in " ".join(container["command"]), name
+
+
+def test_checked_in_pipelines_are_fresh(tmp_path: Path) -> None:
+    fresh = tmp_path / "pipelines"
+    compiler.compile_all(REPO / "pipelines", fresh / "compiled")
+    fresh_files = {p.name for p in (fresh / "compiled").glob("*.yaml")}
+    checked_files = {p.name for p in (CHECKED_IN / "compiled").glob("*.yaml")}
+    assert checked_files == fresh_files, f"compiled pipelines differ from pipelines/*.yaml; {REGENERATE}"
+    for name in sorted(fresh_files):
+        assert (CHECKED_IN / "compiled" / name).read_text() == (fresh / "compiled" / name).read_text(), \
+            f"manifests/base/pipelines/compiled/{name} is stale; {REGENERATE}"
+    assert (CHECKED_IN / "kustomization.yaml").read_text() == (fresh / "kustomization.yaml").read_text(), REGENERATE
+
+
+@pytest.mark.parametrize("path", sorted((CHECKED_IN / "compiled").glob("*.yaml")), ids=lambda p: p.stem)
+def test_checked_in_pipelines_load_through_kfp(path: Path) -> None:
+    component = load_back(path)
+    assert component.pipeline_spec.root.dag.tasks, path
+    assert {"data_root", "runs_dir", "run_id"} <= set(component.component_spec.inputs)
+
+
+def test_checked_in_trainjob_is_fresh(tmp_path: Path) -> None:
+    spec = resolve(load_spec(REPO / trainjob.DEMO_SPEC))
+    for fresh in trainjob.write_base(spec, tmp_path):
+        assert (REPO / trainjob.BASE_DIR / fresh.name).read_text() == fresh.read_text(), \
+            f"{trainjob.BASE_DIR}/{fresh.name} is stale; {REGENERATE}"
+
+
+def test_resources_gpus_retries_caching_node_selector_in_compiled_yaml(gpu_pipeline: Path) -> None:
+    ir, platform = compiled_docs(gpu_pipeline)
+    train = ir["deploymentSpec"]["executors"]["exec-train"]["container"]
+    assert train["image"] == "registry.example.com/mlplat:cuda"  # per-step image
+    assert ir["deploymentSpec"]["executors"]["exec-evaluate"]["container"]["image"] == "registry.example.com/mlplat:gpu"
+    resources = train["resources"]
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert int(resources["accelerator"]["resourceCount"]) == 2
+    assert resources["cpuRequest"] == resources["cpuLimit"] == 4
+    assert resources["memoryRequest"] == resources["memoryLimit"] == pytest.approx(8 * 1.073741824)
+    assert "resources" not in ir["deploymentSpec"]["executors"]["exec-evaluate"]["container"]
+    inner = inner_tasks(ir, by_name(ir["root"]["dag"]["tasks"], "validation-gate-passed"))
+    assert inner["train"]["retryPolicy"]["maxRetryCount"] == 3
+    assert inner["train"]["cachingOptions"] == {}  # enableCache false is omitted
+    assert inner["evaluate"]["cachingOptions"] == {"enableCache": True}
+    selector = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]["nodeSelector"]
+    assert selector["labels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+
+
+def test_gates_are_dsl_if_conditions(gpu_pipeline: Path) -> None:
+    ir, _ = compiled_docs(gpu_pipeline)
+    root = ir["root"]["dag"]["tasks"]
+    assert {t["taskInfo"]["name"] for t in root.values()} == {"ingest", "validate", "validation-gate-passed"}
+    validation = by_name(root, "validation-gate-passed")
+    assert validation["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--validate-Output'] == true"
+    outer = inner_tasks(ir, validation)
+    assert {"train", "evaluate"} <= set(outer) and "publish" not in outer
+    evaluation = by_name(outer, "evaluation-gate-passed")
+    assert evaluation["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--evaluate-Output'] == true"
+    assert "publish" in inner_tasks(ir, evaluation)
+
+
+def test_bad_gpu_count_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    bad = json.loads(json.dumps(GPU_SPEC))
+    bad["steps"]["train"]["resources"]["gpus"] = 3
+    with pytest.raises(SpecError) as caught:
+        parse_spec(bad)
+    assert "steps.train.resources.gpus" in str(caught.value) and "0, 1, 2, 4, 8" in str(caught.value)
+    spec_file = tmp_path / "bad.yaml"
+    spec_file.write_text(yaml.safe_dump(bad))
+    done = subprocess.run([sys.executable, "-m", "mlplat", "compile", str(spec_file), "-o", str(tmp_path / "out.yaml")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "steps.train.resources.gpus" in done.stderr and "got 3" in done.stderr
+    assert not (tmp_path / "out.yaml").exists()
+
+
+def test_bad_cpu_quantity_names_the_field() -> None:
+    bad = json.loads(json.dumps(GPU_SPEC))
+    bad["steps"]["train"]["resources"]["cpu"] = "lots"
+    with pytest.raises(SpecError, match=r"steps\.train\.resources"):
+        compiler.build_pipeline(resolve(parse_spec(bad)))
+
+
+def test_kfp_local_warns_that_resources_have_no_effect() -> None:
+    spec = resolve(parse_spec(GPU_SPEC))
+    with pytest.warns(KfpLocalSettingsIgnored, match=r"steps\.train\.resources\.gpus=2") as caught:
+        found = warn_ignored_settings(spec)
+    assert "steps.train.retries=3" in found and "steps.train.resources.memory=8Gi" in found
+    assert "node_selector" in str(caught[0].message)
+    plain = resolve(load_spec(REPO / "pipelines/breast_cancer.yaml"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_ignored_settings(plain) == []
+
+
+def test_component_parameters_round_trip_to_the_spec() -> None:
+    spec = resolve(parse_spec(GPU_SPEC))
+    payload = compiler.spec_json(spec)
+    for kind in ("validate", "train", "evaluate"):
+        plugin, params = step.step_parameters(spec, kind)
+        assert step.spec_for_step(payload, kind, plugin, params) == spec
+    changed = step.spec_for_step(payload, "train", "mlp", json.dumps({**spec.steps.train.params, "epochs": 5}))
+    assert changed.steps.train.params["epochs"] == 5  # the component's params are what runs
+    chained = spec.model_copy(deep=True)
+    chained.steps.augment = [step.StepSpec(plugin="a", params={"k": 1}), step.StepSpec(plugin="b", params={})]
+    plugin, params = step.step_parameters(chained, "augment")
+    assert plugin == "a,b"
+    assert step.spec_for_step(compiler.spec_json(chained), "augment", plugin, params).steps.augment == chained.steps.augment
+
+
+def test_step_process_runs_the_ingest_step(tmp_path: Path) -> None:
+    from mlplat.data import Splits
+
+    spec = resolve(load_spec(REPO / "pipelines/breast_cancer.yaml"))
+    assert step.main(["ingest", "--spec", compiler.spec_json(spec), "--out", str(tmp_path / "data")]) == 0
+    splits = Splits.load(tmp_path / "data")
+    assert len(splits.test.labels) == 114 and splits.info.classes == ["benign", "malignant"]
+    assert json.loads((tmp_path / "data" / step.STEP_JSON).read_text())["kind"] == "ingest"
+
+
+def test_submit_prepares_a_loadable_package_and_names_the_run(tmp_path: Path) -> None:
+    spec = resolve(load_spec(REPO / "pipelines/breast_cancer.yaml"))
+    prepared = submit.prepare(spec, tmp_path)
+    assert prepared.experiment_name == "breast-cancer" and prepared.run_name.startswith("breast-cancer-")
+    assert load_back(Path(prepared.pipeline_file)).name == "breast-cancer"
+    assert submit.prepare(spec, tmp_path, "nightly").experiment_name == "nightly"
+
+    calls: list[dict[str, Any]] = []
+
+    class RecordingClient:  # stands in for a cluster, which does not exist here
+        def __init__(self, host: str) -> None:
+            calls.append({"host": host})
+
+        def create_run_from_pipeline_package(self, **kwargs: Any) -> Any:
+            calls.append(kwargs)
+            return type("Run", (), {"run_id": "run-123"})()
+
+    assert submit.submit(prepared, "http://kfp.example.com:8080/", RecordingClient) == "run-123"
+    assert calls == [{"host": "http://kfp.example.com:8080"},
+                     {"pipeline_file": prepared.pipeline_file, "run_name": prepared.run_name,
+                      "experiment_name": "breast-cancer", "arguments": {}}]
+
+
+def test_submit_refuses_a_bad_host_and_names_an_unreachable_one(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--host"):
+        submit.check_host("localhost:8080")
+    prepared = submit.Submission(str(tmp_path / "p.yaml"), "r", "e", {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        with pytest.raises(MlplatError, match=r"could not submit to http://127\.0\.0\.1:9"):
+            submit.submit(prepared, "http://127.0.0.1:9")  # the real kfp.Client; nothing listens there
+
+
+def test_trainjob_is_schema_valid_multi_node_ddp_with_the_same_trainer_config() -> None:
+    from kubeflow_trainer_api.models import TrainerV1alpha1TrainJob
+
+    spec = resolve(parse_spec(GPU_SPEC))
+    manifest = trainjob.build_trainjob(spec, nodes=4).to_dict()
+    again = TrainerV1alpha1TrainJob.from_dict(manifest)  # the generated models validate every field
+    assert again.to_dict() == manifest
+    assert manifest["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and manifest["kind"] == "TrainJob"
+    trainer = manifest["spec"]["trainer"]
+    assert trainer["numNodes"] == 4 and trainer["numProcPerNode"] == 2
+    assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "2"
+    assert trainer["image"] == "registry.example.com/mlplat:cuda"
+    assert "torchrun -m mlplat.kfp.step train" in trainer["command"][-1]
+    env = {e["name"]: e["value"] for e in trainer["env"]}
+    assert env["MLPLAT_PLUGIN"] == "mlp" and json.loads(env["MLPLAT_PARAMS"]) == spec.steps.train.params
+    assert json.loads(env["MLPLAT_SPEC"])["seed"] == spec.seed
+    pod = manifest["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+    assert pod["template"]["spec"]["template"]["spec"]["nodeSelector"] == GPU_SPEC["steps"]["train"]["node_selector"]
+    with pytest.raises(ValueError, match="nodes"):
+        trainjob.build_trainjob(spec, nodes=0)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_overlays_render_the_pipelines_and_the_trainjob(overlay: str) -> None:
+    done = subprocess.run(["kubectl", "kustomize", str(REPO / "manifests/overlays" / overlay)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("ConfigMap", "pipeline-breast-cancer") in names and ("TrainJob", "breast-cancer-train") in names
+    pipeline = next(d for d in docs if d["metadata"]["name"] == "pipeline-breast-cancer")
+    assert yaml.safe_load_all(pipeline["data"]["pipeline.yaml"]).__next__()["pipelineInfo"]["name"] == "breast-cancer"
