@@ -77,3 +77,49 @@ def test_digits_cnn_spec_with_cv_band_recorded_in_model(tmp_path: Path) -> None:
     cv = modeldir.read_manifest(result.model_dir)["cv"]
     assert cv["folds"] == 3 and 0.5 < cv["val_accuracy"]["mean"] <= 1 and cv["val_accuracy"]["std"] >= 0
     assert "gap_accuracy" in cv
+
+
+def write_bar_images(path: Path, n: int = 300, seed: int = 0) -> None:
+    """2-channel 6x6 images: a horizontal bar, a vertical bar or a diagonal (3 classes), plus noise."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, size=n)
+    images = rng.normal(scale=0.3, size=(n, 2, 6, 6)).astype(np.float32)
+    for i, label in enumerate(labels):
+        pos = rng.integers(0, 6)
+        if label == 0:
+            images[i, :, pos, :] += 1.5
+        elif label == 1:
+            images[i, :, :, pos] += 1.5
+        else:
+            images[i, :, np.arange(6), np.arange(6)] += 1.5
+    save_file({"images": images, "labels": labels.astype(np.int64)}, str(path))
+
+
+def test_cnn_trains_on_an_image_tensor_file(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    write_bar_images(tmp_path / "bars.safetensors")
+    spec = resolve(parse_spec({
+        "name": "bars", "seed": 1,
+        "dataset": {"source": "bars.safetensors", "validation": 0.2, "test": 0.2},
+        "steps": {"train": {"plugin": "cnn", "params": {"channels": [8], "hidden": 16, "epochs": 8, "lr": 0.01,
+                                                        "checkpoint_every": 0, "device": "cpu"}},
+                  "evaluate": {"params": {"min_accuracy": 0.8}}},
+    }))
+    result = run_pipeline(spec, tmp_path, RunStore(tmp_path / "runs"))
+    manifest = modeldir.read_manifest(result.model_dir)
+    assert manifest["image_shape"] == [2, 6, 6] and manifest["architecture"]["image_shape"] == [2, 6, 6]
+    assert len(manifest["features"]) == 72 and manifest["classes"] == ["0", "1", "2"]
+    assert result.metrics["test"]["accuracy"] > 0.8
+
+
+def test_tensor_file_without_labels_is_refused(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    from mlplat.data import load_source
+    from mlplat.errors import UsageError
+
+    save_file({"images": np.zeros((4, 3, 3), np.float32)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(UsageError, match="needs tensors 'images'.*'labels'"):
+        load_source("bad.safetensors", None, None, tmp_path)

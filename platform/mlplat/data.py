@@ -124,7 +124,12 @@ def load_source(source: str, label: str | None, features: list[str] | None, base
     if not path.is_file():
         raise UsageError(f"dataset.source: data file not found: {path}")
     try:
-        frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+        if path.suffix in TENSOR_SUFFIXES:
+            frame, label = _load_tensor_file(path), label or TENSOR_LABEL
+        else:
+            frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    except UsageError:
+        raise
     except Exception as exc:  # malformed file: name it, no traceback
         raise UsageError(f"dataset.source: cannot read {path}: {exc}") from None
     if label is None:
@@ -137,6 +142,48 @@ def load_source(source: str, label: str | None, features: list[str] | None, base
             raise UsageError(f"dataset.features: columns not in {path.name}: {', '.join(missing)}")
         frame = frame[[*features, label]]
     return frame, label
+
+
+TENSOR_SUFFIXES, TENSOR_LABEL = (".safetensors",), "label"
+
+
+def _load_tensor_file(path: Path) -> pd.DataFrame:
+    """An image dataset as tensors: `images` [N, C, H, W] (or [N, H, W]) and `labels` [N].
+
+    Pixels become columns `pixel_0..` (C*H*W of them, row-major), the label column `label`;
+    `image_shape` tells image trainers how to fold the rows back into images.
+    """
+    from safetensors.numpy import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:
+        raise UsageError(f"dataset.source: cannot read tensor file {path}: {exc}") from None
+    if "images" not in tensors or "labels" not in tensors:
+        raise UsageError(f"dataset.source: {path.name} needs tensors 'images' [N, C, H, W] and 'labels' [N]; has: {', '.join(tensors)}")
+    images, labels = tensors["images"], tensors["labels"]
+    images = images[:, None] if images.ndim == 3 else images
+    if images.ndim != 4 or labels.ndim != 1 or len(labels) != len(images):
+        raise UsageError(f"dataset.source: {path.name}: images {list(tensors['images'].shape)} and labels {list(labels.shape)} "
+                         "must be [N, C, H, W] (or [N, H, W]) and [N]")
+    frame = pd.DataFrame(images.reshape(len(images), -1).astype(np.float32),
+                         columns=[f"pixel_{i}" for i in range(int(np.prod(images.shape[1:])))])
+    frame[TENSOR_LABEL] = labels
+    return frame
+
+
+def image_shape(source: str, base_dir: Path) -> list[int] | None:
+    """[C, H, W] when the source's features are image pixels (scikit-learn digits, tensor files)."""
+    if source.startswith("sklearn:"):
+        return IMAGE_SHAPES.get(source.removeprefix("sklearn:"))
+    path = Path(source) if Path(source).is_absolute() else base_dir / source
+    if path.suffix not in TENSOR_SUFFIXES or not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as handle:
+        shape = list(handle.get_slice("images").get_shape())
+    return [1, *shape[1:]] if len(shape) == 3 else shape[1:]
 
 
 def _load_sklearn(name: str) -> tuple[pd.DataFrame, str]:

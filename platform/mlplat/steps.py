@@ -16,7 +16,7 @@ import numpy as np
 
 from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
-from mlplat.data import Splits, load_source, split_frame, IMAGE_SHAPES
+from mlplat.data import Splits, image_shape, load_source, split_frame
 from mlplat.errors import GateFailed
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
@@ -35,7 +35,7 @@ def ingest(spec: PipelineSpec, spec_dir: Path, out: Path) -> Splits:
     """Load the dataset source and write the seeded, stratified splits."""
     ds = spec.dataset
     frame, label = load_source(ds.source, ds.label, ds.features, spec_dir)
-    shape = IMAGE_SHAPES.get(ds.source.removeprefix("sklearn:")) if ds.source.startswith("sklearn:") else None
+    shape = image_shape(ds.source, spec_dir)
     splits = split_frame(frame, label, spec.name, ds.validation, ds.test, spec.seed, ds.stratify, shape)
     splits.save(out)
     return splits

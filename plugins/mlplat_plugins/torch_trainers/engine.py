@@ -264,6 +264,8 @@ def train_loop(
             state, resumed_from = restored, restored.epoch - 1
 
     n, batch, world, ls = len(Xt), config.batch_size, dist.world, config.label_smoothing
+    # the running train loss is plain cross-entropy (no smoothing, weights or L1), comparable with val_loss
+    plain_loss_differs = ls > 0 or wt is not None or bool(l1_params) or world > 1
     while not state.stopped and state.epoch < config.epochs:
         epoch, started = state.epoch, time.perf_counter()
         network.train()
@@ -295,7 +297,10 @@ def train_loop(
                 nn.utils.clip_grad_norm_(params, config.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            loss_sum += loss.detach() * (len(idx) / world)
+            if plain_loss_differs:
+                loss_sum += F.cross_entropy(logits.detach().float(), yb, reduction="sum")
+            else:
+                loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(1) == yb).sum()
         if world > 1:
             totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])

@@ -62,10 +62,11 @@ class TorchTrainer:
         else:
             outcome = self.train_here(architecture, data, context, engine.Dist.from_env())
         outcome.extras["compute"] = meter.stop(outcome.extras.pop("peak_device_memory_mb", None))
-        from mlplat_plugins.torch_trainers.report import write_training_report
+        if getattr(context, "reports", True):  # tuner trials turn human reports off
+            from mlplat_plugins.torch_trainers.report import write_training_report
 
-        write_training_report(context.work_dir, f"Training: {data.info.name} ({architecture['type']})",
-                              outcome.metrics, outcome.history, outcome.cv, outcome.extras)
+            write_training_report(context.work_dir, f"Training: {data.info.name} ({architecture['type']})",
+                                  outcome.metrics, outcome.history, outcome.cv, outcome.extras)
         return TrainedModel(outcome.network, architecture, outcome.history, outcome.metrics, outcome.cv, outcome.extras)
 
     def train_here(self, architecture: dict[str, Any], data: TrainingData, context: StepContext, dist: engine.Dist) -> Outcome:
