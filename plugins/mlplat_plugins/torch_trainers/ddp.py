@@ -50,7 +50,8 @@ def launch(trainer: TorchTrainer, architecture: dict[str, Any], data: TrainingDa
         "info": asdict(data.info), "step": context.step, "work_dir": str(context.work_dir), "seed": context.seed,
         "resume": context.resume, "runs_root": str(runs_root) if runs_root else None,
     }))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={trainer.config.ddp_processes}",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--monitor-interval=0.2",
+               f"--nproc_per_node={trainer.config.ddp_processes}",
                "-m", "mlplat_plugins.torch_trainers.ddp", str(job_dir)]
     context.log("launching: " + " ".join(command))
     with open(job_dir / LOG, "wb") as log:
@@ -77,12 +78,11 @@ def _relay_epochs(process: subprocess.Popen[bytes], path: Path, context: StepCon
     while True:
         done = process.poll() is not None
         if path.is_file():
-            lines = path.read_text().splitlines()
-            complete = lines if done else lines[:-1]  # the last line may still be being written
+            complete = path.read_text().split("\n")[:-1]  # a line without its newline is still being written
             for line in complete[seen:]:
                 row = json.loads(line)
                 context.on_epoch(int(row["epoch"]), row)
-            seen = max(seen, len(complete))
+            seen = len(complete)
         if done:
             return
         time.sleep(0.1)
@@ -142,6 +142,7 @@ def worker(job_dir: Path) -> None:
                                        "extras": outcome.extras}))
             tmp.replace(job_dir / RESULT)
         dist.barrier()
+        print(f"[rank {rank}] done at {time.time():.2f}", flush=True)
     finally:
         dist.destroy_process_group()
 

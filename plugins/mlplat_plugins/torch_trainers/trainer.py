@@ -97,14 +97,13 @@ class TorchTrainer:
             result = engine.train_loop(network, data.train, data.validation, config, context, device=device,
                                        n_classes=info.n_classes, dist=dist, checkpoints=checkpointer, frozen=frozen)
             metrics, val_pred = self._final_metrics(network, data, device)
-        from sklearn.metrics import confusion_matrix
-
-        labels = list(range(info.n_classes))
+        k = info.n_classes
+        confusion = np.bincount(data.validation.y * k + val_pred, minlength=k * k).reshape(k, k)
         extras: dict[str, Any] = {
             "device": str(device), "amp": config.amp, "compiled": config.compile, "ddp_processes": dist.world,
             "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from,
             "confusion_matrix": {"labels": list(info.classes),
-                                 "matrix": confusion_matrix(data.validation.y, val_pred, labels=labels).tolist()},
+                                 "matrix": confusion.tolist()},  # rows: true class, columns: predicted
         }
         if warm_info:
             extras["warm_start"] = warm_info
