@@ -236,7 +236,8 @@ def monitor(spec: PipelineSpec, model: Path, out: Path) -> None:
     detector = registry.get(StageKind.DRIFT_DETECTOR, step.plugin).create(step.params)
     ctx = StepContext(step="monitor", work_dir=out, info=_info_from_manifest(loaded.manifest), seed=spec.seed)
     out.mkdir(parents=True, exist_ok=True)
-    state = detector.fit(loaded.reference(), ctx)
+    # the explain step (if it ran) wrote global importances: drift in ignored features pages nobody
+    state = detector.fit(loaded.reference(), ctx, loaded.manifest.get("global_importance"))
     (model / "drift_reference.json").write_text(json.dumps(state, default=float))
     manifest = modeldir.read_manifest(model)
     manifest["monitor"] = {"plugin": step.plugin, "params": step.params, "state": "drift_reference.json"}

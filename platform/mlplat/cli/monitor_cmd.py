@@ -1,0 +1,42 @@
+"""`mlplat monitor`: the monitor as its own service (KServe payload logger + feedback + /metrics)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def monitor(
+    model_dirs: list[Path] = typer.Argument(..., metavar="MODEL_DIR...", help="Model directories (or run directories holding model/)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (0.0.0.0 in a container)"),
+    port: int = typer.Option(8090, "--port", min=0, max=65535),
+    state_dir: Path = typer.Option(None, "--state-dir", help="Persist window, labels and report here (one subdir per model)"),
+    window: int = typer.Option(5000, "--window", min=1, help="Rows kept in the window"),
+    interval: float = typer.Option(30.0, "--interval", min=0.05, help="Seconds between evaluations"),
+    consecutive: int = typer.Option(3, "--consecutive", min=1, help="Hysteresis: windows in a row that raise or clear a drift flag"),
+    min_new_rows: int = typer.Option(100, "--min-new-rows", min=0, help="New rows before a window counts toward hysteresis"),
+    min_labels: int = typer.Option(50, "--min-labels", min=1, help="Labeled rows before accuracy and the gap are exported"),
+    report_interval: float = typer.Option(300.0, "--report-interval", min=0, help="Seconds between Evidently HTML reports"),
+) -> None:
+    """Serve the monitor: POST CloudEvents to / (InferenceService logger.url), feedback to
+    /v1/models/NAME/feedback, scrape /metrics."""
+    import uvicorn
+
+    from mlplat.errors import UsageError
+    from mlplat.monitoring.monitor import Monitor, MonitorSettings
+    from mlplat.monitoring.service import create_app
+
+    from mlplat.modeldir import read_manifest
+
+    monitors: dict[str, Monitor] = {}
+    for path in model_dirs:
+        directory = path / "model" if (path / "model" / "model.json").is_file() else path
+        name = str(read_manifest(directory)["name"])
+        if name in monitors:
+            raise UsageError(f"MODEL_DIR: two model directories are both named {name!r}")
+        settings = MonitorSettings(window, interval, consecutive, min_new_rows, min_labels,
+                                   report_interval_s=report_interval,
+                                   state_dir=state_dir / name if state_dir is not None else None)
+        monitors[name] = Monitor(directory, settings)
+    uvicorn.run(create_app(monitors), host=host, port=port, log_level="warning")

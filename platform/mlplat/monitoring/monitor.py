@@ -1,0 +1,270 @@
+"""The monitor: window + detector + label metrics, evaluated in a background thread.
+
+One `Monitor` per model. The request path only calls `window.record`. Every `interval_s`
+the background thread snapshots the window, runs the drift detector plugin against the
+reference state fitted at training time, scores the labeled rows against the training CV
+band, applies hysteresis, sets the Prometheus gauges, persists the window and, now and
+then, writes Evidently's HTML report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlplat import modeldir, registry
+from mlplat.contracts.drift_detector import PREDICTION_COLUMN, DriftResult
+from mlplat.monitoring import metrics as m
+from mlplat.monitoring.window import LABEL_COLUMN, FeedbackResult, Window
+from mlplat.registry import StageKind
+
+log = logging.getLogger("mlplat.monitoring")
+DRIFT_STATE = "drift_reference.json"
+DEFAULT_DETECTOR = "evidently"
+WINDOW_FILE, MONITOR_FILE, REPORT_FILE = "window.parquet", "monitor.json", "drift_report.html"
+GAP_METRICS = ("accuracy", "f1")
+
+
+@dataclass
+class MonitorSettings:
+    capacity: int = 5000  # rows in the window
+    interval_s: float = 30.0  # seconds between evaluations
+    consecutive: int = 3  # hysteresis: windows in a row that raise (or clear) an alert flag
+    min_new_rows: int = 100  # a window counts toward hysteresis only after this many new rows
+    min_labels: int = 50  # labeled rows below which live accuracy and the gap are not exported
+    gap_std_floor: float = 0.01  # a CV std of ~0 would turn any difference into an infinite gap
+    report_interval_s: float = 300.0  # Evidently's HTML report is slow: write it at most this often
+    state_dir: Path | None = None  # where window, labels and hysteresis persist; None = memory only
+
+
+class Hysteresis:
+    """A flag that rises after N positive windows in a row and falls after N negative ones."""
+
+    def __init__(self, n: int, active: bool = False, streak: int = 0) -> None:
+        self.n, self.active, self.streak = max(1, n), active, streak
+
+    def update(self, positive: bool) -> bool:
+        if positive == self.active:
+            self.streak = 0
+        else:
+            self.streak += 1
+            if self.streak >= self.n:
+                self.active, self.streak = positive, 0
+        return self.active
+
+
+@dataclass
+class Band:
+    mean: float
+    std: float
+    source: str  # "cv" or "metrics"
+
+
+class Monitor:
+    def __init__(self, model_dir: Path, settings: MonitorSettings | None = None) -> None:
+        self.model_dir = Path(model_dir)
+        self.settings = settings or MonitorSettings()
+        self.manifest = modeldir.read_manifest(self.model_dir)
+        self.name = str(self.manifest["name"])
+        self.classes = list(self.manifest["classes"])
+        self.feature_names = [f["name"] for f in self.manifest["features"]]
+        section = self.manifest.get("monitor") or {"plugin": DEFAULT_DETECTOR, "params": {}}
+        self.detector = registry.get(StageKind.DRIFT_DETECTOR, section["plugin"]).create(section.get("params") or {})
+        self._reference: pd.DataFrame | None = None
+        self.reference_state = self._reference_state(section.get("state", DRIFT_STATE))
+        self.window = Window(self.feature_names, self.settings.capacity)
+        self.data_flag = Hysteresis(self.settings.consecutive)
+        self.prediction_flag = Hysteresis(self.settings.consecutive)
+        self._counted_total = 0  # window.total at the last window that counted toward hysteresis
+        self._last_report = 0.0
+        self.last: dict[str, Any] = {}
+        self._restore()
+        m.expose_window(self.name, self.window)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._eval_lock = threading.Lock()
+
+    # ---- setup -----------------------------------------------------------------------------
+    def _reference_state(self, state_file: str) -> dict[str, Any]:
+        path = self.model_dir / state_file
+        if path.is_file():
+            return json.loads(path.read_text())
+        # model trained without a monitor step: fit the reference summary now (seconds, once)
+        log.info("no %s in %s; fitting the drift reference now", state_file, self.model_dir)
+        return self.detector.fit(self.reference(), None, self.manifest.get("global_importance"))
+
+    def reference(self) -> pd.DataFrame:
+        if self._reference is None:
+            self._reference = pd.read_parquet(self.model_dir / modeldir.REFERENCE)
+        return self._reference
+
+    def _restore(self) -> None:
+        state_dir = self.settings.state_dir
+        if state_dir is None:
+            return
+        self.window.load(state_dir / WINDOW_FILE)
+        saved = state_dir / MONITOR_FILE
+        if saved.is_file():
+            data = json.loads(saved.read_text())
+            self.data_flag = Hysteresis(self.settings.consecutive, **data.get("data_flag", {}))
+            self.prediction_flag = Hysteresis(self.settings.consecutive, **data.get("prediction_flag", {}))
+            self._counted_total = int(data.get("counted_total", 0))
+
+    def persist(self) -> None:
+        state_dir = self.settings.state_dir
+        if state_dir is None:
+            return
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.window.save(state_dir / WINDOW_FILE)
+        flags = {"data_flag": {"active": self.data_flag.active, "streak": self.data_flag.streak},
+                 "prediction_flag": {"active": self.prediction_flag.active, "streak": self.prediction_flag.streak},
+                 "counted_total": self._counted_total}
+        tmp = state_dir / f".{MONITOR_FILE}.tmp"
+        tmp.write_text(json.dumps(flags))
+        tmp.replace(state_dir / MONITOR_FILE)
+
+    # ---- feedback --------------------------------------------------------------------------
+    def class_index(self, label: Any) -> int:
+        """A label as a class index: an index, or a class name from model.json."""
+        if isinstance(label, bool):
+            raise ValueError(f"label {label!r} is neither a class index nor a class name")
+        if isinstance(label, (int, np.integer)) and 0 <= int(label) < len(self.classes):
+            return int(label)
+        if isinstance(label, str) and label in self.classes:
+            return self.classes.index(label)
+        raise ValueError(f"label {label!r} is neither a class index 0..{len(self.classes) - 1} nor one of {self.classes}")
+
+    def feedback(self, keys: list[str], labels: list[Any]) -> FeedbackResult:
+        return self.window.add_labels(keys, [self.class_index(v) for v in labels])
+
+    # ---- evaluation ------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, Any]:
+        with self._eval_lock:
+            started = time.perf_counter()
+            frame = self.window.frame()
+            summary: dict[str, Any] = {"model": self.name, "rows": len(frame), "time": time.time()}
+            if len(frame):
+                result = self.detector.detect(self.reference_state, frame[[*self.feature_names, PREDICTION_COLUMN]])
+                counts = self.window.total - self._counted_total >= self.settings.min_new_rows
+                if counts:
+                    self._counted_total = self.window.total
+                    self.data_flag.update(result.dataset_drift)
+                    self.prediction_flag.update(bool(result.prediction and result.prediction.drifted))
+                self._export_drift(result)
+                summary.update(_drift_summary(result), counted_toward_hysteresis=counts)
+            summary.update(self._label_metrics(frame))
+            summary.update(data_drift_alert=self.data_flag.active, prediction_drift_alert=self.prediction_flag.active)
+            m.DATA_DRIFT_DETECTED.labels(self.name).set(float(self.data_flag.active))
+            m.PREDICTION_DRIFT_DETECTED.labels(self.name).set(float(self.prediction_flag.active))
+            m.EVALUATION_SECONDS.labels(self.name).set(time.perf_counter() - started)
+            m.LAST_EVALUATION.labels(self.name).set(summary["time"])
+            self.last = summary
+            self._maybe_report(frame)
+            return summary
+
+    def _export_drift(self, result: DriftResult) -> None:
+        for f in result.features:
+            m.FEATURE_DRIFT_SCORE.labels(self.name, f.feature).set(f.score)
+            m.FEATURE_DRIFT_EFFECT.labels(self.name, f.feature).set(f.effect_size if f.effect_size is not None else math.nan)
+            m.FEATURE_DRIFT_DETECTED.labels(self.name, f.feature).set(float(f.drifted))
+        m.DRIFT_SHARE.labels(self.name).set(result.share)
+        m.DRIFT_SHARE_WEIGHTED.labels(self.name).set(result.weighted_share if result.weighted_share is not None else result.share)
+        if result.prediction is not None:
+            m.PREDICTION_DRIFT_SCORE.labels(self.name).set(result.prediction.score)
+            effect = result.prediction.effect_size
+            m.PREDICTION_DRIFT_EFFECT.labels(self.name).set(effect if effect is not None else math.nan)
+
+    def band(self, metric: str, n_labeled: int) -> Band | None:
+        """The training CV band for `metric`; without CV, the recorded metric with its sampling std."""
+        cv = self.manifest.get("cv") or {}
+        for key in (f"val_{metric}", metric):
+            entry = cv.get(key)
+            if isinstance(entry, dict) and "mean" in entry:
+                return Band(float(entry["mean"]), max(float(entry.get("std") or 0.0), self.settings.gap_std_floor), "cv")
+        recorded = self.manifest.get("metrics") or {}
+        for value in ((recorded.get("test") or {}).get(metric), (recorded.get("train") or {}).get(f"val_{metric}")):
+            if isinstance(value, (int, float)):
+                std = math.sqrt(max(value * (1 - value), 0.0) / max(n_labeled, 1))
+                return Band(float(value), max(std, self.settings.gap_std_floor), "metrics")
+        return None
+
+    def _label_metrics(self, frame: pd.DataFrame) -> dict[str, Any]:
+        from sklearn.metrics import accuracy_score, f1_score
+
+        labeled = frame[frame[LABEL_COLUMN] >= 0] if len(frame) else frame
+        n = len(labeled)
+        out: dict[str, Any] = {"labeled_rows": n}
+        live: dict[str, float] = {"accuracy": math.nan, "f1": math.nan}
+        if n >= self.settings.min_labels:
+            y, p = labeled[LABEL_COLUMN].to_numpy(), labeled[PREDICTION_COLUMN].to_numpy()
+            live = {"accuracy": float(accuracy_score(y, p)),
+                    "f1": float(f1_score(y, p, average="macro", labels=list(range(len(self.classes))), zero_division=0))}
+        m.LIVE_ACCURACY.labels(self.name).set(live["accuracy"])
+        m.LIVE_F1.labels(self.name).set(live["f1"])
+        gaps: dict[str, float] = {}
+        for metric in GAP_METRICS:
+            band = self.band(metric, n)
+            gap = (live[metric] - band.mean) / band.std if band and not math.isnan(live[metric]) else math.nan
+            m.GENERALIZATION_GAP.labels(self.name, metric).set(gap)
+            gaps[metric] = gap
+        out.update(live={k: v for k, v in live.items() if not math.isnan(v)},
+                   generalization_gap={k: v for k, v in gaps.items() if not math.isnan(v)})
+        return out
+
+    def _maybe_report(self, frame: pd.DataFrame) -> None:
+        state_dir = self.settings.state_dir
+        if state_dir is None or not len(frame) or time.time() - self._last_report < self.settings.report_interval_s:
+            return
+        self._last_report = time.time()
+        columns = [*self.feature_names, PREDICTION_COLUMN]
+        try:
+            self.detector.write_report(self.reference()[columns], frame[columns], state_dir / REPORT_FILE)
+        except Exception:  # a broken report must not stop the gauges
+            log.exception("writing the drift report failed")
+
+    @property
+    def report_path(self) -> Path | None:
+        return self.settings.state_dir / REPORT_FILE if self.settings.state_dir else None
+
+    # ---- background thread -----------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"mlplat-monitor-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+        self.persist()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.interval_s):
+            try:
+                self.evaluate()
+                self.persist()
+            except Exception:  # keep evaluating; the stale-monitor alert catches a loop that stops
+                log.exception("monitor evaluation failed")
+
+
+def _drift_summary(result: DriftResult) -> dict[str, Any]:
+    return {
+        "dataset_drift": result.dataset_drift,
+        "drift_share": result.share,
+        "drift_share_weighted": result.weighted_share,
+        "library_dataset_drift": result.library_dataset_drift,
+        "drifted_features": [f.feature for f in result.features if f.drifted],
+        "prediction": asdict(result.prediction) if result.prediction else None,
+    }

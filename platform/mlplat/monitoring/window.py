@@ -1,0 +1,156 @@
+"""The bounded window of recorded requests and their delayed labels.
+
+`record` is on the request path: a lock, a slice copy into preallocated arrays and a dict
+update, no allocation beyond the id keys, no I/O. Everything else (snapshots, persistence,
+label matching) happens off the request path. Persistence is one parquet file written
+atomically, so a restart resumes with the same rows, predictions and labels.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlplat.contracts.drift_detector import PREDICTION_COLUMN
+from mlplat.errors import UsageError
+
+LABEL_COLUMN, ID_COLUMN, TIME_COLUMN = "__label__", "__request_id__", "__time__"
+NO_LABEL = -1
+
+
+def row_key(request_id: str, index: int, rows: int) -> str:
+    """The id a single row is known by: the request id, or `<id>/<row>` for multi-row requests."""
+    return request_id if rows == 1 else f"{request_id}/{index}"
+
+
+@dataclass
+class FeedbackResult:
+    accepted: int
+    unknown: list[str]
+
+
+class Window:
+    """Ring buffer of the last `capacity` rows (raw float32 features, predicted class, labels)."""
+
+    def __init__(self, feature_names: Sequence[str], capacity: int = 5000) -> None:
+        if capacity < 1:
+            raise UsageError("window capacity must be >= 1")
+        self.feature_names = list(feature_names)
+        self.capacity = capacity
+        self.features = np.zeros((capacity, len(self.feature_names)), dtype=np.float32)
+        self.predictions = np.zeros(capacity, dtype=np.int64)
+        self.labels = np.full(capacity, NO_LABEL, dtype=np.int64)
+        self.times = np.zeros(capacity, dtype=np.float64)
+        self.keys: list[str | None] = [None] * capacity
+        self._slots: dict[str, int] = {}
+        self.total = 0  # rows ever recorded (monotonic, survives restarts)
+        self._offset = 0  # ring position of row `total` is (total + offset) % capacity
+        self.labels_received = 0
+        self._lock = threading.Lock()
+
+    # ---- request path ----------------------------------------------------------------------
+    def record(self, rows: np.ndarray, predictions: np.ndarray, request_ids: Sequence[str]) -> None:
+        """Append validated rows [n, n_features] with their predicted classes and request ids."""
+        n = len(rows)
+        now = time.time()
+        with self._lock:
+            start = (self.total + self._offset) % self.capacity
+            if start + n <= self.capacity:
+                self.features[start:start + n] = rows
+                self.predictions[start:start + n] = predictions
+                self.labels[start:start + n] = NO_LABEL
+                self.times[start:start + n] = now
+                slots: Any = range(start, start + n)
+            else:  # wraps around (or a request larger than the window)
+                slots = [(start + i) % self.capacity for i in range(n)]
+                for i, slot in enumerate(slots):
+                    self.features[slot] = rows[i]
+                    self.predictions[slot] = predictions[i]
+                    self.labels[slot] = NO_LABEL
+                    self.times[slot] = now
+            single = len(request_ids) == n
+            for i, slot in enumerate(slots):
+                old = self.keys[slot]
+                if old is not None:
+                    self._slots.pop(old, None)
+                key = request_ids[i] if single else row_key(request_ids[0], i, n)
+                self.keys[slot] = key
+                self._slots[key] = slot
+            self.total += n
+
+    # ---- off the request path --------------------------------------------------------------
+    def add_labels(self, keys: Sequence[str], labels: Sequence[int]) -> FeedbackResult:
+        unknown: list[str] = []
+        with self._lock:
+            for key, label in zip(keys, labels):
+                slot = self._slots.get(key)
+                if slot is None:
+                    unknown.append(key)
+                    continue
+                self.labels[slot] = int(label)
+            accepted = len(keys) - len(unknown)
+            self.labels_received += accepted
+        return FeedbackResult(accepted, unknown)
+
+    @property
+    def size(self) -> int:
+        return min(self.total, self.capacity)
+
+    def frame(self) -> pd.DataFrame:
+        """The window in arrival order: features, `__prediction__`, `__label__`, ids and times."""
+        with self._lock:
+            n, start = self.size, (self.total + self._offset) % self.capacity
+            order = np.arange(start - n, start) % self.capacity if n else np.arange(0)
+            frame = pd.DataFrame(self.features[order].astype(np.float64), columns=self.feature_names)
+            frame[PREDICTION_COLUMN] = self.predictions[order]
+            frame[LABEL_COLUMN] = self.labels[order]
+            frame[ID_COLUMN] = [self.keys[i] for i in order]
+            frame[TIME_COLUMN] = self.times[order]
+        return frame
+
+    def save(self, path: Path) -> None:
+        """Atomically write the window (parquet) and its counters (parquet metadata)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        frame = self.frame()
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        meta = {b"mlplat.window": json.dumps({"total": self.total, "labels_received": self.labels_received}).encode()}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+
+    def load(self, path: Path) -> None:
+        """Restore a window saved by `save` (a missing file means a fresh start)."""
+        import pyarrow.parquet as pq
+
+        if not path.is_file():
+            return
+        table = pq.read_table(path)
+        counters = json.loads((table.schema.metadata or {}).get(b"mlplat.window", b"{}"))
+        frame = table.to_pandas()
+        missing = [c for c in self.feature_names if c not in frame]
+        if missing:
+            raise UsageError(f"{path}: saved window lacks features {missing[:5]}; delete it or use the matching model")
+        frame = frame.tail(self.capacity)
+        with self._lock:
+            n = len(frame)
+            self.features[:n] = frame[self.feature_names].to_numpy(np.float32)
+            self.predictions[:n] = frame[PREDICTION_COLUMN].to_numpy(np.int64)
+            self.labels[:n] = frame[LABEL_COLUMN].to_numpy(np.int64)
+            self.times[:n] = frame[TIME_COLUMN].to_numpy(np.float64)
+            self.keys[:n] = list(frame[ID_COLUMN])
+            self._slots = {k: i for i, k in enumerate(self.keys[:n]) if k is not None}
+            self.total = max(int(counters.get("total", n)), n)
+            self._offset = (n - self.total) % self.capacity  # the next row goes to slot n (mod capacity)
+            self.labels_received = int(counters.get("labels_received", 0))
