@@ -256,3 +256,12 @@ def test_deterministic_flag_gives_identical_runs_and_is_restored(tmp_path: Path)
     a, b = fit(config, data, tmp_path / "a"), fit(config, data, tmp_path / "b")
     assert _strip(a.history) == _strip(b.history)
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_autocast_paths_train_on_cpu(amp: str, tmp_path: Path) -> None:
+    """The AMP code path (autocast, GradScaler for fp16, unscale before clipping) also runs on CPU."""
+    data = digits_data()
+    model = fit(MLPConfig(width=64, epochs=3, lr=3e-3, amp=amp, grad_clip=1.0, **QUIET), data, tmp_path)
+    assert model.extras["amp"] == amp and model.metrics["val_accuracy"] > 0.8
+    assert all(p.dtype == torch.float32 for p in model.network.parameters())  # master weights stay fp32

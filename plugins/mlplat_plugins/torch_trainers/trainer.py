@@ -19,6 +19,7 @@ from torch import nn
 from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData, TrainedModel, TrainingData
 from mlplat.data import DatasetInfo
+from mlplat.errors import UsageError
 from mlplat_plugins.torch_trainers import TrainingConfig, cv, engine, networks, warmstart
 from mlplat_plugins.torch_trainers.compute import ComputeMeter
 
@@ -55,6 +56,9 @@ class TorchTrainer:
         processes = self.config.ddp_processes
         device = engine.resolve_device(self.config.device)
         meter = ComputeMeter(device, processes)
+        if processes > 1 and device.type == "cuda" and processes > torch.cuda.device_count():
+            raise UsageError(f"steps.train.params.ddp_processes: {processes} processes need {processes} GPUs; "
+                             f"this node has {torch.cuda.device_count()}")
         if processes > 1 and "LOCAL_RANK" not in os.environ:
             from mlplat_plugins.torch_trainers.ddp import launch
 
