@@ -110,7 +110,7 @@ def test_label_noise_finds_flipped_labels(clean, tmp_path, model):
     labels = clean.train.labels.copy()
     flipped = rng.choice(len(labels), size=len(labels) // 10, replace=False)
     labels[flipped] = 1 - labels[flipped]
-    report = run(with_train(clean, labels=labels), tmp_path, label_noise={"model": model, "max_noise_share": 0.05, "mlp_epochs": 60})
+    report = run(with_train(clean, labels=labels), tmp_path, label_noise={"model": model, "max_noise_share": 0.05})
     (check,) = failed(report, "label_noise")
     noise = report.findings["label_noise"]
     truth = set(clean.train.row_ids[flipped].tolist())

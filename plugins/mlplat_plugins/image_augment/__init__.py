@@ -11,7 +11,7 @@ class ImageAugmentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     copies: int = Field(2, ge=1, le=50, description="augmented copies of each real training image")
-    max_shift: float = Field(1.0, ge=0, description="largest shift in pixels, per axis")
+    max_shift: int = Field(1, ge=0, description="largest shift in whole pixels, per axis (no interpolation blur)")
     max_rotation: float = Field(10.0, ge=0, le=180, description="largest rotation in degrees")
     noise_std: float = Field(0.03, ge=0, description="gaussian pixel noise, as a fraction of the largest training pixel value")
 

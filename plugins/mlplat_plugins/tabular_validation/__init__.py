@@ -23,7 +23,8 @@ class LabelNoiseConfig(BaseModel):
         "prune_by_noise_rate", description="flag the estimated number of issues per class pair by margin, or only the joint's off-diagonal")
     folds: int = Field(5, ge=2, le=20)
     max_noise_share: float = Field(0.1, ge=0, le=1, description="suspect share of training rows above which the check fires")
-    mlp_epochs: int = Field(200, ge=1, description="full-batch epochs of the torch MLP per fold")
+    mlp_epochs: int = Field(
+        25, ge=1, description="full-batch epochs of the torch MLP per fold; kept short so that it cannot memorize the noisy labels")
 
 
 class TabularValidatorConfig(BaseModel):

@@ -25,7 +25,7 @@ class NoiseResult:
 
 
 def out_of_fold_proba(X: np.ndarray, y: np.ndarray, n_classes: int, model: str, folds: int, seed: int,
-                      mlp_epochs: int = 200) -> np.ndarray:
+                      mlp_epochs: int = 25) -> np.ndarray:
     """Each row's class probabilities from a model that never saw it."""
     from sklearn.model_selection import StratifiedKFold
 
