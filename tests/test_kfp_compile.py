@@ -268,3 +268,13 @@ def test_overlays_render_the_pipelines_and_the_trainjob(overlay: str) -> None:
     assert ("ConfigMap", "pipeline-breast-cancer") in names and ("TrainJob", "breast-cancer-train") in names
     pipeline = next(d for d in docs if d["metadata"]["name"] == "pipeline-breast-cancer")
     assert yaml.safe_load_all(pipeline["data"]["pipeline.yaml"]).__next__()["pipelineInfo"]["name"] == "breast-cancer"
+
+
+def test_cli_compiles_to_the_working_directory_and_refuses_resume_with_kfp_local(tmp_path: Path) -> None:
+    spec = REPO / "pipelines/breast_cancer.yaml"
+    done = subprocess.run([sys.executable, "-m", "mlplat", "compile", str(spec)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert load_back(tmp_path / "breast_cancer.pipeline.yaml").name == "breast-cancer"
+    done = subprocess.run([sys.executable, "-m", "mlplat", "run", str(spec), "--runner", "kfp-local", "--resume", "x",
+                           "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and "--resume works with --runner in-process only" in done.stderr

@@ -12,7 +12,7 @@ from mlplat.cli.common import console
 
 def compile_cmd(
     spec_path: Path = typer.Argument(None, metavar="SPEC", help="Pipeline spec (YAML)"),
-    output: Path = typer.Option(None, "-o", "--output", help="Where to write the KFP IR YAML [default: SPEC name + .kfp.yaml]"),
+    output: Path = typer.Option(None, "-o", "--output", help="Where to write the KFP IR YAML [default: ./<SPEC stem>.pipeline.yaml]"),
     all_specs: bool = typer.Option(False, "--all", help="Compile every pipelines/*.yaml into manifests/base/pipelines/ "
                                                         "(the checked-in copies) and rewrite its kustomization"),
     pipelines_dir: Path = typer.Option(Path("pipelines"), "--pipelines-dir", help="With --all: where the specs are"),
@@ -37,7 +37,8 @@ def compile_cmd(
     if spec_path is None:
         raise UsageError("give a SPEC to compile, or --all")
     spec = resolve(load_spec(spec_path), str(spec_path))
-    written = compile_spec(spec, output or spec_path.with_suffix(".kfp.yaml"))
+    # default in the working directory: next to the spec it would look like another spec to `--all`
+    written = compile_spec(spec, output or Path(f"{spec_path.stem}.pipeline.yaml"))
     console.print(f"compiled {spec_path} -> {written}")
 
 
