@@ -121,6 +121,7 @@ def test_monitor_drift_hysteresis_gap_and_restart(model_dir: Path, tmp_path: Pat
     settings = MonitorSettings(capacity=400, consecutive=2, min_new_rows=50, min_labels=30, state_dir=tmp_path / "state",
                                report_interval_s=0)
     monitor = Monitor(model_dir, settings)
+    monitor._last_report = 0.0  # write the report at the first evaluation
     rng = np.random.default_rng(0)
     sample = reference.sample(300, replace=True, random_state=0)
     X, y_pred = sample[features].to_numpy(np.float32), sample[PREDICTION_COLUMN].to_numpy()

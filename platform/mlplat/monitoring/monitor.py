@@ -85,7 +85,7 @@ class Monitor:
         self.data_flag = Hysteresis(self.settings.consecutive)
         self.prediction_flag = Hysteresis(self.settings.consecutive)
         self._counted_total = 0  # window.total at the last window that counted toward hysteresis
-        self._last_report = 0.0
+        self._last_report = time.time()  # the first report after one interval: it takes seconds
         self.last: dict[str, Any] = {}
         self._restore()
         m.expose_window(self.name, self.window)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mlplat.monitoring.http_metrics import RequestMetricsMiddleware
 from mlplat.monitoring.monitor import Monitor
 from mlplat.monitoring.window import row_key
 
@@ -211,6 +212,7 @@ def create_app(monitors: Mapping[str, Monitor]) -> FastAPI:
             monitor.stop()
 
     app = FastAPI(title="mlplat monitor", lifespan=lifespan)
+    app.add_middleware(RequestMetricsMiddleware)
     app.include_router(router(monitors))
 
     @app.post("/")

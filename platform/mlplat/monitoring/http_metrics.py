@@ -1,0 +1,53 @@
+"""Request counts and latency by model, handler and status code: the error-ratio alert's input.
+
+A pure ASGI middleware, so any server (the predictor, the explainer, the monitor) wraps its
+app in one line: `app.add_middleware(RequestMetricsMiddleware)`. The model comes from the
+KServe-style path `/v1/models/<model>[:verb|/...]` or `/v2/models/<model>/...`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter("mlplat_http_requests", "HTTP requests by model, handler and status code", ["model", "handler", "code"])
+LATENCY = Histogram("mlplat_http_request_duration_seconds", "HTTP request latency by model and handler", ["model", "handler"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+_PATH = re.compile(r"^/v[12]/models/([^/:]+)(?::(\w+)|/(\w+))?")
+_V2_VERBS = {"infer": "predict"}
+
+
+def handler_of(path: str) -> tuple[str, str]:
+    """(model, handler) for a request path; handler is predict, explain, feedback, monitor or other."""
+    match = _PATH.match(path)
+    if not match:
+        return "", "events" if path in ("/", "/events") else "other"
+    verb = match.group(2) or match.group(3) or "metadata"
+    return match.group(1), _V2_VERBS.get(verb, verb)
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        model, handler = handler_of(scope.get("path", ""))
+        status = {"code": 500}
+        started = time.perf_counter()
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            REQUESTS.labels(model, handler, str(status["code"])).inc()
+            LATENCY.labels(model, handler).observe(time.perf_counter() - started)

@@ -1,0 +1,208 @@
+"""End to end on loopback with real components: the `mlplat monitor` service fed with KServe
+payload-logger CloudEvents, a real Prometheus scraping it and evaluating the shipped alert rules,
+a real Alertmanager routing to a webhook run by this test.
+
+In-distribution traffic raises nothing; shifted traffic delivers MlplatDataDrift to the webhook;
+mostly-wrong labels deliver MlplatGeneralizationGap. Every process is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlplat.modeldir import LoadedModel, copy_model_dir
+
+REPO = Path(__file__).resolve().parents[1]
+RULES = REPO / "manifests" / "base" / "monitoring" / "mlplat-monitoring.rules.yaml"
+MLPLAT = Path(sys.executable).with_name("mlplat")
+PROMETHEUS, ALERTMANAGER = shutil.which("prometheus"), shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Webhook:
+    """Alertmanager's webhook receiver: remembers every alert it is sent."""
+
+    def __init__(self) -> None:
+        self.alerts: list[dict[str, Any]] = []
+        received = self.alerts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                received.extend(body["alerts"])
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def firing(self, name: str) -> list[dict[str, Any]]:
+        return [a for a in self.alerts if a["labels"]["alertname"] == name and a["status"] == "firing"]
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, procs: dict[str, subprocess.Popen[bytes]]) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in procs.items():
+            assert proc.poll() is None, f"{name} exited with {proc.returncode}"
+        try:
+            value = check()
+        except (httpx.HTTPError, KeyError, IndexError):
+            value = None
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def fast_rules(target: Path) -> Path:
+    """The shipped rules with `for:` shortened to 2s, so the test sees alerts in seconds."""
+    rules = yaml.safe_load(RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule["for"] = "2s"
+    target.write_text(yaml.safe_dump(rules))
+    return target
+
+
+@pytest.fixture()
+def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    assert PROMETHEUS and ALERTMANAGER, "apt-get install prometheus prometheus-alertmanager"
+    model_dir = tmp_path / "model"
+    copy_model_dir(trained_model_dir, model_dir)
+    webhook = Webhook()
+    ports = {name: free_port() for name in ("monitor", "prometheus", "alertmanager", "cluster")}
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump({
+        "route": {"receiver": "test", "group_by": ["alertname", "model"], "group_wait": "1s", "group_interval": "1s",
+                  "repeat_interval": "1h"},
+        "receivers": [{"name": "test", "webhook_configs": [{"url": webhook.url, "send_resolved": False}]}],
+    }))
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(fast_rules(tmp_path / "rules.yaml"))],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports['alertmanager']}"]}]}]},
+        "scrape_configs": [{"job_name": "mlplat-monitor", "static_configs": [{"targets": [f"127.0.0.1:{ports['monitor']}"]}]}],
+    }))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    commands = {
+        "monitor": [str(MLPLAT), "monitor", str(model_dir), "--port", str(ports["monitor"]), "--state-dir", str(tmp_path / "state"),
+                    "--interval", "0.5", "--window", "300", "--consecutive", "2", "--min-new-rows", "50",
+                    "--min-labels", "30", "--report-interval", "3600"],
+        "prometheus": [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                       f"--web.listen-address=127.0.0.1:{ports['prometheus']}"],
+        "alertmanager": [ALERTMANAGER, f"--config.file={tmp_path / 'alertmanager.yml'}", f"--storage.path={tmp_path / 'am'}",
+                         f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
+                         f"--cluster.listen-address=127.0.0.1:{ports['cluster']}"],
+    }
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, command in commands.items():
+            procs[name] = subprocess.Popen(command, stdout=(logs / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        wait_for("the monitor", lambda: httpx.get(f"{urls['monitor']}/healthz").status_code == 200, 60, procs)
+        wait_for("prometheus", lambda: httpx.get(f"{urls['prometheus']}/-/ready").status_code == 200, 30, procs)
+        wait_for("alertmanager", lambda: httpx.get(f"{urls['alertmanager']}/-/ready").status_code == 200, 30, procs)
+        yield {"urls": urls, "procs": procs, "webhook": webhook, "model_dir": model_dir, "logs": logs}
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for name, proc in procs.items():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        webhook.server.shutdown()
+        webhook.server.server_close()
+        assert all(proc.poll() is not None for proc in procs.values())
+
+
+def send(client: httpx.Client, url: str, model: LoadedModel, rows: np.ndarray, request_id: str) -> np.ndarray:
+    """What the KServe payload logger sends for one predict call: a request and a response event."""
+    predictions = model.predict_proba(rows).argmax(1)
+    headers = {"ce-id": request_id, "ce-specversion": "1.0", "ce-source": "http://localhost/predictor",
+               "ce-inferenceservicename": model.name, "content-type": "application/json"}
+    for kind, body in (("request", {"instances": rows.tolist()}), ("response", {"predictions": predictions.tolist()})):
+        response = client.post(url, json=body, headers={**headers, "ce-type": f"org.kubeflow.serving.inference.{kind}"})
+        assert response.status_code == 200, response.text
+    return predictions
+
+
+def prom_alerts(url: str) -> list[dict[str, Any]]:
+    return httpx.get(f"{url}/api/v1/alerts").json()["data"]["alerts"]
+
+
+def test_alerts_reach_the_webhook(stack: dict[str, Any]) -> None:
+    urls, procs, webhook = stack["urls"], stack["procs"], stack["webhook"]
+    model = LoadedModel.load(stack["model_dir"])
+    reference = model.reference()
+    X = reference[model.feature_names].to_numpy(np.float32)
+    rng = np.random.default_rng(0)
+    client = httpx.Client(timeout=10)
+    name = model.name
+
+    def scraped(query: str) -> float | None:
+        result = httpx.get(f"{urls['prometheus']}/api/v1/query", params={"query": query}).json()["data"]["result"]
+        return float(result[0]["value"][1]) if result else None
+
+    # 1. in-distribution traffic: 300 training-distribution rows in 6 requests of 50
+    for i in range(6):
+        send(client, urls["monitor"], model, X[rng.integers(0, len(X), 50)], f"in-{i}")
+    wait_for("an evaluated full window in Prometheus", lambda: scraped(f'mlplat_monitor_window_rows{{model="{name}"}}') == 300
+             and scraped(f'mlplat_drift_share{{model="{name}"}}') is not None, 30, procs)
+    time.sleep(4)  # several evaluations, scrapes and rule evaluations
+    assert scraped(f'mlplat_data_drift_detected{{model="{name}"}}') == 0
+    assert prom_alerts(urls["prometheus"]) == [] and webhook.alerts == []
+
+    # 2. shifted traffic: every feature +1.5 std; the drift alert must reach the webhook
+    shift = (1.5 * reference[model.feature_names].std().to_numpy()).astype(np.float32)
+    shifted_ids, predictions = [], []
+    started = time.monotonic()
+    for i in range(6):
+        predictions.append(send(client, urls["monitor"], model, X[rng.integers(0, len(X), 50)] + shift, f"shift-{i}"))
+        shifted_ids += [f"shift-{i}/{j}" for j in range(50)]
+        time.sleep(0.6)  # successive windows count toward hysteresis
+    alerts = wait_for("MlplatDataDrift at the webhook", lambda: webhook.firing("MlplatDataDrift"), 60, procs)
+    drift_delay = time.monotonic() - started
+    assert alerts[0]["labels"]["model"] == name and alerts[0]["labels"]["severity"] == "warning"
+    assert alerts[0]["annotations"]["runbook_url"].endswith("#mlplatdatadrift")
+    assert not webhook.firing("MlplatGeneralizationGap")  # no labels yet: no accuracy, no gap
+
+    # 3. labels that are mostly wrong: the generalization-gap alert fires
+    predicted = np.concatenate(predictions)
+    labels = [int(p) if rng.random() < 0.1 else 1 - int(p) for p in predicted]
+    response = client.post(f"{urls['monitor']}/v1/models/{name}/feedback", json={"ids": shifted_ids, "labels": labels})
+    assert response.status_code == 200 and response.json()["accepted"] == 300
+    gap = wait_for("MlplatGeneralizationGap at the webhook", lambda: webhook.firing("MlplatGeneralizationGap"), 60, procs)
+    assert gap[0]["labels"]["model"] == name and gap[0]["labels"]["severity"] == "critical"
+    assert scraped(f'mlplat_generalization_gap{{model="{name}",metric="accuracy"}}') < -3
+    assert scraped(f'mlplat_monitor_labels_received_total{{model="{name}"}}') == 300
+    print(f"drift alert reached the webhook {drift_delay:.1f}s after the shift began")
