@@ -171,6 +171,7 @@ def test_kfp_local_warns_that_resources_have_no_effect() -> None:
     with pytest.warns(KfpLocalSettingsIgnored, match=r"steps\.train\.resources\.gpus=2") as caught:
         found = warn_ignored_settings(spec)
     assert "steps.train.retries=3" in found and "steps.train.resources.memory=8Gi" in found
+    assert "image=registry.example.com/mlplat:gpu" in found and "steps.train.image=registry.example.com/mlplat:cuda" in found
     assert "node_selector" in str(caught[0].message)
     plain = resolve(load_spec(REPO / "pipelines/breast_cancer.yaml"))
     with warnings.catch_warnings():

@@ -41,10 +41,11 @@ class KfpLocalResult:
 
 
 def ignored_settings(spec: PipelineSpec) -> list[str]:
-    """Every resource, node-selector and retry setting kfp.local will not apply, by field path."""
-    found = []
+    """Every image, resource, node-selector and retry setting kfp.local will not apply, by field path."""
+    found = [f"image={spec.image}"] if spec.image != PipelineSpec.model_fields["image"].default else []
     steps = [(p, s) for p, s in spec.steps.plugin_steps()] + [("evaluate", spec.steps.evaluate)]
     for path, step in steps:
+        found += [f"steps.{path}.image={step.image}"] if step.image else []
         res = step.resources
         found += [f"steps.{path}.resources.{k}={v}" for k, v in (("cpu", res.cpu), ("memory", res.memory)) if v]
         found += [f"steps.{path}.resources.gpus={res.gpus}"] if res.gpus else []
@@ -56,8 +57,9 @@ def ignored_settings(spec: PipelineSpec) -> list[str]:
 def warn_ignored_settings(spec: PipelineSpec) -> list[str]:
     found = ignored_settings(spec)
     if found:
-        warnings.warn("kfp.local runs every step as a local subprocess: resource requests/limits, GPUs, node selectors "
-                      "and retries have no effect here (they apply on a cluster): " + ", ".join(found),
+        warnings.warn("kfp.local runs every step as a subprocess in this Python environment: images, resource "
+                      "requests/limits, GPUs, node selectors and retries have no effect here (they apply on a cluster): "
+                      + ", ".join(found),
                       KfpLocalSettingsIgnored, stacklevel=2)
     return found
 

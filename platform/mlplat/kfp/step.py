@@ -15,7 +15,6 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from mlplat.spec import EvaluateGate, PipelineSpec, StepSpec
 
