@@ -68,7 +68,7 @@ def test_monitor_accuracy_and_no_restore(tmp_path: Path) -> None:
 
 
 def _strip(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+    return [{k: v for k, v in row.items() if k not in ("seconds", "cpu_seconds")} for row in history]
 
 
 def test_resume_continues_from_checkpoint_with_identical_results(tmp_path: Path) -> None:

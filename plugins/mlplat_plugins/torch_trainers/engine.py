@@ -267,7 +267,7 @@ def train_loop(
     # the running train loss is plain cross-entropy (no smoothing, weights or L1), comparable with val_loss
     plain_loss_differs = ls > 0 or wt is not None or bool(l1_params) or world > 1
     while not state.stopped and state.epoch < config.epochs:
-        epoch, started = state.epoch, time.perf_counter()
+        epoch, started, cpu_started = state.epoch, time.perf_counter(), time.process_time()
         network.train()
         for m in frozen or []:
             m.eval()  # frozen layers keep their batch-norm statistics
@@ -309,7 +309,7 @@ def train_loop(
         val_loss, val_acc = loss_and_accuracy(predict_logits(module, Xv, config.eval_batch_size, device, config.amp), yv)
         row = {"epoch": epoch, "epochs": config.epochs, "train_loss": float(loss_sum) / n, "train_accuracy": float(correct) / n,
                "val_loss": val_loss, "val_accuracy": val_acc, "lr": optimizer.param_groups[0]["lr"],
-               "seconds": time.perf_counter() - started}
+               "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu_started}
         state.history.append(row)
         score = -val_loss if config.monitor == "val_loss" else val_acc
         if scheduler is not None:
