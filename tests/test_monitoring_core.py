@@ -201,3 +201,30 @@ def test_service_feedback_and_cloudevents(model_dir: Path) -> None:
     metrics = client.get("/metrics").text
     assert f'mlplat_monitor_records_total{{model="{monitor.name}"}} 3.0' in metrics
     assert f'mlplat_monitor_labels_received_total{{model="{monitor.name}"}} 3.0' in metrics
+
+
+def test_monitor_step_fits_state_with_importance_and_monitor_uses_it(model_dir: Path, tmp_path: Path) -> None:
+    from mlplat import steps
+    from mlplat.spec import parse_spec, resolve
+    from conftest import TINY_SPEC
+
+    features = [f["name"] for f in read_manifest(model_dir)["features"]]
+    manifest = read_manifest(model_dir)
+    manifest["global_importance"] = {features[0]: 1.0}  # as the explain step writes it
+    write_manifest(model_dir, manifest)
+    spec = resolve(parse_spec({**TINY_SPEC, "steps": {**TINY_SPEC["steps"], "monitor": {"plugin": "evidently",
+                                                                                         "params": {"min_window": 50}}}}))
+    steps.monitor(spec, model_dir, tmp_path / "out")
+    state = json.loads((model_dir / "drift_reference.json").read_text())
+    assert state["importance"][features[0]] == 1.0 and state["importance"][features[1]] == 0.0
+    monitor = Monitor(model_dir, MonitorSettings())
+    assert monitor.reference_state["importance"] == state["importance"] and monitor.detector.config.min_window == 50
+
+
+def test_cli_monitor_rejects_a_non_model_dir(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([str(Path(sys.executable).with_name("mlplat")), "monitor", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "not a model directory" in result.stderr
