@@ -146,14 +146,16 @@ def test_image_augment_shifts_rotates_and_adds_noise(digits, tmp_path):
     other = [np.corrcoef(a, b)[0, 1] for a, b in zip(new, np.roll(same, 1, axis=0))]
     assert np.mean(own) > np.mean(other) + 0.1  # still the same digit, recognizably
     assert new.min() >= X.min() and new.max() <= X.max()
-    # a pure 1-pixel shift moves the image by one column
+    # shifts are whole pixels: with rotation and noise off, each output is its image moved by (dx, dy)
     from mlplat_plugins.image_augment import ImageAugmentConfig
     from mlplat_plugins.image_augment.augment import transform
 
-    img = np.zeros((1, 1, 8, 8), np.float32)
-    img[0, 0, 4, 3] = 16.0
-    config = ImageAugmentConfig(max_shift=0.0, max_rotation=0.0, noise_std=0.0)
-    assert np.array_equal(transform(img, config, 0, 0.0, 16.0), img)
+    images = X[:40].reshape(-1, 1, 8, 8).astype(np.float32)
+    moved = transform(images, ImageAugmentConfig(max_shift=1, max_rotation=0.0, noise_std=0.0), 0, 0.0, 16.0)
+    padded = np.pad(images, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    candidates = {(dx, dy): padded[:, :, 1 - dy:9 - dy, 1 - dx:9 - dx] for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
+    matched = [next((d for d, c in candidates.items() if np.array_equal(moved[i], c[i])), None) for i in range(len(images))]
+    assert None not in matched and len(set(matched)) > 3
 
 
 def test_image_augment_refuses_tabular_data(cancer, tmp_path):

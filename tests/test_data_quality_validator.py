@@ -104,13 +104,14 @@ def test_class_imbalance_ratio_share_and_level(clean, tmp_path):
     assert check.observed == pytest.approx(6 / (counts["neg"] + 6), abs=1e-4)
 
 
-@pytest.mark.parametrize("model", ["logistic", "mlp"])
-def test_label_noise_finds_flipped_labels(clean, tmp_path, model):
+@pytest.mark.parametrize("model,method", [("logistic", "prune_by_noise_rate"), ("mlp", "prune_by_noise_rate"),
+                                          ("forest", "confident_joint")])
+def test_label_noise_finds_flipped_labels(clean, tmp_path, model, method):
     rng = np.random.default_rng(0)
     labels = clean.train.labels.copy()
     flipped = rng.choice(len(labels), size=len(labels) // 10, replace=False)
     labels[flipped] = 1 - labels[flipped]
-    report = run(with_train(clean, labels=labels), tmp_path, label_noise={"model": model, "max_noise_share": 0.05})
+    report = run(with_train(clean, labels=labels), tmp_path, label_noise={"model": model, "method": method, "max_noise_share": 0.05})
     (check,) = failed(report, "label_noise")
     noise = report.findings["label_noise"]
     truth = set(clean.train.row_ids[flipped].tolist())
@@ -180,3 +181,17 @@ def test_report_in_three_forms_with_plots(clean, tmp_path):
     assert "data:image/png;base64," in html and "Distributions per column" in html
     assert "outliers" in (tmp_path / "out" / "report.md").read_text()
     assert '"passed": true' in (tmp_path / "out" / "report.json").read_text()
+
+
+def test_confident_learning_by_hand():
+    from mlplat_plugins.tabular_validation.label_noise import confident_learning
+
+    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9], [0.3, 0.7], [0.95, 0.05]])
+    given = np.array([0, 0, 0, 1, 1, 1])  # rows 2 and 5 look mislabelled
+    result = confident_learning(proba, given, "confident_joint")
+    assert result.thresholds == pytest.approx([(0.9 + 0.8 + 0.2) / 3, (0.9 + 0.7 + 0.05) / 3])
+    assert result.joint.tolist() == [[2, 1], [1, 2]]  # off-diagonal: row 2 (0 -> 1) and row 5 (1 -> 0)
+    assert result.suspects.tolist() == [5, 2] and result.scores == pytest.approx([0.9, 0.6])
+    assert result.suggested.tolist() == [0, 1]
+    pruned = confident_learning(proba, given)
+    assert sorted(pruned.suspects.tolist()) == [2, 5]

@@ -21,5 +21,6 @@ SPEC = PluginSpec(
     kind=StageKind.AUGMENTER,
     config_model=ImageAugmentConfig,
     factory="mlplat_plugins.image_augment.augment:ImageAugmenter",
+    needs=frozenset({"image"}),  # only datasets with DatasetInfo.image_shape (e.g. sklearn:digits)
     summary="Random shifts, rotations and noise for image datasets (torch affine_grid/grid_sample)",
 )
