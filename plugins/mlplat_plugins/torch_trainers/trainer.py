@@ -54,17 +54,18 @@ class TorchTrainer:
     def fit(self, data: TrainingData, context: StepContext) -> TrainedModel:
         architecture = self.architecture(data.info)
         processes = self.config.ddp_processes
-        device = engine.resolve_device(self.config.device)
-        meter = ComputeMeter(device, processes)
-        if processes > 1 and device.type == "cuda" and processes > torch.cuda.device_count():
-            raise UsageError(f"steps.train.params.ddp_processes: {processes} processes need {processes} GPUs; "
-                             f"this node has {torch.cuda.device_count()}")
+        external = engine.Dist.from_env()  # already a rank under an outside torchrun (a Trainer v2 TrainJob)
+        device = engine.resolve_device(self.config.device, external)
+        meter = ComputeMeter(device, processes if external.world == 1 else 1)
         if processes > 1 and "LOCAL_RANK" not in os.environ:
+            if device.type == "cuda" and processes > torch.cuda.device_count():
+                raise UsageError(f"steps.train.params.ddp_processes: {processes} processes need {processes} GPUs; "
+                                 f"this node has {torch.cuda.device_count()}")
             from mlplat_plugins.torch_trainers.ddp import launch
 
             outcome = launch(self, architecture, data, context)
         else:
-            outcome = self.train_here(architecture, data, context, engine.Dist.from_env())
+            outcome = self.train_here(architecture, data, context, external)
         outcome.extras["compute"] = meter.stop(outcome.extras.pop("peak_device_memory_mb", None))
         if getattr(context, "reports", True):  # tuner trials turn human reports off
             from mlplat_plugins.torch_trainers.report import write_training_report
