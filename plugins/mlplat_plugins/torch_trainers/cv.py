@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from mlplat.errors import UsageError
+
 METRICS = ("accuracy", "loss")
 
 
@@ -21,8 +23,6 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray,
     present = np.bincount(y)
     smallest = int(present[present > 0].min()) if len(y) else 0
     if smallest < k:  # sklearn would only warn; a fold without some class gives a misleading band
-        from mlplat.errors import UsageError
-
         raise UsageError(f"steps.train.params.cv_folds: {k} folds need at least {k} training rows per class; the smallest class has {smallest}")
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed % 2**32)
     return [(train, held) for train, held in splitter.split(np.zeros(len(y)), y)]

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -181,8 +182,6 @@ class Checkpointer:
         pointer.replace(self.directory / LAST)
         for old in self.directory.glob("epoch-*"):
             if old.name != target.name:
-                import shutil
-
                 shutil.rmtree(old, ignore_errors=True)
 
     def load(self, network: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
