@@ -3,7 +3,8 @@ payload-logger CloudEvents, a real Prometheus scraping it and evaluating the shi
 a real Alertmanager routing to a webhook run by this test.
 
 In-distribution traffic raises nothing; shifted traffic delivers MlplatDataDrift to the webhook;
-mostly-wrong labels deliver MlplatGeneralizationGap. Every process is stopped at the end.
+mostly-wrong labels deliver MlplatGeneralizationGap; a restarted monitor resumes with the same
+window and labels. Every process is stopped at the end.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
         wait_for("the monitor", lambda: httpx.get(f"{urls['monitor']}/healthz").status_code == 200, 60, procs)
         wait_for("prometheus", lambda: httpx.get(f"{urls['prometheus']}/-/ready").status_code == 200, 30, procs)
         wait_for("alertmanager", lambda: httpx.get(f"{urls['alertmanager']}/-/ready").status_code == 200, 30, procs)
-        yield {"urls": urls, "procs": procs, "webhook": webhook, "model_dir": model_dir, "logs": logs}
+        yield {"urls": urls, "procs": procs, "webhook": webhook, "model_dir": model_dir, "logs": logs, "commands": commands}
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -206,3 +207,14 @@ def test_alerts_reach_the_webhook(stack: dict[str, Any]) -> None:
     assert scraped(f'mlplat_generalization_gap{{model="{name}",metric="accuracy"}}') < -3
     assert scraped(f'mlplat_monitor_labels_received_total{{model="{name}"}}') == 300
     print(f"drift alert reached the webhook {drift_delay:.1f}s after the shift began")
+
+    # 4. a restart loses nothing: SIGTERM persists window, labels and hysteresis; a new process resumes
+    monitor = procs.pop("monitor")
+    monitor.terminate()
+    assert monitor.wait(timeout=30) in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
+    procs["monitor"] = subprocess.Popen(stack["commands"]["monitor"], stdout=(stack["logs"] / "monitor2.log").open("wb"),
+                                        stderr=subprocess.STDOUT)
+    wait_for("the restarted monitor", lambda: httpx.get(f"{urls['monitor']}/healthz").status_code == 200, 60, procs)
+    summary = client.post(f"{urls['monitor']}/v1/models/{name}/monitor/evaluate").json()
+    assert summary["rows"] == 300 and summary["labeled_rows"] == 300 and summary["data_drift_alert"]
+    assert summary["generalization_gap"]["accuracy"] < -3
