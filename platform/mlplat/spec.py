@@ -51,14 +51,19 @@ class Resources(Strict):
         return value
 
 
-class StepSpec(Strict):
-    plugin: str
-    params: dict[str, Any] = Field(default_factory=dict)
+class StepOptions(Strict):
+    """Where and how a step runs on a cluster; the in-process runner ignores these."""
+
     image: str | None = None
     resources: Resources = Field(default_factory=Resources)
     retries: int = Field(0, ge=0, le=10)
     caching: bool = True
     node_selector: dict[str, str] = Field(default_factory=dict)
+
+
+class StepSpec(StepOptions):
+    plugin: str
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class TuneStepSpec(StepSpec):
@@ -77,13 +82,8 @@ class EvaluateGate(Strict):
     min_roc_auc: float | None = Field(None, ge=0, le=1)
 
 
-class EvaluateStepSpec(Strict):
+class EvaluateStepSpec(StepOptions):
     params: EvaluateGate = Field(default_factory=EvaluateGate)
-    image: str | None = None
-    resources: Resources = Field(default_factory=Resources)
-    retries: int = Field(0, ge=0, le=10)
-    caching: bool = True
-    node_selector: dict[str, str] = Field(default_factory=dict)
 
 
 class Steps(Strict):
