@@ -195,3 +195,15 @@ def test_confident_learning_by_hand():
     assert result.suggested.tolist() == [0, 1]
     pruned = confident_learning(proba, given)
     assert sorted(pruned.suspects.tolist()) == [2, 5]
+
+
+def test_skew_comparison_is_reusable_with_a_chosen_evidently_method():
+    from mlplat.skew import compare_columns
+
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300), "name": ["x"] * 300})
+    current = pd.DataFrame({"a": rng.normal(size=150) + 1.0, "b": rng.normal(size=150), "name": ["y"] * 150})
+    drifts = {d.feature: d for d in compare_columns(reference, current, method="wasserstein", threshold=0.3)}
+    assert set(drifts) == {"a", "b"}  # non-numeric columns are left to the schema checks
+    assert drifts["a"].drifted and not drifts["b"].drifted
+    assert drifts["a"].p_value is None and "wasserstein" in drifts["a"].test and drifts["a"].score > 0.3 > drifts["b"].score
