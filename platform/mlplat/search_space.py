@@ -208,7 +208,8 @@ def check_against_config(space: SearchSpace, config_model: type[BaseModel], base
             known = ", ".join(sorted(fields))
             problems.append((f"{path}.{name}", f"not a parameter of the trainer config {config_model.__name__} (known: {known})"))
             continue
-        values = list(param.choices) if isinstance(param, CategoricalParam) else [param.low, param.high, *param.grid()]
+        # bounds plus the grid points (in-range values between valid bounds pass any monotone constraint)
+        values = list(param.choices) if isinstance(param, CategoricalParam) else [param.low, param.high, *param.grid()[:50]]
         for value in values:
             try:
                 config_model.model_validate({**base, name: value})

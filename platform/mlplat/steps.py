@@ -114,7 +114,8 @@ def tune_objective(spec: PipelineSpec, splits: Splits, out: Path) -> Any:
         trials_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="trial-", dir=trials_dir))  # parallel trials must not share checkpoints
         try:
-            ctx = _context(spec, "tune.trial", work, splits, on_epoch=lambda e, m: report(e, float(m[step.metric])))
+            ctx = _context(spec, "tune.trial", work, splits, on_epoch=lambda e, m: report(e, float(m[step.metric])),
+                           reports=False)
             metrics = trainer.fit(training, ctx).metrics
         finally:
             shutil.rmtree(work, ignore_errors=True)  # the runner retrains the best params; trial weights are not kept

@@ -31,6 +31,8 @@ class StepContext:
       suspects for a noise-handling augmenter.
     - `resume`: the run is being resumed (`mlplat run --resume`): continue from checkpoints.
     - `runs_root`: the run store's directory, for plugins that resolve run ids (warm start).
+    - `reports`: write human reports (HTML/PNG) into `work_dir`. A tuner's trials set it False:
+      only their metrics are used, and plotting can cost more than training a small model.
     """
 
     step: str
@@ -42,3 +44,4 @@ class StepContext:
     findings: Mapping[str, Any] = field(default_factory=dict)
     resume: bool = False
     runs_root: Path | None = None
+    reports: bool = True

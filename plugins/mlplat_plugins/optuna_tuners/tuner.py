@@ -81,6 +81,11 @@ class OptunaTuner:
 
     def _run(self, study: optuna.Study, store: optuna.storages.RDBStorage, db: Path, objective: Objective, space: SearchSpace, seed: int, n: int) -> None:
         workers = min(self.config.parallel, n)
+        torch = sys.modules.get("torch")
+        if workers > 1 and torch is not None and torch.cuda.is_initialized():
+            # a forked child cannot use CUDA once the parent has: run the trials here instead
+            warnings.warn("CUDA is already initialized in this process; running tune trials one at a time")
+            workers = 1
         if workers == 1:
             with limited_threads(self.config.threads_per_trial):
                 optimize(study, objective, space, n, self.config.timeout_s)
