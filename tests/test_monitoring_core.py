@@ -228,3 +228,27 @@ def test_cli_monitor_rejects_a_non_model_dir(tmp_path: Path) -> None:
     result = subprocess.run([str(Path(sys.executable).with_name("mlplat")), "monitor", str(tmp_path)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "not a model directory" in result.stderr
+
+
+def test_attach_gives_a_server_recorder_routes_and_hooks(model_dir: Path, tmp_path: Path) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from mlplat.monitoring import attach
+
+    reference, features = _rows(model_dir)
+    recorder, routers, (start, stop), monitor = attach(model_dir, MonitorSettings(interval_s=0.1, min_new_rows=1,
+                                                                                  state_dir=tmp_path / "s"))
+    app = FastAPI()
+    for r in routers:
+        app.include_router(r)
+    start()
+    recorder.record(reference[features].head(2).to_numpy(np.float32), np.array([0, 1]), ["a", "b"])
+    client = TestClient(app)
+    assert client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["a", "b"], "labels": [0, 0]}).json()["accepted"] == 2
+    deadline = time.monotonic() + 30
+    while client.get(f"/v1/models/{monitor.name}/monitor").json().get("labeled_rows") != 2:
+        assert time.monotonic() < deadline, "the background evaluation never ran"
+        time.sleep(0.05)
+    stop()
+    assert (tmp_path / "s" / "window.parquet").is_file()
