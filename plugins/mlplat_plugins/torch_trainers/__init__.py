@@ -93,5 +93,6 @@ CNN_SPEC = PluginSpec(
     kind=StageKind.TRAINER,
     config_model=CNNConfig,
     factory="mlplat_plugins.torch_trainers.cnn:CNNTrainer",
+    needs=frozenset({"image"}),  # pixel features with DatasetInfo.image_shape (e.g. sklearn:digits)
     summary="Image CNN (PyTorch) for pixel features, e.g. sklearn:digits 8x8; same engine as mlp",
 )
