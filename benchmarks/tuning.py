@@ -10,7 +10,7 @@ spent until a trial first reached the grid's best validation accuracy (in the or
 ran; the grid's own figure is where it found its best). The target is TPE+pruning needing at most
 1/3 of the grid's trial-epochs. Several sampler seeds are run and summed, since one search is noisy.
 
-    .venv/bin/python benchmarks/tuning.py               # digits, 2 seeds, 20 epochs (~15 minutes on 2 cores)
+    .venv/bin/python benchmarks/tuning.py               # digits, 2 seeds, 20 epochs (~9 minutes on 2 cores)
     .venv/bin/python benchmarks/tuning.py --seeds 1 --epochs 6   # quick look
     .venv/bin/python benchmarks/tuning.py --pruner successive_halving   # TPE with successive halving instead
 """
