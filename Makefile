@@ -6,7 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SPEC ?= pipelines/breast_cancer.yaml
 
-.PHONY: demo test install clean
+# Debian packages the tests run for real: Prometheus + promtool, Alertmanager, and wrk for benchmarks.
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager wrk
+SYSTEM_BINARIES := prometheus promtool prometheus-alertmanager wrk
+
+.PHONY: demo test install sysdeps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +25,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mlplat run $(SPEC)
 
-test: $(STAMP)
+# Installs the Debian packages when run as root and any is missing; otherwise says what to install.
+sysdeps:
+	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b > /dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing $(SYSTEM_PACKAGES) (missing:$$missing)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) > /dev/null; \
+	  else echo "missing:$$missing -- install with: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; fi; \
+	fi
+
+test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
