@@ -211,6 +211,8 @@ def explain(spec: PipelineSpec, data: Path, model: Path, out: Path) -> dict[str,
     """Fit the explainer; store its state (JSON + safetensors) in the model directory."""
     from safetensors.numpy import save_file
 
+    from mlplat.explanations import importance_html
+
     step = spec.steps.explain
     assert step is not None
     splits = Splits.load(data)
@@ -226,6 +228,7 @@ def explain(spec: PipelineSpec, data: Path, model: Path, out: Path) -> dict[str,
     manifest["global_importance"] = state.global_importance
     modeldir.write_manifest(model, manifest)
     write_json(out / "global_importance.json", state.global_importance)
+    (out / "report.html").write_text(importance_html(loaded.name, step.plugin, state.global_importance))
     return state.global_importance
 
 

@@ -1,0 +1,95 @@
+"""What every explainer plugin shares: the k-means background summary, global importance, and
+rebuilding a model's fitted explainer from its directory (JSON + safetensors, never a pickle)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlplat import modeldir
+from mlplat.contracts.explainer import BoundExplainer, ExplainerState
+from mlplat.registry import StageKind
+
+if TYPE_CHECKING:
+    from mlplat.modeldir import LoadedModel
+
+
+def summarize_background(rows: np.ndarray, clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-means centroids of the background rows and the share of rows each one stands for.
+
+    Explanation cost grows linearly with background size, so a weighted handful of centroids
+    replaces hundreds of raw rows at almost the same expected value.
+    """
+    from sklearn.cluster import KMeans
+
+    rows = np.asarray(rows, dtype=np.float64)
+    if len(rows) <= clusters:
+        return rows.astype(np.float32), np.full(len(rows), 1.0 / len(rows), dtype=np.float32)
+    kmeans = KMeans(n_clusters=clusters, n_init=4, random_state=seed).fit(rows)
+    weights = np.bincount(kmeans.labels_, minlength=clusters).astype(np.float64)
+    return kmeans.cluster_centers_.astype(np.float32), (weights / weights.sum()).astype(np.float32)
+
+
+def sample_rows(rows: np.ndarray, size: int, seed: int) -> np.ndarray:
+    if len(rows) <= size:
+        return rows
+    return rows[np.random.default_rng(seed).choice(len(rows), size, replace=False)]
+
+
+def mean_abs_importance(attributions: np.ndarray, feature_names: list[str]) -> dict[str, float]:
+    """Global importance: mean |attribution| per feature over the explained rows."""
+    values = np.abs(np.asarray(attributions, dtype=np.float64)).mean(axis=0)
+    return {name: float(v) for name, v in zip(feature_names, values, strict=True)}
+
+
+def attribution_records(model: Any, attributions: np.ndarray, predicted: np.ndarray, base_values: np.ndarray,
+                        method: str) -> list[dict[str, Any]]:
+    """One JSON-ready explanation per row: attributions keyed by feature name for the predicted class."""
+    return [
+        {
+            "method": method,
+            "class": model.class_names[int(cls)],
+            "base_value": float(base),
+            "attributions": {name: float(v) for name, v in zip(model.feature_names, row, strict=True)},
+        }
+        for row, cls, base in zip(attributions, predicted, base_values, strict=True)
+    ]
+
+
+def load_state(directory: Any) -> ExplainerState | None:
+    manifest = modeldir.read_manifest(directory)
+    entry = manifest.get("explainer")
+    if not entry:
+        return None
+    arrays: dict[str, np.ndarray] = {}
+    if entry.get("arrays"):
+        from safetensors.numpy import load_file
+
+        arrays = load_file(str(directory / modeldir.EXPLAINER_ARRAYS))
+    return ExplainerState(entry.get("config", {}), arrays, manifest.get("global_importance", {}))
+
+
+def load_explainer(loaded: LoadedModel) -> BoundExplainer | None:
+    """The model's fitted explainer, rebuilt by its plugin from the stored state; None if none was fitted."""
+    from mlplat import registry
+
+    state = load_state(loaded.directory)
+    if state is None:
+        return None
+    entry = loaded.manifest["explainer"]
+    plugin = registry.get(StageKind.EXPLAINER, entry["plugin"]).create(entry.get("params", {}))
+    return plugin.load(loaded, state)
+
+
+def importance_html(model_name: str, plugin: str, importance: dict[str, float]) -> str:
+    """The explain step's global-importance report: features ranked, with proportional bars."""
+    from mlplat.reports import html_page, html_table
+
+    ranked = sorted(importance.items(), key=lambda kv: -kv[1])
+    top = ranked[0][1] if ranked and ranked[0][1] > 0 else 1.0
+    rows = [(i + 1, name, f"{value:.4g}", "█" * max(1, round(30 * value / top)) if value > 0 else "")
+            for i, (name, value) in enumerate(ranked)]
+    table = html_table(["rank", "feature", "importance", ""], rows)
+    return html_page(f"{model_name}: global feature importance ({plugin})",
+                     [("Mean |attribution| over sampled training rows", table)])

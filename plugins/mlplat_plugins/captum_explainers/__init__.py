@@ -1,0 +1,43 @@
+"""captum explainers (Apache 2.0): IntegratedGradients (torch-native, fast) and LIME."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlplat.registry import PluginSpec, StageKind
+
+
+class IntegratedGradientsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n_steps: int = Field(32, ge=4, description="Riemann steps along the path from baseline to input")
+    background_clusters: int = Field(8, ge=1, le=200, description="k-means centroids; their weighted mean is the baseline")
+    importance_rows: int = Field(200, ge=1, description="training rows explained for the global importance")
+    seed: int = 0
+
+
+class LimeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n_samples: int = Field(200, ge=10, description="perturbed samples per explained row")
+    ridge_alpha: float = Field(0.01, ge=0, description="regularization of the local linear surrogate")
+    background_clusters: int = Field(8, ge=1, le=200, description="k-means centroids; masked features take their mean")
+    importance_rows: int = Field(30, ge=1, description="training rows explained for the global importance")
+    seed: int = 0
+
+
+INTEGRATED_GRADIENTS_SPEC = PluginSpec(
+    name="integrated_gradients",
+    kind=StageKind.EXPLAINER,
+    config_model=IntegratedGradientsConfig,
+    factory="mlplat_plugins.captum_explainers.attribution:IntegratedGradientsExplainer",
+    summary="captum IntegratedGradients from the background mean: fast, exact completeness, Apache 2.0",
+)
+
+LIME_SPEC = PluginSpec(
+    name="lime",
+    kind=StageKind.EXPLAINER,
+    config_model=LimeConfig,
+    factory="mlplat_plugins.captum_explainers.attribution:LimeExplainer",
+    summary="captum Lime: a local linear surrogate per row, Apache 2.0",
+)

@@ -1,0 +1,90 @@
+"""captum attribution methods on the model's torch network, from a k-means background baseline.
+
+Standardization is per feature, so attributions on the preprocessed input belong one-to-one to
+the raw features; they are in probability units of the predicted class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mlplat.contracts.context import StepContext
+from mlplat.contracts.explainer import ExplainerState, ModelHandle
+from mlplat.explanations import attribution_records, mean_abs_importance, sample_rows, summarize_background
+from mlplat_plugins.captum_explainers import IntegratedGradientsConfig, LimeConfig
+
+
+class BoundAttribution:
+    """A captum attribution method bound to a model and a baseline (the background's weighted mean)."""
+
+    def __init__(self, model: ModelHandle, state: ExplainerState, method: str, options: dict[str, Any]) -> None:
+        import torch
+
+        self.model, self.method, self.options = model, method, options
+        baseline_raw = (state.arrays["background"] * state.arrays["weights"][:, None]).sum(axis=0, keepdims=True)
+        self.baseline = torch.from_numpy(model.preprocess(baseline_raw).astype(np.float32))
+        network = model.network
+        self.forward = lambda z: torch.softmax(network(z).float(), dim=1)
+        if method == "integrated_gradients":
+            from captum.attr import IntegratedGradients
+
+            self.attributor: Any = IntegratedGradients(self.forward)
+        else:
+            from captum._utils.models.linear_model import SkLearnRidge
+            from captum.attr import Lime
+
+            self.attributor = Lime(self.forward, interpretable_model=SkLearnRidge(alpha=options["ridge_alpha"]))
+
+    def attributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import torch
+
+        inputs = torch.from_numpy(self.model.preprocess(np.asarray(X, dtype=np.float32)).astype(np.float32))
+        with torch.no_grad():
+            predicted = self.forward(inputs).argmax(dim=1)
+            base = self.forward(self.baseline)[0, predicted].numpy()
+        baselines = self.baseline.expand_as(inputs)
+        if self.method == "integrated_gradients":
+            values = self.attributor.attribute(inputs, baselines=baselines, target=predicted,
+                                               n_steps=self.options["n_steps"], internal_batch_size=4096)
+        else:
+            torch.manual_seed(self.options["seed"])
+            values = torch.cat([
+                self.attributor.attribute(inputs[i:i + 1], baselines=baselines[i:i + 1], target=int(predicted[i]),
+                                          n_samples=self.options["n_samples"], perturbations_per_eval=self.options["n_samples"])
+                for i in range(len(inputs))
+            ])
+        return values.detach().numpy(), predicted.numpy(), base
+
+    def explain(self, X: np.ndarray) -> list[dict[str, Any]]:
+        return attribution_records(self.model, *self.attributions(X), method=self.method)
+
+
+class _CaptumExplainer:
+    method: str
+    config: IntegratedGradientsConfig | LimeConfig
+
+    def fit(self, model: ModelHandle, background: np.ndarray, context: StepContext) -> ExplainerState:
+        centroids, weights = summarize_background(background, self.config.background_clusters, context.seed)
+        state = ExplainerState(config={"method": self.method}, arrays={"background": centroids, "weights": weights})
+        values, _, _ = self.load(model, state).attributions(sample_rows(background, self.config.importance_rows, context.seed))
+        state.global_importance = mean_abs_importance(values, model.feature_names)
+        return state
+
+    def load(self, model: ModelHandle, state: ExplainerState) -> BoundAttribution:
+        return BoundAttribution(model, state, self.method, self.config.model_dump())
+
+
+class IntegratedGradientsExplainer(_CaptumExplainer):
+    method = "integrated_gradients"
+
+    def __init__(self, config: IntegratedGradientsConfig) -> None:
+        self.config = config
+
+
+class LimeExplainer(_CaptumExplainer):
+    method = "lime"
+
+    def __init__(self, config: LimeConfig) -> None:
+        self.config = config
