@@ -1,0 +1,63 @@
+"""`mlplat serve`: a published model behind KServe's ModelServer (predictor or explainer role)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mlplat.cli.common import RUNS_DIR_OPTION
+
+
+def resolve_model_dir(ref: str, runs_dir: Path) -> Path:
+    """RUN id, `latest`, a run directory or a model directory → the model directory."""
+    from mlplat.errors import UsageError
+    from mlplat.modeldir import MODEL_JSON
+    from mlplat.runs import RunStore
+
+    path = Path(ref)
+    for candidate in (path, path / "model"):
+        if (candidate / MODEL_JSON).is_file():
+            return candidate
+    if path.exists():
+        raise UsageError(f"RUN: {ref} is a path but not a model or run directory (no {MODEL_JSON})")
+    model_dir = RunStore(runs_dir).get(ref).model_dir
+    if not (model_dir / MODEL_JSON).is_file():
+        raise UsageError(f"RUN: run {ref!r} has no published model (did it fail a gate?)")
+    return model_dir
+
+
+def serve(
+    ref: str = typer.Argument(..., metavar="RUN", help="Run id, `latest`, or a model directory"),
+    runs_dir: Path = RUNS_DIR_OPTION,
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (0.0.0.0 only inside a container)"),
+    port: int = typer.Option(8080, "--port", min=1, max=65535),
+    max_batch_size: int = typer.Option(64, "--max-batch-size", min=1, help="Rows per merged forward pass"),
+    max_latency_ms: float = typer.Option(0.0, "--max-latency-ms", min=0, help="Extra wait to fill a batch (0: merge only what queued during the last pass)"),
+    no_batching: bool = typer.Option(False, "--no-batching", help="One forward pass per request"),
+    max_body_bytes: int = typer.Option(4 << 20, "--max-body-bytes", min=1, help="Larger request bodies get HTTP 413"),
+    max_rows: int = typer.Option(10_000, "--max-rows", min=1, help="Most instances in one request"),
+    explain_timeout_s: float = typer.Option(30.0, "--explain-timeout-s", min=0.01, help="Explanations slower than this get HTTP 504"),
+    no_monitor: bool = typer.Option(False, "--no-monitor", help="Don't record requests for drift monitoring"),
+    monitor_interval_s: float = typer.Option(30.0, "--monitor-interval-s", min=0.05, help="Seconds between drift evaluations"),
+    state_dir: Path = typer.Option(None, "--state-dir", help="Persist the monitoring window and labels here"),
+    access_log: bool = typer.Option(False, "--access-log", help="Log every request (KServe timings and access lines)"),
+    explainer: bool = typer.Option(False, "--explainer", help="Run as the explainer component; predictions come from --predictor-url"),
+    predictor_url: str = typer.Option(None, "--predictor-url", help="Predictor base URL for --explainer, e.g. http://127.0.0.1:8080"),
+) -> None:
+    """Serve a published model: V1 :predict/:explain, V2 infer + metadata, /metrics."""
+    from mlplat.errors import UsageError
+
+    if explainer != bool(predictor_url):
+        raise UsageError("--explainer and --predictor-url go together: the explainer asks the predictor for predictions")
+    if predictor_url and not predictor_url.startswith(("http://", "https://")):
+        raise UsageError(f"--predictor-url: {predictor_url!r} is not an http(s) URL")
+    model_dir = resolve_model_dir(ref, runs_dir)
+
+    from mlplat.monitoring.monitor import MonitorSettings
+    from mlplat.serving.predictor import ServingOptions
+    from mlplat.serving.server import serve as run_server
+
+    options = ServingOptions(max_batch_size, max_latency_ms, not no_batching, max_rows, explain_timeout_s, predictor_url)
+    settings = MonitorSettings(interval_s=monitor_interval_s, state_dir=state_dir)
+    run_server(model_dir, options, host, port, max_body_bytes, None if no_monitor else settings, access_log)

@@ -1,0 +1,159 @@
+"""The KServe model: load → preprocess (validate) → predict (batched, off the loop) → postprocess.
+
+One class serves both KServe roles. As the predictor it runs the network in-process. As the
+explainer component (`predictor_url` set) it forwards predictions to the predictor over V1 HTTP,
+and black-box explainers (KernelShap, anchors) query the predictor the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kserve
+import numpy as np
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from mlplat.modeldir import LoadedModel
+from mlplat.monitoring.window import row_key
+from mlplat.serving import metrics
+from mlplat.serving.batching import AdaptiveBatcher
+from mlplat.serving.validation import FeatureSchema, RejectedInput
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    max_batch_rows: int = 64  # rows per merged forward pass
+    max_wait_ms: float = 0.0  # extra wait to collect a batch; 0 = batch only what queued during the last pass
+    batching: bool = True
+    max_request_rows: int = 10_000
+    explain_timeout_s: float = 30.0
+    predictor_url: str | None = None  # explainer role: where the predictor listens
+
+
+class ExplainUnavailable(Exception):
+    """The model was published without an explain step (HTTP 404)."""
+
+
+class ExplainTimeout(Exception):
+    """The explanation took longer than its own timeout (HTTP 504)."""
+
+
+@dataclass
+class Batch:
+    rows: np.ndarray
+    request_id: str
+    protocol: str  # "v1" or "v2"
+
+
+@dataclass
+class Prediction:
+    batch: Batch
+    probabilities: np.ndarray
+
+
+@dataclass
+class RemoteModel(LoadedModel):
+    """A LoadedModel whose predictions come from the predictor over HTTP (the explainer role)."""
+
+    predictor_url: str = ""
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        import httpx
+
+        response = httpx.post(f"{self.predictor_url}/v1/models/{self.name}:predict",
+                              json={"instances": np.asarray(X, dtype=np.float64).tolist()}, timeout=60)
+        response.raise_for_status()
+        return np.asarray(response.json()["probabilities"], dtype=np.float32)
+
+
+class MlplatModel(kserve.Model):
+    def __init__(self, model_dir: Path, options: ServingOptions | None = None, recorder: Any = None) -> None:
+        self.model_dir = Path(model_dir)
+        self.options = options or ServingOptions()
+        self.recorder = recorder  # monitoring window: .record(rows, predicted, row_ids)
+        loaded = LoadedModel.load(self.model_dir)
+        if self.options.predictor_url:
+            loaded = RemoteModel(loaded.directory, loaded.manifest, loaded.network, loaded.standardizer,
+                                 self.options.predictor_url.rstrip("/"))
+        self.loaded = loaded
+        super().__init__(loaded.name)
+
+    def load(self) -> bool:
+        from mlplat.explanations import load_explainer
+
+        self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows)
+        self.classes = np.array(self.loaded.class_names, dtype=object)
+        self.batcher = AdaptiveBatcher(self.loaded.predict_proba, self.name, self.options.max_batch_rows,
+                                       self.options.max_wait_ms / 1000, self.options.batching)
+        self.explainer = load_explainer(self.loaded)
+        self.explain_method = (self.loaded.manifest.get("explainer") or {}).get("plugin", "")
+        self._explain_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlplat-explain")
+        self.ready = True
+        return self.ready
+
+    # ---- V2 metadata -------------------------------------------------------------------------------
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [{"name": "input-0", "datatype": "FP32", "shape": [-1, self.schema.width]}]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [{"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.classes)]},
+                {"name": "predicted_class", "datatype": "BYTES", "shape": [-1]}]
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Batch:
+        request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
+        try:
+            if isinstance(payload, InferRequest):
+                return Batch(self.schema.v2_rows(payload), payload.id or request_id, "v2")
+            return Batch(self.schema.v1_rows(payload), request_id, "v1")
+        except RejectedInput as exc:
+            metrics.REJECTED.labels(self.name, exc.rejection_reason).inc()
+            raise
+
+    async def predict(self, batch: Batch, headers: dict[str, str] | None = None) -> Prediction:
+        return Prediction(batch, await self.batcher(batch.rows))
+
+    def postprocess(self, result: Any, headers: dict[str, str] | None = None) -> Any:
+        if not isinstance(result, Prediction):
+            return result  # an explanation, already JSON-ready
+        batch, probabilities = result.batch, result.probabilities
+        predicted = probabilities.argmax(axis=1)
+        names = self.classes[predicted].tolist()
+        for index, count in enumerate(np.bincount(predicted, minlength=len(self.classes))):
+            if count:
+                metrics.PREDICTIONS.labels(self.name, self.classes[index]).inc(int(count))
+        n = len(predicted)
+        row_ids = [row_key(batch.request_id, i, n) for i in range(n)]
+        if self.recorder is not None:
+            self.recorder.record(batch.rows, predicted, row_ids)
+        if batch.protocol == "v1":
+            return {"predictions": names, "probabilities": probabilities.tolist(), "request_ids": row_ids}
+        outputs = [InferOutput("probabilities", list(probabilities.shape), "FP32", probabilities.tolist()),
+                   InferOutput("predicted_class", [n], "BYTES", names)]
+        return InferResponse(batch.request_id, self.name, outputs)
+
+    async def explain(self, batch: Batch, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        if self.explainer is None:
+            raise ExplainUnavailable(f"model {self.name!r} was published without an explain step; add `explain:` "
+                                     f"to its pipeline spec")
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            explanations = await asyncio.wait_for(
+                loop.run_in_executor(self._explain_executor, self.explainer.explain, batch.rows),
+                self.options.explain_timeout_s)
+        except TimeoutError:
+            raise ExplainTimeout(f"explanation took longer than {self.options.explain_timeout_s:g} s "
+                                 f"({len(batch.rows)} rows, {self.explain_method})") from None
+        metrics.EXPLAIN_SECONDS.labels(self.name, self.explain_method).observe(time.perf_counter() - started)
+        return {"explanations": explanations, "method": self.explain_method, "request_id": batch.request_id}
+
+    def stop(self) -> None:
+        self.batcher.close()
+        self._explain_executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,161 @@
+"""Request validation against the model's feature schema.
+
+Every rejection is a `RejectedInput` (KServe's `InvalidInput`, so HTTP 400) carrying a short
+machine-readable reason for the rejected-requests metric and a message that names the problem:
+which instance, which feature, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from kserve.errors import InvalidInput
+
+_NUMBER_TYPES = (int, float)
+_NUMERIC_V2 = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+
+
+class RejectedInput(InvalidInput):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.rejection_reason = reason
+
+
+class FeatureSchema:
+    """The model's feature names and order; turns V1 instances or V2 tensors into float32 rows."""
+
+    def __init__(self, feature_names: list[str], max_rows: int) -> None:
+        self.names = feature_names
+        self.index = {name: i for i, name in enumerate(feature_names)}
+        self.max_rows = max_rows
+
+    @property
+    def width(self) -> int:
+        return len(self.names)
+
+    # ---- V1: {"instances": [[...], ...]} or [{"feature": value, ...}, ...] ----------------------
+    def v1_rows(self, payload: Any) -> np.ndarray:
+        if not isinstance(payload, dict):
+            raise RejectedInput("malformed", f"request body must be a JSON object with 'instances', got {_kind(payload)}")
+        if "instances" not in payload:
+            unknown = sorted(set(payload) - {"instances", "parameters"})
+            raise RejectedInput("malformed", "missing 'instances'" + (f" (got keys {unknown})" if unknown else ""))
+        instances = payload["instances"]
+        if not isinstance(instances, list):
+            raise RejectedInput("malformed", f"'instances' must be a list of rows, got {_kind(instances)}")
+        self._check_count(len(instances))
+        rows = np.empty((len(instances), self.width), dtype=np.float32)
+        for i, instance in enumerate(instances):
+            if isinstance(instance, list):
+                self._fill_row(rows[i], instance, i)
+            elif isinstance(instance, dict):
+                self._fill_record(rows[i], instance, i)
+            else:
+                raise RejectedInput("shape", f"instances[{i}] must be a list of {self.width} numbers or an object "
+                                             f"keyed by feature name, got {_kind(instance)}")
+        return rows
+
+    def _fill_row(self, out: np.ndarray, values: list[Any], i: int) -> None:
+        if len(values) != self.width:
+            raise RejectedInput("shape", f"instances[{i}] has {len(values)} values, the model expects {self.width} "
+                                         f"features ({self.names[0]!r} ... {self.names[-1]!r})")
+        for j, value in enumerate(values):
+            out[j] = self._number(value, f"instances[{i}][{j}] (feature {self.names[j]!r})")
+
+    def _fill_record(self, out: np.ndarray, record: dict[str, Any], i: int) -> None:
+        if len(record) != self.width or any(k not in self.index for k in record):
+            unknown = sorted(k for k in record if k not in self.index)
+            missing = [n for n in self.names if n not in record]
+            parts = [f"unknown feature(s) {unknown[:5]}" if unknown else "", f"missing feature(s) {missing[:5]}" if missing else ""]
+            raise RejectedInput("unknown_feature" if unknown else "missing_feature",
+                                f"instances[{i}]: " + "; ".join(p for p in parts if p))
+        for name, value in record.items():
+            out[self.index[name]] = self._number(value, f"instances[{i}] feature {name!r}")
+
+    @staticmethod
+    def _number(value: Any, where: str) -> float:
+        # bool is an int subclass: a JSON true must not become 1.0 silently
+        if type(value) not in _NUMBER_TYPES:
+            reason = "null" if value is None else "dtype"
+            raise RejectedInput(reason, f"{where}: expected a number, got {_kind(value)} {_show(value)}")
+        if not math.isfinite(value) or abs(value) > 3.4e38:
+            raise RejectedInput("non_finite", f"{where}: {value!r} is not a finite float32 number")
+        return value
+
+    # ---- V2: one [n, F] tensor, or one [n] / [n, 1] tensor per feature ----------------------------
+    def v2_rows(self, request: Any) -> np.ndarray:
+        inputs = list(request.inputs)
+        if not inputs:
+            raise RejectedInput("empty", "the request has no inputs")
+        if len(inputs) == 1 and inputs[0].name not in self.index:
+            rows = self._tensor(inputs[0])
+            if rows.ndim == 1 and self.width == 1:
+                rows = rows.reshape(-1, 1)
+            if rows.ndim != 2 or rows.shape[1] != self.width:
+                raise RejectedInput("shape", f"input {inputs[0].name!r} has shape {list(rows.shape)}, "
+                                             f"expected [N, {self.width}]")
+            self._check_count(rows.shape[0])
+            return self._finite(rows, inputs[0].name)
+        names = [i.name for i in inputs]
+        unknown = sorted(set(names) - set(self.index))
+        missing = [n for n in self.names if n not in names]
+        if unknown or missing or len(names) != len(set(names)):
+            raise RejectedInput("unknown_feature" if unknown else "missing_feature",
+                                f"per-feature inputs must name each feature once: unknown {unknown[:5]}, missing {missing[:5]}")
+        columns = {i.name: self._tensor(i).reshape(-1) for i in inputs}
+        lengths = {len(c) for c in columns.values()}
+        if len(lengths) != 1:
+            raise RejectedInput("shape", f"per-feature inputs have different lengths {sorted(lengths)}")
+        self._check_count(lengths.pop())
+        rows = np.stack([columns[n] for n in self.names], axis=1).astype(np.float32)
+        return self._finite(rows, "inputs")
+
+    @staticmethod
+    def _tensor(tensor: Any) -> np.ndarray:
+        if tensor.datatype not in _NUMERIC_V2:
+            raise RejectedInput("dtype", f"input {tensor.name!r}: datatype {tensor.datatype} is not numeric "
+                                         f"(use FP32, FP64 or an INT type)")
+        try:
+            data = tensor.data
+            if isinstance(data, list) and any(type(v) not in _NUMBER_TYPES for v in _flat(data)):
+                bad = next(v for v in _flat(data) if type(v) not in _NUMBER_TYPES)
+                raise RejectedInput("null" if bad is None else "dtype",
+                                    f"input {tensor.name!r}: expected numbers, got {_kind(bad)} {_show(bad)}")
+            return tensor.as_numpy().astype(np.float32, copy=False)
+        except RejectedInput:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise RejectedInput("shape", f"input {tensor.name!r}: data does not match shape {tensor.shape}: {exc}") from None
+
+    def _finite(self, rows: np.ndarray, where: str) -> np.ndarray:
+        bad = ~np.isfinite(rows)
+        if bad.any():
+            r, c = map(int, np.argwhere(bad)[0])
+            raise RejectedInput("non_finite", f"{where}[{r}][{c}] (feature {self.names[c]!r}) is not finite: {rows[r, c]}")
+        return rows
+
+    def _check_count(self, n: int) -> None:
+        if n == 0:
+            raise RejectedInput("empty", "empty batch: send at least one instance")
+        if n > self.max_rows:
+            raise RejectedInput("too_many_rows", f"{n} instances in one request; the limit is {self.max_rows}")
+
+
+def _flat(data: list[Any]) -> Any:
+    for v in data:
+        if isinstance(v, list):
+            yield from _flat(v)
+        else:
+            yield v
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
