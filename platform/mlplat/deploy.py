@@ -1,0 +1,192 @@
+"""A KServe `InferenceService` for a published model: the predictor and a custom explainer.
+
+Built from the kserve SDK's `V1beta1*` models and the kubernetes client's `V1*` models, so
+every field is checked against the InferenceService schema. Both components run the mlplat
+image: the predictor `mlplat serve /mnt/models`, the explainer `mlplat serve --explainer`
+calling the predictor at `http://<name>-predictor.<namespace>` (KServe's predictor Service;
+its built-in explainers get the same host as `--predictor_host`). The model directory comes
+from `STORAGE_URI` on the `kserve-container`: KServe's storage initializer puts it at
+/mnt/models (a `pvc://` URI is mounted read-only in place).
+
+Every container meets Pod Security "restricted" with a read-only root filesystem (an
+emptyDir at /tmp takes what Python libraries cache), has requests and limits, readiness and
+liveness probes, and the pods carry Prometheus scrape annotations; a PodMonitor covers
+Prometheus Operator installs, which ignore annotations.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+API_VERSION, KIND = "serving.kserve.io/v1beta1", "InferenceService"
+CONTAINER = "kserve-container"  # the name KServe looks for STORAGE_URI and the model mount on
+PORT, MODEL_MOUNT, DEFAULT_STORAGE_URI = 8080, "/mnt/models", "pvc://mlplat-models"
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$")  # DNS-1035; KServe adds -predictor-… suffixes
+FILES = ("inferenceservice.yaml", "podmonitor.yaml", "kustomization.yaml")
+BASE_DIR = "manifests/base/serving"
+DEMO_NAME = "breast-cancer"  # the checked-in base serves pipelines/breast_cancer.yaml's model
+UID = 10001
+DEFAULT_IMAGE = "ghcr.io/mlplat/mlplat:0.1.0"  # the spec's default image
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    image: str = DEFAULT_IMAGE
+    storage_uri: str = DEFAULT_STORAGE_URI
+
+    def __post_init__(self) -> None:
+        from mlplat.errors import UsageError
+
+        if not NAME_RE.match(self.name):
+            raise UsageError(f"--name: {self.name!r} is not a DNS-1035 label of at most 45 characters "
+                             "(lowercase letters, digits, '-', starting with a letter)")
+        if not self.image or any(c.isspace() for c in self.image):
+            raise UsageError(f"--image: {self.image!r} is not an image reference")
+        if not re.match(r"^[a-z0-9+.-]+://\S+$", self.storage_uri):
+            raise UsageError(f"--storage-uri: {self.storage_uri!r} is not a URI like pvc://claim/path or s3://bucket/path")
+
+
+def isvc_name(model_name: str) -> str:
+    """A model's name as an InferenceService name (DNS-1035)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")[:45].rstrip("-")
+    return name if name[:1].isalpha() else f"m-{name}"[:45].rstrip("-")
+
+
+def scrape_annotations() -> dict[str, str]:
+    return {"serving.kserve.io/enable-prometheus-scraping": "true", "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics"}
+
+
+def _container(d: Deployment, args: list[str], resources: tuple[dict[str, str], dict[str, str]]) -> Any:
+    from kubernetes import client as k
+
+    def probe(path: str, **timing: int) -> Any:
+        return k.V1Probe(http_get=k.V1HTTPGetAction(path=path, port=PORT), **timing)
+
+    env = {"STORAGE_URI": d.storage_uri, "HOME": "/tmp", "MPLCONFIGDIR": "/tmp", "NUMBA_CACHE_DIR": "/tmp",
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    return k.V1Container(
+        name=CONTAINER, image=d.image, command=["mlplat"],
+        args=["serve", MODEL_MOUNT, "--host", "0.0.0.0", "--port", str(PORT), *args],
+        env=[k.V1EnvVar(name=n, value=v) for n, v in env.items()]
+        + [k.V1EnvVar(name="POD_NAMESPACE", value_from=k.V1EnvVarSource(
+            field_ref=k.V1ObjectFieldSelector(field_path="metadata.namespace")))],
+        ports=[k.V1ContainerPort(name="http1", container_port=PORT, protocol="TCP")],
+        resources=k.V1ResourceRequirements(requests=resources[0], limits=resources[1]),
+        readiness_probe=probe(f"/v1/models/{d.name}", period_seconds=5, failure_threshold=3),
+        liveness_probe=probe("/v2/health/live", initial_delay_seconds=60, period_seconds=15, failure_threshold=4),
+        security_context=k.V1SecurityContext(
+            run_as_non_root=True, run_as_user=UID, allow_privilege_escalation=False, read_only_root_filesystem=True,
+            capabilities=k.V1Capabilities(drop=["ALL"]), seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")),
+        volume_mounts=[k.V1VolumeMount(name="tmp", mount_path="/tmp")],
+    )
+
+
+def _pod_fields() -> dict[str, Any]:
+    from kubernetes import client as k
+
+    return {
+        "annotations": scrape_annotations(),
+        "security_context": k.V1PodSecurityContext(run_as_non_root=True, run_as_user=UID, run_as_group=UID, fs_group=UID,
+                                                   seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")),
+        "volumes": [k.V1Volume(name="tmp", empty_dir=k.V1EmptyDirVolumeSource(size_limit="1Gi"))],
+        "automount_service_account_token": False,
+    }
+
+
+def build_inference_service(d: Deployment) -> Any:
+    """The InferenceService (a kserve V1beta1InferenceService) serving `d`'s model."""
+    from kserve import V1beta1ExplainerSpec, V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1PredictorSpec
+    from kubernetes import client as k
+
+    labels = {"app.kubernetes.io/name": d.name, "app.kubernetes.io/part-of": "mlplat", "mlplat.io/model": d.name}
+    # $(POD_NAMESPACE) is expanded by the kubelet, so the URL follows whatever namespace an overlay sets
+    predictor_url = f"http://{d.name}-predictor.$(POD_NAMESPACE)"
+    predictor = V1beta1PredictorSpec(
+        min_replicas=1, max_replicas=3, labels=labels, **_pod_fields(),
+        containers=[_container(d, [], ({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "2Gi"}))])
+    explainer = V1beta1ExplainerSpec(
+        min_replicas=1, max_replicas=2, labels=labels, **_pod_fields(),
+        containers=[_container(d, ["--explainer", "--predictor-url", predictor_url],
+                               ({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "4Gi"}))])
+    return V1beta1InferenceService(
+        api_version=API_VERSION, kind=KIND,
+        metadata=k.V1ObjectMeta(name=d.name, labels=labels, annotations=scrape_annotations()),
+        spec=V1beta1InferenceServiceSpec(predictor=predictor, explainer=explainer))
+
+
+def pod_monitor(name: str) -> dict[str, Any]:
+    """Prometheus Operator scrape config for the service's predictor and explainer pods."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+        "metadata": {"name": f"{name}-serving", "labels": {"app.kubernetes.io/part-of": "mlplat", "release": "prometheus"}},
+        "spec": {"selector": {"matchLabels": {"serving.kserve.io/inferenceservice": name}},
+                 "podMetricsEndpoints": [{"port": "http1", "path": "/metrics", "interval": "30s"}]},
+    }
+
+
+def to_dict(model: Any) -> dict[str, Any]:
+    """A kserve/kubernetes model as its API JSON (camelCase keys, no nulls)."""
+    from kserve import ApiClient
+
+    return ApiClient().sanitize_for_serialization(model)
+
+
+def from_dict(data: Any, klass: Any = "V1beta1InferenceService") -> Any:
+    """API JSON back into kserve `V1beta1*` / kubernetes `V1*` models (the SDK's own deserializer
+    only looks for types in kserve.models, not the kubernetes ones it nests)."""
+    import kserve.models
+    from kubernetes import client as k
+
+    if data is None:
+        return None
+    if isinstance(klass, str):
+        if klass.startswith("list["):
+            return [from_dict(item, klass[5:-1]) for item in data]
+        if klass.startswith("dict("):
+            value_type = klass[5:-1].split(", ", 1)[1]
+            return {key: from_dict(value, value_type) for key, value in data.items()}
+        if klass in {"str", "int", "float", "bool", "object", "datetime"}:
+            return data
+        klass = getattr(kserve.models, klass, None) or getattr(k, klass)
+    unknown = set(data) - set(klass.attribute_map.values())
+    if unknown:
+        raise ValueError(f"{klass.__name__}: unknown fields {sorted(unknown)}")
+    return klass(**{attr: from_dict(data[key], klass.openapi_types[attr])
+                    for attr, key in klass.attribute_map.items() if key in data})
+
+
+def render(d: Deployment) -> dict[str, str]:
+    """File name → YAML text of the deployable kustomize directory."""
+    dump = lambda obj: yaml.safe_dump(obj, sort_keys=False, width=120)  # noqa: E731
+    return {
+        "inferenceservice.yaml": dump(to_dict(build_inference_service(d))),
+        "podmonitor.yaml": dump(pod_monitor(d.name)),
+        "kustomization.yaml": "# Generated by `mlplat deploy`; do not edit.\napiVersion: kustomize.config.k8s.io/v1beta1\n"
+                              "kind: Kustomization\nresources:\n  - inferenceservice.yaml\n  - podmonitor.yaml\n",
+    }
+
+
+def write(d: Deployment, directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in render(d).items():
+        (directory / name).write_text(text)
+        written.append(directory / name)
+    return written
+
+
+def write_base(directory: Path = Path(BASE_DIR)) -> list[Path]:
+    """The checked-in kustomize base: the demo model's InferenceService."""
+    return write(Deployment(DEMO_NAME), directory)
+
+
+if __name__ == "__main__":  # regenerate the checked-in base: python -m mlplat.deploy (from the repo root)
+    for path in write_base():
+        print(f"wrote {path}")
