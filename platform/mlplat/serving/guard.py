@@ -25,9 +25,12 @@ class RequestGuard:
             return
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        binary_v2 = b"inference-header-content-length" in headers and content_type == b"application/octet-stream"
-        if content_type not in JSON_TYPES and not binary_v2:
-            shown = content_type.decode("latin-1") or "none"
+        binary_v2 = b"inference-header-content-length" in headers and content_type in (b"", b"application/octet-stream")
+        if not content_type and not binary_v2:
+            # no content type is read as JSON (tritonclient sends none); FastAPI would hand KServe raw bytes
+            scope = {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
+        elif content_type not in JSON_TYPES and not binary_v2:
+            shown = content_type.decode("latin-1")
             await self._reject(send, 415, "content_type",
                                f"content type {shown!r} is not supported: send application/json")
             return
