@@ -1,9 +1,10 @@
-"""End to end on loopback with real components: the `mlplat monitor` service fed with KServe
-payload-logger CloudEvents, a real Prometheus scraping it and evaluating the shipped alert rules,
-a real Alertmanager routing to a webhook run by this test.
+"""End to end on loopback with real components: `mlplat serve` (the KServe predictor with monitoring
+attached), a real Prometheus scraping its /metrics and evaluating the shipped alert rules, a real
+Alertmanager routing to a webhook run by this test.
 
 In-distribution traffic raises nothing; shifted traffic delivers MlplatDataDrift to the webhook;
-mostly-wrong labels deliver MlplatGeneralizationGap; a restarted monitor resumes with the same
+mostly-wrong labels on the feedback route deliver MlplatGeneralizationGap; every metric the rules
+and the dashboard query is on the server's /metrics; a restarted server resumes with the same
 window and labels. Every process is stopped at the end.
 """
 
@@ -83,6 +84,10 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, procs: dict[st
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def ready(url: str, name: str) -> bool:
+    return httpx.get(f"{url}/v1/models/{name}").status_code == 200
+
+
 def fast_rules(target: Path) -> Path:
     """The shipped rules with `for:` shortened to 2s, so the test sees alerts in seconds."""
     rules = yaml.safe_load(RULES.read_text())
@@ -98,8 +103,9 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     assert PROMETHEUS and ALERTMANAGER, "apt-get install prometheus prometheus-alertmanager"
     model_dir = tmp_path / "model"
     copy_model_dir(trained_model_dir, model_dir)
+    model_name = LoadedModel.load(model_dir).name
     webhook = Webhook()
-    ports = {name: free_port() for name in ("monitor", "prometheus", "alertmanager", "cluster")}
+    ports = {name: free_port() for name in ("serve", "prometheus", "alertmanager", "cluster")}
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump({
         "route": {"receiver": "test", "group_by": ["alertname", "model"], "group_wait": "1s", "group_interval": "1s",
                   "repeat_interval": "1h"},
@@ -109,14 +115,14 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(fast_rules(tmp_path / "rules.yaml"))],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports['alertmanager']}"]}]}]},
-        "scrape_configs": [{"job_name": "mlplat-monitor", "static_configs": [{"targets": [f"127.0.0.1:{ports['monitor']}"]}]}],
+        "scrape_configs": [{"job_name": "mlplat-serve", "static_configs": [{"targets": [f"127.0.0.1:{ports['serve']}"]}]}],
     }))
     logs = tmp_path / "logs"
     logs.mkdir()
     commands = {
-        "monitor": [str(MLPLAT), "monitor", str(model_dir), "--port", str(ports["monitor"]), "--state-dir", str(tmp_path / "state"),
-                    "--interval", "0.5", "--window", "300", "--consecutive", "2", "--min-new-rows", "50",
-                    "--min-labels", "30", "--report-interval", "3600"],
+        # default window settings (5000 rows, 3 consecutive windows of >= 100 new rows, >= 50 labels)
+        "serve": [str(MLPLAT), "serve", str(model_dir), "--port", str(ports["serve"]), "--state-dir", str(tmp_path / "state"),
+                  "--monitor-interval-s", "0.5"],
         "prometheus": [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                        f"--web.listen-address=127.0.0.1:{ports['prometheus']}"],
         "alertmanager": [ALERTMANAGER, f"--config.file={tmp_path / 'alertmanager.yml'}", f"--storage.path={tmp_path / 'am'}",
@@ -128,7 +134,7 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
         for name, command in commands.items():
             procs[name] = subprocess.Popen(command, stdout=(logs / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        wait_for("the monitor", lambda: httpx.get(f"{urls['monitor']}/healthz").status_code == 200, 60, procs)
+        wait_for("the model server", lambda: ready(urls["serve"], model_name), 90, procs)
         wait_for("prometheus", lambda: httpx.get(f"{urls['prometheus']}/-/ready").status_code == 200, 30, procs)
         wait_for("alertmanager", lambda: httpx.get(f"{urls['alertmanager']}/-/ready").status_code == 200, 30, procs)
         yield {"urls": urls, "procs": procs, "webhook": webhook, "model_dir": model_dir, "logs": logs, "commands": commands}
@@ -146,15 +152,13 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
         assert all(proc.poll() is not None for proc in procs.values())
 
 
-def send(client: httpx.Client, url: str, model: LoadedModel, rows: np.ndarray, request_id: str) -> np.ndarray:
-    """What the KServe payload logger sends for one predict call: a request and a response event."""
-    predictions = model.predict_proba(rows).argmax(1)
-    headers = {"ce-id": request_id, "ce-specversion": "1.0", "ce-source": "http://localhost/predictor",
-               "ce-inferenceservicename": model.name, "content-type": "application/json"}
-    for kind, body in (("request", {"instances": rows.tolist()}), ("response", {"predictions": predictions.tolist()})):
-        response = client.post(url, json=body, headers={**headers, "ce-type": f"org.kubeflow.serving.inference.{kind}"})
-        assert response.status_code == 200, response.text
-    return predictions
+def predict(client: httpx.Client, url: str, name: str, rows: np.ndarray) -> tuple[list[str], list[str]]:
+    """One V1 predict call; returns the predicted class names and the per-row ids feedback is keyed by."""
+    response = client.post(f"{url}/v1/models/{name}:predict", json={"instances": rows.tolist()})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["predictions"]) == len(body["request_ids"]) == len(rows)
+    return body["predictions"], body["request_ids"]
 
 
 def prom_alerts(url: str) -> list[dict[str, Any]]:
@@ -162,59 +166,71 @@ def prom_alerts(url: str) -> list[dict[str, Any]]:
 
 
 def test_alerts_reach_the_webhook(stack: dict[str, Any]) -> None:
+    from test_monitoring_rules import queried_metrics
+
     urls, procs, webhook = stack["urls"], stack["procs"], stack["webhook"]
     model = LoadedModel.load(stack["model_dir"])
     reference = model.reference()
     X = reference[model.feature_names].to_numpy(np.float32)
     rng = np.random.default_rng(0)
-    client = httpx.Client(timeout=10)
+    client = httpx.Client(timeout=30)
     name = model.name
 
     def scraped(query: str) -> float | None:
         result = httpx.get(f"{urls['prometheus']}/api/v1/query", params={"query": query}).json()["data"]["result"]
         return float(result[0]["value"][1]) if result else None
 
-    # 1. in-distribution traffic: 300 training-distribution rows in 6 requests of 50
-    for i in range(6):
-        send(client, urls["monitor"], model, X[rng.integers(0, len(X), 50)], f"in-{i}")
-    wait_for("an evaluated full window in Prometheus", lambda: scraped(f'mlplat_monitor_window_rows{{model="{name}"}}') == 300
+    # 1. in-distribution traffic: 300 training-distribution rows in 6 predict calls of 50
+    for _ in range(6):
+        predict(client, urls["serve"], name, X[rng.integers(0, len(X), 50)])
+    wait_for("an evaluated window in Prometheus", lambda: scraped(f'mlplat_monitor_window_rows{{model="{name}"}}') == 300
              and scraped(f'mlplat_drift_share{{model="{name}"}}') is not None, 30, procs)
     time.sleep(4)  # several evaluations, scrapes and rule evaluations
     assert scraped(f'mlplat_data_drift_detected{{model="{name}"}}') == 0
     assert prom_alerts(urls["prometheus"]) == [] and webhook.alerts == []
 
-    # 2. shifted traffic: every feature +1.5 std; the drift alert must reach the webhook
+    # 2. shifted traffic: every feature +1.5 std in 6 calls of 100 rows, each its own window
+    #    (hysteresis needs 3 in a row); the drift alert must reach the webhook
     shift = (1.5 * reference[model.feature_names].std().to_numpy()).astype(np.float32)
-    shifted_ids, predictions = [], []
+    shifted_ids: list[str] = []
+    predicted: list[str] = []
     started = time.monotonic()
-    for i in range(6):
-        predictions.append(send(client, urls["monitor"], model, X[rng.integers(0, len(X), 50)] + shift, f"shift-{i}"))
-        shifted_ids += [f"shift-{i}/{j}" for j in range(50)]
-        time.sleep(0.6)  # successive windows count toward hysteresis
+    for _ in range(6):
+        names, ids = predict(client, urls["serve"], name, X[rng.integers(0, len(X), 100)] + shift)
+        predicted += names
+        shifted_ids += ids
+        time.sleep(0.6)
     alerts = wait_for("MlplatDataDrift at the webhook", lambda: webhook.firing("MlplatDataDrift"), 60, procs)
     drift_delay = time.monotonic() - started
     assert alerts[0]["labels"]["model"] == name and alerts[0]["labels"]["severity"] == "warning"
     assert alerts[0]["annotations"]["runbook_url"].endswith("#mlplatdatadrift")
     assert not webhook.firing("MlplatGeneralizationGap")  # no labels yet: no accuracy, no gap
 
-    # 3. labels that are mostly wrong: the generalization-gap alert fires
-    predicted = np.concatenate(predictions)
-    labels = [int(p) if rng.random() < 0.1 else 1 - int(p) for p in predicted]
-    response = client.post(f"{urls['monitor']}/v1/models/{name}/feedback", json={"ids": shifted_ids, "labels": labels})
-    assert response.status_code == 200 and response.json()["accepted"] == 300
+    # 3. labels that are mostly wrong, on the server's feedback route: the generalization-gap alert fires
+    classes = model.class_names
+    wrong = {c: next(o for o in classes if o != c) for c in classes}
+    labels = [c if rng.random() < 0.1 else wrong[c] for c in predicted]
+    response = client.post(f"{urls['serve']}/v1/models/{name}/feedback", json={"ids": shifted_ids, "labels": labels})
+    assert response.status_code == 200 and response.json()["accepted"] == 600, response.text
     gap = wait_for("MlplatGeneralizationGap at the webhook", lambda: webhook.firing("MlplatGeneralizationGap"), 60, procs)
     assert gap[0]["labels"]["model"] == name and gap[0]["labels"]["severity"] == "critical"
     assert scraped(f'mlplat_generalization_gap{{model="{name}",metric="accuracy"}}') < -3
-    assert scraped(f'mlplat_monitor_labels_received_total{{model="{name}"}}') == 300
+    assert scraped(f'mlplat_monitor_labels_received_total{{model="{name}"}}') == 600
     print(f"drift alert reached the webhook {drift_delay:.1f}s after the shift began")
 
-    # 4. a restart loses nothing: SIGTERM persists window, labels and hysteresis; a new process resumes
-    monitor = procs.pop("monitor")
-    monitor.terminate()
-    assert monitor.wait(timeout=30) in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
-    procs["monitor"] = subprocess.Popen(stack["commands"]["monitor"], stdout=(stack["logs"] / "monitor2.log").open("wb"),
-                                        stderr=subprocess.STDOUT)
-    wait_for("the restarted monitor", lambda: httpx.get(f"{urls['monitor']}/healthz").status_code == 200, 60, procs)
-    summary = client.post(f"{urls['monitor']}/v1/models/{name}/monitor/evaluate").json()
-    assert summary["rows"] == 300 and summary["labeled_rows"] == 300 and summary["data_drift_alert"]
+    # 4. every metric the alert rules and the dashboard query is on the server's own /metrics
+    exported = {line.split("{")[0].split(" ")[0] for line in client.get(f"{urls['serve']}/metrics").text.splitlines()
+                if line and not line.startswith("#")}
+    missing = queried_metrics() - exported
+    assert not missing, f"queried but not exported by mlplat serve: {sorted(missing)}"
+
+    # 5. a restart loses nothing: SIGTERM persists window, labels and hysteresis; a new server resumes
+    server = procs.pop("serve")
+    server.terminate()
+    assert server.wait(timeout=30) in (0, -15)
+    procs["serve"] = subprocess.Popen(stack["commands"]["serve"], stdout=(stack["logs"] / "serve2.log").open("wb"),
+                                      stderr=subprocess.STDOUT)
+    wait_for("the restarted server", lambda: ready(urls["serve"], name), 90, procs)
+    summary = client.post(f"{urls['serve']}/v1/models/{name}/monitor/evaluate").json()
+    assert summary["rows"] == 900 and summary["labeled_rows"] == 600 and summary["data_drift_alert"]
     assert summary["generalization_gap"]["accuracy"] < -3

@@ -5,9 +5,11 @@ exported by the monitor service."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +74,7 @@ def test_prometheusrule_matches_plain_rules_file() -> None:
     assert operator["spec"] == yaml.safe_load(RULES.read_text())
 
 
-def _queried_metrics() -> set[str]:
+def queried_metrics() -> set[str]:
     exprs = [r["expr"] for r in _alerts()]
     dashboard = json.loads((BASE / "grafana-dashboard.json").read_text())
     exprs += [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
@@ -96,7 +98,43 @@ def test_dashboard_and_rules_query_metrics_the_server_exports(trained_model_dir:
     client = TestClient(create_app({monitor.name: monitor}))
     client.post(f"/v1/models/{monitor.name}/monitor/evaluate")
     exported = {line.split("{")[0].split(" ")[0] for line in client.get("/metrics").text.splitlines() if not line.startswith("#")}
-    queried = _queried_metrics()
+    queried = queried_metrics()
     assert {"mlplat_feature_drift_effect_size", "mlplat_generalization_gap", "mlplat_http_requests_total"} <= queried
     missing = queried - exported - PREDICTOR_METRICS
     assert not missing, f"queried but not exported: {sorted(missing)}"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+@pytest.mark.parametrize(("overlay", "namespace"), [("dev", "mlplat-dev"), ("prod", "mlplat")])
+def test_overlays_render_the_monitoring_stack(overlay: str, namespace: str) -> None:
+    done = subprocess.run(["kubectl", "kustomize", str(REPO / "manifests" / "overlays" / overlay)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(done.stdout) if d}
+    wanted = [("Deployment", "mlplat-monitor"), ("Service", "mlplat-monitor"), ("ServiceMonitor", "mlplat-monitor"),
+              ("PersistentVolumeClaim", "mlplat-monitor-state"), ("PrometheusRule", "mlplat-monitoring"),
+              ("ConfigMap", "mlplat-grafana-dashboard")]
+    for key in wanted:
+        assert key in docs, f"{overlay}: {key} not rendered"
+        assert docs[key]["metadata"]["namespace"] == namespace, key
+    assert docs[("PrometheusRule", "mlplat-monitoring")]["spec"] == yaml.safe_load(RULES.read_text())
+    dashboard = docs[("ConfigMap", "mlplat-grafana-dashboard")]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["mlplat-dashboard.json"]) == json.loads((BASE / "grafana-dashboard.json").read_text())
+    # the ServiceMonitor finds the Service, the Service the pods, on a port the container opens
+    service, deployment = docs[("Service", "mlplat-monitor")], docs[("Deployment", "mlplat-monitor")]
+    scrape = docs[("ServiceMonitor", "mlplat-monitor")]["spec"]
+    assert scrape["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert scrape["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
+    pod = deployment["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    container = pod["spec"]["containers"][0]
+    assert {p["name"] for p in container["ports"]} >= {p["targetPort"] for p in service["spec"]["ports"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == "mlplat-monitor-state"
+    # every option the Deployment passes is one `mlplat monitor` accepts
+    help_text = subprocess.run([str(Path(sys.executable).with_name("mlplat")), "monitor", "--help"],
+                               capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"}).stdout
+    options = [a for a in container["args"] if a.startswith("--")]
+    assert container["args"][0] == "monitor" and options
+    assert all(option in help_text for option in options), (options, help_text)
