@@ -1,0 +1,52 @@
+"""shap.KernelExplainer rebuilt from stored k-means centroids + weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mlplat.contracts.context import StepContext
+from mlplat.contracts.explainer import ExplainerState, ModelHandle
+from mlplat.explanations import attribution_records, mean_abs_importance, sample_rows, summarize_background
+from mlplat_plugins.shap_explainers import ShapKernelConfig
+
+
+class BoundShapKernel:
+    def __init__(self, model: ModelHandle, state: ExplainerState, config: ShapKernelConfig) -> None:
+        import shap
+        from shap.utils._legacy import DenseData
+
+        self.model, self.config = model, config
+        # weighted centroids, as shap.kmeans would return them, rebuilt from plain arrays
+        background = DenseData(state.arrays["background"].astype(np.float64), list(model.feature_names), None,
+                               state.arrays["weights"].astype(np.float64))
+        self.explainer = shap.KernelExplainer(model.predict_proba, background, link=config.link)
+
+    def attributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(attributions of the predicted class [n, F], predicted classes, base values)."""
+        X = np.asarray(X, dtype=np.float64)
+        np.random.seed(self.config.seed)  # KernelExplainer samples coalitions from numpy's global state
+        shap_values = np.stack(self.explainer.shap_values(X, nsamples=self.config.nsamples, l1_reg=False,
+                                                          silent=True))  # [classes, n, F]
+        predicted = self.model.predict_proba(X.astype(np.float32)).argmax(axis=1)
+        base = np.asarray(self.explainer.expected_value)[predicted]
+        return shap_values[predicted, np.arange(len(X))], predicted, base
+
+    def explain(self, X: np.ndarray) -> list[dict[str, Any]]:
+        return attribution_records(self.model, *self.attributions(X), method="shap_kernel")
+
+
+class ShapKernel:
+    def __init__(self, config: ShapKernelConfig) -> None:
+        self.config = config
+
+    def fit(self, model: ModelHandle, background: np.ndarray, context: StepContext) -> ExplainerState:
+        centroids, weights = summarize_background(background, self.config.background_clusters, context.seed)
+        state = ExplainerState(config={"link": self.config.link}, arrays={"background": centroids, "weights": weights})
+        values, _, _ = self.load(model, state).attributions(sample_rows(background, self.config.importance_rows, context.seed))
+        state.global_importance = mean_abs_importance(values, model.feature_names)
+        return state
+
+    def load(self, model: ModelHandle, state: ExplainerState) -> BoundShapKernel:
+        return BoundShapKernel(model, state, self.config)
