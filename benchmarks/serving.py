@@ -1,0 +1,238 @@
+"""`mlplat serve` vs a naive `kserve.Model`, same network, same load generator, same run.
+
+    python benchmarks/serving.py                  # both cases, 10 s per arm, 2 rounds
+    python benchmarks/serving.py --duration 5 --rounds 1 --cases small
+
+Arms: (1) `mlplat serve MODEL_DIR` as a subprocess on 127.0.0.1 with its defaults (schema
+validation, request guard, Prometheus metrics, adaptive batching; drift monitoring off with
+--no-monitor unless --monitor); (2) a naive `kserve.Model` in its own ModelServer process:
+V1 `predict` is a plain `def` doing `np.asarray → forward → tolist` (standardize + network +
+softmax, exactly what the model directory prescribes), no batching, no validation.
+
+Both serve the same model directory, written with the repo's own model-dir code
+(`write_model_dir`, the torch_trainers `mlp` architecture; random weights, 30 features).
+Load: wrk (Debian package `wrk`) with a Lua script POSTing one V1 row per request; both arms
+get identical wrk runs, alternated over `--rounds`, best round of each kept (on a shared
+machine interference only ever slows an arm down).
+
+Cases and targets:
+  (a) small MLP 30→256→256→2, 1 row/request, 8 connections:  throughput ≥ 0.95× naive
+  (b) heavy MLP 30→2048→2048→2, 1 row/request, 32 connections: throughput ≥ 1.5× naive, p99 ≤ naive
+
+Explain latency is measured by benchmarks/explainers.py.
+
+Measured (FILLED IN BELOW after a run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+N_FEATURES = 30
+CASES = {  # name: (hidden layers, wrk connections, throughput target vs naive, p99 must not be worse)
+    "small": ([256, 256], 8, 0.95, False),
+    "heavy": ([2048, 2048], 32, 1.5, True),
+}
+MODEL = "bench"
+LUA = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '%s'
+"""
+
+
+def write_model(directory: Path, hidden: list[int], seed: int = 0) -> Path:
+    """A model directory for an MLP with random weights, through the repo's own model-dir code."""
+    import pandas as pd
+    import torch
+
+    from mlplat.modeldir import REFERENCE, feature_schema, write_model_dir
+    from mlplat.preprocessing import Standardizer
+    from mlplat_plugins.torch_trainers.networks import build_network
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(2000, N_FEATURES)).astype(np.float32) * 3 + 10
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(N_FEATURES)])
+    architecture = {"type": "mlp", "in_features": N_FEATURES, "n_classes": 2, "hidden": hidden, "dropout": 0.0,
+                    "norm": "none", "activation": "relu"}
+    torch.manual_seed(seed)
+    network = build_network(architecture)
+    manifest = {"name": MODEL, "task": "classification", "trainer": {"plugin": "mlp", "params": {}},
+                "architecture": architecture, "features": feature_schema(frame), "image_shape": None, "label": "y",
+                "classes": ["no", "yes"], "preprocessing": Standardizer.fit(X).to_json(), "metrics": {}, "cv": None,
+                "seed": seed, "created_at": time.time(), "training_wall_s": 0.0}
+    write_model_dir(directory, network, manifest)
+    frame.assign(y=rng.integers(0, 2, len(frame))).to_parquet(directory / REFERENCE)
+    return directory
+
+
+def naive_server(model_dir: Path, port: int) -> None:
+    """The baseline: a plain kserve.Model, sync predict on the event loop, no batching or checks."""
+    sys.argv = sys.argv[:1]  # kserve parses sys.argv at import
+    import logging
+
+    import kserve
+
+    from mlplat.modeldir import LoadedModel
+
+    class NaiveModel(kserve.Model):
+        def load(self) -> bool:
+            self.model = LoadedModel.load(model_dir)
+            self.ready = True
+            return True
+
+        def predict(self, payload: dict, headers: dict | None = None) -> dict:
+            return {"predictions": self.model.predict_proba(np.asarray(payload["instances"], dtype=np.float32)).tolist()}
+
+    model = NaiveModel(MODEL)
+    model.load()
+    server = kserve.ModelServer(http_port=port, enable_grpc=False, workers=1, enable_latency_logging=False)
+    for name in ("kserve.trace", "uvicorn.access"):  # same as mlplat serve without --access-log
+        logging.getLogger(name).setLevel(logging.WARNING)
+    server.start([model])
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(command: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    proc = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{command[:4]} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/{MODEL}", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"{command[:4]} not ready in 180 s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def check(port: int, body: str) -> None:
+    """Both arms answer the same request with the same probabilities' shape before being timed."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/{MODEL}:predict", body.encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        predictions = json.loads(r.read())["predictions"]
+    assert len(predictions) == 1, predictions
+
+
+def to_ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def wrk(port: int, script: Path, connections: int, duration: float, threads: int) -> Result:
+    done = subprocess.run(["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
+                           "-s", str(script), f"http://127.0.0.1:{port}/v1/models/{MODEL}:predict"],
+                          capture_output=True, text=True, check=True)
+    out = done.stdout
+    latency = {p: to_ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return Result(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), latency["50"], latency["99"], errors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per arm (best kept)")
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--monitor", action="store_true", help="also record requests for drift monitoring")
+    parser.add_argument("--mlplat-args", default="", help="extra `mlplat serve` options, e.g. '--max-latency-ms 2'")
+    parser.add_argument("--naive-server", nargs=2, metavar=("MODEL_DIR", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive_server:
+        return naive_server(Path(args.naive_server[0]), int(args.naive_server[1]))
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
+
+    mlplat = [sys.executable, "-m", "mlplat"]
+    body = json.dumps({"instances": [[10.0 + 0.1 * i for i in range(N_FEATURES)]]})
+    began = time.perf_counter()
+    print(f"cpus={os.cpu_count()} duration={args.duration}s rounds={args.rounds} wrk_threads={args.wrk_threads} "
+          f"monitor={args.monitor} torch_threads(OMP)={os.environ.get('OMP_NUM_THREADS', '1')}")
+    verdicts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        script = work / "post.lua"
+        script.write_text(LUA % body)
+        for case in args.cases:
+            hidden, connections, target, p99_matters = CASES[case]
+            model_dir = write_model(work / case, hidden)
+            ports = {"mlplat": free_port(), "naive": free_port()}
+            commands = {
+                "mlplat": [*mlplat, "serve", str(model_dir), "--port", str(ports["mlplat"]),
+                           *([] if args.monitor else ["--no-monitor"]), *args.mlplat_args.split()],
+                "naive": [sys.executable, __file__, "--naive-server", str(model_dir), str(ports["naive"])],
+            }
+            procs = {}
+            try:
+                for arm, command in commands.items():
+                    procs[arm] = start(command, ports[arm], work / f"{case}-{arm}.log")
+                    check(ports[arm], body)
+                    wrk(ports[arm], script, connections, 2.0, args.wrk_threads)  # warm-up
+                best: dict[str, Result] = {}
+                for _ in range(args.rounds):
+                    for arm in ("naive", "mlplat"):
+                        r = wrk(ports[arm], script, connections, args.duration, args.wrk_threads)
+                        if arm not in best or r.rps > best[arm].rps:
+                            best[arm] = r
+            finally:
+                for proc in procs.values():
+                    stop(proc)
+            m, n = best["mlplat"], best["naive"]
+            ratio = m.rps / n.rps
+            ok = ratio >= target and (not p99_matters or m.p99_ms <= n.p99_ms) and m.errors == 0 and n.errors == 0
+            verdicts.append(ok)
+            print(f"\n({case}) MLP 30→{'→'.join(map(str, hidden))}→2, 1 row/request, {connections} connections")
+            print(f"  {'arm':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+            for arm, r in (("naive", n), ("mlplat", m)):
+                print(f"  {arm:8} {r.rps:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:6d}")
+            print(f"  throughput ratio {ratio:.2f}x (target >= {target}x), p50 ratio {m.p50_ms / n.p50_ms:.2f}, "
+                  f"p99 ratio {m.p99_ms / n.p99_ms:.2f}{' (target <= 1)' if p99_matters else ''}: "
+                  f"{'PASS' if ok else 'MISS'}")
+    print(f"\nrun time {time.perf_counter() - began:.0f} s")
+    sys.exit(0 if all(verdicts) else 1)
+
+
+if __name__ == "__main__":
+    main()
