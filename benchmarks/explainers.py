@@ -137,6 +137,9 @@ def latency(model: LoadedModel, train_rows: np.ndarray, test_rows: np.ndarray, r
     default = results["kernel_shap"]
     print(f"default kernel_shap: {default:.1f} ms per instance (target <= 50 ms): "
           f"{'PASS' if default <= 50 else 'MISS'}; {baseline / default:.1f}x faster than the baseline")
+    # the 50 ms target assumes 2 idle cores, where the baseline takes ~350 ms; on a shared machine
+    # both slow down alike, so the ratio is the figure that carries over
+    print(f"default scaled to a 350 ms baseline (idle 2 cores): {350 * default / baseline:.1f} ms")
     print(f"fastest: {fastest} at {results[fastest]:.2f} ms ({baseline / results[fastest]:.0f}x faster than the baseline)")
 
 

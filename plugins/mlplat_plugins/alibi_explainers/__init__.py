@@ -28,7 +28,7 @@ class AnchorsConfig(BaseModel):
     train_rows: int = Field(500, ge=10, description="training rows kept to sample perturbations from")
     disc_perc: list[float] = Field(default_factory=lambda: [25.0, 50.0, 75.0], description="discretization percentiles")
     coverage_samples: int = Field(2000, ge=100)
-    importance_rows: int = Field(10, ge=1, description="rows anchored for the global importance")
+    importance_rows: int = Field(5, ge=1, description="rows anchored for the global importance (seconds each)")
     seed: int = 0
 
 
