@@ -112,6 +112,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_ms: float  # server process CPU time per request (user + sys, all threads): the cost interference can't inflate
 
 
 def free_port() -> int:
@@ -159,15 +160,24 @@ def to_ms(value: str, unit: str) -> float:
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
 
-def wrk(port: int, script: Path, connections: int, duration: float, threads: int) -> Result:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port: int, script: Path, connections: int, duration: float, threads: int, pid: int) -> Result:
+    cpu = cpu_seconds(pid)
     done = subprocess.run(["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
                            "-s", str(script), f"http://127.0.0.1:{port}/v1/models/{MODEL}:predict"],
                           capture_output=True, text=True, check=True)
+    cpu = cpu_seconds(pid) - cpu
     out = done.stdout
     latency = {p: to_ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    return Result(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), latency["50"], latency["99"], errors)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return Result(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), latency["50"], latency["99"], errors,
+                  1000 * cpu / max(requests, 1))
 
 
 def main() -> None:
@@ -209,11 +219,11 @@ def main() -> None:
                 for arm, command in commands.items():
                     procs[arm] = start(command, ports[arm], work / f"{case}-{arm}.log")
                     check(ports[arm], body)
-                    wrk(ports[arm], script, connections, 2.0, args.wrk_threads)  # warm-up
+                    wrk(ports[arm], script, connections, 2.0, args.wrk_threads, procs[arm].pid)  # warm-up
                 best: dict[str, Result] = {}
                 for _ in range(args.rounds):
                     for arm in ("naive", "mlplat"):
-                        r = wrk(ports[arm], script, connections, args.duration, args.wrk_threads)
+                        r = wrk(ports[arm], script, connections, args.duration, args.wrk_threads, procs[arm].pid)
                         if arm not in best or r.rps > best[arm].rps:
                             best[arm] = r
             finally:
@@ -224,9 +234,9 @@ def main() -> None:
             ok = ratio >= target and (not p99_matters or m.p99_ms <= n.p99_ms) and m.errors == 0 and n.errors == 0
             verdicts.append(ok)
             print(f"\n({case}) MLP 30→{'→'.join(map(str, hidden))}→2, 1 row/request, {connections} connections")
-            print(f"  {'arm':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+            print(f"  {'arm':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'server CPU ms/req':>18}")
             for arm, r in (("naive", n), ("mlplat", m)):
-                print(f"  {arm:8} {r.rps:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:6d}")
+                print(f"  {arm:8} {r.rps:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:6d} {r.cpu_ms:18.3f}")
             print(f"  throughput ratio {ratio:.2f}x (target >= {target}x), p50 ratio {m.p50_ms / n.p50_ms:.2f}, "
                   f"p99 ratio {m.p99_ms / n.p99_ms:.2f}{' (target <= 1)' if p99_matters else ''}: "
                   f"{'PASS' if ok else 'MISS'}")
