@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,14 +26,16 @@ def running_server(model_dir: Path, *args: str, timeout_s: float = 120) -> Itera
     """Yields the base URL once the model reports ready; stops the server afterwards."""
     port = free_port()
     command = [sys.executable, "-m", "mlplat", "serve", str(model_dir), "--port", str(port), *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # a file, not a pipe: nobody drains a pipe while tests run, and a full one blocks the server's logging
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"server exited {process.returncode}:\n{process.stdout.read().decode()[-3000:]}")
+                log.seek(0)
+                raise RuntimeError(f"server exited {process.returncode}:\n{log.read().decode()[-3000:]}")
             try:
                 if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
                     break
@@ -48,3 +51,4 @@ def running_server(model_dir: Path, *args: str, timeout_s: float = 120) -> Itera
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()

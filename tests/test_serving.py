@@ -270,11 +270,15 @@ def test_explain_timeout_and_unbatched_mode(served_run: Any, model: Any, rows: n
         assert httpx.post(f"{base}/v1/models/{model.name}/feedback", json={"ids": [], "labels": []}).status_code == 404
 
 
-def test_model_without_explainer_answers_404(trained_model_dir: Path, rows: np.ndarray) -> None:
-    from mlplat.modeldir import read_manifest
+def test_model_without_explainer_answers_404(served_run: Any, tmp_path: Path, rows: np.ndarray) -> None:
+    from mlplat.modeldir import copy_model_dir, read_manifest, write_manifest
 
-    name = read_manifest(trained_model_dir)["name"]
-    with running_server(trained_model_dir, "--no-monitor") as base:
+    copy_model_dir(served_run.model_dir, tmp_path / "model")  # the same model, published without an explainer
+    manifest = read_manifest(tmp_path / "model")
+    manifest.pop("explainer")
+    write_manifest(tmp_path / "model", manifest)
+    name = manifest["name"]
+    with running_server(tmp_path / "model", "--no-monitor") as base:
         reply = httpx.post(f"{base}/v1/models/{name}:explain", json={"instances": rows[:1].tolist()})
         assert reply.status_code == 404 and "without an explain step" in reply.json()["error"]
 
