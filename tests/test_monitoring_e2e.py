@@ -5,7 +5,9 @@ Alertmanager routing to a webhook run by this test.
 In-distribution traffic raises nothing; shifted traffic delivers MlplatDataDrift to the webhook;
 mostly-wrong labels on the feedback route deliver MlplatGeneralizationGap; every metric the rules
 and the dashboard query is on the server's /metrics; a restarted server resumes with the same
-window and labels. Every process is stopped at the end.
+window and labels. Beside it, the standalone `mlplat monitor` gets every call as the KServe
+payload logger's CloudEvents plus the same feedback, and reaches the same verdicts. Every process
+is stopped at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -105,7 +108,7 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     copy_model_dir(trained_model_dir, model_dir)
     model_name = LoadedModel.load(model_dir).name
     webhook = Webhook()
-    ports = {name: free_port() for name in ("serve", "prometheus", "alertmanager", "cluster")}
+    ports = {name: free_port() for name in ("serve", "monitor", "prometheus", "alertmanager", "cluster")}
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump({
         "route": {"receiver": "test", "group_by": ["alertname", "model"], "group_wait": "1s", "group_interval": "1s",
                   "repeat_interval": "1h"},
@@ -123,6 +126,8 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
         # default window settings (5000 rows, 3 consecutive windows of >= 100 new rows, >= 50 labels)
         "serve": [str(MLPLAT), "serve", str(model_dir), "--port", str(ports["serve"]), "--state-dir", str(tmp_path / "state"),
                   "--monitor-interval-s", "0.5"],
+        "monitor": [str(MLPLAT), "monitor", str(model_dir), "--port", str(ports["monitor"]), "--interval", "0.5",
+                    "--report-interval", "3600"],
         "prometheus": [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                        f"--web.listen-address=127.0.0.1:{ports['prometheus']}"],
         "alertmanager": [ALERTMANAGER, f"--config.file={tmp_path / 'alertmanager.yml'}", f"--storage.path={tmp_path / 'am'}",
@@ -135,6 +140,7 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
             procs[name] = subprocess.Popen(command, stdout=(logs / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         wait_for("the model server", lambda: ready(urls["serve"], model_name), 90, procs)
+        wait_for("the monitor", lambda: httpx.get(f"{urls['monitor']}/healthz").status_code == 200, 60, procs)
         wait_for("prometheus", lambda: httpx.get(f"{urls['prometheus']}/-/ready").status_code == 200, 30, procs)
         wait_for("alertmanager", lambda: httpx.get(f"{urls['alertmanager']}/-/ready").status_code == 200, 30, procs)
         yield {"urls": urls, "procs": procs, "webhook": webhook, "model_dir": model_dir, "logs": logs, "commands": commands}
@@ -152,12 +158,19 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
         assert all(proc.poll() is not None for proc in procs.values())
 
 
-def predict(client: httpx.Client, url: str, name: str, rows: np.ndarray) -> tuple[list[str], list[str]]:
-    """One V1 predict call; returns the predicted class names and the per-row ids feedback is keyed by."""
-    response = client.post(f"{url}/v1/models/{name}:predict", json={"instances": rows.tolist()})
+def predict(client: httpx.Client, urls: dict[str, str], name: str, rows: np.ndarray) -> tuple[list[str], list[str]]:
+    """One V1 predict call, then what the KServe payload logger sends the monitor for it: a request
+    and a response CloudEvent. Returns the predicted class names and the per-row ids feedback is keyed by."""
+    request_id, request = uuid.uuid4().hex, {"instances": rows.tolist()}
+    response = client.post(f"{urls['serve']}/v1/models/{name}:predict", json=request, headers={"x-request-id": request_id})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert len(body["predictions"]) == len(body["request_ids"]) == len(rows)
+    assert body["request_ids"] == [f"{request_id}/{i}" for i in range(len(rows))] and len(body["predictions"]) == len(rows)
+    headers = {"ce-id": request_id, "ce-specversion": "1.0", "ce-source": "http://localhost/predictor",
+               "ce-inferenceservicename": name, "content-type": "application/json"}
+    for kind, data in (("request", request), ("response", body)):
+        logged = client.post(urls["monitor"], json=data, headers={**headers, "ce-type": f"org.kubeflow.serving.inference.{kind}"})
+        assert logged.status_code == 200, logged.text
     return body["predictions"], body["request_ids"]
 
 
@@ -182,7 +195,7 @@ def test_alerts_reach_the_webhook(stack: dict[str, Any]) -> None:
 
     # 1. in-distribution traffic: 300 training-distribution rows in 6 predict calls of 50
     for _ in range(6):
-        predict(client, urls["serve"], name, X[rng.integers(0, len(X), 50)])
+        predict(client, urls, name, X[rng.integers(0, len(X), 50)])
     wait_for("an evaluated window in Prometheus", lambda: scraped(f'mlplat_monitor_window_rows{{model="{name}"}}') == 300
              and scraped(f'mlplat_drift_share{{model="{name}"}}') is not None, 30, procs)
     time.sleep(4)  # several evaluations, scrapes and rule evaluations
@@ -196,7 +209,7 @@ def test_alerts_reach_the_webhook(stack: dict[str, Any]) -> None:
     predicted: list[str] = []
     started = time.monotonic()
     for _ in range(6):
-        names, ids = predict(client, urls["serve"], name, X[rng.integers(0, len(X), 100)] + shift)
+        names, ids = predict(client, urls, name, X[rng.integers(0, len(X), 100)] + shift)
         predicted += names
         shifted_ids += ids
         time.sleep(0.6)
@@ -210,13 +223,19 @@ def test_alerts_reach_the_webhook(stack: dict[str, Any]) -> None:
     classes = model.class_names
     wrong = {c: next(o for o in classes if o != c) for c in classes}
     labels = [c if rng.random() < 0.1 else wrong[c] for c in predicted]
-    response = client.post(f"{urls['serve']}/v1/models/{name}/feedback", json={"ids": shifted_ids, "labels": labels})
-    assert response.status_code == 200 and response.json()["accepted"] == 600, response.text
+    for url in (urls["serve"], urls["monitor"]):
+        response = client.post(f"{url}/v1/models/{name}/feedback", json={"ids": shifted_ids, "labels": labels})
+        assert response.status_code == 200 and response.json()["accepted"] == 600, response.text
     gap = wait_for("MlplatGeneralizationGap at the webhook", lambda: webhook.firing("MlplatGeneralizationGap"), 60, procs)
     assert gap[0]["labels"]["model"] == name and gap[0]["labels"]["severity"] == "critical"
     assert scraped(f'mlplat_generalization_gap{{model="{name}",metric="accuracy"}}') < -3
     assert scraped(f'mlplat_monitor_labels_received_total{{model="{name}"}}') == 600
     print(f"drift alert reached the webhook {drift_delay:.1f}s after the shift began")
+
+    # the standalone monitor, fed only by CloudEvents and feedback, reached the same verdicts
+    summary = client.post(f"{urls['monitor']}/v1/models/{name}/monitor/evaluate").json()
+    assert summary["rows"] == 900 and summary["labeled_rows"] == 600 and summary["data_drift_alert"]
+    assert summary["generalization_gap"]["accuracy"] < -3
 
     # 4. every metric the alert rules and the dashboard query is on the server's own /metrics
     exported = {line.split("{")[0].split(" ")[0] for line in client.get(f"{urls['serve']}/metrics").text.splitlines()
