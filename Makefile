@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SPEC ?= pipelines/breast_cancer.yaml
+SPEC ?= pipelines/demo.yaml
 
 # Debian packages the tests run for real: Prometheus + promtool, Alertmanager, and wrk for benchmarks.
 SYSTEM_PACKAGES := prometheus prometheus-alertmanager wrk
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/mlplat run $(SPEC)
+	$(BIN)/mlplat demo $(SPEC)
 
 # Installs the Debian packages when run as root and any is missing; otherwise says what to install.
 sysdeps:

@@ -21,9 +21,9 @@ import typer
 from mlplat.cli.common import RUNS_DIR_OPTION, console
 from mlplat.errors import MlplatError
 
-DEMO_SPEC = Path("pipelines/breast_cancer.yaml")
-GAUGES = ("mlplat_drift_share", "mlplat_drift_detected", "mlplat_prediction_drift", "mlplat_live_accuracy",
-          "mlplat_generalization_gap", "mlplat_window_rows", "mlplat_labels_received")
+DEMO_SPEC = Path("pipelines/demo.yaml")
+GAUGES = ("mlplat_drift_share", "mlplat_data_drift_detected", "mlplat_prediction_drift", "mlplat_live_",
+          "mlplat_generalization_gap")
 
 
 def demo(
@@ -50,8 +50,8 @@ def demo(
     try:
         with httpx.Client(base_url=base, timeout=60) as client:
             name = _wait_ready(client, server)
-            _predict_and_explain(client, name, splits)
-            _traffic(client, name, splits)
+            top_feature = _predict_and_explain(client, name, splits)
+            _traffic(client, name, splits, top_feature or str(splits.validation.features.columns[0]))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -73,7 +73,8 @@ def _wait_ready(client: Any, server: subprocess.Popen[bytes], timeout_s: float =
     raise MlplatError(f"model server not ready after {timeout_s:.0f}s")
 
 
-def _predict_and_explain(client: Any, name: str, splits: Any) -> None:
+def _predict_and_explain(client: Any, name: str, splits: Any) -> str | None:
+    """Predict three test rows and explain one; returns the most influential feature."""
     rows = splits.test.features.head(3)
     response = client.post(f"/v1/models/{name}:predict", json={"instances": rows.to_dict(orient="records")})
     response.raise_for_status()
@@ -86,19 +87,24 @@ def _predict_and_explain(client: Any, name: str, splits: Any) -> None:
     elapsed = (time.perf_counter() - started) * 1000
     if response.status_code != 200:
         console.print(f"[yellow]explain[/] → HTTP {response.status_code}: {response.text[:200]}")
-        return
+        return None
     explanation = response.json()["explanations"][0]
+    if "anchor" in explanation:
+        console.print(f"[bold]explain[/] ({elapsed:.0f} ms) anchor: {' AND '.join(explanation['anchor'])} "
+                      f"(precision {explanation.get('precision')}, coverage {explanation.get('coverage')})")
+        return None
     top = sorted(explanation.get("attributions", {}).items(), key=lambda kv: -abs(kv[1]))[:5]
     console.print(f"[bold]explain[/] ({elapsed:.0f} ms) top attributions: " + ", ".join(f"{k}={v:+.3f}" for k, v in top))
+    return top[0][0] if top else None
 
 
-def _traffic(client: Any, name: str, splits: Any) -> None:
+def _traffic(client: Any, name: str, splits: Any, shifted_feature: str) -> None:
+    """In-distribution then shifted traffic, each followed by its delayed labels and an evaluation."""
     import numpy as np
 
     rng = np.random.default_rng(0)
     pool = splits.validation.features.to_numpy()
     labels = splits.validation.labels
-    shifted_feature = _most_important_feature(client, name, list(splits.validation.features.columns))
     column = list(splits.validation.features.columns).index(shifted_feature)
     scale = float(splits.train.features[shifted_feature].std())
     for phase, shift in (("in-distribution", 0.0), (f"shifted ({shifted_feature} +3 std)", 3.0)):
@@ -111,19 +117,14 @@ def _traffic(client: Any, name: str, splits: Any) -> None:
             ids += body["request_ids"]
         client.post(f"/v1/models/{name}/feedback", json={"ids": ids, "labels": [splits.info.classes[i] for i in labels[index]]})
         summary = client.post(f"/v1/models/{name}/monitor/evaluate").json()
-        console.print(f"[bold]{phase}[/]: 400 requests + labels → drift share {summary.get('drift', {}).get('share')}, "
-                      f"live accuracy {summary.get('live', {}).get('accuracy')}, gap {summary.get('live', {}).get('gap')}")
+        console.print(f"[bold]{phase}[/]: 400 requests + labels → drift share {summary.get('drift_share')}, "
+                      f"drifted {summary.get('drifted_features')}, live {summary.get('live')}, "
+                      f"gap (CV std units) {summary.get('generalization_gap')}")
     metrics = client.get("/metrics").text
     shown = [line for line in metrics.splitlines() if line.startswith(GAUGES)]
     console.print("[bold]/metrics[/] (drift and generalization gauges):")
     for line in shown[:20]:
         console.print(f"  {line}", highlight=False)
-
-
-def _most_important_feature(client: Any, name: str, columns: list[str]) -> str:
-    summary = client.get(f"/v1/models/{name}/monitor").json()
-    importance = summary.get("importance") or {}
-    return max(importance, key=importance.get) if importance else columns[0]
 
 
 def _free_port() -> int:
