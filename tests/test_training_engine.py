@@ -16,7 +16,9 @@ from mlplat.registry import StageKind, get
 from mlplat_plugins.torch_trainers import CNNConfig, MLPConfig
 from mlplat_plugins.torch_trainers.cnn import CNNTrainer
 from mlplat_plugins.torch_trainers.cv import stratified_folds
+from mlplat_plugins.torch_trainers.engine import seed_everything
 from mlplat_plugins.torch_trainers.mlp import MLPTrainer
+from mlplat_plugins.torch_trainers.networks import build_network
 
 torch.set_num_threads(1)
 QUIET = {"checkpoint_every": 0}
@@ -155,7 +157,7 @@ def _l1_norm(network: torch.nn.Module) -> float:
     return sum(float(p.abs().sum()) for p in network.parameters() if p.dim() > 1)
 
 
-def test_l1_label_smoothing_clip_and_plateau_run(tmp_path: Path) -> None:
+def test_l1_shrinks_weight_matrices_alongside_the_other_controls(tmp_path: Path) -> None:
     data = overfit_data()
     model = fit(MLPConfig(hidden=[32], epochs=4, l1=1e-3, label_smoothing=0.1, grad_clip=0.5, scheduler="plateau",
                           plateau_patience=0, lr=1e-2, norm="layer", activation="gelu", **QUIET), data, tmp_path)
@@ -163,6 +165,60 @@ def test_l1_label_smoothing_clip_and_plateau_run(tmp_path: Path) -> None:
     no_l1 = fit(MLPConfig(hidden=[32], epochs=4, label_smoothing=0.1, grad_clip=0.5, lr=1e-2, norm="layer",
                           activation="gelu", **QUIET), data, tmp_path / "b")
     assert _l1_norm(model.network) < _l1_norm(no_l1.network)
+
+
+def test_label_smoothing_caps_training_confidence(tmp_path: Path) -> None:
+    data = overfit_data()
+    base = dict(hidden=[128], dropout=0, epochs=25, batch_size=16, lr=1e-2, early_stopping_patience=None,
+                restore_best_weights=False, **QUIET)
+    confidence = {}
+    for smoothing in (0.0, 0.3):
+        model = fit(MLPConfig(label_smoothing=smoothing, **base), data, tmp_path / str(smoothing))
+        with torch.no_grad():
+            confidence[smoothing] = model.network(torch.from_numpy(data.train.X)).softmax(1).max(1).values
+    assert float(confidence[0.0].mean()) > 0.98  # memorised with near-certain outputs
+    # smoothing 0.3 over 2 classes targets 0.85 for the true class: outputs stay near it
+    assert float(confidence[0.3].max()) < 0.92
+
+
+def test_schedulers_set_the_learning_rate(tmp_path: Path) -> None:
+    data = overfit_data()
+    cosine = fit(MLPConfig(hidden=[16], epochs=6, lr=1e-2, scheduler="cosine", early_stopping_patience=None, **QUIET),
+                 data, tmp_path / "cosine")
+    lrs = [row["lr"] for row in cosine.history]  # the rate each epoch ran with
+    expected = [1e-2 * (1 + np.cos(np.pi * e / 6)) / 2 for e in range(6)]
+    assert lrs == pytest.approx(expected, rel=1e-6)
+    # plateau halves the rate after every epoch without a val-loss improvement (patience 0)
+    plateau = fit(MLPConfig(hidden=[128, 128], dropout=0, epochs=10, batch_size=16, lr=3e-3, scheduler="plateau",
+                            plateau_patience=0, early_stopping_patience=None, **QUIET), data, tmp_path / "plateau")
+    best = np.inf
+    for row, following in zip(plateau.history, plateau.history[1:]):
+        improved = row["val_loss"] < best
+        best = min(best, row["val_loss"])
+        assert following["lr"] == pytest.approx(row["lr"] * (1.0 if improved else 0.5))
+    assert plateau.history[-1]["lr"] < 3e-3  # the overfitting model's val loss did stall
+
+
+def test_gradient_clipping_bounds_the_updates(tmp_path: Path) -> None:
+    data = overfit_data()
+    moved, losses = {}, {}
+    for clip in (None, 1e-10):
+        model = fit(MLPConfig(hidden=[32], dropout=0, epochs=5, lr=1e-2, grad_clip=clip, early_stopping_patience=None,
+                              restore_best_weights=False, **QUIET), data, tmp_path / str(clip))
+        seed_everything(3)  # the trainer builds its network right after seeding with the context's seed
+        start = build_network(model.architecture).state_dict()
+        moved[clip] = max(float((p - start[k]).abs().max()) for k, p in model.network.state_dict().items())
+        losses[clip] = [row["train_loss"] for row in model.history]
+    # a 1e-10 gradient norm is far below Adam's eps: every step is ~100x smaller than lr
+    assert moved[1e-10] < 0.02 * moved[None]
+    assert losses[None][-1] < losses[None][0] - 0.1 and losses[1e-10][-1] == pytest.approx(losses[1e-10][0], abs=5e-3)
+
+
+def test_reports_off_skips_human_reports_but_not_metrics(tmp_path: Path) -> None:
+    data = overfit_data()
+    model = fit(MLPConfig(hidden=[8], epochs=2, **QUIET), data, tmp_path, reports=False)
+    assert len(model.history) == 2 and 0 <= model.metrics["val_accuracy"] <= 1 and model.extras["compute"]["wall_s"] > 0
+    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("report.*"))
 
 
 def test_row_weights_and_class_weights_change_the_loss(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ class TorchTrainer:
         else:
             outcome = self.train_here(architecture, data, context, external)
         outcome.extras["compute"] = meter.stop(outcome.extras.pop("peak_device_memory_mb", None))
-        if getattr(context, "reports", True):  # tuner trials turn human reports off
+        if context.reports:  # tuner trials turn human reports off
             from mlplat_plugins.torch_trainers.report import write_training_report
 
             write_training_report(context.work_dir, f"Training: {data.info.name} ({architecture['type']})",
