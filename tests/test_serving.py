@@ -252,7 +252,8 @@ def test_explainer_role_asks_the_predictor_over_http(served_run: Any, server: st
         return sum(float(v) for v in re.findall(r'mlplat_predictions_total\{class="\w+",model="served"\} ([\d.]+)', text))
 
     before = predicted_rows()
-    with running_server(served_run.model_dir, "--explainer", "--predictor-url", server) as explainer:
+    with running_server(served_run.model_dir, "--explainer", "--predictor-url", server,
+                        "--predictor-batch-rows", str(MAX_ROWS)) as explainer:
         reply = httpx.post(f"{explainer}/v1/models/{model.name}:explain", json={"instances": rows[:1].tolist()}, timeout=60)
         assert reply.status_code == 200, reply.text
         assert list(reply.json()["explanations"][0]["attributions"]) == model.feature_names
@@ -261,26 +262,30 @@ def test_explainer_role_asks_the_predictor_over_http(served_run: Any, server: st
     assert predicted_rows() - before > 100  # KernelShap's coalitions went to the predictor
 
 
-def test_explain_timeout_and_unbatched_mode(served_run: Any, model: Any, rows: np.ndarray) -> None:
-    with running_server(served_run.model_dir, "--explain-timeout-s", "0.01", "--no-batching", "--no-monitor") as base:
-        slow = httpx.post(f"{base}/v1/models/{model.name}:explain", json={"instances": rows.tolist()}, timeout=60)
+def test_explain_timeout_answers_504(served_run: Any, model: Any, rows: np.ndarray) -> None:
+    with running_server(served_run.model_dir, "--explain-timeout-s", "0.01", "--no-monitor") as base:
+        slow = httpx.post(f"{base}/v1/models/{model.name}:explain", json={"instances": rows[:2].tolist()}, timeout=60)
         assert slow.status_code == 504 and "longer than 0.01 s" in slow.json()["error"]
-        plain = httpx.post(f"{base}/v1/models/{model.name}:predict", json={"instances": rows.tolist()}).json()
-        np.testing.assert_allclose(plain["probabilities"], model.predict_proba(rows.astype(np.float32)), atol=1e-5)
-        assert httpx.post(f"{base}/v1/models/{model.name}/feedback", json={"ids": [], "labels": []}).status_code == 404
+        assert httpx.post(f"{base}/v1/models/{model.name}:predict", json={"instances": rows.tolist()}).status_code == 200
 
 
-def test_model_without_explainer_answers_404(served_run: Any, tmp_path: Path, rows: np.ndarray) -> None:
-    from mlplat.modeldir import copy_model_dir, read_manifest, write_manifest
+def test_unbatched_model_without_explainer(served_run: Any, tmp_path: Path, rows: np.ndarray) -> None:
+    from mlplat.modeldir import LoadedModel, copy_model_dir, read_manifest, write_manifest
 
     copy_model_dir(served_run.model_dir, tmp_path / "model")  # the same model, published without an explainer
     manifest = read_manifest(tmp_path / "model")
     manifest.pop("explainer")
     write_manifest(tmp_path / "model", manifest)
-    name = manifest["name"]
-    with running_server(tmp_path / "model", "--no-monitor") as base:
+    name, model = manifest["name"], LoadedModel.load(tmp_path / "model")
+    with running_server(tmp_path / "model", "--no-batching", "--no-monitor") as base:
         reply = httpx.post(f"{base}/v1/models/{name}:explain", json={"instances": rows[:1].tolist()})
         assert reply.status_code == 404 and "without an explain step" in reply.json()["error"]
+        plain = httpx.post(f"{base}/v1/models/{name}:predict", json={"instances": rows.tolist()}).json()
+        np.testing.assert_allclose(plain["probabilities"], model.predict_proba(rows.astype(np.float32)), atol=1e-5)
+        assert httpx.post(f"{base}/v1/models/{name}/feedback", json={"ids": [], "labels": []}).status_code == 404
+        text = httpx.get(f"{base}/metrics").text  # one forward pass for the one request, all its rows
+        assert f'mlplat_batch_rows_count{{model="{name}"}} 1.0' in text
+        assert f'mlplat_batch_rows_sum{{model="{name}"}} {float(len(rows))}' in text
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -34,6 +34,7 @@ class ServingOptions:
     max_request_rows: int = 10_000
     explain_timeout_s: float = 30.0
     predictor_url: str | None = None  # explainer role: where the predictor listens
+    predictor_batch_rows: int = 256  # explainer role: most rows per request to the predictor
 
 
 class ExplainUnavailable(Exception):
@@ -57,19 +58,35 @@ class Prediction:
     probabilities: np.ndarray
 
 
+class PredictorError(Exception):
+    """The explainer role's predictor refused or failed a request (HTTP 502)."""
+
+
 @dataclass
 class RemoteModel(LoadedModel):
     """A LoadedModel whose predictions come from the predictor over HTTP (the explainer role)."""
 
     predictor_url: str = ""
+    batch_rows: int = 256  # rows per request: KernelShap's coalitions must fit the predictor's body/row limits
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         import httpx
 
-        response = httpx.post(f"{self.predictor_url}/v1/models/{self.name}:predict",
-                              json={"instances": np.asarray(X, dtype=np.float64).tolist()}, timeout=60)
-        response.raise_for_status()
-        return np.asarray(response.json()["probabilities"], dtype=np.float32)
+        if not hasattr(self, "_client"):  # one pooled, thread-safe client: no TCP handshake per chunk
+            self._client = httpx.Client(base_url=self.predictor_url, timeout=60)
+        rows = np.asarray(X, dtype=np.float64)
+        parts = []
+        for start in range(0, len(rows), self.batch_rows):
+            chunk = rows[start:start + self.batch_rows].tolist()
+            try:
+                response = self._client.post(f"/v1/models/{self.name}:predict", json={"instances": chunk})
+            except httpx.HTTPError as exc:
+                raise PredictorError(f"predictor at {self.predictor_url} unreachable: {exc}") from None
+            if response.status_code != 200:
+                raise PredictorError(f"predictor at {self.predictor_url} answered HTTP {response.status_code}: "
+                                     f"{response.text[:300]}")
+            parts.append(np.asarray(response.json()["probabilities"], dtype=np.float32))
+        return np.concatenate(parts)
 
 
 class MlplatModel(kserve.Model):
@@ -80,7 +97,7 @@ class MlplatModel(kserve.Model):
         loaded = LoadedModel.load(self.model_dir)
         if self.options.predictor_url:
             loaded = RemoteModel(loaded.directory, loaded.manifest, loaded.network, loaded.standardizer,
-                                 self.options.predictor_url.rstrip("/"))
+                                 self.options.predictor_url.rstrip("/"), self.options.predictor_batch_rows)
         self.loaded = loaded
         super().__init__(loaded.name)
 
