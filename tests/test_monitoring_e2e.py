@@ -197,7 +197,7 @@ def test_alerts_reach_the_webhook(stack: dict[str, Any]) -> None:
     for _ in range(6):
         predict(client, urls, name, X[rng.integers(0, len(X), 50)])
     wait_for("an evaluated window in Prometheus", lambda: scraped(f'mlplat_monitor_window_rows{{model="{name}"}}') == 300
-             and scraped(f'mlplat_drift_share{{model="{name}"}}') is not None, 30, procs)
+             and scraped(f'mlplat_drift_share{{model="{name}"}}') is not None, 90, procs)
     time.sleep(4)  # several evaluations, scrapes and rule evaluations
     assert scraped(f'mlplat_data_drift_detected{{model="{name}"}}') == 0
     assert prom_alerts(urls["prometheus"]) == [] and webhook.alerts == []
@@ -208,12 +208,14 @@ def test_alerts_reach_the_webhook(stack: dict[str, Any]) -> None:
     shifted_ids: list[str] = []
     predicted: list[str] = []
     started = time.monotonic()
-    for _ in range(6):
+    for batch in range(1, 7):
         names, ids = predict(client, urls, name, X[rng.integers(0, len(X), 100)] + shift)
         predicted += names
         shifted_ids += ids
-        time.sleep(0.6)
-    alerts = wait_for("MlplatDataDrift at the webhook", lambda: webhook.firing("MlplatDataDrift"), 60, procs)
+        for url in (urls["serve"], urls["monitor"]):  # evaluated before the next batch, however loaded the box
+            wait_for(f"evaluation of batch {batch}", lambda: client.get(f"{url}/v1/models/{name}/monitor").json()
+                     .get("rows") == 300 + 100 * batch, 60, procs)
+    alerts = wait_for("MlplatDataDrift at the webhook", lambda: webhook.firing("MlplatDataDrift"), 90, procs)
     drift_delay = time.monotonic() - started
     assert alerts[0]["labels"]["model"] == name and alerts[0]["labels"]["severity"] == "warning"
     assert alerts[0]["annotations"]["runbook_url"].endswith("#mlplatdatadrift")
@@ -226,7 +228,7 @@ def test_alerts_reach_the_webhook(stack: dict[str, Any]) -> None:
     for url in (urls["serve"], urls["monitor"]):
         response = client.post(f"{url}/v1/models/{name}/feedback", json={"ids": shifted_ids, "labels": labels})
         assert response.status_code == 200 and response.json()["accepted"] == 600, response.text
-    gap = wait_for("MlplatGeneralizationGap at the webhook", lambda: webhook.firing("MlplatGeneralizationGap"), 60, procs)
+    gap = wait_for("MlplatGeneralizationGap at the webhook", lambda: webhook.firing("MlplatGeneralizationGap"), 90, procs)
     assert gap[0]["labels"]["model"] == name and gap[0]["labels"]["severity"] == "critical"
     assert scraped(f'mlplat_generalization_gap{{model="{name}",metric="accuracy"}}') < -3
     assert scraped(f'mlplat_monitor_labels_received_total{{model="{name}"}}') == 600
