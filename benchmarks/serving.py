@@ -240,6 +240,8 @@ def main() -> None:
             print(f"  throughput ratio {ratio:.2f}x (target >= {target}x), p50 ratio {m.p50_ms / n.p50_ms:.2f}, "
                   f"p99 ratio {m.p99_ms / n.p99_ms:.2f}{' (target <= 1)' if p99_matters else ''}: "
                   f"{'PASS' if ok else 'MISS'}")
+            print(f"  server CPU per request: mlplat {m.cpu_ms / n.cpu_ms:.2f}x naive's "
+                  f"(throughput a dedicated core would give: {n.cpu_ms / m.cpu_ms:.2f}x)")
     print(f"\nrun time {time.perf_counter() - began:.0f} s")
     sys.exit(0 if all(verdicts) else 1)
 
