@@ -44,17 +44,20 @@ def demo(
     splits = Splits.load(latest.step_dir("ingest"))
     port = port or _free_port()
     console.rule(f"[bold]serving {latest.id} on 127.0.0.1:{port}")
-    server = subprocess.Popen([sys.executable, "-m", "mlplat", "serve", "latest", "--runs-dir", str(runs_dir),
-                               "--host", "127.0.0.1", "--port", str(port)], env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=60) as client:
-            name = _wait_ready(client, server)
-            top_feature = _predict_and_explain(client, name, splits)
-            _traffic(client, name, splits, top_feature or str(splits.validation.features.columns[0]))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    log_path = latest.dir / "serve.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "mlplat", "serve", "latest", "--runs-dir", str(runs_dir),
+                                   "--host", "127.0.0.1", "--port", str(port)],
+                                  stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                name = _wait_ready(client, server)
+                top = _predict_and_explain(client, name, splits)
+                _traffic(client, name, splits, top or [str(splits.validation.features.columns[0])])
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    console.print(f"server log: {log_path}")
     console.print(f"[bold green]demo done[/]: model {latest.model_dir}, reports under {latest.dir / 'steps'}")
 
 
@@ -73,8 +76,8 @@ def _wait_ready(client: Any, server: subprocess.Popen[bytes], timeout_s: float =
     raise MlplatError(f"model server not ready after {timeout_s:.0f}s")
 
 
-def _predict_and_explain(client: Any, name: str, splits: Any) -> str | None:
-    """Predict three test rows and explain one; returns the most influential feature."""
+def _predict_and_explain(client: Any, name: str, splits: Any) -> list[str] | None:
+    """Predict three test rows and explain one; returns the five most influential features."""
     rows = splits.test.features.head(3)
     response = client.post(f"/v1/models/{name}:predict", json={"instances": rows.to_dict(orient="records")})
     response.raise_for_status()
@@ -95,34 +98,40 @@ def _predict_and_explain(client: Any, name: str, splits: Any) -> str | None:
         return None
     top = sorted(explanation.get("attributions", {}).items(), key=lambda kv: -abs(kv[1]))[:5]
     console.print(f"[bold]explain[/] ({elapsed:.0f} ms) top attributions: " + ", ".join(f"{k}={v:+.3f}" for k, v in top))
-    return top[0][0] if top else None
+    return [feature for feature, _ in top[:5]] or None
 
 
-def _traffic(client: Any, name: str, splits: Any, shifted_feature: str) -> None:
-    """In-distribution then shifted traffic, each followed by its delayed labels and an evaluation."""
+def _traffic(client: Any, name: str, splits: Any, shifted: list[str]) -> None:
+    """In-distribution traffic, then three windows with the five most influential features shifted by
+    +3 std, each followed by its delayed labels and an evaluation; the drift alert needs three
+    drifted windows in a row (hysteresis), so it rises on the last one."""
     import numpy as np
 
     rng = np.random.default_rng(0)
-    pool = splits.validation.features.to_numpy()
-    labels = splits.validation.labels
-    column = list(splits.validation.features.columns).index(shifted_feature)
-    scale = float(splits.train.features[shifted_feature].std())
-    for phase, shift in (("in-distribution", 0.0), (f"shifted ({shifted_feature} +3 std)", 3.0)):
+    columns = list(splits.validation.features.columns)
+    pool, labels = splits.validation.features.to_numpy(), splits.validation.labels
+    shift = np.zeros(len(columns))
+    for feature in shifted:
+        shift[columns.index(feature)] = 3.0 * float(splits.train.features[feature].std())
+    phases = [("in-distribution", 0.0)] + [(f"shifted {shifted} +3 std, window {k}", 1.0) for k in (1, 2, 3)]
+    for phase, scale in phases:
         index = rng.integers(0, len(pool), 400)
-        rows = pool[index].copy()
-        rows[:, column] += shift * scale
+        rows = pool[index] + scale * shift
         ids: list[str] = []
         for batch in np.array_split(np.arange(len(rows)), 20):
             body = client.post(f"/v1/models/{name}:predict", json={"instances": rows[batch].tolist()}).json()
             ids += body["request_ids"]
         client.post(f"/v1/models/{name}/feedback", json={"ids": ids, "labels": [splits.info.classes[i] for i in labels[index]]})
         summary = client.post(f"/v1/models/{name}/monitor/evaluate").json()
-        console.print(f"[bold]{phase}[/]: 400 requests + labels → drift share {summary.get('drift_share')}, "
-                      f"drifted {summary.get('drifted_features')}, live {summary.get('live')}, "
-                      f"gap (CV std units) {summary.get('generalization_gap')}")
+        console.print(f"[bold]{phase}[/]: 400 requests + labels → drift share {summary.get('drift_share', 0):.2f} "
+                      f"(importance-weighted {summary.get('drift_share_weighted') or 0:.2f}), "
+                      f"alerts: data drift {summary.get('data_drift_alert')}, prediction drift "
+                      f"{summary.get('prediction_drift_alert')}; live accuracy "
+                      f"{summary.get('live', {}).get('accuracy', float('nan')):.3f}, gap (CV std units) "
+                      f"{summary.get('generalization_gap', {}).get('accuracy', float('nan')):+.2f}")
     metrics = client.get("/metrics").text
     shown = [line for line in metrics.splitlines() if line.startswith(GAUGES)]
-    console.print("[bold]/metrics[/] (drift and generalization gauges):")
+    console.print("[bold]/metrics[/] (drift and generalization gauges, what the PrometheusRule alerts on):")
     for line in shown[:20]:
         console.print(f"  {line}", highlight=False)
 
