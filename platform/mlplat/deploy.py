@@ -4,9 +4,9 @@ Built from the kserve SDK's `V1beta1*` models and the kubernetes client's `V1*` 
 every field is checked against the InferenceService schema. Both components run the mlplat
 image: the predictor `mlplat serve /mnt/models`, the explainer `mlplat serve --explainer`
 calling the predictor at `http://<name>-predictor.<namespace>` (KServe's predictor Service;
-its built-in explainers get the same host as `--predictor_host`). The model directory comes
-from `STORAGE_URI` on the `kserve-container`: KServe's storage initializer puts it at
-/mnt/models (a `pvc://` URI is mounted read-only in place).
+its built-in explainers get the same host as `--predictor_host`), in RawDeployment mode. The
+model directory comes from `STORAGE_URI` on the `kserve-container`: KServe's storage initializer
+puts it at /mnt/models (a `pvc://` URI is mounted read-only in place).
 
 Every container meets Pod Security "restricted" with a read-only root filesystem (an
 emptyDir at /tmp takes what Python libraries cache), has requests and limits, readiness and
@@ -117,7 +117,10 @@ def build_inference_service(d: Deployment) -> Any:
                                ({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "4Gi"}))])
     return V1beta1InferenceService(
         api_version=API_VERSION, kind=KIND,
-        metadata=k.V1ObjectMeta(name=d.name, labels=labels, annotations=scrape_annotations()),
+        # RawDeployment: plain Deployments, so the restricted pod security context and the /tmp emptyDir need
+        # no Knative feature flags, and no queue-proxy sidecar runs outside that security context
+        metadata=k.V1ObjectMeta(name=d.name, labels=labels,
+                                annotations={"serving.kserve.io/deploymentMode": "RawDeployment", **scrape_annotations()}),
         spec=V1beta1InferenceServiceSpec(predictor=predictor, explainer=explainer))
 
 
