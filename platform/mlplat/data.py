@@ -118,7 +118,8 @@ class Splits:
 def load_source(source: str, label: str | None, features: list[str] | None, base_dir: Path) -> tuple[pd.DataFrame, str]:
     """Read a dataset source into one frame; return it with the label column's name."""
     if source.startswith("sklearn:"):
-        return _load_sklearn(source.removeprefix("sklearn:"))
+        frame, label = _load_sklearn(source.removeprefix("sklearn:"))
+        return _select_features(frame, label, features, source), label
     path = Path(source)
     path = path if path.is_absolute() else base_dir / path
     if not path.is_file():
@@ -136,12 +137,16 @@ def load_source(source: str, label: str | None, features: list[str] | None, base
         raise UsageError("dataset.label: required for file sources")
     if label not in frame.columns:
         raise UsageError(f"dataset.label: column {label!r} not in {path.name} (columns: {', '.join(map(str, frame.columns))})")
-    if features:
-        missing = [f for f in features if f not in frame.columns]
-        if missing:
-            raise UsageError(f"dataset.features: columns not in {path.name}: {', '.join(missing)}")
-        frame = frame[[*features, label]]
-    return frame, label
+    return _select_features(frame, label, features, path.name), label
+
+
+def _select_features(frame: pd.DataFrame, label: str, features: list[str] | None, where: str) -> pd.DataFrame:
+    if not features:
+        return frame
+    missing = [f for f in features if f not in frame.columns]
+    if missing:
+        raise UsageError(f"dataset.features: columns not in {where}: {', '.join(missing)}")
+    return frame[[*features, label]]
 
 
 TENSOR_SUFFIXES, TENSOR_LABEL = (".safetensors",), "label"
