@@ -164,3 +164,38 @@ def test_names_become_dns_labels() -> None:
     assert len(deploy.isvc_name("x" * 80)) == 45
     with pytest.raises(UsageError, match="--name"):
         deploy.Deployment("-bad")
+
+
+def test_rendered_predictor_command_serves_its_probe_and_scrape_paths(isvc: dict[str, Any], trained_model_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """The predictor container's own command line, run here (model dir for /mnt/models, loopback
+    for 0.0.0.0), answers the readiness, liveness and Prometheus paths the manifest points at."""
+    import socket
+    import time
+    import urllib.request
+
+    container = isvc["spec"]["predictor"]["containers"][0]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    swap = {deploy.MODEL_MOUNT: str(trained_model_dir), "0.0.0.0": "127.0.0.1", str(deploy.PORT): str(port)}
+    args = [swap.get(a, a) for a in container["args"]]
+    assert container["command"] == ["mlplat"] and args[0] == "serve"
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "mlplat", *args], stdout=log, stderr=subprocess.STDOUT)
+    paths = [container["readinessProbe"]["httpGet"]["path"], container["livenessProbe"]["httpGet"]["path"],
+             isvc["metadata"]["annotations"]["prometheus.io/path"]]
+    try:
+        deadline, status = time.monotonic() + 120, {}
+        while time.monotonic() < deadline and len(status) < len(paths):
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+            for path in paths:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+                        status[path] = r.status
+                except OSError:
+                    time.sleep(0.5)
+        assert status == {path: 200 for path in paths}, (tmp_path / "server.log").read_text()[-2000:]
+    finally:
+        server.terminate()
+        server.wait(30)
