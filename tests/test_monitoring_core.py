@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -90,15 +91,22 @@ def test_window_wraps_labels_and_persists(tmp_path: Path) -> None:
     assert list(restored.frame()["__request_id__"])[-2:] == ["multi/1", "next"]
 
 
-def test_record_cost_is_microseconds() -> None:
-    window = Window([f"f{i}" for i in range(30)], capacity=5000)
+def test_record_memory_stays_bounded_under_traffic() -> None:
+    """The request path keeps nothing per request beyond the window: once the ring is full, 28k more
+    requests leave memory where it was (its cost in µs is measured by benchmarks/monitoring.py)."""
+    window = Window([f"f{i}" for i in range(30)], capacity=1000)
     row, pred = np.ones((1, 30), np.float32), np.array([1])
-    ids = [[f"id-{i}"] for i in range(20000)]
-    started = time.perf_counter()
-    for i in range(20000):
-        window.record(row, pred, ids[i])
-    per_call = (time.perf_counter() - started) / 20000
-    assert per_call < 20e-6, f"{per_call * 1e6:.1f} µs per record"  # target 10 µs; slack for a shared CI core
+    ids = [f"id-{i}" for i in range(30000)]
+    for i in range(2000):
+        window.record(row, pred, [ids[i]])
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(2000, 30000):
+        window.record(row, pred, [ids[i]])
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert window.size == 1000 and window.total == 30000
+    assert grown < 100_000, f"{grown} bytes kept by 28k records into a full 1000-row window"
 
 
 @pytest.fixture()
