@@ -57,6 +57,31 @@ def attribution_records(model: Any, attributions: np.ndarray, predicted: np.ndar
     ]
 
 
+class BackgroundAttributionExplainer:
+    """Fit and load shared by the attribution explainers: the background becomes weighted k-means
+    centroids, and global importance is the mean |attribution| over a sample of training rows.
+
+    Subclasses set `bound`, a class built as `bound(model, state, config)` with
+    `attributions(X) -> (values [n, F], predicted [n], base values [n])` and `explain(X)`.
+    The config needs `background_clusters` and `importance_rows`.
+    """
+
+    bound: Any
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def fit(self, model: Any, background: np.ndarray, context: Any) -> ExplainerState:
+        centroids, weights = summarize_background(background, self.config.background_clusters, context.seed)
+        state = ExplainerState(config=self.config.model_dump(), arrays={"background": centroids, "weights": weights})
+        values, _, _ = self.load(model, state).attributions(sample_rows(background, self.config.importance_rows, context.seed))
+        state.global_importance = mean_abs_importance(values, model.feature_names)
+        return state
+
+    def load(self, model: Any, state: ExplainerState) -> Any:
+        return self.bound(model, state, self.config)
+
+
 def load_state(directory: Any) -> ExplainerState | None:
     manifest = modeldir.read_manifest(directory)
     entry = manifest.get("explainer")

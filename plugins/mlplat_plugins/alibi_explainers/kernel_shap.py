@@ -6,9 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from mlplat.contracts.context import StepContext
 from mlplat.contracts.explainer import ExplainerState, ModelHandle
-from mlplat.explanations import attribution_records, mean_abs_importance, sample_rows, summarize_background
+from mlplat.explanations import BackgroundAttributionExplainer, attribution_records
 from mlplat_plugins.alibi_explainers import KernelShapConfig
 
 
@@ -35,16 +34,5 @@ class BoundKernelShap:
         return attribution_records(self.model, *self.attributions(X), method="kernel_shap")
 
 
-class AlibiKernelShap:
-    def __init__(self, config: KernelShapConfig) -> None:
-        self.config = config
-
-    def fit(self, model: ModelHandle, background: np.ndarray, context: StepContext) -> ExplainerState:
-        centroids, weights = summarize_background(background, self.config.background_clusters, context.seed)
-        state = ExplainerState(config={"link": self.config.link}, arrays={"background": centroids, "weights": weights})
-        values, _, _ = self.load(model, state).attributions(sample_rows(background, self.config.importance_rows, context.seed))
-        state.global_importance = mean_abs_importance(values, model.feature_names)
-        return state
-
-    def load(self, model: ModelHandle, state: ExplainerState) -> BoundKernelShap:
-        return BoundKernelShap(model, state, self.config)
+class AlibiKernelShap(BackgroundAttributionExplainer):
+    bound = BoundKernelShap

@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from mlplat.contracts.context import StepContext
 from mlplat.contracts.explainer import ExplainerState, ModelHandle
-from mlplat.explanations import attribution_records, mean_abs_importance, sample_rows, summarize_background
+from mlplat.explanations import BackgroundAttributionExplainer, attribution_records
 from mlplat_plugins.captum_explainers import IntegratedGradientsConfig, LimeConfig
 
 
@@ -61,30 +60,11 @@ class BoundAttribution:
         return attribution_records(self.model, *self.attributions(X), method=self.method)
 
 
-class _CaptumExplainer:
-    method: str
-    config: IntegratedGradientsConfig | LimeConfig
-
-    def fit(self, model: ModelHandle, background: np.ndarray, context: StepContext) -> ExplainerState:
-        centroids, weights = summarize_background(background, self.config.background_clusters, context.seed)
-        state = ExplainerState(config={"method": self.method}, arrays={"background": centroids, "weights": weights})
-        values, _, _ = self.load(model, state).attributions(sample_rows(background, self.config.importance_rows, context.seed))
-        state.global_importance = mean_abs_importance(values, model.feature_names)
-        return state
-
-    def load(self, model: ModelHandle, state: ExplainerState) -> BoundAttribution:
-        return BoundAttribution(model, state, self.method, self.config.model_dump())
+class IntegratedGradientsExplainer(BackgroundAttributionExplainer):
+    def bound(self, model: ModelHandle, state: ExplainerState, config: IntegratedGradientsConfig) -> BoundAttribution:
+        return BoundAttribution(model, state, "integrated_gradients", config.model_dump())
 
 
-class IntegratedGradientsExplainer(_CaptumExplainer):
-    method = "integrated_gradients"
-
-    def __init__(self, config: IntegratedGradientsConfig) -> None:
-        self.config = config
-
-
-class LimeExplainer(_CaptumExplainer):
-    method = "lime"
-
-    def __init__(self, config: LimeConfig) -> None:
-        self.config = config
+class LimeExplainer(BackgroundAttributionExplainer):
+    def bound(self, model: ModelHandle, state: ExplainerState, config: LimeConfig) -> BoundAttribution:
+        return BoundAttribution(model, state, "lime", config.model_dump())
