@@ -28,6 +28,7 @@ CONTAINER = "kserve-container"  # the name KServe looks for STORAGE_URI and the 
 PORT, MODEL_MOUNT, DEFAULT_STORAGE_URI = 8080, "/mnt/models", "pvc://mlplat-models"
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$")  # DNS-1035; KServe adds -predictor-… suffixes
 FILES = ("inferenceservice.yaml", "podmonitor.yaml", "kustomization.yaml")
+MONITOR_URL = "http://mlplat-monitor:8090/"  # the monitoring base's Service, same namespace
 BASE_DIR = "manifests/base/serving"
 DEMO_NAME = "breast-cancer"  # the checked-in base serves pipelines/breast_cancer.yaml's model
 UID = 10001
@@ -102,15 +103,19 @@ def _pod_fields() -> dict[str, Any]:
 
 def build_inference_service(d: Deployment) -> Any:
     """The InferenceService (a kserve V1beta1InferenceService) serving `d`'s model."""
-    from kserve import V1beta1ExplainerSpec, V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1PredictorSpec
+    from kserve import (V1beta1ExplainerSpec, V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1LoggerSpec,
+                        V1beta1PredictorSpec)
     from kubernetes import client as k
 
     labels = {"app.kubernetes.io/name": d.name, "app.kubernetes.io/part-of": "mlplat", "mlplat.io/model": d.name}
     # $(POD_NAMESPACE) is expanded by the kubelet, so the URL follows whatever namespace an overlay sets
     predictor_url = f"http://{d.name}-predictor.$(POD_NAMESPACE)"
+    # every replica's requests and responses go to the one `mlplat monitor` (manifests/base/monitoring), which
+    # keeps a single drift window over all replicas and takes the labels; so no per-replica window here
     predictor = V1beta1PredictorSpec(
         min_replicas=1, max_replicas=3, labels=labels, **_pod_fields(),
-        containers=[_container(d, [], ({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "2Gi"}))])
+        logger=V1beta1LoggerSpec(mode="all", url=MONITOR_URL),
+        containers=[_container(d, ["--no-monitor"], ({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "2Gi"}))])
     explainer = V1beta1ExplainerSpec(
         min_replicas=1, max_replicas=2, labels=labels, **_pod_fields(),
         containers=[_container(d, ["--explainer", "--predictor-url", predictor_url],
