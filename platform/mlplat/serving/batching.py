@@ -27,6 +27,7 @@ class AdaptiveBatcher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlplat-forward")
         self._queue: collections.deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = collections.deque()
         self._draining = False
+        self._batch_rows = metrics.BATCH_ROWS.labels(model)
 
     async def __call__(self, rows: np.ndarray) -> np.ndarray:
         loop = asyncio.get_running_loop()
@@ -40,7 +41,7 @@ class AdaptiveBatcher:
         return await future
 
     def _forward(self, rows: np.ndarray) -> np.ndarray:
-        metrics.BATCH_ROWS.labels(self.model).observe(len(rows))
+        self._batch_rows.observe(len(rows))
         return self.forward(rows)
 
     async def _drain(self) -> None:

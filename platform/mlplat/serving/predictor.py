@@ -106,6 +106,8 @@ class MlplatModel(kserve.Model):
 
         self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows)
         self.classes = np.array(self.loaded.class_names, dtype=object)
+        # labelled children looked up once, not per request (a dict lookup + lock each time otherwise)
+        self._predicted = [metrics.PREDICTIONS.labels(self.name, c) for c in self.loaded.class_names]
         self.batcher = AdaptiveBatcher(self.loaded.predict_proba, self.name, self.options.max_batch_rows,
                                        self.options.max_wait_ms / 1000, self.options.batching)
         self.explainer = load_explainer(self.loaded)
@@ -144,7 +146,7 @@ class MlplatModel(kserve.Model):
         names = self.classes[predicted].tolist()
         for index, count in enumerate(np.bincount(predicted, minlength=len(self.classes))):
             if count:
-                metrics.PREDICTIONS.labels(self.name, self.classes[index]).inc(int(count))
+                self._predicted[index].inc(int(count))
         n = len(predicted)
         row_ids = [row_key(batch.request_id, i, n) for i in range(n)]
         if self.recorder is not None:
