@@ -24,6 +24,7 @@ def monitor(
     import uvicorn
 
     from mlplat.errors import UsageError
+    from mlplat.heap import freeze_startup_heap
     from mlplat.monitoring.monitor import Monitor, MonitorSettings
     from mlplat.monitoring.service import create_app
 
@@ -39,4 +40,6 @@ def monitor(
                                    report_interval_s=report_interval,
                                    state_dir=state_dir / name if state_dir is not None else None)
         monitors[name] = Monitor(directory, settings)
-    uvicorn.run(create_app(monitors), host=host, port=port, log_level="warning")
+    app = create_app(monitors)
+    freeze_startup_heap()
+    uvicorn.run(app, host=host, port=port, log_level="warning")

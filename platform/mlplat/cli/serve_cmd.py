@@ -35,6 +35,7 @@ def serve(
     max_batch_size: int = typer.Option(64, "--max-batch-size", min=1, help="Rows per merged forward pass"),
     max_latency_ms: float = typer.Option(0.0, "--max-latency-ms", min=0, help="Extra wait to fill a batch (0: merge only what queued during the last pass)"),
     no_batching: bool = typer.Option(False, "--no-batching", help="One forward pass per request"),
+    inline_forward_ms: float = typer.Option(0.5, "--inline-forward-ms", min=0, help="Forward passes measured cheaper than this run on the event loop, slower ones on the forward thread (0: always the thread)"),
     max_body_bytes: int = typer.Option(4 << 20, "--max-body-bytes", min=1, help="Larger request bodies get HTTP 413"),
     max_rows: int = typer.Option(10_000, "--max-rows", min=1, help="Most instances in one request"),
     explain_timeout_s: float = typer.Option(30.0, "--explain-timeout-s", min=0.01, help="Explanations slower than this get HTTP 504"),
@@ -60,6 +61,6 @@ def serve(
     from mlplat.serving.server import serve as run_server
 
     options = ServingOptions(max_batch_size, max_latency_ms, not no_batching, max_rows, explain_timeout_s, predictor_url,
-                             predictor_batch_rows)
+                             predictor_batch_rows, inline_forward_ms)
     settings = MonitorSettings(interval_s=monitor_interval_s, state_dir=state_dir)
     run_server(model_dir, options, host, port, max_body_bytes, None if no_monitor else settings, access_log)

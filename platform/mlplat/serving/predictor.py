@@ -35,6 +35,7 @@ class ServingOptions:
     explain_timeout_s: float = 30.0
     predictor_url: str | None = None  # explainer role: where the predictor listens
     predictor_batch_rows: int = 256  # explainer role: most rows per request to the predictor
+    inline_forward_ms: float = 0.5  # passes measured cheaper than this run on the event loop (batching.py)
 
 
 class ExplainUnavailable(Exception):
@@ -108,8 +109,10 @@ class MlplatModel(kserve.Model):
         self.classes = np.array(self.loaded.class_names, dtype=object)
         # labelled children looked up once, not per request (a dict lookup + lock each time otherwise)
         self._predicted = [metrics.PREDICTIONS.labels(self.name, c) for c in self.loaded.class_names]
+        # the explainer role's "forward" is an HTTP call to the predictor: blocking I/O never runs on the loop
+        inline_max_s = 0.0 if self.options.predictor_url else self.options.inline_forward_ms / 1000
         self.batcher = AdaptiveBatcher(self.loaded.predict_proba, self.name, self.options.max_batch_rows,
-                                       self.options.max_wait_ms / 1000, self.options.batching)
+                                       self.options.max_wait_ms / 1000, self.options.batching, inline_max_s)
         self.explainer = load_explainer(self.loaded)
         self.explain_method = (self.loaded.manifest.get("explainer") or {}).get("plugin", "")
         self._explain_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlplat-explain")

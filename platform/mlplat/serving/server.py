@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlplat.heap import freeze_startup_heap
 from mlplat.serving.guard import RequestGuard
 from mlplat.serving.predictor import ExplainTimeout, ExplainUnavailable, MlplatModel, PredictorError, ServingOptions
 
@@ -73,6 +74,7 @@ def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", por
     if not access_log:  # per-request log lines cost more than a small model's forward pass
         for name in ("kserve.trace", "uvicorn.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    freeze_startup_heap()
     server.start([model])
 
 

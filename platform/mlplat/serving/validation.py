@@ -14,6 +14,7 @@ import numpy as np
 from kserve.errors import InvalidInput
 
 _NUMBER_TYPES = (int, float)
+_NUMBER_TYPE_SET = frozenset(_NUMBER_TYPES)  # exact types: bool, an int subclass, is not a number here
 _NUMERIC_V2 = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
 
@@ -61,7 +62,12 @@ class FeatureSchema:
         if len(values) != self.width:
             raise RejectedInput("shape", f"instances[{i}] has {len(values)} values, the model expects {self.width} "
                                          f"features ({self.names[0]!r} ... {self.names[-1]!r})")
-        for j, value in enumerate(values):
+        if set(map(type, values)) <= _NUMBER_TYPE_SET:  # the common case, checked in C
+            with np.errstate(over="ignore"):
+                out[:] = values
+            if np.isfinite(out).all():
+                return
+        for j, value in enumerate(values):  # find and name the offending value
             out[j] = self._number(value, f"instances[{i}][{j}] (feature {self.names[j]!r})")
 
     def _fill_record(self, out: np.ndarray, record: dict[str, Any], i: int) -> None:
