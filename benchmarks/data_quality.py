@@ -3,10 +3,29 @@
 1. Label-noise detection: precision / recall of the `tabular` validator's confident-learning
    suspects at 10 % and 20 % injected symmetric noise.
 2. Imbalance at 1:20: balanced accuracy of the MLP trained naively vs with remediation
-   (random oversampling, SMOTE; class-weighted loss, a trainer option, for comparison).
-3. Small data: test accuracy training on 10 % of the training split, with vs without augmentation.
+   (random oversampling, plain and smoothed; SMOTE; noise drop + SMOTE; class-weighted loss,
+   a trainer option, for comparison).
+3. Small data: test accuracy training on 10 % of the training split, with vs without augmentation,
+   and warm-started (`init_from`, through the real train step) from a model trained on the other 90 %.
 
-Baselines are measured in the same run; figures are means over seeds.
+Baselines are measured in the same run; figures are means over seeds. Each target of issue 3 is
+printed with PASS / MISS: label noise >= 80 % recall at >= 80 % precision at 20 % noise on
+breast_cancer (the validator's default model, logistic); imbalance >= +10 points of balanced accuracy
+over naive training at 1:20 (the best remediation, per dataset).
+
+Why the imbalance target is missed on breast_cancer (measured, 10 seeds): at 1:20 the training split
+keeps 10 malignant rows and validation 3. Naive training reaches 0.85 balanced accuracy; the same MLP
+on the full balanced data 0.97 (logistic regression), so +10 points means recovering almost all of
+what 200 minority rows give from 10. Remediation gains +4 to +5 points (SMOTE, duplicates, class
+weights) and +7 with a smoothed bootstrap (random_oversample shrinkage 1.0), whose jitter widens
+the tiny minority region SMOTE can only interpolate inside. It is not the naive baseline's early
+stopping on the (equally imbalanced) val_loss: with early stopping off every variant moves by < 1
+point on breast_cancer; on make_classification, restoring the best-val_loss epoch costs the naive
+model ~3 points against its last epoch, which flatters the gain rather than hiding it. Noise drop
+before SMOTE hurts (+3 instead of +4): with no injected noise the suspects are mostly the
+minority's own rows. On make_classification (60 minority rows) the best remediations (smoothed
+bootstrap, class weights) reach +7 to +11 points depending on the seeds (about +9 over 5): at the
+target, not reliably above it.
 Run: .venv/bin/python benchmarks/data_quality.py [--quick]
 """
 
@@ -25,10 +44,17 @@ from mlplat import registry
 from mlplat.contracts import StepContext
 from mlplat.data import Splits, Table, load_source, split_frame
 from mlplat.registry import StageKind
-from mlplat.steps import prepare_training
+from mlplat.steps import inherited_preprocessing, prepare_training
 
 REPO = Path(__file__).resolve().parents[1]
 SCRATCH = Path(tempfile.mkdtemp(prefix="mlplat-dq-bench-"))
+TRAINING = {"epochs": 60, "early_stopping_patience": 10, "checkpoint_every": 0, "lr": 3e-3, "device": "cpu"}
+TARGET_RECALL = TARGET_PRECISION = 0.8  # at 20 % noise on breast_cancer
+TARGET_IMBALANCE_PTS = 10.0
+
+
+def verdict(met: bool) -> str:
+    return "PASS" if met else "MISS"
 
 
 def splits_for(dataset: str, seed: int, validation: float = 0.2, test: float = 0.2) -> Splits:
@@ -79,9 +105,10 @@ def train_and_score(splits: Splits, seed: int, trainer: str = "mlp", **params: A
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
     torch.manual_seed(seed)
-    training, standardizer = prepare_training(splits)
-    base = {"epochs": 60, "early_stopping_patience": 10, "checkpoint_every": 0, "lr": 3e-3, "device": "cpu"}
-    fitted = registry.get(StageKind.TRAINER, trainer).create({**base, **params}).fit(training, context(splits, seed))
+    plugin = registry.get(StageKind.TRAINER, trainer).create({**TRAINING, **params})
+    ctx = context(splits, seed)
+    training, standardizer = prepare_training(splits, inherited_preprocessing(plugin, ctx))  # a warm start keeps its source's
+    fitted = plugin.fit(training, ctx)
     X = torch.as_tensor(standardizer.transform(splits.test.features.to_numpy()), dtype=torch.float32)
     network = fitted.network.cpu().eval()
     with torch.no_grad():
@@ -122,14 +149,24 @@ def generated_splits(seed: int) -> Splits:
     return split_frame(frame, "target", "make_classification", 0.2, 0.2, seed)
 
 
+IMBALANCE_CHAINS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "random_oversample": [("random_oversample", {})],
+    "random_oversample shrinkage=1.0": [("random_oversample", {"shrinkage": 1.0})],  # smoothed bootstrap
+    "smote": [("smote", {})],
+    "label_noise drop + smote": [("label_noise", {}), ("smote", {})],
+}
+
+
 def imbalance_benchmark(dataset: str, seeds: list[int]) -> dict[str, float]:
-    variants: dict[str, list[float]] = {"naive": [], "random_oversample": [], "smote": [], "class_weight=balanced (trainer)": []}
+    variants: dict[str, list[float]] = {"naive": [], **{name: [] for name in IMBALANCE_CHAINS}, "class_weight=balanced (trainer)": []}
     for seed in seeds:
         base = generated_splits(seed) if dataset == "make_classification" else splits_for(dataset, seed)
         splits = make_imbalanced(base, ratio=20, minority=1, seed=seed)
+        report = registry.get(StageKind.VALIDATOR, "tabular").create({"plot_columns": 0}).validate(splits, context(splits, seed))
         variants["naive"].append(train_and_score(splits, seed)["balanced_accuracy"])
-        for name in ("random_oversample", "smote"):
-            variants[name].append(train_and_score(augmented(splits, seed, [(name, {})]), seed)["balanced_accuracy"])
+        for name, chain in IMBALANCE_CHAINS.items():
+            remedied = augmented(splits, seed, chain, {"validate": report.findings})
+            variants[name].append(train_and_score(remedied, seed)["balanced_accuracy"])
         variants["class_weight=balanced (trainer)"].append(train_and_score(splits, seed, class_weight="balanced")["balanced_accuracy"])
     return {k: float(np.mean(v)) for k, v in variants.items()}
 
@@ -154,18 +191,37 @@ def noise_remediation_benchmark(rate: float, seeds: list[int]) -> dict[str, floa
 
 # --- 3. small data ------------------------------------------------------------------------------
 
+WARM_STARTS = {"warm start from the other 90% (init_from)": {}, "warm start, body frozen": {"freeze": ["body"]}}
+
+
+def source_model(splits: Splits, seed: int, trainer: str) -> Path:
+    """A model trained through the real train step on `splits` (published-model layout), for `init_from`."""
+    from mlplat import steps
+    from mlplat.spec import parse_spec, resolve
+
+    work = Path(tempfile.mkdtemp(prefix="source-", dir=SCRATCH))
+    splits.save(work / "data")
+    spec = resolve(parse_spec({"name": "source", "seed": seed, "dataset": {"source": f"sklearn:{splits.info.name}"},
+                               "steps": {"train": {"plugin": trainer, "params": TRAINING}}}))
+    return steps.train(spec, work / "data", work / "train")
+
+
 def small_data_benchmark(dataset: str, chains: dict[str, list[tuple[str, dict[str, Any]]]], seeds: list[int],
                          fraction: float = 0.1, **trainer: Any) -> dict[str, float]:
-    scores: dict[str, list[float]] = {name: [] for name in ["none", *chains]}
+    scores: dict[str, list[float]] = {name: [] for name in ["none", *chains, *WARM_STARTS]}
     for seed in seeds:
         splits = splits_for(dataset, seed)
         from sklearn.model_selection import train_test_split
 
-        keep, _ = train_test_split(np.arange(len(splits.train)), train_size=fraction, random_state=seed, stratify=splits.train.labels)
+        keep, rest = train_test_split(np.arange(len(splits.train)), train_size=fraction, random_state=seed, stratify=splits.train.labels)
         small = splits.with_train(splits.train.take(np.sort(keep)))
         scores["none"].append(train_and_score(small, seed, **trainer)["accuracy"])
         for name, chain in chains.items():
             scores[name].append(train_and_score(augmented(small, seed, chain), seed, **trainer)["accuracy"])
+        # the larger, disjoint portion a previous run trained on; the 10 % run fine-tunes from it
+        source = source_model(splits.with_train(splits.train.take(np.sort(rest))), seed, trainer.get("trainer", "mlp"))
+        for name, warm in WARM_STARTS.items():
+            scores[name].append(train_and_score(small, seed, **trainer, init_from=str(source), **warm)["accuracy"])
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
@@ -182,19 +238,30 @@ def main() -> None:
     print("== 1. Label-noise detection (confident learning, out-of-fold, 5 folds) ==")
     print(f"{'dataset':<14}{'noise':>6}  {'model':<9}{'precision':>10}{'recall':>8}{'seconds':>9}")
     runs = [("breast_cancer", m) for m in ("logistic", "forest", "mlp")] + [("wine", "logistic"), ("digits", "logistic")]
+    target = None
     for dataset, model in runs:
         for rate in (0.1, 0.2):
             r = label_noise_detection(dataset, rate, model, seeds)
             print(f"{dataset:<14}{rate:>6.0%}  {model:<9}{r['precision']:>10.3f}{r['recall']:>8.3f}{r['seconds']:>9.2f}")
+            if (dataset, rate, model) == ("breast_cancer", 0.2, "logistic"):
+                target = r
+    assert target is not None
+    met = target["recall"] >= TARGET_RECALL and target["precision"] >= TARGET_PRECISION
+    print(f"target: recall >= {TARGET_RECALL:.0%} at precision >= {TARGET_PRECISION:.0%}, 20% noise, breast_cancer, logistic "
+          f"(default): {verdict(met)} (precision {target['precision']:.3f}, recall {target['recall']:.3f})")
     sys.stdout.flush()
 
     print("\n== 2. Imbalance 1:20 in train and validation (minority = class 1), test balanced accuracy ==")
     for dataset, imb_seeds in [("breast_cancer", seeds if args.quick else list(range(10))),  # 10 minority rows: more seeds
-                               ("make_classification", seeds)]:
+                               ("make_classification", seeds if args.quick else list(range(5)))]:
         imb = imbalance_benchmark(dataset, imb_seeds)
         for name, value in imb.items():
             delta = f"{(value - imb['naive']) * 100:+.1f} pts" if name != "naive" else "baseline"
             print(f"{dataset:<22}{name:<34}{value:>8.3f}   {delta}")
+        best = max((name for name in imb if name != "naive"), key=imb.__getitem__)
+        gain = (imb[best] - imb["naive"]) * 100
+        print(f"{dataset:<22}target: >= +{TARGET_IMBALANCE_PTS:.0f} pts over naive: {verdict(gain >= TARGET_IMBALANCE_PTS)} "
+              f"(best: {best}, {gain:+.1f} pts; see the module docstring)")
 
     print("\n== 2b. Label noise 20% (breast_cancer): test accuracy with vs without noise handling ==")
     nr = noise_remediation_benchmark(0.2, seeds)
@@ -203,7 +270,7 @@ def main() -> None:
         print(f"{name:<34}{value:>8.3f}   {delta}")
     sys.stdout.flush()
 
-    print("\n== 3. Training on 10% of the training split: test accuracy ==")
+    print("\n== 3. Training on 10% of the training split (augmented, or warm-started from the other 90%): test accuracy ==")
     tabular = {"gaussian_noise x4": [("gaussian_noise", {"copies": 4, "scale": 0.1})],
                "mixup x4": [("mixup", {"copies": 4})],
                "gaussian_copula x2": [("gaussian_copula", {"ratio": 2.0})]}
@@ -214,7 +281,7 @@ def main() -> None:
         label = f"{dataset} ({trainer.get('trainer', 'mlp')})"
         for name, value in small.items():
             ratio = f"x{value / small['none']:.3f} ({(value - small['none']) * 100:+.1f} pts)" if name != "none" else "baseline"
-            print(f"{label:<22}{name:<32}{value:>8.3f}   {ratio}")
+            print(f"{label:<22}{name:<44}{value:>8.3f}   {ratio}")
     print(f"\n(total {time.perf_counter() - started:.0f}s, seeds {seeds})")
 
 

@@ -7,7 +7,7 @@ Figures:
   the summed step times, as % of step compute (target < 10 %);
 - the same split for kfp.local, where the gap is kfp.local's executor processes and artifact I/O.
 
-    .venv/bin/python benchmarks/pipeline_overhead.py [--spec pipelines/breast_cancer.yaml]
+    .venv/bin/python benchmarks/pipeline_overhead.py [--spec pipelines/demo.yaml]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def run(spec: Path, runs_dir: Path, runner: str) -> dict[str, float | dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec", type=Path, default=REPO / "pipelines/breast_cancer.yaml")
+    parser.add_argument("--spec", type=Path, default=REPO / "pipelines/demo.yaml", help="pipeline spec [default: the demo pipeline]")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = run(args.spec, Path(tmp) / "in-process", "in-process")

@@ -7,8 +7,10 @@ Both sides do the same work per epoch: shuffle, big on-device batches, forward, 
 backward, AdamW step, then one validation pass. Two figures:
 
 - epoch throughput (the target figure): samples/s from the fastest epoch over all epochs
-  of all repeats (interference from other processes only ever adds time). The trainer's epoch includes its running train metrics, early-stopping
-  bookkeeping and the epoch callback; its epoch times come from its own history ("seconds").
+  of all repeats (interference from other processes only ever adds time). The trainer's epoch
+  times come from its own history ("seconds"), stamped after all its per-epoch work: running
+  train metrics, scheduler step, early-stopping bookkeeping, the best-weights copy, the
+  checkpoint (off here) and the epoch callback.
 - epoch_cpu (CPU device only): the same with process CPU time, which does not count the
   time spent waiting for a core on a busy shared machine (1 thread: CPU time ~ work done).
 - end to end (`e2e_cpu`: the same in CPU time): `MLPTrainer.fit` as a whole (setup, final eval-mode metrics, confusion matrix,
@@ -27,6 +29,8 @@ Measured 2026-11-23, defaults (CPU, 1 thread, 30k rows x 64 features, MLP [256, 
     e2e_cpu            trainer/hand = 0.678          almost all of it the two report PNGs (matplotlib);
                                                      tuner trials (reports off) skip them
     run time: 109s and 127s wall (44s / 41s CPU)
+
+(Measured before the trainer's epoch time also covered the best-weights copy and the epoch callback.)
 
 Not measured on a GPU (none was lent to the session): the `--device cuda` figures (AMP ratio,
 AMP speedup over fp32) are still to be taken.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def make_distribution(root: Path, name: str, entry_points: dict[str, dict[str, s
         (root / f"{module}.py").write_text(textwrap.dedent(source))
 
 
-LINEAR_TRAINER = '''
+# The light spec module an entry point names, and the implementation its factory loads lazily.
+LINEAR_SPEC = '''
 from pydantic import BaseModel, Field
 from mlplat.registry import PluginSpec, StageKind
 
@@ -39,6 +41,10 @@ class LinearConfig(BaseModel):
     epochs: int = Field(30, ge=1)
 
 
+SPEC = PluginSpec("linear", StageKind.TRAINER, LinearConfig, "thirdparty_linear_impl:LinearTrainer", "softmax regression")
+'''
+
+LINEAR_TRAINER = '''
 class LinearTrainer:
     """Softmax regression: a third-party trainer written only against mlplat's contract."""
 
@@ -66,17 +72,16 @@ class LinearTrainer:
         with torch.no_grad():
             acc = float((net(torch.from_numpy(data.validation.X)).argmax(1).numpy() == data.validation.y).mean())
         return TrainedModel(net, arch, metrics={"val_accuracy": acc})
-
-
-SPEC = PluginSpec("linear", StageKind.TRAINER, LinearConfig, "thirdparty_linear:LinearTrainer", "softmax regression")
 '''
+LINEAR_MODULES = {"thirdparty_linear": LINEAR_SPEC, "thirdparty_linear_impl": LINEAR_TRAINER}
 
 
 @pytest.fixture
 def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    make_distribution(tmp_path, "thirdparty-linear", {"mlplat.trainers": {"linear": "thirdparty_linear:SPEC"}},
-                      {"thirdparty_linear": LINEAR_TRAINER})
+    make_distribution(tmp_path, "thirdparty-linear", {"mlplat.trainers": {"linear": "thirdparty_linear:SPEC"}}, LINEAR_MODULES)
     monkeypatch.syspath_prepend(str(tmp_path))
+    for module in LINEAR_MODULES:  # each test imports the fake distribution afresh
+        monkeypatch.delitem(sys.modules, module, raising=False)
     return tmp_path
 
 
@@ -112,7 +117,7 @@ def test_two_distributions_offering_one_name_is_an_error_naming_both(tmp_path: P
 def test_entry_point_must_resolve_to_a_matching_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_distribution(tmp_path, "wrong-kind", {"mlplat.tuners": {"oops": "wrong_kind:SPEC"}},
                       {"wrong_kind": "from thirdparty_linear import SPEC"})
-    make_distribution(tmp_path / "x", "thirdparty-linear", {}, {"thirdparty_linear": LINEAR_TRAINER})
+    make_distribution(tmp_path / "x", "thirdparty-linear", {}, LINEAR_MODULES)
     monkeypatch.syspath_prepend(str(tmp_path / "x"))
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(PluginError, match="must resolve to a PluginSpec of kind 'tuner' named 'oops'"):
@@ -120,12 +125,12 @@ def test_entry_point_must_resolve_to_a_matching_spec(tmp_path: Path, monkeypatch
 
 
 def test_listing_does_not_import_the_implementation(third_party: Path) -> None:
-    import sys
-
     spec = registry.get("trainer", "linear")
-    assert spec.summary == "softmax regression"
-    assert "thirdparty_linear" in sys.modules  # the light spec module
-    assert spec.factory == "thirdparty_linear:LinearTrainer"
+    assert spec.summary == "softmax regression" and spec.factory == "thirdparty_linear_impl:LinearTrainer"
+    assert "thirdparty_linear" in sys.modules  # the light spec module the entry point names
+    assert "thirdparty_linear_impl" not in sys.modules  # listing stops there
+    assert type(spec.create({"epochs": 1})).__name__ == "LinearTrainer"
+    assert "thirdparty_linear_impl" in sys.modules  # creating a plugin is what loads it
 
 
 def test_third_party_trainer_replaces_builtin_by_configuration_alone(third_party: Path, tmp_path: Path) -> None:

@@ -186,8 +186,12 @@ def test_pipeline_augments_train_only(tmp_path):
     from mlplat.runs import RunStore
     from mlplat.spec import parse_spec, resolve
 
+    frame, label = load_source("sklearn:breast_cancer", None, None, REPO)
+    flipped = np.random.default_rng(0).choice(len(frame), size=len(frame) // 10, replace=False)  # row ids = positions
+    frame.loc[flipped, label] = np.where(frame.loc[flipped, label] == "benign", "malignant", "benign")
+    frame.to_csv(tmp_path / "noisy.csv", index=False)
     spec = resolve(parse_spec({
-        "name": "aug", "seed": 0, "dataset": {"source": "sklearn:breast_cancer"},
+        "name": "aug", "seed": 0, "dataset": {"source": str(tmp_path / "noisy.csv"), "label": label},
         "steps": {"validate": {"plugin": "tabular", "params": {"plot_columns": 0}},
                   "augment": [{"plugin": "label_noise"}, {"plugin": "smote"}],
                   "train": {"plugin": "mlp", "params": {"hidden": [8], "epochs": 2, "early_stopping_patience": None}}},
@@ -198,6 +202,11 @@ def test_pipeline_augments_train_only(tmp_path):
     for name in ("validation", "test"):
         pd.testing.assert_frame_equal(getattr(ingested, name).to_frame(), getattr(augmented, name).to_frame())
     rows = json.loads((steps_dir / "augment" / "augment.json").read_text())
-    suspects = json.loads((steps_dir / "validate" / "findings.json").read_text())["label_noise"]["row_ids"]
-    assert rows[1]["rows"] == rows[0]["rows"] - len(suspects) and rows[2]["synthetic"] > 0
-    assert not set(suspects) & set(augmented.train.row_ids)
+    noise = json.loads((steps_dir / "validate" / "findings.json").read_text())["label_noise"]
+    flipped_in_train = set(flipped) & set(ingested.train.row_ids)
+    found = set(noise["row_ids"]) & flipped_in_train
+    assert len(found) >= 0.5 * len(flipped_in_train) and len(found) >= 0.7 * len(noise["row_ids"])  # the injected noise
+    dropped = {i for i, score in zip(noise["row_ids"], noise["scores"]) if score > 0}  # default min_score 0
+    assert len(dropped) >= 0.5 * len(flipped_in_train)
+    assert rows[1]["rows"] == rows[0]["rows"] - len(dropped) and rows[2]["synthetic"] > 0
+    assert not dropped & set(augmented.train.row_ids)

@@ -115,3 +115,23 @@ def test_cli_exits_1_when_the_gate_fails(tmp_path, expected_schema):
     assert "validation gate failed" in done.stderr
     assert not (tmp_path / "runs" / "latest").exists()
     assert np.all([not (p / "model").exists() for p in (tmp_path / "runs").iterdir()])
+
+
+@pytest.mark.parametrize("steps,field,message", [
+    ({"validate": {"plugin": "tabular", "params": {"severity": {"duplicatez": "fail"}}}},
+     "steps.validate.params.severity", "unknown checks ['duplicatez']"),
+    ({"augment": [{"plugin": "label_noise"}]}, "steps.augment.0.plugin", "'label_noise' needs a validate step"),
+    ({"augment": [{"plugin": "image_augment"}]}, "steps.augment.0.plugin", "'image_augment' needs an image dataset"),
+])
+def test_cli_rejects_inconsistent_data_steps_before_any_run(tmp_path, steps, field, message):
+    """Exit 2 naming the field, and no run directory: the spec is refused when it is resolved, not mid-run."""
+    spec = {"name": "bad", "dataset": {"source": "sklearn:breast_cancer"},
+            "steps": {**steps, "train": {"plugin": "mlp", "params": {"epochs": 1}}}}
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    mlplat = Path(sys.executable).parent / "mlplat"
+    done = subprocess.run([str(mlplat), "run", str(spec_path), "--runs-dir", str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{field}: " in done.stderr and message in done.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

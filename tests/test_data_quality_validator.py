@@ -207,3 +207,40 @@ def test_skew_comparison_is_reusable_with_a_chosen_evidently_method():
     assert set(drifts) == {"a", "b"}  # non-numeric columns are left to the schema checks
     assert drifts["a"].drifted and not drifts["b"].drifted
     assert drifts["a"].p_value is None and "wasserstein" in drifts["a"].test and drifts["a"].score > 0.3 > drifts["b"].score
+
+
+def test_categorical_value_not_in_domain(clean, tmp_path):
+    """TFDV's unexpected string values: the anomaly names the column, the (truncated) domain and the new values."""
+    def with_colour(t: Table, values: list[str]) -> Table:
+        return Table(t.features.assign(colour=[values[i % len(values)] for i in range(len(t))]), t.labels, t.row_ids)
+
+    shades = [f"shade{i:02d}" for i in range(12)]
+    quiet = Splits(clean.info, with_colour(clean.train, shades), with_colour(clean.validation, shades[::-1]),
+                   with_colour(clean.test, shades[:5]))
+    report = run(quiet, tmp_path)
+    assert failed(report, "schema.domain") == []
+    assert [c.column for c in report.checks if c.check == "schema.domain"] == ["colour", "colour"]  # validation, test
+    bad = Splits(clean.info, quiet.train, with_colour(clean.validation, [*shades, "purple", "teal"]), quiet.test)
+    (check,) = failed(run(bad, tmp_path), "schema.domain")
+    assert check.column == "colour" and check.severity == "fail" and check.message.startswith("validation: colour")
+    assert check.observed == ["purple", "teal"] and check.details["rows"] == sum(
+        [*shades, "purple", "teal"][i % 14] in ("purple", "teal") for i in range(len(clean.validation)))
+    assert check.expected == f"one of {shades[:10] + ['... (12 values)']}"
+
+
+def test_moderate_shift_is_flagged_in_a_new_batch(clean, tmp_path):
+    """+3 std on one column: inside the tolerated range (the range check is for gross errors), so the mean-shift
+    check flags it against the schema, and Evidently's skew check against a serving sample."""
+    std = clean.train.features["f2"].std(ddof=0)
+    t = clean.test
+    shifted = Splits(clean.info, clean.train, clean.validation, Table(t.features.assign(f2=t.features["f2"] + 3 * std), t.labels, t.row_ids))
+    report = run(shifted, tmp_path, label_noise={"enabled": False})
+    assert failed(report, "schema.range") == []  # documented: a +3 std shift is not a range anomaly
+    (check,) = failed(report, "schema.shift")
+    assert check.column == "f2" and check.message.startswith("test:") and check.severity == "warn"
+    assert float(check.observed.split()[0]) == pytest.approx(3.0, abs=0.5)
+    serving = clean_frame(200, seed=5).drop(columns=["target"])
+    serving.assign(f2=serving["f2"] + 3 * std).to_csv(tmp_path / "batch.csv", index=False)
+    report = run(clean, tmp_path, serving_sample=str(tmp_path / "batch.csv"), label_noise={"enabled": False})
+    assert {c.column for c in failed(report, "skew")} == {"f2"}
+    assert [c.column for c in failed(report, "schema.shift")] == ["f2"]

@@ -249,7 +249,9 @@ def test_trainjob_is_schema_valid_multi_node_ddp_with_the_same_trainer_config() 
     assert trainer["numNodes"] == 4 and trainer["numProcPerNode"] == 2
     assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "2"
     assert trainer["image"] == "registry.example.com/mlplat:cuda"
-    assert "torchrun -m mlplat.kfp.step train" in trainer["command"][-1]
+    script = trainer["command"][-1]
+    assert script.index("mlplat.kfp.step ingest") < script.index("mlplat.kfp.step validate") < script.index("torchrun -m mlplat.kfp.step train")
+    assert "--require-passed" in script and '--findings "$MLPLAT_WORK/validate" --out "$MLPLAT_OUTPUT/train"' in script
     env = {e["name"]: e["value"] for e in trainer["env"]}
     assert env["MLPLAT_PLUGIN"] == "mlp" and json.loads(env["MLPLAT_PARAMS"]) == spec.steps.train.params
     assert json.loads(env["MLPLAT_SPEC"])["seed"] == spec.seed
@@ -257,6 +259,91 @@ def test_trainjob_is_schema_valid_multi_node_ddp_with_the_same_trainer_config() 
     assert pod["template"]["spec"]["template"]["spec"]["nodeSelector"] == GPU_SPEC["steps"]["train"]["node_selector"]
     with pytest.raises(ValueError, match="nodes"):
         trainjob.build_trainjob(spec, nodes=0)
+
+
+def test_trainjob_of_a_tuned_spec_needs_the_tuned_params(tmp_path: Path) -> None:
+    tuned = REPO / "pipelines/demo.yaml"
+    spec = resolve(load_spec(tuned))
+    with pytest.raises(UsageError, match=r"steps\.tune: .*--best-params runs/<run-id>/steps/tune/best_params\.json"):
+        trainjob.build_trainjob(spec)
+    best_file = tmp_path / "best_params.json"
+    best_file.write_text(json.dumps({"best_params": {"lr": 0.01, "width": 128}, "best_value": 0.97}))
+    env = {e["name"]: e["value"] for e in
+           trainjob.build_trainjob(spec, best_params=trainjob.load_best_params(best_file)).to_dict()["spec"]["trainer"]["env"]}
+    assert json.loads(env["MLPLAT_PARAMS"]) == {**spec.steps.train.params, "lr": 0.01, "width": 128}
+    with pytest.raises(UsageError, match=r"--best-params: depthh not in steps\.tune\.search_space"):
+        trainjob.build_trainjob(spec, best_params={"depthh": 3})
+    with pytest.raises(SpecError, match=r"best_params\.lr"):
+        trainjob.build_trainjob(spec, best_params={"lr": -1.0})
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mlplat", "trainjob", *args], capture_output=True, text=True, cwd=tmp_path)
+
+    done = cli(str(tuned))
+    assert done.returncode == 2 and "--best-params runs/<run-id>/steps/tune/best_params.json" in done.stderr and not done.stdout
+    done = cli(str(tuned), "--best-params", str(best_file))
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(done.stdout)["kind"] == "TrainJob"
+    done = cli(str(REPO / "pipelines/breast_cancer.yaml"), "--best-params", str(best_file))
+    assert done.returncode == 2 and "the spec has no tune step" in done.stderr
+    best_file.write_text("{}")
+    done = cli(str(tuned), "--best-params", str(best_file))
+    assert done.returncode == 2 and "'best_params' object" in done.stderr
+
+
+def test_validate_step_process_with_require_passed_stops_on_a_failed_gate(tmp_path: Path, capsys: Any) -> None:
+    spec = resolve(parse_spec({"name": "outliers", "seed": 1, "dataset": {"source": "sklearn:breast_cancer"}, "steps": {
+        "validate": {"plugin": "tabular", "params": {"outlier_iqr": 0.01, "max_outlier_share": 0.0, "severity": {"outliers": "fail"},
+                                                     "label_noise": {"enabled": False}, "plot_columns": 0}},
+        "train": {"plugin": "mlp"}}}))
+    payload = compiler.spec_json(spec)
+    assert step.main(["ingest", "--spec", payload, "--out", str(tmp_path / "data")]) == 0
+    validate = ["validate", "--spec", payload, "--data", str(tmp_path / "data"), "--out", str(tmp_path / "validate")]
+    assert step.main(validate) == 0  # a KFP component reads the outcome; dsl.If decides
+    assert step.main([*validate, "--require-passed"]) == 1  # a TrainJob has no dsl.If: the script stops here
+    assert "validation gate failed: outliers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        step.main(["ingest", "--spec", payload, "--out", str(tmp_path / "x"), "--require-passed"])
+
+
+AUGMENT_CHAIN: dict[str, Any] = {
+    "name": "chain", "dataset": {"source": "sklearn:breast_cancer"},
+    "steps": {
+        "augment": [{"plugin": "random_oversample", "resources": {"cpu": "500m", "memory": "2Gi"}, "retries": 1,
+                     "node_selector": {"pool": "cpu"}},
+                    {"plugin": "smote", "resources": {"cpu": "2", "memory": "512Mi", "gpus": 1}, "retries": 3, "caching": False,
+                     "node_selector": {"pool": "cpu", "zone": "a"}}],
+        "train": {"plugin": "mlp"},
+    },
+}
+
+
+def test_augment_chain_task_gets_every_augmenters_settings(tmp_path: Path) -> None:
+    ir, platform = compiled_docs(compiler.compile_spec(resolve(parse_spec(AUGMENT_CHAIN)), tmp_path / "chain.yaml"))
+    resources = ir["deploymentSpec"]["executors"]["exec-augment"]["container"]["resources"]
+    assert resources["cpuRequest"] == resources["cpuLimit"] == 2  # augmenter 1's
+    assert resources["memoryRequest"] == pytest.approx(2 * 1.073741824)  # augmenter 0's
+    assert int(resources["accelerator"]["resourceCount"]) == 1
+    augment = by_name(ir["root"]["dag"]["tasks"], "augment")
+    assert augment["retryPolicy"]["maxRetryCount"] == 3 and augment["cachingOptions"] == {}
+    selector = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-augment"]["nodeSelector"]
+    assert selector["labels"] == {"pool": "cpu", "zone": "a"}
+
+
+@pytest.mark.parametrize(("field", "values", "path"), [
+    ("image", ["registry.example.com/a:1", "registry.example.com/b:1"], "steps.augment.1.image"),
+    ("node_selector", [{"pool": "cpu"}, {"pool": "gpu"}], "steps.augment.1.node_selector.pool"),
+])
+def test_augment_chain_settings_that_cannot_be_merged_are_refused(field: str, values: list[Any], path: str) -> None:
+    chain = json.loads(json.dumps(AUGMENT_CHAIN))
+    for augmenter, value in zip(chain["steps"]["augment"], values, strict=True):
+        augmenter[field] = value
+    with pytest.raises(SpecError, match=rf"{path}: .* conflicts with steps\.augment\.0\."):
+        compiler.build_pipeline(resolve(parse_spec(chain)))
+    chain["steps"]["augment"][1]["resources"]["cpu"] = "lots"
+    chain["steps"]["augment"][1].pop(field)
+    with pytest.raises(SpecError, match=r"steps\.augment\.1\.resources\.cpu"):
+        compiler.build_pipeline(resolve(parse_spec(chain)))
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")

@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO, TINY_SPEC
 from mlplat.errors import GateFailed
 from mlplat.kfp.local import KFP_ROOT, run_kfp_local
+from mlplat.runner import run_pipeline
 from mlplat.runs import RunStore
 from mlplat.spec import parse_spec, resolve
 
@@ -27,19 +28,63 @@ def artifact_metadata(output: dict[str, Any], name: str) -> dict[str, Any]:
     return output["artifacts"][name]["artifacts"][0]["metadata"]
 
 
-def test_kfp_local_matches_in_process_and_publishes_to_the_run_store(trained_run: Any, tmp_path: Path) -> None:
-    spec = resolve(parse_spec(TINY_SPEC))  # the spec conftest's in-process run used, same seed
+# Every step kind, each as small as it gets: the KFP components of all of them run here.
+FULL_SPEC: dict[str, Any] = {
+    "name": "tiny-full",
+    "seed": 42,  # a split where the validator flags label-noise suspects, so the first augmenter drops rows
+    "dataset": {"source": "sklearn:breast_cancer", "validation": 0.2, "test": 0.2},
+    "steps": {
+        "validate": {"plugin": "tabular", "params": {"label_noise": {"model": "logistic", "folds": 3, "max_noise_share": 0.1},
+                                                     "severity": {"imbalance": "warn", "duplicates": "warn", "label_noise": "warn"},
+                                                     "plot_columns": 0}},
+        "augment": [{"plugin": "label_noise", "params": {"action": "drop", "max_share": 0.1}}, {"plugin": "smote"}],
+        "tune": {"plugin": "random", "params": {"n_trials": 2, "pruner": "none"},
+                 "search_space": {"lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+                                  "width": {"type": "categorical", "choices": [8, 16]}}},
+        "train": {"plugin": "mlp", "params": {"depth": 1, "width": 32, "epochs": 3, "early_stopping_patience": None,
+                                              "checkpoint_every": 0}},
+        "explain": {"plugin": "integrated_gradients", "params": {"n_steps": 8, "importance_rows": 20, "background_clusters": 4}},
+        "monitor": {"plugin": "evidently"},
+    },
+}
+VOLATILE = {"created_at", "training_wall_s"}  # model.json fields that record when and how long, not what
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def artifact_text(output: dict[str, Any], name: str) -> str:
+    return Path(output["artifacts"][name]["artifacts"][0]["uri"]).read_text()
+
+
+def test_kfp_local_runs_every_step_kind_like_the_in_process_runner(tmp_path: Path) -> None:
+    spec = resolve(parse_spec(FULL_SPEC))
+    in_process = run_pipeline(spec, REPO, RunStore(tmp_path / "in-process"))
     store = RunStore(tmp_path / "runs")
     result = run_kfp_local(spec, REPO, store)
 
-    assert result.metrics["test"] == trained_run.metrics["test"]  # same step functions, same numbers
+    assert result.metrics["test"] == in_process.metrics["test"]  # same step functions, same numbers
+    tuned, expected_tune = result.metrics["tune"], in_process.metrics["tune"]
+    assert (tuned["best_params"], tuned["best_value"], tuned["trials"]) == \
+        (expected_tune["best_params"], expected_tune["best_value"], expected_tune["trials"])
     assert result.metrics["validation"]["passed"] and result.metrics["evaluation_gate"]["passed"]
-    assert set(result.step_seconds) == {"ingest", "validate", "train", "evaluate"}
+    assert set(result.step_seconds) == {"ingest", "validate", "augment", "tune", "train", "evaluate", "explain", "monitor"}
     assert os.readlink(store.root / "latest") == result.run.id
-    assert result.model_dir == result.run.model_dir and (result.model_dir / "model.json").is_file()
-    manifest = json.loads((result.model_dir / "model.json").read_text())
-    assert manifest["metrics"]["test"]["accuracy"] == trained_run.metrics["test"]["accuracy"]
     assert result.run.record()["status"] == "succeeded" and result.run.metrics()["test"] == result.metrics["test"]
+
+    # the published model directory: the same files with the same bytes (weights, explainer, drift
+    # reference, schema); model.json differs only in when it was written and how long training took
+    assert result.model_dir == result.run.model_dir
+    published, expected = files(result.model_dir), files(in_process.model_dir)
+    assert set(published) == set(expected) >= {"weights.safetensors", "model.json", "schema.json", "reference.parquet",
+                                               "explainer.safetensors", "drift_reference.json"}
+    for name in sorted(set(published) - {"model.json"}):
+        assert published[name] == expected[name], name
+    manifest, expected_manifest = (json.loads(f["model.json"]) for f in (published, expected))
+    assert manifest["explainer"]["plugin"] == "integrated_gradients" and manifest["trainer"]["params"]["width"] in (8, 16)
+    assert {k: v for k, v in manifest.items() if k not in VOLATILE} == \
+        {k: v for k, v in expected_manifest.items() if k not in VOLATILE}
 
     # what the Kubeflow UI renders
     evaluate = executor_output(result.run.dir, "evaluate")
@@ -49,14 +94,23 @@ def test_kfp_local_matches_in_process_and_publishes_to_the_run_store(trained_run
     assert [a["displayName"] for a in cm["confusionMatrix"]["annotationSpecs"]] == ["benign", "malignant"]
     assert sum(sum(r["row"]) for r in cm["confusionMatrix"]["rows"]) == result.metrics["test"]["n"]
     assert len(cm["confidenceMetrics"]) > 2  # ROC points (binary task)
-    summary = Path(evaluate["artifacts"]["summary"]["artifacts"][0]["uri"]).read_text()
-    assert "Gate: **PASSED**" in summary
+    assert "Gate: **PASSED**" in artifact_text(evaluate, "summary")
     validate = executor_output(result.run.dir, "validate")
-    assert Path(validate["artifacts"]["report"]["artifacts"][0]["uri"]).read_text().startswith("<!doctype html>")
-    assert "Gate: **PASSED**" in Path(validate["artifacts"]["summary"]["artifacts"][0]["uri"]).read_text()
+    assert artifact_text(validate, "report").startswith("<!doctype html>")
+    assert "Gate: **PASSED**" in artifact_text(validate, "summary")
+    augment = executor_output(result.run.dir, "augment")
+    rows = json.loads((in_process.run.step_dir("augment") / "augment.json").read_text())
+    assert [r["augmenter"] for r in rows] == ["input", "label_noise", "smote"] and rows[1]["rows"] < rows[0]["rows"] < rows[2]["rows"]
+    summary = artifact_text(augment, "summary")
+    assert all(f"| {r['augmenter']} | {r['rows']} | {r['synthetic']} |" in summary for r in rows), summary
+    tune = executor_output(result.run.dir, "tune")
+    assert artifact_metadata(tune, "metrics")["best_value"] == expected_tune["best_value"]
+    assert artifact_metadata(tune, "metrics")["best_lr"] == expected_tune["best_params"]["lr"]
     train = executor_output(result.run.dir, "train")
-    assert "<html" in Path(train["artifacts"]["report"]["artifacts"][0]["uri"]).read_text()
-    assert artifact_metadata(train, "metrics")["epochs_run"] == 8
+    assert "<html" in artifact_text(train, "report")
+    assert artifact_metadata(train, "metrics")["epochs_run"] == 3
+    for task in ("tune", "explain", "monitor"):
+        assert "<html" in artifact_text(executor_output(result.run.dir, task), "report").lower(), task
 
 
 def test_kfp_local_failed_gates_skip_the_rest_and_publish_nothing(tmp_path: Path) -> None:

@@ -1,37 +1,80 @@
-"""The TrainJob's command, run for real on one node: `torchrun -m mlplat.kfp.step train` with two
-CPU ranks (gloo). A cluster runs the same command on every node; here only the node count differs."""
+"""The TrainJob's own script, run for real on one node with two CPU ranks (gloo): ingest, validate,
+augment, then `torchrun -m mlplat.kfp.step train` with the tuned params. A cluster runs the same
+script on every node, with the PET_* variables the torch-distributed runtime sets; here only the
+node count differs. The model it trains must be the one the pipeline trains: same training rows,
+same (tuned) trainer config, same validation schema."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
-from conftest import TINY_SPEC
-from mlplat.kfp import step
-from mlplat.kfp.compiler import spec_json
+from conftest import REPO
+from mlplat.data import Splits
+from mlplat.kfp import trainjob
+from mlplat.runner import run_pipeline
+from mlplat.runs import RunStore
 from mlplat.spec import parse_spec, resolve
+
+SPEC: dict[str, Any] = {
+    "name": "tiny-trainjob",
+    "seed": 3,
+    "dataset": {"source": "sklearn:breast_cancer", "validation": 0.2, "test": 0.2},
+    "steps": {
+        "validate": {"plugin": "tabular", "params": {"label_noise": {"model": "logistic", "folds": 3, "max_noise_share": 0.1},
+                                                     "severity": {"imbalance": "warn", "duplicates": "warn", "label_noise": "warn"},
+                                                     "plot_columns": 0}},
+        "augment": [{"plugin": "label_noise", "params": {"action": "drop", "max_share": 0.1}}, {"plugin": "smote"}],
+        "tune": {"plugin": "random", "params": {"n_trials": 2, "pruner": "none"},
+                 "search_space": {"lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+                                  "width": {"type": "categorical", "choices": [8, 16]}}},
+        "train": {"plugin": "mlp", "params": {"depth": 1, "width": 32, "epochs": 2, "early_stopping_patience": None,
+                                              "checkpoint_every": 0}},
+    },
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.mark.slow
-def test_step_process_trains_under_torchrun_ddp_and_only_rank0_writes_the_model(tmp_path: Path) -> None:
-    spec = resolve(parse_spec({**TINY_SPEC, "steps": {"train": {"plugin": "mlp", "params": {"hidden": [8], "epochs": 2}}}}))
-    payload = spec_json(spec)
-    assert step.main(["ingest", "--spec", payload, "--out", str(tmp_path / "data")]) == 0
-    plugin, params = step.step_parameters(spec, "train")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "mlplat.kfp.step", "train",
-         "--spec", payload, "--plugin", plugin, "--params", params, "--data", str(tmp_path / "data"),
-         "--out", str(tmp_path / "train"), "--model-out", str(tmp_path / "model")],
-        capture_output=True, text=True, env=env, timeout=300)
+def test_trainjob_script_trains_the_pipelines_model_under_torchrun_ddp(tmp_path: Path) -> None:
+    spec = resolve(parse_spec(SPEC))
+    pipeline = run_pipeline(spec, REPO, RunStore(tmp_path / "runs"))  # in-process; its tune step gives the best params
+    best = trainjob.load_best_params(pipeline.run.dir / "steps" / "tune" / "best_params.json")
+
+    trainer = trainjob.build_trainjob(spec, nodes=1, best_params=best).to_dict()["spec"]["trainer"]
+    env = {**os.environ, **{e["name"]: e["value"] for e in trainer["env"]},
+           "MLPLAT_OUTPUT": str(tmp_path / "pvc"), "MLPLAT_WORK": str(tmp_path / "node"),  # the PVC and the node's scratch
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
+           # what the torch-distributed runtime sets on a node; two ranks on this one
+           "PET_NNODES": "1", "PET_NPROC_PER_NODE": "2", "PET_NODE_RANK": "0", "PET_MASTER_ADDR": "127.0.0.1",
+           "PET_MASTER_PORT": str(free_port())}
+    done = subprocess.run(trainer["command"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    manifest = json.loads((tmp_path / "model" / "model.json").read_text())
-    assert manifest["trainer"]["plugin"] == "mlp"
-    metrics = json.loads((tmp_path / "train" / "metrics.json").read_text())
+
+    model, published = tmp_path / "pvc" / "model", pipeline.model_dir
+    assert (model / "schema.json").read_text() == (published / "schema.json").read_text()
+    manifest, expected = (json.loads((d / "model.json").read_text()) for d in (model, published))
+    assert manifest["trainer"] == expected["trainer"]  # same plugin, same config, tuned params included
+    assert {k: manifest["trainer"]["params"][k] for k in best} == best and best["width"] != SPEC["steps"]["train"]["params"]["width"]
+    rows, pipeline_rows = Splits.load(tmp_path / "node" / "augment").train, Splits.load(pipeline.run.dir / "steps" / "augment").train
+    assert len(rows) == len(pipeline_rows) and np.array_equal(rows.labels, pipeline_rows.labels)
+    assert np.array_equal(rows.features.to_numpy(), pipeline_rows.features.to_numpy())  # noisy rows dropped, SMOTE rows added
+    assert int(rows.synthetic.sum()) > 0 and len(rows) != len(Splits.load(tmp_path / "node" / "data").train)
+
+    metrics = json.loads((tmp_path / "pvc" / "train" / "metrics.json").read_text())
     assert metrics["ddp_processes"] == 2  # the trainer really ran as two DDP ranks
-    assert (tmp_path / "train" / ".rank1").is_dir() and not (tmp_path / "train" / ".rank1" / "model.json").exists()
+    rank1 = tmp_path / "pvc" / "train" / ".rank1"
+    assert rank1.is_dir() and not (rank1 / "model.json").exists()  # only rank 0 writes the model

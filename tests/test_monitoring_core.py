@@ -9,6 +9,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -72,6 +73,27 @@ def test_noise_control_min_window_importance_and_effect_size() -> None:
     assert f0.p_value is not None and f0.p_value < 0.01 and not f0.drifted and not tiny.dataset_drift
 
 
+@pytest.mark.parametrize(("shift", "alerts"), [(0.24, False), (0.30, True)])
+def test_benjamini_hochberg_correction_across_features(shift: float, alerts: bool) -> None:
+    """One shifted feature among 8 unshifted ones: its raw K-S p-value is under the FDR level in both
+    cases, but corrected for 8 tests it stays under only for the larger shift."""
+    from scipy import stats
+
+    ref_values, cur_values = (stats.norm.ppf((np.arange(n) + 0.5) / n) for n in (1000, 500))
+    reference = pd.DataFrame({c: ref_values for c in COLS})
+    current = pd.DataFrame({c: cur_values for c in COLS})
+    current["f0"] += shift
+    detector = registry.get("drift_detector", "evidently").create({})
+    config = detector.config
+    f0 = next(f for f in detector.detect(detector.fit(reference, None), current).features if f.feature == "f0")
+    raw = stats.ks_2samp(reference["f0"], current["f0"]).pvalue
+    # uncorrected, f0 would alert: p-value under the FDR level, effect over its floor, window big enough
+    assert raw < config.fdr and f0.effect_size >= config.min_effect_size and len(current) >= config.min_window
+    assert stats.ks_2samp(reference["f1"], current["f1"]).pvalue == 1.0  # the 7 others: no shift at all
+    assert f0.p_value == pytest.approx(raw * len(COLS))  # BH: the smallest of 8 p-values times 8
+    assert f0.drifted is alerts
+
+
 def test_window_wraps_labels_and_persists(tmp_path: Path) -> None:
     window = Window(["a", "b"], capacity=5)
     for i in range(7):
@@ -126,18 +148,15 @@ def test_monitor_drift_hysteresis_gap_and_restart(model_dir: Path, tmp_path: Pat
     from prometheus_client import REGISTRY
 
     reference, features = _rows(model_dir)
-    settings = MonitorSettings(capacity=400, consecutive=2, min_new_rows=50, min_labels=30, state_dir=tmp_path / "state",
-                               report_interval_s=0)
+    settings = MonitorSettings(capacity=400, consecutive=2, min_new_rows=50, min_labels=30, state_dir=tmp_path / "state")
     monitor = Monitor(model_dir, settings)
-    monitor._last_report = 0.0  # write the report at the first evaluation
     rng = np.random.default_rng(0)
     sample = reference.sample(300, replace=True, random_state=0)
     X, y_pred = sample[features].to_numpy(np.float32), sample[PREDICTION_COLUMN].to_numpy()
     monitor.window.record(X, y_pred, ["in"])
     summary = monitor.evaluate()
     assert summary["rows"] == 300 and not summary["dataset_drift"] and not summary["data_drift_alert"]
-    assert (tmp_path / "state" / "drift_report.html").stat().st_size > 10_000  # Evidently's HTML
-    monitor.settings.report_interval_s = 3600  # one report is enough here: they take seconds
+    assert (tmp_path / "state" / "drift_report.html").stat().st_size > 10_000  # Evidently's HTML, at the first evaluation
 
     stds = reference[features].std().to_numpy()
     for i in range(2):  # hysteresis: the flag rises on the 2nd drifted window, not the 1st
@@ -177,6 +196,151 @@ def test_gap_uses_cv_band_and_falls_back_without_cv(model_dir: Path) -> None:
     assert band.std == pytest.approx(max(math.sqrt(test_accuracy * (1 - test_accuracy) / 100), 0.01))
 
 
+def test_cv_band_has_macro_f1_and_the_f1_gap_uses_it(model_dir: Path) -> None:
+    import torch
+    from sklearn.metrics import f1_score
+
+    from mlplat.contracts.trainer import ArrayData
+    from mlplat.modeldir import LoadedModel
+    from mlplat_plugins.torch_trainers import TrainingConfig, cv
+
+    loaded = LoadedModel.load(model_dir)
+    reference, features = _rows(model_dir)
+    rng = np.random.default_rng(0)
+    rows = []
+    for fold in range(3):  # each "fold" scores the trained network on a different noisy labelling
+        part = reference.sample(120, random_state=fold)
+        X = loaded.preprocess(part[features].to_numpy(np.float32))
+        y = np.where(rng.random(len(part)) < 0.2, 1 - part[PREDICTION_COLUMN], part[PREDICTION_COLUMN]).astype(np.int64)
+        scores = cv.score_fold(loaded.network, ArrayData(X, y), "val", TrainingConfig(), torch.device("cpu"), 2)
+        with torch.inference_mode():
+            predicted = loaded.network(torch.from_numpy(X)).argmax(1).numpy()
+        assert scores["val_f1"] == pytest.approx(f1_score(y, predicted, average="macro"))
+        rows.append({**scores, **{k.replace("val_", "train_"): v for k, v in scores.items()}})
+    band = cv.band(rows)
+    f1s = [r["val_f1"] for r in rows]
+    assert band["val_f1"] == {"mean": pytest.approx(np.mean(f1s)), "std": pytest.approx(np.std(f1s, ddof=1))}
+
+    manifest = read_manifest(model_dir)
+    manifest["cv"] = band
+    write_manifest(model_dir, manifest)
+    monitor = Monitor(model_dir, MonitorSettings(min_labels=10))
+    f1_band = monitor.band("f1", 100)
+    assert f1_band is not None and f1_band.source == "cv" and f1_band.mean == pytest.approx(np.mean(f1s))
+    sample = reference.head(40)
+    monitor.window.record(sample[features].to_numpy(np.float32), sample[PREDICTION_COLUMN].to_numpy(), ["r"])
+    labels = [1 - int(p) if i % 4 == 0 else int(p) for i, p in enumerate(sample[PREDICTION_COLUMN])]  # 75 % right
+    monitor.feedback([f"r/{i}" for i in range(40)], labels)
+    summary = monitor.evaluate()
+    assert summary["generalization_gap"]["f1"] == pytest.approx((summary["live"]["f1"] - f1_band.mean) / f1_band.std)
+
+
+def test_report_is_written_at_the_first_evaluation_without_a_state_dir(model_dir: Path) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from mlplat.monitoring.service import router
+
+    reference, features = _rows(model_dir)
+    monitor = Monitor(model_dir, MonitorSettings(interval_s=3600))  # what `mlplat serve` gets by default
+    app = FastAPI()
+    app.include_router(router({monitor.name: monitor}))
+    client = TestClient(app)
+    url = f"/v1/models/{monitor.name}/monitor/report"
+    assert client.get(url).status_code == 404  # nothing evaluated yet
+    sample = reference.head(250)
+    monitor.window.record(sample[features].to_numpy(np.float32), sample[PREDICTION_COLUMN].to_numpy(), ["a"])
+    monitor.evaluate()
+    report = client.get(url)
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html") and len(report.text) > 10_000
+    path = monitor.report_path
+    assert path is not None
+    written = path.stat().st_mtime_ns
+    monitor.evaluate()  # the next one waits for report_interval_s (300 s by default)
+    assert path.stat().st_mtime_ns == written
+    monitor.stop()
+    assert not path.parent.exists()  # the temporary report directory goes with the monitor
+
+
+def test_a_started_monitor_exports_its_clock_before_any_evaluation(model_dir: Path) -> None:
+    from prometheus_client import REGISTRY
+
+    manifest = read_manifest(model_dir)
+    manifest["name"] = "never-evaluates"  # a name no other test's monitor set the gauge for
+    write_manifest(model_dir, manifest)
+    monitor = Monitor(model_dir, MonitorSettings(interval_s=3600))
+    gauge = "mlplat_monitor_last_evaluation_timestamp_seconds"
+    assert REGISTRY.get_sample_value(gauge, {"model": "never-evaluates"}) is None
+    started = time.time()
+    monitor.start()  # the stale alert's clock runs from here, so a monitor that never evaluates goes stale
+    try:
+        value = REGISTRY.get_sample_value(gauge, {"model": "never-evaluates"})
+        assert value is not None and started <= value <= time.time()
+    finally:
+        monitor.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_killed_monitor_restarts_with_its_rows_and_labels(model_dir: Path, tmp_path: Path) -> None:
+    """SIGKILL, no clean stop: rows and labels reach the state directory within a second of
+    arriving (not only at the next evaluation, an hour away here), so a restart resumes with them."""
+    import subprocess
+    import sys
+
+    reference, features = _rows(model_dir)
+    name = read_manifest(model_dir)["name"]
+    port, state = _free_port(), tmp_path / "state"
+    command = [str(Path(sys.executable).with_name("mlplat")), "monitor", str(model_dir), "--port", str(port),
+               "--state-dir", str(state), "--interval", "3600"]
+    base = f"http://127.0.0.1:{port}"
+
+    def started() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=(tmp_path / "monitor.log").open("ab"))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "monitor.log").read_text()
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        proc.kill()
+        raise AssertionError("the monitor never became ready")
+
+    proc = started()
+    try:
+        rows = reference[features].head(4).to_numpy().tolist()
+        ids = [f"client/{i}" for i in range(4)]
+        headers = {"ce-id": "event", "ce-specversion": "1.0", "ce-source": "kserve"}
+        for kind, body in (("request", {"instances": rows}), ("response", {"predictions": [0, 1, 1, 0], "request_ids": ids})):
+            logged = httpx.post(base, json=body, headers={**headers, "ce-type": f"org.kubeflow.serving.inference.{kind}"})
+            assert logged.status_code == 200, logged.text
+        assert httpx.post(f"{base}/v1/models/{name}/feedback", json={"ids": ids[:3], "labels": [0, 1, 0]}).json()["accepted"] == 3
+        saved = state / name / "window.parquet"
+        deadline = time.monotonic() + 30
+        while not (saved.is_file() and (pd.read_parquet(saved)["__label__"] >= 0).sum() == 3):
+            assert time.monotonic() < deadline, "rows and labels never reached the state directory"
+            time.sleep(0.1)
+    finally:
+        proc.kill()  # SIGKILL: no shutdown hook runs
+        proc.wait(timeout=30)
+    proc = started()
+    try:
+        summary = httpx.post(f"{base}/v1/models/{name}/monitor/evaluate", timeout=120).json()
+        assert summary["rows"] == 4 and summary["labeled_rows"] == 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_service_feedback_and_cloudevents(model_dir: Path) -> None:
     from fastapi.testclient import TestClient
 
@@ -186,29 +350,54 @@ def test_service_feedback_and_cloudevents(model_dir: Path) -> None:
     monitor = Monitor(model_dir, MonitorSettings(interval_s=3600))
     client = TestClient(create_app({monitor.name: monitor}))
     rows = reference[features].head(3).to_numpy().tolist()
-    headers = {"ce-id": "req-1", "ce-specversion": "1.0", "ce-source": "kserve", "ce-inferenceservicename": monitor.name}
-    response = client.post("/", content=json.dumps({"predictions": [0, 1, 1]}),
-                           headers={**headers, "ce-type": "org.kubeflow.serving.inference.response"})
+    # the KServe logger's event id is its own (Ce-Id or a fresh uuid), not the id the client got back
+    headers = {"ce-id": "event-1", "ce-specversion": "1.0", "ce-source": "kserve", "ce-inferenceservicename": monitor.name}
+    request_type, response_type = "org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response"
+    answered = {"predictions": [0, 1, 1], "request_ids": ["client-1/0", "client-1/1", "client-1/2"]}
+    response = client.post("/", content=json.dumps(answered), headers={**headers, "ce-type": response_type})
     assert response.status_code == 200 and response.json()["recorded"] == 0  # waits for its request
-    response = client.post("/", content=json.dumps({"instances": rows}),
-                           headers={**headers, "ce-type": "org.kubeflow.serving.inference.request"})
+    response = client.post("/", content=json.dumps({"instances": rows}), headers={**headers, "ce-type": request_type})
     assert response.json() == {"recorded": 3} and monitor.window.total == 3
-    ok = client.post(f"/v1/models/{monitor.name}/feedback", json={"request_id": "req-1", "labels": [0, 1, monitor.classes[0]]})
+    ok = client.post(f"/v1/models/{monitor.name}/feedback", json={"request_id": "client-1", "labels": [0, 1, monitor.classes[0]]})
     assert ok.status_code == 200 and ok.json() == {"accepted": 3, "unknown_ids": []}
-    assert client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["req-1/0"], "labels": [7]}).status_code == 422
+    by_event = client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["event-1/0"], "labels": [0]})
+    assert by_event.json() == {"accepted": 0, "unknown_ids": ["event-1/0"]}
+    assert client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["client-1/0"], "labels": [7]}).status_code == 422
     missing = client.post(f"/v1/models/{monitor.name}/feedback", json={"labels": [1]})
     assert missing.status_code == 422 and "request_id" in missing.text
     assert client.post("/v1/models/nope/feedback", json={"request_id": "x", "labels": [1]}).status_code == 404
+
+    def logged(event_id: str, request: object, response: object) -> httpx.Response:
+        client.post("/", content=json.dumps(request), headers={**headers, "ce-id": event_id, "ce-type": request_type})
+        return client.post("/", content=json.dumps(response), headers={**headers, "ce-id": event_id, "ce-type": response_type})
+
+    # the explainer's synthetic rows (KernelShap coalitions) are answered but never recorded
+    from mlplat.monitoring.window import EXPLAINER_PARAMETERS
+
+    skipped = logged("event-2", {"instances": rows, "parameters": EXPLAINER_PARAMETERS}, answered)
+    assert skipped.json() == {"recorded": 0, "skipped": "explainer"} and monitor.window.total == 3
+    # V2: rows keyed by the response id; a response without ids (another server): by the event id
+    v2 = {"inputs": [{"name": "input-0", "shape": [1, len(features)], "datatype": "FP32", "data": rows[0]}]}
+    outputs = [{"name": "probabilities", "shape": [1, 2], "datatype": "FP32", "data": [0.2, 0.8]},
+               {"name": "predicted_class", "shape": [1], "datatype": "BYTES", "data": [monitor.classes[1]]}]
+    assert logged("event-3", v2, {"id": "client-2", "model_name": monitor.name, "outputs": outputs}).json() == {"recorded": 1}
+    assert logged("event-4", {"instances": rows[:1]}, {"predictions": [1]}).json() == {"recorded": 1}
+    both = client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["client-2", "event-4"], "labels": [1, 1]})
+    assert both.json() == {"accepted": 2, "unknown_ids": []}
+    assert list(monitor.window.frame()[PREDICTION_COLUMN]) == [0, 1, 1, 1, 1]
+    wrong_ids = logged("event-5", {"instances": rows}, {"predictions": [0, 1, 1], "request_ids": ["a", "b"]})
+    assert wrong_ids.status_code == 400 and "request_ids" in wrong_ids.json()["detail"]
+
     bad = client.post("/", content=json.dumps({"instances": [[1.0, 2.0]]}),
-                      headers={**headers, "ce-id": "req-2", "ce-type": "org.kubeflow.serving.inference.request"})
+                      headers={**headers, "ce-id": "req-2", "ce-type": request_type})
     assert bad.status_code == 200  # held until its response arrives; the shape is checked when paired
     paired = client.post("/", content=json.dumps({"predictions": [0]}),
-                         headers={**headers, "ce-id": "req-2", "ce-type": "org.kubeflow.serving.inference.response"})
+                         headers={**headers, "ce-id": "req-2", "ce-type": response_type})
     assert paired.status_code == 400 and "instances" in paired.json()["detail"]
     assert client.post("/", content=b"{}", headers={"ce-id": "x"}).status_code == 400
     metrics = client.get("/metrics").text
-    assert f'mlplat_monitor_records_total{{model="{monitor.name}"}} 3.0' in metrics
-    assert f'mlplat_monitor_labels_received_total{{model="{monitor.name}"}} 3.0' in metrics
+    assert f'mlplat_monitor_records_total{{model="{monitor.name}"}} 5.0' in metrics
+    assert f'mlplat_monitor_labels_received_total{{model="{monitor.name}"}} 5.0' in metrics
 
 
 def test_monitor_step_fits_state_with_importance_and_monitor_uses_it(model_dir: Path, tmp_path: Path) -> None:

@@ -4,10 +4,11 @@ Alertmanager routing to a webhook run by this test.
 
 In-distribution traffic raises nothing; shifted traffic delivers MlplatDataDrift to the webhook;
 mostly-wrong labels on the feedback route deliver MlplatGeneralizationGap; every metric the rules
-and the dashboard query is on the server's /metrics; a restarted server resumes with the same
-window and labels. Beside it, the standalone `mlplat monitor` gets every call as the KServe
-payload logger's CloudEvents plus the same feedback, and reaches the same verdicts. Every process
-is stopped at the end.
+and the dashboard query is on the server's /metrics; a killed (SIGKILL) server delivers
+MlplatMonitorAbsent, and restarted it resumes with the same window and labels. Beside it, the
+standalone `mlplat monitor` gets every call as the KServe payload logger's CloudEvents (with the
+logger's own event ids, not the ids the client got) plus the same feedback, keyed by the ids the
+client got, and reaches the same verdicts. Every process is stopped at the end.
 """
 
 from __future__ import annotations
@@ -91,12 +92,15 @@ def ready(url: str, name: str) -> bool:
     return httpx.get(f"{url}/v1/models/{name}").status_code == 200
 
 
+ABSENT_FOR_S = 10  # MlplatMonitorAbsent: longer than a few missed scrapes of a loaded box, short enough to wait for
+
+
 def fast_rules(target: Path) -> Path:
-    """The shipped rules with `for:` shortened to 2s, so the test sees alerts in seconds."""
+    """The shipped rules with `for:` shortened to seconds, so the test sees alerts in seconds."""
     rules = yaml.safe_load(RULES.read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
-            rule["for"] = "2s"
+            rule["for"] = f"{ABSENT_FOR_S}s" if rule["alert"] == "MlplatMonitorAbsent" else "2s"
     target.write_text(yaml.safe_dump(rules))
     return target
 
@@ -135,12 +139,17 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
                          f"--cluster.listen-address=127.0.0.1:{ports['cluster']}"],
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(*names: str) -> None:
+        for name in names:
+            procs[name] = subprocess.Popen(commands[name], stdout=(logs / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
+
     try:
-        for name, command in commands.items():
-            procs[name] = subprocess.Popen(command, stdout=(logs / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
+        start("serve", "monitor")
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         wait_for("the model server", lambda: ready(urls["serve"], model_name), 90, procs)
         wait_for("the monitor", lambda: httpx.get(f"{urls['monitor']}/healthz").status_code == 200, 60, procs)
+        start("prometheus", "alertmanager")  # after the server: before, its monitor really is absent
         wait_for("prometheus", lambda: httpx.get(f"{urls['prometheus']}/-/ready").status_code == 200, 30, procs)
         wait_for("alertmanager", lambda: httpx.get(f"{urls['alertmanager']}/-/ready").status_code == 200, 30, procs)
         yield {"urls": urls, "procs": procs, "webhook": webhook, "model_dir": model_dir, "logs": logs, "commands": commands}
@@ -160,13 +169,16 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 def predict(client: httpx.Client, urls: dict[str, str], name: str, rows: np.ndarray) -> tuple[list[str], list[str]]:
     """One V1 predict call, then what the KServe payload logger sends the monitor for it: a request
-    and a response CloudEvent. Returns the predicted class names and the per-row ids feedback is keyed by."""
-    request_id, request = uuid.uuid4().hex, {"instances": rows.tolist()}
-    response = client.post(f"{urls['serve']}/v1/models/{name}:predict", json=request, headers={"x-request-id": request_id})
+    and a response CloudEvent, with the logger's own event id (its Ce-Id, or a fresh uuid), not the
+    ids the client got. Returns the predicted class names and the per-row ids the client got."""
+    request = {"instances": rows.tolist()}
+    response = client.post(f"{urls['serve']}/v1/models/{name}:predict", json=request)  # the server picks the id
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["request_ids"] == [f"{request_id}/{i}" for i in range(len(rows))] and len(body["predictions"]) == len(rows)
-    headers = {"ce-id": request_id, "ce-specversion": "1.0", "ce-source": "http://localhost/predictor",
+    event_id = uuid.uuid4().hex
+    assert len(set(body["request_ids"])) == len(body["predictions"]) == len(rows)
+    assert not any(event_id in row_id for row_id in body["request_ids"])
+    headers = {"ce-id": event_id, "ce-specversion": "1.0", "ce-source": "http://localhost/predictor",
                "ce-inferenceservicename": name, "content-type": "application/json"}
     for kind, data in (("request", request), ("response", body)):
         logged = client.post(urls["monitor"], json=data, headers={**headers, "ce-type": f"org.kubeflow.serving.inference.{kind}"})
@@ -245,10 +257,15 @@ def test_alerts_reach_the_webhook(stack: dict[str, Any]) -> None:
     missing = queried_metrics() - exported
     assert not missing, f"queried but not exported by mlplat serve: {sorted(missing)}"
 
-    # 5. a restart loses nothing: SIGTERM persists window, labels and hysteresis; a new server resumes
+    # 5. a killed server: its monitor is absent from Prometheus, and the alert says so; restarted, it
+    #    lost nothing (window, labels and hysteresis were saved within a second of changing)
+    assert not webhook.firing("MlplatMonitorAbsent")
     server = procs.pop("serve")
-    server.terminate()
-    assert server.wait(timeout=30) in (0, -15)
+    server.kill()
+    assert server.wait(timeout=30) == -9
+    absent = wait_for("MlplatMonitorAbsent at the webhook", lambda: webhook.firing("MlplatMonitorAbsent"),
+                      ABSENT_FOR_S + 60, procs)
+    assert absent[0]["labels"]["severity"] == "warning"
     procs["serve"] = subprocess.Popen(stack["commands"]["serve"], stdout=(stack["logs"] / "serve2.log").open("wb"),
                                       stderr=subprocess.STDOUT)
     wait_for("the restarted server", lambda: ready(urls["serve"], name), 90, procs)

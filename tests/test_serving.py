@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,15 @@ def bad_v1(instances: Any) -> dict[str, Any]:
     return {"json": {"instances": instances}}
 
 
+def bad_record(drop: tuple[str, ...] = (), **values: Any) -> dict[str, Any]:
+    """One V1 instance keyed by feature name: every feature of the model but `drop`, then `values` (built in the test)."""
+    return {"record": (drop, values)}
+
+
+def raw_json(body: bytes) -> dict[str, Any]:
+    return {"content": body, "headers": {"content-type": "application/json"}}
+
+
 BAD_INPUTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("short row", bad_v1([[1.0] * 29]), 400, "has 29 values, the model expects 30"),
     ("long row", bad_v1([[1.0] * 31]), 400, "has 31 values"),
@@ -173,9 +183,21 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("instance is a number", bad_v1([5]), 400, "must be a list of 30 numbers or an object"),
     ("instance is a string", bad_v1(["row"]), 400, "must be a list of 30 numbers or an object"),
     ("overflows float32", bad_v1([[1e39] + ROW[1:]]), 400, "not a finite float32"),
-    ("NaN literal", {"content": b'{"instances": [[NaN]]}', "headers": {"content-type": "application/json"}}, 400, "Unrecognized request format"),
-    ("Infinity literal", {"content": b'{"instances": [[Infinity]]}', "headers": {"content-type": "application/json"}}, 400, "Unrecognized request format"),
-    ("malformed JSON", {"content": b'{"instances": [[1,', "headers": {"content-type": "application/json"}}, 400, "Unrecognized request format"),
+    ("NaN literal", raw_json(b'{"instances": [[NaN]]}'), 400, "JSON has no NaN/Infinity (got NaN); send finite numbers"),
+    ("Infinity literal", raw_json(b'{"instances": [[1, Infinity]]}'), 400, "JSON has no NaN/Infinity (got Infinity)"),
+    ("-Infinity literal", raw_json(b'{"instances": [[1, -Infinity]]}'), 400, "JSON has no NaN/Infinity (got -Infinity)"),
+    ("NaN literal to explain", {"path": "explain", **raw_json(b'{"instances": [[NaN]]}')}, 400, "JSON has no NaN/Infinity"),
+    ("V2 NaN literal", {"path": "v2", **raw_json(b'{"inputs": [{"name": "input-0", "shape": [1, 30], "datatype": "FP32", "data": [NaN'
+                                                 + b', 1' * 29 + b']}]}')}, 400, "input-0[0][0] (feature 'mean radius') is not finite: nan"),
+    ("NaN as a string", bad_v1([["NaN"] + ROW[1:]]), 400, "expected a number, got a string 'NaN'"),
+    ("malformed JSON", raw_json(b'{"instances": [[1,'), 400, "Unrecognized request format: unexpected end of data"),
+    ("malformed JSON, NaN in a string", raw_json(b'{"note": "NaN", "instances": [[1,'), 400, "Unrecognized request format: unexpected end"),
+    ("V1 unknown feature", bad_record(bogus=1.0), 400, "instances[0]: unknown feature(s) ['bogus']"),
+    ("V1 missing feature", bad_record(("mean radius",)), 400, "instances[0]: missing feature(s) ['mean radius']"),
+    ("V1 unknown and missing feature", bad_record(("mean radius",), bogus=1.0), 400,
+     "instances[0]: unknown feature(s) ['bogus']; missing feature(s) ['mean radius']"),
+    ("V1 string in a named feature", bad_record(**{"mean texture": "abc"}), 400,
+     "instances[0] feature 'mean texture': expected a number, got a string 'abc'"),
     ("text/plain", {"content": b"1,2,3", "headers": {"content-type": "text/plain"}}, 415, "'text/plain' is not supported"),
     ("form encoded", {"content": b"a=1", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415, "send application/json"),
     ("xml", {"content": b"<x/>", "headers": {"content-type": "application/xml"}}, 415, "'application/xml'"),
@@ -192,19 +214,39 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("V2 null in data", {"path": "v2", "json": {"inputs": [{"name": "input-0", "shape": [1, 30], "datatype": "FP32", "data": [None] + ROW[1:]}]}}, 400, "got null"),
     ("V2 unknown per-feature inputs", {"path": "v2", "json": {"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [1.0]}] * 2}}, 400, "unknown ['a']"),
     ("V2 missing inputs field", {"path": "v2", "json": {"outputs": []}}, 422, "inputs"),
+    ("V2 versioned text/plain", {"path": "v2 versioned", "content": b"1,2,3", "headers": {"content-type": "text/plain"}},
+     415, "'text/plain' is not supported"),
+    ("V2 versioned body over the limit", {"path": "v2 versioned", "json": {"inputs": [
+        {"name": "input-0", "shape": [700, 30], "datatype": "FP32", "data": [123456.789] * 30 * 700}]}},
+     413, f"exceeds the {MAX_BODY}-byte limit"),
     ("explain bad row", {"path": "explain", "json": {"instances": [[1.0] * 3]}}, 400, "has 3 values"),
     ("feedback labels mismatch", {"path": "feedback", "json": {"ids": ["a", "b"], "labels": ["malignant"]}}, 422, "labels must be a list as long as ids"),
     ("feedback unknown class", {"path": "feedback", "json": {"ids": ["a"], "labels": ["purple"]}}, 422, "purple"),
 ]
 
 
+def bad_request(model: Any, request_kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(path, httpx keyword arguments) for a BAD_INPUTS entry."""
+    kwargs = dict(request_kwargs)
+    path = kwargs.pop("path", predict_url(model))
+    path = {"v2": f"/v2/models/{model.name}/infer", "v2 versioned": f"/v2/models/{model.name}/versions/1/infer",
+            "explain": f"/v1/models/{model.name}:explain", "feedback": f"/v1/models/{model.name}/feedback"}.get(path, path)
+    if "record" in kwargs:
+        drop, values = kwargs.pop("record")
+        kwargs["json"] = {"instances": [{**{n: 1.0 for n in model.feature_names if n not in drop}, **values}]}
+    return path, kwargs
+
+
+def rejections(client: httpx.Client) -> dict[str, float]:
+    """mlplat_rejected_requests_total of the served model, by reason."""
+    return {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'mlplat_rejected_requests_total\{model="served",reason="(\w+)"\} ([\d.]+)', client.get("/metrics").text)}
+
+
 @pytest.mark.parametrize(("case", "request_kwargs", "status", "message"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
 def test_bad_input_gets_a_4xx_that_names_the_problem(client: httpx.Client, model: Any, case: str,
                                                      request_kwargs: dict[str, Any], status: int, message: str) -> None:
-    kwargs = dict(request_kwargs)
-    path = kwargs.pop("path", predict_url(model))
-    path = {"v2": f"/v2/models/{model.name}/infer", "explain": f"/v1/models/{model.name}:explain",
-            "feedback": f"/v1/models/{model.name}/feedback"}.get(path, path)
+    path, kwargs = bad_request(model, request_kwargs)
     reply = client.post(path, **kwargs)
     assert reply.status_code == status, (case, reply.text)
     assert message in reply.text, (case, reply.text)
@@ -219,14 +261,45 @@ def test_still_healthy_after_bad_inputs_and_counts_rejections(client: httpx.Clie
     client.post(f"/v1/models/{model.name}:explain", json={"instances": rows[:1].tolist()})
     assert client.get("/v2/health/live").status_code == 200
     assert client.post(predict_url(model), json={"instances": rows[:1].tolist()}).status_code == 200
+    rejected = rejections(client)
     metrics = client.get("/metrics").text
-    rejected = {m.group(1): float(m.group(2)) for m in
-                re.finditer(r'mlplat_rejected_requests_total\{model="served",reason="(\w+)"\} ([\d.]+)', metrics)}
     assert rejected.get("shape", 0) >= 3 and rejected.get("content_type", 0) >= 1 and rejected.get("too_large", 0) >= 1
     assert re.search(r'mlplat_predictions_total\{class="\w+",model="served"\} [1-9]', metrics)
     assert "request_predict_seconds_bucket" in metrics  # KServe's per-stage latency histograms
     assert re.search(r'mlplat_explanation_duration_seconds_count\{method="kernel_shap",model="served"\} [1-9]', metrics)
     assert re.search(r'mlplat_monitor_window_rows\{model="served"\} [1-9]', metrics)
+
+
+def test_every_4xx_on_predict_and_explain_is_counted_once(client: httpx.Client, model: Any) -> None:
+    # KServe's own refusals (decode errors, FastAPI's 422, unknown models) by status code; ours by their reason
+    sent = {"malformed JSON": 400, "V2 missing inputs field": 422, "unknown model": 404, "NaN literal": 400,
+            "short row": 400, "explain bad row": 400, "text/plain": 415, "V2 versioned text/plain": 415,
+            "feedback unknown class": 422}  # feedback is no predict/explain handler: not a rejection
+    before = rejections(client)
+    for case, request_kwargs, _, _ in BAD_INPUTS:
+        if case in sent:
+            path, kwargs = bad_request(model, request_kwargs)
+            assert client.post(path, **kwargs).status_code == sent[case], case
+    after = rejections(client)
+    counted = {reason: after[reason] - before.get(reason, 0) for reason in after if after[reason] != before.get(reason, 0)}
+    assert counted == {"malformed": 2, "not_found": 1, "non_finite": 1, "shape": 2, "content_type": 2}
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/v1/models/m:predict", ("m", "predict")),
+    ("/v1/models/m:explain", ("m", "explain")),
+    ("/v2/models/m/infer", ("m", "predict")),
+    ("/v2/models/m/versions/1/infer", ("m", "predict")),
+    ("/v2/models/m", ("m", "metadata")),
+    ("/v2/models/m/versions/1", ("m", "metadata")),
+    ("/v2/models/m/versions/1/ready", ("m", "ready")),
+    ("/v1/models/m/feedback", ("m", "feedback")),
+    ("/metrics", ("", "other")),
+])
+def test_request_paths_map_to_their_handler(path: str, expected: tuple[str, str]) -> None:
+    from mlplat.monitoring.http_metrics import handler_of
+
+    assert handler_of(path) == expected
 
 
 def test_concurrent_requests_share_forward_passes(server: str, model: Any, rows: np.ndarray) -> None:
@@ -254,7 +327,10 @@ def test_explainer_role_asks_the_predictor_over_http(served_run: Any, server: st
         text = httpx.get(f"{server}/metrics").text
         return sum(float(v) for v in re.findall(r'mlplat_predictions_total\{class="\w+",model="served"\} ([\d.]+)', text))
 
-    before = predicted_rows()
+    def recorded_rows() -> float:
+        return float(re.findall(r'mlplat_monitor_records_total\{model="served"\} ([\d.]+)', httpx.get(f"{server}/metrics").text)[0])
+
+    before, recorded_before = predicted_rows(), recorded_rows()
     with running_server(served_run.model_dir, "--explainer", "--predictor-url", server,
                         "--predictor-batch-rows", str(MAX_ROWS)) as explainer:
         reply = httpx.post(f"{explainer}/v1/models/{model.name}:explain", json={"instances": rows[:1].tolist()}, timeout=60)
@@ -263,13 +339,24 @@ def test_explainer_role_asks_the_predictor_over_http(served_run: Any, server: st
         forwarded = httpx.post(f"{explainer}/v1/models/{model.name}:predict", json={"instances": rows.tolist()}).json()
         np.testing.assert_allclose(forwarded["probabilities"], model.predict_proba(rows.astype(np.float32)), atol=1e-5)
     assert predicted_rows() - before > 100  # KernelShap's coalitions went to the predictor
+    assert recorded_rows() == recorded_before  # but, marked as the explainer's, never into its drift window
 
 
 def test_explain_timeout_answers_504(served_run: Any, model: Any, rows: np.ndarray) -> None:
-    with running_server(served_run.model_dir, "--explain-timeout-s", "0.01", "--no-monitor") as base:
-        slow = httpx.post(f"{base}/v1/models/{model.name}:explain", json={"instances": rows[:2].tolist()}, timeout=60)
+    explain_url = f"/v1/models/{model.name}:explain"
+    with running_server(served_run.model_dir, "--explain-timeout-s", "0.01", "--no-monitor") as base, \
+            httpx.Client(base_url=base, timeout=60) as c:
+        # 40 rows keep the timed-out explanation running for a few hundred ms after its 504
+        slow = c.post(explain_url, json={"instances": np.tile(rows, (5, 1)).tolist()})
         assert slow.status_code == 504 and "longer than 0.01 s" in slow.json()["error"]
-        assert httpx.post(f"{base}/v1/models/{model.name}:predict", json={"instances": rows.tolist()}).status_code == 200
+        busy = c.post(explain_url, json={"instances": rows[:1].tolist()})  # answered at once, not queued behind it
+        assert busy.status_code == 503 and "busy finishing a timed-out explanation" in busy.json()["error"], busy.text
+        assert c.post(f"/v1/models/{model.name}:predict", json={"instances": rows.tolist()}).status_code == 200
+        deadline = time.monotonic() + 60
+        while busy.status_code == 503 and time.monotonic() < deadline:  # the worker is free once that one finishes
+            time.sleep(0.1)
+            busy = c.post(explain_url, json={"instances": rows[:1].tolist()})
+        assert busy.status_code in (200, 504), busy.text
 
 
 def test_unbatched_model_without_explainer(served_run: Any, tmp_path: Path, rows: np.ndarray) -> None:
@@ -283,6 +370,8 @@ def test_unbatched_model_without_explainer(served_run: Any, tmp_path: Path, rows
     with running_server(tmp_path / "model", "--no-batching", "--no-monitor") as base:
         reply = httpx.post(f"{base}/v1/models/{name}:explain", json={"instances": rows[:1].tolist()})
         assert reply.status_code == 404 and "without an explain step" in reply.json()["error"]
+        assert f'mlplat_rejected_requests_total{{model="{name}",reason="no_explainer"}} 1.0' in httpx.get(f"{base}/metrics").text
+        assert 'reason="not_found"' not in httpx.get(f"{base}/metrics").text  # counted once, by its own reason
         plain = httpx.post(f"{base}/v1/models/{name}:predict", json={"instances": rows.tolist()}).json()
         np.testing.assert_allclose(plain["probabilities"], model.predict_proba(rows.astype(np.float32)), atol=1e-5)
         assert httpx.post(f"{base}/v1/models/{name}/feedback", json={"ids": [], "labels": []}).status_code == 404

@@ -51,6 +51,16 @@ def isvc(deployed: Path) -> dict[str, Any]:
     return yaml.safe_load((deployed / "inferenceservice.yaml").read_text())
 
 
+@pytest.fixture(scope="module")
+def renamed_isvc(trained_run, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`mlplat deploy RUN --name ...`: an InferenceService whose name is not its model's name."""
+    out = tmp_path_factory.mktemp("deploy") / "renamed"
+    done = mlplat("deploy", trained_run.run.id, "--runs-dir", str(trained_run.run.dir.parent), "-o", str(out),
+                  "--name", "tumour-screening", cwd=out.parent)
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load((out / "inferenceservice.yaml").read_text())
+
+
 def test_deploy_writes_an_inference_service_named_after_the_model(deployed: Path, isvc: dict[str, Any],
                                                                    trained_model_dir: Path) -> None:
     assert sorted(p.name for p in deployed.iterdir()) == sorted(deploy.FILES)
@@ -97,7 +107,8 @@ def test_probes_resources_and_scrape_annotations(isvc: dict[str, Any]) -> None:
     name = isvc["metadata"]["name"]
     for kind, component in components(isvc).items():
         container = component["containers"][0]
-        assert container["readinessProbe"]["httpGet"] == {"path": f"/v1/models/{name}", "port": deploy.PORT}, kind
+        # name-free: KServe serves the model under model.json's name, not the InferenceService's
+        assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": deploy.PORT}, kind
         assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": deploy.PORT}, kind
         resources = container["resources"]
         assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory"}, kind
@@ -166,14 +177,19 @@ def test_names_become_dns_labels() -> None:
         deploy.Deployment("-bad")
 
 
-def test_rendered_predictor_command_serves_its_probe_and_scrape_paths(isvc: dict[str, Any], trained_model_dir: Path,
-                                                                      tmp_path: Path) -> None:
+def test_rendered_predictor_command_serves_its_probe_and_scrape_paths(renamed_isvc: dict[str, Any],
+                                                                      trained_model_dir: Path, tmp_path: Path) -> None:
     """The predictor container's own command line, run here (model dir for /mnt/models, loopback
-    for 0.0.0.0), answers the readiness, liveness and Prometheus paths the manifest points at."""
+    for 0.0.0.0), answers the readiness, liveness and Prometheus paths the manifest points at,
+    also when the InferenceService is named otherwise than the model (`--name`)."""
     import socket
     import time
+    import urllib.error
     import urllib.request
 
+    isvc = renamed_isvc
+    model_name = yaml.safe_load((trained_model_dir / "model.json").read_text())["name"]
+    assert isvc["metadata"]["name"] == "tumour-screening" != model_name
     container = isvc["spec"]["predictor"]["containers"][0]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -193,6 +209,8 @@ def test_rendered_predictor_command_serves_its_probe_and_scrape_paths(isvc: dict
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
                         status[path] = r.status
+                except urllib.error.HTTPError as exc:  # listening means loaded: an error now is the answer
+                    status[path] = exc.code
                 except OSError:
                     time.sleep(0.5)
         assert status == {path: 200 for path in paths}, (tmp_path / "server.log").read_text()[-2000:]

@@ -14,6 +14,7 @@ from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData, TrainingData
 from mlplat.data import DatasetInfo
 from mlplat.errors import UsageError
+from mlplat.preprocessing import Standardizer
 from mlplat_plugins.torch_trainers import MLPConfig
 from mlplat_plugins.torch_trainers.mlp import MLPTrainer
 
@@ -22,11 +23,12 @@ BASE = dict(hidden=[16], epochs=3, lr=1e-2, early_stopping_patience=None, checkp
 
 
 def breast_cancer(model_dir: Path, classes: list[str] | None = None, features: list[str] | None = None) -> TrainingData:
+    """The trainer's own input: breast cancer scaled with the source model's statistics, as the train step does."""
     from sklearn.datasets import load_breast_cancer
 
     manifest = modeldir.read_manifest(model_dir)
     bunch = load_breast_cancer()
-    X = ((bunch.data - bunch.data.mean(0)) / bunch.data.std(0)).astype(np.float32)
+    X = Standardizer.from_json(manifest["preprocessing"]).transform(bunch.data)
     y = np.array([manifest["classes"].index(bunch.target_names[t]) for t in bunch.target])  # the model's class order
     info = DatasetInfo("bc", "target", features or [f["name"] for f in manifest["features"]], classes or manifest["classes"])
     return TrainingData(ArrayData(X[:300], y[:300]), ArrayData(X[300:450], y[300:450]), info)
@@ -49,8 +51,8 @@ def test_warm_start_freezes_body_and_fine_tunes_head(trained_model_dir: Path, tm
     warm = model.extras["warm_start"]
     assert warm["model_dir"] == str(trained_model_dir) and warm["frozen"] == ["body"]
     assert set(warm["frozen_parameters"]) == set(body)
-    # starting from trained weights beats starting from scratch after the same short training
-    scratch = fit(MLPConfig(freeze=["body"], **{**BASE, "epochs": 1}), data, tmp_path / "scratch")
+    # starting from trained weights (body frozen) beats training every layer from scratch for as long
+    scratch = fit(MLPConfig(**{**BASE, "epochs": 1}), data, tmp_path / "scratch")
     warm_1 = fit(MLPConfig(init_from=str(trained_model_dir), freeze=["body"], **{**BASE, "epochs": 1}), data, tmp_path / "w1")
     assert warm_1.history[0]["val_loss"] < scratch.history[0]["val_loss"]
 
@@ -81,3 +83,24 @@ def test_warm_start_refuses_incompatible_models(trained_model_dir: Path, tmp_pat
         fit(MLPConfig(init_from=ref, freeze=["trunk"], **BASE), good, tmp_path / "d")
     with pytest.raises(UsageError, match="every parameter is frozen"):
         fit(MLPConfig(init_from=ref, freeze=["body", "head"], **BASE), good, tmp_path / "e")
+
+
+def test_train_step_reuses_the_source_models_standardization(trained_model_dir: Path, tmp_path: Path) -> None:
+    """Through the real train step: a warm start keeps the source's preprocessing, so a frozen body sees
+    inputs scaled as in its training, even when the new data's own statistics differ a lot."""
+    from mlplat import steps
+    from mlplat.data import load_source, split_frame
+    from mlplat.spec import parse_spec, resolve
+
+    frame, label = load_source("sklearn:breast_cancer", None, None, Path(__file__).parent)
+    larger = frame[frame["mean radius"] > frame["mean radius"].quantile(0.4)]  # a shifted sub-population
+    splits = split_frame(larger, label, "bc-large", 0.2, 0.2, seed=3)
+    splits.save(tmp_path / "data")
+    params = {**BASE, "init_from": str(trained_model_dir), "freeze": ["body"], "epochs": 1, "lr": 1e-9}  # ~no update
+    spec = resolve(parse_spec({"name": "warm", "dataset": {"source": "sklearn:breast_cancer"},
+                               "steps": {"train": {"plugin": "mlp", "params": params}}}))
+    model_dir = steps.train(spec, tmp_path / "data", tmp_path / "train")
+    source, warm = modeldir.LoadedModel.load(trained_model_dir), modeldir.LoadedModel.load(model_dir)
+    assert warm.manifest["preprocessing"] == source.manifest["preprocessing"]
+    X = splits.test.features[source.feature_names].to_numpy()
+    np.testing.assert_allclose(warm.predict_proba(X), source.predict_proba(X), atol=1e-4)  # the same function of raw inputs

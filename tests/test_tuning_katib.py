@@ -68,6 +68,23 @@ def test_each_tuner_maps_to_its_katib_algorithm(tuned_spec: Any, plugin: str, al
         assert [float(v) for v in lr["feasibleSpace"]["list"]] == space.params["lr"].grid()
 
 
+@pytest.mark.parametrize("pruner", ["successive_halving", "hyperband"])
+def test_local_only_pruners_become_median_stop(tuned_spec: Any, pruner: str) -> None:
+    exp = katib.experiment(with_tuner(tuned_spec, "bayesian", pruner=pruner))
+    katib.validate_experiment(exp)
+    assert exp["spec"]["earlyStopping"]["algorithmName"] == "medianstop"
+    assert pruner.replace("_", " ") in exp["metadata"]["annotations"]["mlplat.io/early-stopping"]
+
+
+def test_a_loss_metric_is_minimized(tuned_spec: Any) -> None:
+    data = tuned_spec.model_dump(mode="json", by_alias=True)
+    data["steps"]["tune"]["metric"] = "val_loss"
+    exp = katib.experiment(resolve(parse_spec(data)))
+    katib.validate_experiment(exp)
+    assert exp["spec"]["objective"]["type"] == "minimize" and exp["spec"]["objective"]["objectiveMetricName"] == "val_loss"
+    assert katib.experiment(tuned_spec)["spec"]["objective"]["type"] == "maximize"  # val_accuracy
+
+
 def test_committed_manifests_match_the_generator(tuned_spec: Any) -> None:
     docs = [yaml.safe_load(p.read_text()) for p in (BASE / "configmap.yaml", BASE / "experiment.yaml")]
     assert docs == katib.manifests(tuned_spec, TUNED.read_text()), \

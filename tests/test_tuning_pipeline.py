@@ -3,13 +3,14 @@ published, and `--resume` continuing the stored study instead of searching again
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mlplat import modeldir
+from mlplat import modeldir, steps
 from mlplat.runner import Progress, run_pipeline
 from mlplat.runs import RunStore
 from mlplat.spec import parse_spec, resolve
@@ -28,6 +29,27 @@ SPEC: dict[str, Any] = {
                                               "checkpoint_every": 0}},
     },
 }
+
+
+def test_trials_skip_cv_and_checkpoints_and_a_loss_is_minimized(tmp_path: Path) -> None:
+    """A trial needs one score: the train step's 3-fold CV (4x the cost) and checkpoints are off in
+    trials; the retrain of the best params keeps them. `val_loss` is minimized."""
+    data = copy.deepcopy(SPEC)
+    data["steps"]["tune"].update(metric="val_loss", plugin="random", params={"n_trials": 3, "pruner": "none"})
+    data["steps"]["train"]["params"].update(epochs=2, cv_folds=3, checkpoint_every=1)
+    spec = resolve(parse_spec(data))
+    assert steps.trial_params(spec, {"lr": 0.01}) == {**spec.steps.train.params, "lr": 0.01, "cv_folds": 0,
+                                                      "checkpoint_every": 0}
+    assert steps.trainer_params(spec, None)["cv_folds"] == 3
+    splits = steps.ingest(spec, REPO, tmp_path / "data")
+    checkpoints: list[Path] = []
+    objective = steps.tune_objective(spec, splits, tmp_path / "objective")
+    value = objective({"lr": 0.01, "width": 8},
+                      lambda epoch, v: checkpoints.extend((tmp_path / "objective" / "trials").rglob("LAST")))
+    assert 0 < value < 2 and checkpoints == []
+    summary = steps.tune(spec, tmp_path / "data", tmp_path / "tune")
+    trials = json.loads((tmp_path / "tune" / "trials.json").read_text())
+    assert summary["direction"] == "minimize" and summary["best_value"] == min(t["value"] for t in trials)
 
 
 class StopAfterTune(Progress):

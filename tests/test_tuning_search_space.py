@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from mlplat.errors import SpecError
 from mlplat.search_space import check_against_config, parse_search_space
-from mlplat.spec import parse_spec, resolve
+from mlplat.spec import parse_spec, resolve, tune_direction
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC: dict[str, Any] = {
@@ -94,9 +94,24 @@ def test_a_bad_search_space_names_the_param(space: dict[str, Any], path: str, me
     assert any(p.startswith(path) and message in m for p, m in found), found
 
 
+def test_the_tune_metric_must_be_one_the_trainer_reports() -> None:
+    spec = copy.deepcopy(SPEC)
+    spec["steps"]["tune"]["metric"] = "val_los"
+    assert problems(spec) == [("steps.tune.metric", "'val_los' is not reported by trainer 'mlp'; choose one of: "
+                                                    "val_accuracy (maximize), val_loss (minimize)")]
+    spec["steps"]["tune"]["metric"] = "val_loss"
+    assert tune_direction(resolve(parse_spec(spec))) == "minimize"
+    assert tune_direction(resolve(parse_spec(SPEC))) == "maximize"  # the default metric, val_accuracy
+
+
 def test_the_cli_exits_2_with_the_param_path(tmp_path: Path) -> None:
     spec_file = tmp_path / "bad.yaml"
     spec_file.write_text(yaml.safe_dump(with_space(lrr={"type": "float", "low": 0.1, "high": 1.0})))
     done = subprocess.run([sys.executable, "-m", "mlplat", "tune", "katib", str(spec_file)], capture_output=True, text=True)
     assert done.returncode == 2
     assert "steps.tune.search_space.lrr: not a parameter of the trainer config" in done.stderr
+    bad_metric = copy.deepcopy(SPEC)
+    bad_metric["steps"]["tune"]["metric"] = "accuracy"
+    spec_file.write_text(yaml.safe_dump(bad_metric))
+    done = subprocess.run([sys.executable, "-m", "mlplat", "tune", "katib", str(spec_file)], capture_output=True, text=True)
+    assert done.returncode == 2 and "steps.tune.metric: 'accuracy' is not reported by trainer 'mlp'" in done.stderr

@@ -67,7 +67,21 @@ def test_each_tuner_runs_a_tiny_search(tmp_path: Path, name: str) -> None:
         assert (tmp_path / f"{plot}.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("pruner", ["median", "successive_halving"])
+@pytest.mark.parametrize("name", ["grid", "bayesian"])
+def test_a_minimized_metric_keeps_the_lowest_value(tmp_path: Path, name: str) -> None:
+    def loss(params: dict[str, Any], report: Any) -> float:
+        return 1.0 - curve(params, lambda epoch, value: report(epoch, 1.0 - value))
+
+    result = tuner(name, n_trials=8, pruner="median", pruner_startup_trials=2).tune(
+        loss, SPACE, context(tmp_path), direction="minimize")
+    values = [t["value"] for t in result.trials if t["state"] == "complete"]
+    assert result.best_value == min(values) < max(values)
+    # resuming it as a maximization would mix two objectives in one study
+    with pytest.raises(MlplatError, match="made to minimize its metric"):
+        tuner(name, n_trials=9).tune(loss, SPACE, context(tmp_path, resume=True), direction="maximize")
+
+
+@pytest.mark.parametrize("pruner", ["median", "successive_halving", "hyperband"])
 def test_pruning_stops_hopeless_trials(tmp_path: Path, pruner: str) -> None:
     result = tuner("random", n_trials=14, pruner=pruner, pruner_startup_trials=2, pruner_warmup_epochs=1,
                    reduction_factor=2).tune(curve, SPACE, context(tmp_path))
@@ -140,6 +154,49 @@ def test_parallel_trials_run_in_worker_processes(tmp_path: Path) -> None:
     assert len(result.trials) == 6 and all(t["state"] == "complete" for t in result.trials)
     assert len(pids) == 2 and str(os.getpid()) not in pids
     assert all(json.loads(p.read_text())["threads"] == 1 for p in marks.iterdir())
+
+
+@pytest.mark.parametrize("name, params", [("random", {}), ("bayesian", {"n_startup_trials": 10})])
+def test_resumed_search_draws_new_params(tmp_path: Path, name: str, params: dict[str, Any]) -> None:
+    """A sampler seeded as in the first run would replay its draws (TPE's startup trials are random)."""
+    first: list[dict[str, Any]] = []
+    second: list[dict[str, Any]] = []
+    tuner(name, n_trials=3, pruner="none", **params).tune(lambda p, r: curve(p, r, first), SPACE, context(tmp_path))
+    tuner(name, n_trials=6, pruner="none", **params).tune(lambda p, r: curve(p, r, second), SPACE,
+                                                          context(tmp_path, resume=True))
+    assert len(second) == 3 and {p["lr"] for p in second}.isdisjoint(p["lr"] for p in first)
+
+
+def test_resumed_parallel_workers_draw_new_params(tmp_path: Path) -> None:
+    space = {"lr": SPACE["lr"], "depth": SPACE["depth"]}
+    search = dict(parallel=2, threads_per_trial=1, pruner="none")
+    tuner("random", n_trials=4, **search).tune(curve, space, context(tmp_path))
+    after = tuner("random", n_trials=8, **search).tune(curve, space, context(tmp_path, resume=True))
+    lrs = [t["params"]["lr"] for t in after.trials]
+    assert len(lrs) == 8 and len(set(lrs)) == 8  # no worker replays another's (or the first run's) draws
+
+
+def test_grid_runs_each_active_combination_once(tmp_path: Path) -> None:
+    calls: list[dict[str, Any]] = []
+    result = tuner("grid", n_trials=1000).tune(lambda p, r: curve(p, r, calls), SPACE, context(tmp_path))
+    # 3 lr x 2 act x 2 hidden x (depth 1, or depth 2-3 x 2 dropout values): dropout is not gridded for depth 1
+    assert len(calls) == len(result.trials) == 3 * 2 * 2 * (1 + 2 * 2)
+    assert len({json.dumps(c, sort_keys=True) for c in calls}) == len(calls)
+    # a resumed grid search with a larger budget runs nothing again: the grid is done
+    again: list[dict[str, Any]] = []
+    tuner("grid", n_trials=1000).tune(lambda p, r: curve(p, r, again), SPACE, context(tmp_path, resume=True))
+    assert again == []
+
+
+def test_grid_smaller_than_budget_resumes_with_the_points_not_yet_run(tmp_path: Path) -> None:
+    space = {"lr": SPACE["lr"], "depth": SPACE["depth"]}  # 9 points
+    first: list[dict[str, Any]] = []
+    second: list[dict[str, Any]] = []
+    tuner("grid", n_trials=4).tune(lambda p, r: curve(p, r, first), space, context(tmp_path))
+    tuner("grid", n_trials=9).tune(lambda p, r: curve(p, r, second), space, context(tmp_path, resume=True))
+    assert len(first) == 4 and len(second) == 5
+    assert sorted(json.dumps(c, sort_keys=True) for c in first + second) == \
+        sorted(json.dumps({"lr": lr, "depth": d}, sort_keys=True) for lr in (1e-4, 0.01, 1.0) for d in (1, 2, 3))
 
 
 def test_empty_search_space_is_refused(tmp_path: Path) -> None:

@@ -80,7 +80,9 @@ def _container(d: Deployment, args: list[str], resources: tuple[dict[str, str], 
             field_ref=k.V1ObjectFieldSelector(field_path="metadata.namespace")))],
         ports=[k.V1ContainerPort(name="http1", container_port=PORT, protocol="TCP")],
         resources=k.V1ResourceRequirements(requests=resources[0], limits=resources[1]),
-        readiness_probe=probe(f"/v1/models/{d.name}", period_seconds=5, failure_threshold=3),
+        # not /v1/models/<name>: KServe registers the model under model.json's name, which the InferenceService
+        # name (`--name`, or isvc_name's DNS-1035 form) need not be; ready once every model it serves is loaded
+        readiness_probe=probe("/v2/health/ready", period_seconds=5, failure_threshold=3),
         liveness_probe=probe("/v2/health/live", initial_delay_seconds=60, period_seconds=15, failure_threshold=4),
         security_context=k.V1SecurityContext(
             run_as_non_root=True, run_as_user=UID, allow_privilege_escalation=False, read_only_root_filesystem=True,

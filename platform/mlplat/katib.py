@@ -7,7 +7,8 @@ for Katib's StdOut metrics collector and median-stop early stopping.
 
 Mapping from the local tuner: the plugin's config model names its Katib algorithm
 (`katib_algorithm`, e.g. TPE -> tpe), `parallel` -> parallelTrialCount, `n_trials` ->
-maxTrialCount, a pruner -> medianstop. Katib has no conditional params: every param is
+maxTrialCount, a pruner -> medianstop, the metric's direction (the trainer's `tune_metrics`,
+e.g. val_loss -> minimize) -> objective.type. Katib has no conditional params: every param is
 searched and `mlplat tune trial` drops the ones whose condition does not hold. The grid
 algorithm gets each float/int param as a `discrete` list of exactly the local grid points.
 
@@ -25,7 +26,7 @@ from mlplat import registry
 from mlplat.errors import SpecError, UsageError
 from mlplat.registry import StageKind
 from mlplat.search_space import CategoricalParam, FloatParam, IntParam, SearchSpace, encode_choice, parse_search_space
-from mlplat.spec import PipelineSpec, to_yaml
+from mlplat.spec import PipelineSpec, to_yaml, tune_direction
 
 API_VERSION, KIND = "kubeflow.org/v1beta1", "Experiment"
 ALGORITHMS = ("random", "grid", "tpe", "multivariate-tpe", "bayesianoptimization", "cmaes", "hyperband", "sobol")
@@ -130,7 +131,7 @@ def experiment(spec: PipelineSpec) -> dict[str, Any]:
     settings = [] if algorithm == "grid" else [{"name": "random_state", "value": str(p.get("seed") or spec.seed)}]
     n_trials = int(p.get("n_trials", 20))
     body: dict[str, Any] = {
-        "objective": {"type": "maximize", "objectiveMetricName": tune.metric,
+        "objective": {"type": tune_direction(spec), "objectiveMetricName": tune.metric,
                       # the trial prints the trainer's final (best-epoch) metric last: the local objective
                       "metricStrategies": [{"name": tune.metric, "value": "latest"}]},
         "algorithm": {"algorithmName": algorithm, **({"algorithmSettings": settings} if settings else {})},
@@ -155,8 +156,8 @@ def experiment(spec: PipelineSpec) -> dict[str, Any]:
     conditional = [n for n, prm in space.params.items() if prm.when]
     if conditional:
         annotations["mlplat.io/conditional-params"] = ", ".join(conditional) + " (dropped by the trial when inactive)"
-    if p.get("pruner") == "successive_halving":
-        annotations["mlplat.io/early-stopping"] = "successive halving runs locally; Katib uses median stop"
+    if p.get("pruner") in ("successive_halving", "hyperband"):
+        annotations["mlplat.io/early-stopping"] = f"{p['pruner'].replace('_', ' ')} runs locally; Katib uses median stop"
     return {"apiVersion": API_VERSION, "kind": KIND,
             "metadata": {"name": f"{spec.name}-tune", "labels": {"app.kubernetes.io/part-of": "mlplat"},
                          "annotations": annotations},

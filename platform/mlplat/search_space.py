@@ -156,6 +156,18 @@ class SearchSpace(RootModel[dict[str, ParamSpec]]):
                 chosen[name] = suggest(name, param)
         return chosen
 
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the params' grid values, over the params active in it: a conditional
+        param only multiplies the points where its condition holds, so no two points differ only
+        in a value the trainer would not use."""
+        points: list[dict[str, Any]] = [{}]
+        for name, param in self.root.items():
+            expanded: list[dict[str, Any]] = []
+            for point in points:
+                expanded += [{**point, name: value} for value in param.grid()] if self.active(name, point) else [point]
+            points = expanded
+        return points
+
     def drop_inactive(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Keep only the params whose conditions hold (for externally chosen values, e.g. Katib's)."""
         kept: dict[str, Any] = {}

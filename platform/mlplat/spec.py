@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -68,10 +68,11 @@ class StepSpec(StepOptions):
 
 class TuneStepSpec(StepSpec):
     """The tuner plugin, its params, and the space it searches over the train step's params
-    (see mlplat.search_space). `metric` is reported by the trainer every epoch; higher is better."""
+    (see mlplat.search_space). `metric` is one the trainer reports every epoch, as its config
+    model declares in `tune_metrics` with the direction that is better (see `tune_direction`)."""
 
     search_space: dict[str, Any] = Field(default_factory=dict, description="param -> {type: float|int|categorical, ...}")
-    metric: str = Field("val_accuracy", description="validation metric the tuner maximizes")
+    metric: str = Field("val_accuracy", description="validation metric the tuner optimizes (losses are minimized)")
 
 
 class EvaluateGate(Strict):
@@ -178,11 +179,31 @@ def resolve(spec: PipelineSpec, source: str = "") -> PipelineSpec:
             step.params = plugin.parse_config(step.params, f"steps.{path}.params").model_dump(mode="json")
         except SpecError as exc:
             problems += exc.problems
+        problems += _unmet_needs(resolved, path, step, plugin.needs)
     if resolved.steps.tune and not problems:
-        problems += _resolve_search_space(resolved)
+        problems += _resolve_search_space(resolved) + _check_tune_metric(resolved)
     if problems:
         raise SpecError(problems, source)
     return resolved
+
+
+def _unmet_needs(spec: PipelineSpec, path: str, step: StepSpec, needs: frozenset[str]) -> list[tuple[str, str]]:
+    """What a plugin's `needs` ask of the rest of the spec, checked before a run directory exists:
+    "image" an image dataset (known from the source name alone, no data read) unless the step's params
+    give an `image_shape`; "step:NAME" a NAME step in the spec (e.g. a noise handler needs the validator's findings)."""
+    from mlplat.data import IMAGE_SHAPES, TENSOR_SUFFIXES
+
+    problems = []
+    source = spec.dataset.source
+    images = source.removeprefix("sklearn:") in IMAGE_SHAPES if source.startswith("sklearn:") else Path(source).suffix in TENSOR_SUFFIXES
+    if "image" in needs and not images and not step.params.get("image_shape"):
+        problems.append((f"steps.{path}.plugin", f"{step.plugin!r} needs an image dataset (sklearn:digits or a "
+                         f"{'/'.join(TENSOR_SUFFIXES)} file of images); dataset.source {source!r} is tabular"))
+    present = {p.split(".")[0] for p, _ in spec.steps.plugin_steps()}
+    for need in sorted(n for n in needs if n.startswith("step:")):
+        if need.removeprefix("step:") not in present:
+            problems.append((f"steps.{path}.plugin", f"{step.plugin!r} needs a {need.removeprefix('step:')} step in the spec"))
+    return problems
 
 
 def _resolve_search_space(spec: PipelineSpec) -> list[tuple[str, str]]:
@@ -199,6 +220,31 @@ def _resolve_search_space(spec: PipelineSpec) -> list[tuple[str, str]]:
         return exc.problems
     tune.search_space = space.model_dump(mode="json")
     return []
+
+
+def tune_metrics(trainer_plugin: str) -> dict[str, Literal["maximize", "minimize"]]:
+    """Metrics the trainer reports every epoch and at the end that a tuner may optimize, each with
+    the direction that is better ("maximize" | "minimize"): its config model's `tune_metrics`."""
+    config_model = registry.get(StageKind.TRAINER, trainer_plugin).config_model
+    return dict(getattr(config_model, "tune_metrics", {}))
+
+
+def tune_direction(spec: PipelineSpec) -> Literal["maximize", "minimize"]:
+    """Whether the tune step maximizes or minimizes its metric (a resolved spec's metric is known)."""
+    assert spec.steps.tune is not None
+    return tune_metrics(spec.steps.train.plugin)[spec.steps.tune.metric]
+
+
+def _check_tune_metric(spec: PipelineSpec) -> list[tuple[str, str]]:
+    assert spec.steps.tune is not None
+    metric, trainer = spec.steps.tune.metric, spec.steps.train.plugin
+    known = tune_metrics(trainer)
+    if metric in known:
+        return []
+    if not known:
+        return [("steps.tune.metric", f"trainer plugin {trainer!r} declares no tune_metrics: it cannot be tuned")]
+    choices = ", ".join(f"{name} ({direction})" for name, direction in known.items())
+    return [("steps.tune.metric", f"{metric!r} is not reported by trainer {trainer!r}; choose one of: {choices}")]
 
 
 def to_yaml(spec: PipelineSpec) -> str:

@@ -20,7 +20,7 @@ from mlplat.data import Splits, image_shape, load_source, split_frame
 from mlplat.errors import GateFailed
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
-from mlplat.spec import PipelineSpec
+from mlplat.spec import PipelineSpec, tune_direction
 
 FINDINGS_JSON, BEST_PARAMS_JSON, METRICS_JSON = "findings.json", "best_params.json", "metrics.json"
 REFERENCE_ROWS = 5000
@@ -79,8 +79,17 @@ def trainer_params(spec: PipelineSpec, best_params: Path | None) -> dict[str, An
     return params
 
 
-def prepare_training(splits: Splits) -> tuple[Any, Any]:
-    """Fit preprocessing on real training rows; return (TrainingData, Standardizer)."""
+def inherited_preprocessing(trainer: Any, context: StepContext) -> dict[str, Any] | None:
+    """Preprocessing statistics the trainer must reuse instead of fitting new ones, or None. A trainer
+    opts in with `inherited_preprocessing(context)`; a warm start returns its source model's, because
+    the layers it keeps (frozen or not) were trained on inputs scaled that way."""
+    method = getattr(trainer, "inherited_preprocessing", None)
+    return method(context) if callable(method) else None
+
+
+def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """Fit preprocessing on real training rows, or reuse `preprocessing` (a model's saved statistics);
+    return (TrainingData, Standardizer). Training rows keep their synthetic tag (CV holds out real rows only)."""
     from mlplat.contracts.trainer import ArrayData, TrainingData
     from mlplat.data import require_numeric
     from mlplat.preprocessing import Standardizer
@@ -88,29 +97,41 @@ def prepare_training(splits: Splits) -> tuple[Any, Any]:
     for table in (splits.train, splits.validation):
         require_numeric(table.features)
     real = ~splits.train.synthetic
-    standardizer = Standardizer.fit(splits.train.features.to_numpy()[real] if real.any() else splits.train.features.to_numpy())
+    if preprocessing is not None:
+        standardizer = Standardizer.from_json(preprocessing)
+    else:
+        standardizer = Standardizer.fit(splits.train.features.to_numpy()[real] if real.any() else splits.train.features.to_numpy())
     weights = splits.train.weights
     train = ArrayData(standardizer.transform(splits.train.features.to_numpy()), splits.train.labels,
-                      None if np.all(weights == 1) else weights)
+                      None if np.all(weights == 1) else weights, splits.train.synthetic)
     val = ArrayData(standardizer.transform(splits.validation.features.to_numpy()), splits.validation.labels)
     return TrainingData(train, val, splits.info), standardizer
 
 
+def trial_params(spec: PipelineSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """A tune trial's trainer params: the train step's, then what the trainer switches off for trials
+    (its config model's `tune_trial_params`, e.g. CV and checkpoints: a trial needs one score, and its
+    directory is deleted), then the trial's own values. The retrain of the best params keeps the spec's."""
+    config_model = registry.get(StageKind.TRAINER, spec.steps.train.plugin).config_model
+    return {**spec.steps.train.params, **getattr(config_model, "tune_trial_params", {}), **params}
+
+
 def tune_objective(spec: PipelineSpec, splits: Splits, out: Path) -> Any:
-    """The tuner's objective: train the configured trainer with a trial's params merged into its
-    params and return the tune metric; every epoch's metric goes to `report` (for pruning)."""
+    """The tuner's objective: train the configured trainer with a trial's params (`trial_params`)
+    and return the tune metric; every epoch's metric goes to `report` (for pruning)."""
     import shutil
     import tempfile
 
     step = spec.steps.tune
     assert step is not None
-    training, _ = prepare_training(splits)
     trainer_spec = registry.get(StageKind.TRAINER, spec.steps.train.plugin)
     base = dict(spec.steps.train.params)
+    training, _ = prepare_training(splits, inherited_preprocessing(trainer_spec.create(base, "steps.train.params"),
+                                                                   _context(spec, "tune", out, splits)))
     trials_dir = out / "trials"
 
     def objective(params: dict[str, Any], report: Any) -> float:
-        trainer = trainer_spec.create({**base, **params}, "steps.tune.search_space")
+        trainer = trainer_spec.create(trial_params(spec, params), "steps.tune.search_space")
         trials_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="trial-", dir=trials_dir))  # parallel trials must not share checkpoints
         try:
@@ -135,8 +156,10 @@ def tune(spec: PipelineSpec, data: Path, out: Path, resume: bool = False) -> dic
     objective = tune_objective(spec, splits, out)
     tuner = registry.get(StageKind.TUNER, step.plugin).create(step.params)
     started = time.perf_counter()
-    result = tuner.tune(objective, step.search_space, _context(spec, "tune", out, splits, resume=resume))
+    direction = tune_direction(spec)
+    result = tuner.tune(objective, step.search_space, _context(spec, "tune", out, splits, resume=resume), direction)
     summary = {"best_params": result.best_params, "best_value": result.best_value, "metric": step.metric,
+               "direction": direction,
                "trials": len(result.trials), "trial_epochs": sum(int(t.get("epochs", 0)) for t in result.trials),
                "states": {s: sum(1 for t in result.trials if t.get("state") == s) for s in {t.get("state") for t in result.trials}},
                "wall_s": time.perf_counter() - started}
@@ -152,12 +175,13 @@ def train(
     """Train the configured trainer; stage the model directory at out/model. Returns its path.
     `runs_root` lets a trainer resolve run ids (warm start from a previous run)."""
     splits = Splits.load(data)
-    training, standardizer = prepare_training(splits)
     params = trainer_params(spec, best_params)
     plugin = registry.get(StageKind.TRAINER, spec.steps.train.plugin)
     trainer = plugin.create(params, "steps.train.params")
+    context = _context(spec, "train", out, splits, on_epoch=on_epoch, resume=resume, runs_root=runs_root)
+    training, standardizer = prepare_training(splits, inherited_preprocessing(trainer, context))
     started = time.perf_counter()
-    trained = trainer.fit(training, _context(spec, "train", out, splits, on_epoch=on_epoch, resume=resume, runs_root=runs_root))
+    trained = trainer.fit(training, context)
     wall = time.perf_counter() - started
     real = splits.train.take(np.flatnonzero(~splits.train.synthetic))
     reference = real.features.sample(min(len(real), REFERENCE_ROWS), random_state=spec.seed).copy()

@@ -15,7 +15,8 @@ def deploy(
     output: Path = typer.Option(..., "-o", "--output", help="Directory for inferenceservice.yaml, podmonitor.yaml, kustomization.yaml"),
     runs_dir: Path = RUNS_DIR_OPTION,
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Image with mlplat installed (predictor and explainer)"),
-    name: str = typer.Option(None, "--name", help="InferenceService name [default: the model's name]"),
+    name: str = typer.Option(None, "--name", help="InferenceService name (default: the model's name as a DNS label); "
+                                                  "request paths keep the model's own name (/v1/models/MODEL:predict)"),
     storage_uri: str = typer.Option(DEFAULT_STORAGE_URI, "--storage-uri",
                                     help="Where the cluster finds the model directory (KServe storage URI, mounted at /mnt/models)"),
 ) -> None:

@@ -63,12 +63,15 @@ def trainjob_cmd(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Pipeline spec (YAML)"),
     nodes: int = typer.Option(2, "--nodes", min=1, help="Training nodes (DDP across nodes)"),
     output: Path = typer.Option(None, "-o", "--output", help="Write the TrainJob here instead of stdout"),
+    best_params: Path = typer.Option(None, "--best-params", help="A run's steps/tune/best_params.json: the tuned "
+                                                                 "params to train (required when the spec has a tune step)"),
 ) -> None:
-    """Emit a Kubeflow Trainer v2 TrainJob running the spec's training step as multi-node DDP."""
-    from mlplat.kfp.trainjob import build_trainjob, to_yaml
+    """Emit a Kubeflow Trainer v2 TrainJob running the spec's data steps and training step as multi-node DDP."""
+    from mlplat.kfp.trainjob import build_trainjob, load_best_params, to_yaml
     from mlplat.spec import load_spec, resolve
 
-    text = to_yaml(build_trainjob(resolve(load_spec(spec_path), str(spec_path)), nodes))
+    spec = resolve(load_spec(spec_path), str(spec_path))
+    text = to_yaml(build_trainjob(spec, nodes, best_params=load_best_params(best_params) if best_params else None))
     if output is None:
         print(text, end="")
     else:

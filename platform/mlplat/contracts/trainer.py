@@ -1,7 +1,9 @@
 """Trainer contract: fit a torch network on preprocessed arrays.
 
 The runner standardizes features (statistics saved with the model), so `X` arrives as
-float32 and serving applies the same preprocessing. A trainer returns the network and an
+float32 and serving applies the same preprocessing. A trainer that must keep an earlier
+model's statistics (a warm start) returns them from an optional
+`inherited_preprocessing(context) -> dict | None` method; the runner then reuses them. A trainer returns the network and an
 `architecture` dict; `build_network(architecture)` must rebuild the same network from that
 dict alone, which is how serving loads `weights.safetensors` without the run's code.
 Trainer configs must be constructible with defaults (serving builds one to call
@@ -28,6 +30,7 @@ class ArrayData:
     X: np.ndarray  # float32 [n, n_features], preprocessed
     y: np.ndarray  # int64 [n], class indices
     weight: np.ndarray | None = None  # float32 [n] per-row loss weights
+    synthetic: np.ndarray | None = None  # bool [n]: generated rows (augmenters); they may train, never be scored as held out
 
 
 @dataclass
@@ -44,11 +47,11 @@ class TrainedModel:
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
     metrics: dict[str, float] = field(default_factory=dict)  # final train/validation metrics
     # Cross-validation band (None when CV is off). Monitoring reads it as the expected production
-    # performance, so the shape is fixed: for m in (accuracy, loss), "val_m", "train_m" and
+    # performance, so the shape is fixed: for m in (accuracy, loss, f1) (f1: macro), "val_m", "train_m" and
     # "gap_m" (train - val, per fold) are {"mean": float, "std": float}; "folds": K (int);
     # "per_fold": [{"fold", "train_*", "val_*", "n_train", "n_val", ...}]. Folds are stratified
-    # over the training split; each fold early-stops on the validation split, so its held-out
-    # part stays unseen.
+    # over the real training rows (synthetic rows train in every fold, are never held out); each
+    # fold early-stops on the validation split, so its held-out part stays unseen.
     cv: dict[str, Any] | None = None
     # e.g. "compute": {wall_s, device_seconds, peak_host_rss_mb, peak_device_memory_mb, energy_j, ...}
     extras: dict[str, Any] = field(default_factory=dict)

@@ -1,7 +1,8 @@
 """Tuner contract: search a trainer's config space.
 
 The runner builds the objective: it trains the configured trainer with the trial's
-params merged into its config and returns the validation score (higher is better).
+params merged into its config and returns the tune metric; `direction` says whether the
+tuner maximizes or minimizes it (losses are minimized).
 `report(epoch, value)` is passed to the objective's trainer as its epoch callback; a
 tuner that prunes raises from it (optuna.TrialPruned) to stop a hopeless trial.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from mlplat.contracts.context import StepContext
 
@@ -27,5 +28,6 @@ class TuneResult:
 
 @runtime_checkable
 class Tuner(Protocol):
-    def tune(self, objective: Objective, search_space: Mapping[str, Any], context: StepContext) -> TuneResult:
+    def tune(self, objective: Objective, search_space: Mapping[str, Any], context: StepContext,
+             direction: Literal["maximize", "minimize"] = "maximize") -> TuneResult:
         ...

@@ -15,10 +15,10 @@ from typing import Any
 
 from mlplat.errors import SpecError
 from mlplat.kfp.step import step_parameters
-from mlplat.spec import EvaluateStepSpec, PipelineSpec, StepSpec
+from mlplat.spec import PipelineSpec, Resources, StepOptions, StepSpec
 
 COMPILED_DIR = Path("manifests/base/pipelines/compiled")
-StepLike = StepSpec | EvaluateStepSpec
+StepLike = StepOptions  # a step (StepSpec, EvaluateStepSpec) or the augment chain's merged options
 
 
 def spec_json(spec: PipelineSpec) -> str:
@@ -44,7 +44,7 @@ def build_pipeline(spec: PipelineSpec) -> Any:
     def after_validation(data: Any, findings: Any, runs_dir: Any, run_id: Any) -> None:
         steps = spec.steps
         if steps.augment:
-            aug = task(c.augment, "augment", steps.augment[0], "augment", data=data, **_given(findings=findings))
+            aug = task(c.augment, "augment", chain_options(steps.augment), "augment", data=data, **_given(findings=findings))
             data = aug.outputs["augmented"]
         best = None
         if steps.tune:
@@ -77,6 +77,47 @@ def build_pipeline(spec: PipelineSpec) -> Any:
 def _given(**inputs: Any) -> dict[str, Any]:
     """Optional artifact inputs: pass only the ones that exist."""
     return {k: v for k, v in inputs.items() if v is not None}
+
+
+def chain_options(chain: list[StepSpec]) -> StepOptions:
+    """The augment chain runs as one task, so it gets the union of its augmenters' settings: the
+    largest CPU, memory and GPU request, the most retries, caching only if every augmenter allows
+    it, every node-selector label. An image, accelerator type or node-selector value that two
+    augmenters set differently cannot be merged and is refused, naming both."""
+    from kubernetes.utils.quantity import parse_quantity
+
+    def agreed(field: str, values: dict[int, Any]) -> Any:
+        """The one value the augmenters that set `field` give it (None if none does)."""
+        (first, value), *rest = values.items() if values else [(0, None)]
+        for i, other in rest:
+            if other != value:
+                raise SpecError([(f"steps.augment.{i}.{field}", f"{other!r} conflicts with steps.augment.{first}.{field} = "
+                                  f"{value!r}; the augment chain runs as one task, so its augmenters must agree")])
+        return value
+
+    def largest(field: str) -> str | None:
+        sized = []
+        for i, step in enumerate(chain):
+            if value := getattr(step.resources, field):
+                try:
+                    sized.append((parse_quantity(value), value))
+                except ValueError as exc:
+                    raise SpecError([(f"steps.augment.{i}.resources.{field}", str(exc))]) from None
+        return max(sized)[1] if sized else None
+
+    keys = sorted({key for step in chain for key in step.node_selector})
+    accelerator = agreed("resources.accelerator_type",
+                         {i: s.resources.accelerator_type for i, s in enumerate(chain) if s.resources.gpus})
+    return StepOptions(
+        image=agreed("image", {i: s.image for i, s in enumerate(chain) if s.image}),
+        resources=Resources(cpu=largest("cpu"), memory=largest("memory"), gpus=max(s.resources.gpus for s in chain),
+                            **({"accelerator_type": accelerator} if accelerator else {})),
+        retries=max(s.retries for s in chain),
+        caching=all(s.caching for s in chain),
+        node_selector={key: agreed(f"node_selector.{key}",
+                                   {i: s.node_selector[key] for i, s in enumerate(chain) if key in s.node_selector})
+                       for key in keys},
+    )
 
 
 def configure(task: Any, spec: PipelineSpec, step: StepLike | None, path: str) -> None:

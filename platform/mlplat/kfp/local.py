@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplat.errors import GateFailed
+from mlplat.kfp.step import validation_failures
 from mlplat.runner import plan
 from mlplat.runs import METRICS_JSON, SPEC_YAML, Run, RunStore, write_json_atomic
 from mlplat.spec import PipelineSpec, to_yaml
@@ -140,9 +141,7 @@ def _failed(report: dict[str, Any], severity: str) -> list[dict[str, Any]]:
 def gate_failure(spec: PipelineSpec, found: dict[str, Any], root: Path) -> GateFailed | None:
     metrics = found["metrics"]
     if spec.steps.validate_ and not metrics.get("validation", {}).get("passed", False):
-        report = _read(root, "validate", "result", "report.json") or {}
-        reasons = [f"{c['check']}: {c['message']} (expected {c['expected']}, observed {c['observed']})"
-                   for c in _failed(report, "fail")]
+        reasons = validation_failures(_read(root, "validate", "result", "report.json") or {})
         html = [p for d in _task_dirs(root, "validate") if (p := d / "report").is_file()]
         return GateFailed("validation", reasons, str(html[0]) if html else None)
     gate = metrics.get("evaluation_gate")

@@ -15,7 +15,9 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from mlplat.errors import GateFailed
 from mlplat.spec import EvaluateGate, PipelineSpec, StepSpec
 
 KINDS = ("ingest", "validate", "augment", "tune", "train", "evaluate", "explain", "monitor")
@@ -109,18 +111,40 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="the step's working directory (an artifact)")
     for name in ("data", "findings", "best-params", "model", "model-out", "data-root"):
         p.add_argument(f"--{name}", type=Path, default=None)
+    p.add_argument("--require-passed", action="store_true",
+                   help="validate only: exit 1 when the gate fails (a TrainJob has no dsl.If to skip training)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
+    if args.require_passed and args.kind != "validate":
+        cli.error("--require-passed works with the validate step only")
     spec = spec_for_step(args.spec, args.kind, args.plugin, args.params)
     rank = _maybe_join_process_group()
     out, model_out = args.out, args.model_out
     if rank:  # every DDP rank trains; only rank 0 writes the step's outputs
         out, model_out = out / f".rank{rank}", None
     run_step(args.kind, spec, out, args.data, args.findings, args.best_params, args.model, model_out, args.data_root)
+    if args.require_passed:
+        return _validation_gate(out)
     return 0
+
+
+def validation_failures(report: dict[str, Any]) -> list[str]:
+    """The blocking checks of a validation report.json, as the in-process runner words them."""
+    return [f"{c['check']}: {c['message']} (expected {c['expected']}, observed {c['observed']})"
+            for c in report.get("checks", []) if not c["passed"] and c["severity"] == "fail"]
+
+
+def _validation_gate(out: Path) -> int:
+    """0 if the validation report passed; otherwise 1, with the blocking checks on stderr."""
+    report = json.loads((out / "report.json").read_text())
+    if report["passed"]:
+        return 0
+    print(GateFailed("validation", validation_failures(report), str(out / "report.html")), file=sys.stderr)
+    return 1
 
 
 def _maybe_join_process_group() -> int:

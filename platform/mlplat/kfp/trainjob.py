@@ -1,21 +1,28 @@
 """A Kubeflow Trainer v2 `TrainJob` that runs the spec's training step as multi-node DDP.
 
 Built from the kubeflow-trainer-api models (pydantic, generated from Trainer's OpenAPI), so
-every field is checked against the TrainJob schema. Each node runs the same two commands a
-KFP component would: `python -m mlplat.kfp.step ingest` (the split is seeded, so every node
-gets the same data without shared input storage), then `torchrun -m mlplat.kfp.step train`
-with the spec's trainer plugin and params unchanged. The `torch-distributed` runtime sets
-PET_NNODES / PET_NPROC_PER_NODE / PET_NODE_RANK / PET_MASTER_ADDR, which torchrun reads;
-the trainer sees LOCAL_RANK and trains in place under DDP. Only global rank 0 writes the
-model directory, to a PersistentVolumeClaim mounted on every node.
+every field is checked against the TrainJob schema. Each node runs the commands the KFP
+components would, up to training: `python -m mlplat.kfp.step ingest`, `validate` (a failed
+gate stops the job) and `augment` when the spec has them, then `torchrun -m mlplat.kfp.step
+train` with the validation findings and schema. Every step is seeded, so every node gets the
+same training rows without shared input storage. A TrainJob trains fixed params, not a
+search: for a spec with a tune step the tuned params (`steps/tune/best_params.json` of a run)
+are merged into the trainer params, as the pipeline's train step merges them. The
+`torch-distributed` runtime sets PET_NNODES / PET_NPROC_PER_NODE / PET_NODE_RANK /
+PET_MASTER_ADDR, which torchrun reads; the trainer sees LOCAL_RANK and trains in place under
+DDP. Only global rank 0 writes the model directory, to a PersistentVolumeClaim mounted on
+every node.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mlplat.errors import SpecError, UsageError
 from mlplat.kfp.step import step_parameters
 from mlplat.spec import PipelineSpec
 
@@ -23,16 +30,69 @@ API_VERSION, KIND = "trainer.kubeflow.org/v1alpha1", "TrainJob"
 RUNTIME = "torch-distributed"  # ClusterTrainingRuntime installed with Kubeflow Trainer
 NODE = "node"  # the runtime's replicated job and container name
 OUTPUT_PVC, OUTPUT_MOUNT = "mlplat-trainjob-output", "/mnt/mlplat"
-SCRIPT = """set -e
-python -m mlplat.kfp.step ingest --spec "$MLPLAT_SPEC" --out /tmp/mlplat/data
-torchrun -m mlplat.kfp.step train --spec "$MLPLAT_SPEC" --plugin "$MLPLAT_PLUGIN" --params "$MLPLAT_PARAMS" \\
-  --data /tmp/mlplat/data --out "$MLPLAT_OUTPUT/train" --model-out "$MLPLAT_OUTPUT/model"
-"""
+WORK_DIR = "/tmp/mlplat"  # each node's own copy of the data steps' outputs
+BEST_PARAMS_HINT = "mlplat trainjob SPEC --best-params runs/<run-id>/steps/tune/best_params.json"
+
+
+def script(spec: PipelineSpec) -> str:
+    """The node's shell script: the data steps the spec has, in pipeline order, then torchrun train."""
+    def step(kind: str) -> str:
+        return f'python -m mlplat.kfp.step {kind} --spec "$MLPLAT_SPEC"'
+
+    data, findings = '"$MLPLAT_WORK/data"', ""
+    lines = ["set -e", f"{step('ingest')} --out {data}"]
+    if spec.steps.validate_:
+        lines.append(f'{step("validate")} --data {data} --out "$MLPLAT_WORK/validate" --require-passed')
+        findings = ' --findings "$MLPLAT_WORK/validate"'  # label-noise findings for augment, schema.json for the model
+    if spec.steps.augment:
+        lines.append(f'{step("augment")} --data {data}{findings} --out "$MLPLAT_WORK/augment"')
+        data = '"$MLPLAT_WORK/augment"'
+    lines.append(f'torchrun -m mlplat.kfp.step train --spec "$MLPLAT_SPEC" --plugin "$MLPLAT_PLUGIN" --params "$MLPLAT_PARAMS" \\\n'
+                 f'  --data {data}{findings} --out "$MLPLAT_OUTPUT/train" --model-out "$MLPLAT_OUTPUT/model"')
+    return "\n".join(lines) + "\n"
+
+
+def load_best_params(path: Path) -> dict[str, Any]:
+    """The `best_params` of a tune step's best_params.json."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--best-params {path}: cannot read it as JSON ({exc})") from None
+    if not isinstance(found, dict) or not isinstance(found.get("best_params"), dict):
+        raise UsageError(f"--best-params {path}: expected a tune step's best_params.json, an object with a 'best_params' object")
+    return found["best_params"]
+
+
+def train_parameters(spec: PipelineSpec, best_params: dict[str, Any] | None) -> tuple[str, str]:
+    """(plugin, params JSON) of the train step, with the tuned params merged in for a spec with a tune step."""
+    from mlplat import registry
+    from mlplat.registry import StageKind
+
+    plugin, params = step_parameters(spec, "train")
+    tune = spec.steps.tune
+    if tune is None:
+        if best_params is not None:
+            raise UsageError("--best-params: the spec has no tune step; its train params are what the TrainJob trains")
+        return plugin, params
+    if best_params is None:
+        raise UsageError("steps.tune: a TrainJob trains fixed params, not a search; run the search first "
+                         f"(`mlplat run SPEC`) and pass its result: `{BEST_PARAMS_HINT}`")
+    unknown = sorted(set(best_params) - set(tune.search_space))
+    if unknown:
+        raise UsageError(f"--best-params: {', '.join(unknown)} not in steps.tune.search_space "
+                         f"({', '.join(sorted(tune.search_space))}); was it tuned with another spec?")
+    merged = {**spec.steps.train.params, **best_params}
+    try:
+        config = registry.get(StageKind.TRAINER, plugin).parse_config(merged, "best_params")
+    except SpecError as exc:
+        raise SpecError(exc.problems, "--best-params") from None
+    return plugin, json.dumps(config.model_dump(mode="json"), sort_keys=True)
 
 
 def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, output_pvc: str = OUTPUT_PVC,
-                   runtime: str = RUNTIME) -> Any:
-    """The TrainJob (a kubeflow_trainer_api model) for the spec's train step on `nodes` nodes."""
+                   runtime: str = RUNTIME, best_params: dict[str, Any] | None = None) -> Any:
+    """The TrainJob (a kubeflow_trainer_api model) for the spec's train step on `nodes` nodes.
+    `best_params` (see `load_best_params`) is required exactly when the spec has a tune step."""
     from kubeflow_trainer_api import models as m
 
     from mlplat.kfp.compiler import spec_json
@@ -41,14 +101,15 @@ def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, 
         raise ValueError(f"nodes must be at least 1; got {nodes}")
     step = spec.steps.train
     res = step.resources
-    plugin, params = step_parameters(spec, "train")
+    plugin, params = train_parameters(spec, best_params)
     limits = {k: v for k, v in (("cpu", res.cpu), ("memory", res.memory)) if v}
     if res.gpus:
         limits[res.accelerator_type] = str(res.gpus)
     procs = res.gpus or int(step.params.get("ddp_processes", 1))
     output = f"{OUTPUT_MOUNT}/{spec.name}"
     env = [m.IoK8sApiCoreV1EnvVar(name=k, value=v) for k, v in
-           (("MLPLAT_SPEC", spec_json(spec)), ("MLPLAT_PLUGIN", plugin), ("MLPLAT_PARAMS", params), ("MLPLAT_OUTPUT", output))]
+           (("MLPLAT_SPEC", spec_json(spec)), ("MLPLAT_PLUGIN", plugin), ("MLPLAT_PARAMS", params), ("MLPLAT_OUTPUT", output),
+            ("MLPLAT_WORK", WORK_DIR))]
     pod = m.TrainerV1alpha1PodSpecPatch(
         node_selector=dict(step.node_selector) or None,
         volumes=[m.IoK8sApiCoreV1Volume(name="output", persistent_volume_claim=m.IoK8sApiCoreV1PersistentVolumeClaimVolumeSource(claim_name=output_pvc))],
@@ -63,7 +124,7 @@ def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, 
     )
     quantities = {k: m.IoK8sApimachineryPkgApiResourceQuantity(v) for k, v in limits.items()}
     trainer = m.TrainerV1alpha1Trainer(
-        image=step.image or spec.image, command=["sh", "-ec", SCRIPT], env=env, num_nodes=nodes, num_proc_per_node=procs,
+        image=step.image or spec.image, command=["sh", "-ec", script(spec)], env=env, num_nodes=nodes, num_proc_per_node=procs,
         resources_per_node=m.IoK8sApiCoreV1ResourceRequirements(limits=quantities, requests=quantities) if limits else None,
     )
     return m.TrainerV1alpha1TrainJob(
@@ -89,13 +150,12 @@ def output_pvc_yaml(name: str = OUTPUT_PVC, size: str = "10Gi") -> str:
 
 
 BASE_DIR = "manifests/base/trainjob"
-DEMO_SPEC = "pipelines/breast_cancer.yaml"  # the checked-in TrainJob is the demo pipeline's training step
+# the checked-in TrainJob: the main example's training step (demo.yaml's needs a run's tuned params)
+DEMO_SPEC = "pipelines/breast_cancer.yaml"
 
 
 def write_base(spec: PipelineSpec, directory: Any, nodes: int = 2) -> list[Any]:
     """The kustomize base: the TrainJob, its output PVC and the kustomization listing them."""
-    from pathlib import Path
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     files = {"pvc.yaml": output_pvc_yaml(), "trainjob.yaml": to_yaml(build_trainjob(spec, nodes)),

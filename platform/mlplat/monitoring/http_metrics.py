@@ -2,7 +2,7 @@
 
 A pure ASGI middleware, so any server (the predictor, the explainer, the monitor) wraps its
 app in one line: `app.add_middleware(RequestMetricsMiddleware)`. The model comes from the
-KServe-style path `/v1/models/<model>[:verb|/...]` or `/v2/models/<model>/...`.
+KServe-style path `/v1/models/<model>[:verb|/...]` or `/v2/models/<model>[/versions/<v>]/...`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from prometheus_client import Counter, Histogram
 REQUESTS = Counter("mlplat_http_requests", "HTTP requests by model, handler and status code", ["model", "handler", "code"])
 LATENCY = Histogram("mlplat_http_request_duration_seconds", "HTTP request latency by model and handler", ["model", "handler"],
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-_PATH = re.compile(r"^/v[12]/models/([^/:]+)(?::(\w+)|/(\w+))?")
+_PATH = re.compile(r"^/v[12]/models/([^/:]+)(?:/versions/[^/]+)?(?::(\w+)|/(\w+))?")  # KServe routes V2 with and without it
 _V2_VERBS = {"infer": "predict"}
 
 

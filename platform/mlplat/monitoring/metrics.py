@@ -33,7 +33,7 @@ PREDICTION_DRIFT_DETECTED = Gauge("mlplat_prediction_drift_detected", "1 once pr
 LIVE_ACCURACY = Gauge("mlplat_live_accuracy", "Accuracy over the labeled rows of the window (NaN below the minimum)", M)
 LIVE_F1 = Gauge("mlplat_live_f1", "Macro F1 over the labeled rows of the window (NaN below the minimum)", M)
 GENERALIZATION_GAP = Gauge("mlplat_generalization_gap", "(live metric - training CV mean) / CV std", [*M, "metric"])
-LAST_EVALUATION = Gauge("mlplat_monitor_last_evaluation_timestamp_seconds", "Unix time of the monitor's last evaluation", M)
+LAST_EVALUATION = Gauge("mlplat_monitor_last_evaluation_timestamp_seconds", "Unix time of the last evaluation (until the first: the start)", M)
 EVALUATION_SECONDS = Gauge("mlplat_monitor_evaluation_duration_seconds", "Wall time of the last drift evaluation", M)
 
 _windows: dict[str, Window] = {}

@@ -3,8 +3,10 @@
 One `Monitor` per model. The request path only calls `window.record`. Every `interval_s`
 the background thread snapshots the window, runs the drift detector plugin against the
 reference state fitted at training time, scores the labeled rows against the training CV
-band, applies hysteresis, sets the Prometheus gauges, persists the window and, now and
-then, writes Evidently's HTML report.
+band, applies hysteresis, sets the Prometheus gauges, persists the window and, at the first
+evaluation and then every `report_interval_s`, writes Evidently's HTML report. With a
+`state_dir`, a second thread saves new rows and labels every `persist_interval_s`, so even a
+killed process loses at most that much.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -43,7 +47,8 @@ class MonitorSettings:
     min_labels: int = 50  # labeled rows below which live accuracy and the gap are not exported
     gap_std_floor: float = 0.01  # a CV std of ~0 would turn any difference into an infinite gap
     report_interval_s: float = 300.0  # Evidently's HTML report is slow: write it at most this often
-    state_dir: Path | None = None  # where window, labels and hysteresis persist; None = memory only
+    state_dir: Path | None = None  # where window, labels, hysteresis and the report persist; None = memory only
+    persist_interval_s: float = 1.0  # with a state_dir: new rows and labels reach disk within this long
 
 
 class Hysteresis:
@@ -85,13 +90,16 @@ class Monitor:
         self.data_flag = Hysteresis(self.settings.consecutive)
         self.prediction_flag = Hysteresis(self.settings.consecutive)
         self._counted_total = 0  # window.total at the last window that counted toward hysteresis
-        self._last_report = time.time()  # the first report after one interval: it takes seconds
+        self._last_report = -math.inf  # the first evaluation with rows writes a report
+        self._report_dir = self.settings.state_dir  # without one: a temporary directory, made at the first report
         self.last: dict[str, Any] = {}
         self._restore()
         m.expose_window(self.name, self.window)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._eval_lock = threading.Lock()
+        self._persist_lock = threading.Lock()
+        self._persisted = self.window.progress  # what the state directory holds
 
     # ---- setup -----------------------------------------------------------------------------
     def _reference_state(self, state_file: str) -> dict[str, Any]:
@@ -123,14 +131,17 @@ class Monitor:
         state_dir = self.settings.state_dir
         if state_dir is None:
             return
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.window.save(state_dir / WINDOW_FILE)
-        flags = {"data_flag": {"active": self.data_flag.active, "streak": self.data_flag.streak},
-                 "prediction_flag": {"active": self.prediction_flag.active, "streak": self.prediction_flag.streak},
-                 "counted_total": self._counted_total}
-        tmp = state_dir / f".{MONITOR_FILE}.tmp"
-        tmp.write_text(json.dumps(flags))
-        tmp.replace(state_dir / MONITOR_FILE)
+        with self._persist_lock:  # the evaluation and the persist thread both save: one writer at a time
+            progress = self.window.progress
+            state_dir.mkdir(parents=True, exist_ok=True)
+            self.window.save(state_dir / WINDOW_FILE)
+            flags = {"data_flag": {"active": self.data_flag.active, "streak": self.data_flag.streak},
+                     "prediction_flag": {"active": self.prediction_flag.active, "streak": self.prediction_flag.streak},
+                     "counted_total": self._counted_total}
+            tmp = state_dir / f".{MONITOR_FILE}.tmp"
+            tmp.write_text(json.dumps(flags))
+            tmp.replace(state_dir / MONITOR_FILE)
+            self._persisted = progress
 
     # ---- feedback --------------------------------------------------------------------------
     def class_index(self, label: Any) -> int:
@@ -221,42 +232,59 @@ class Monitor:
         return out
 
     def _maybe_report(self, frame: pd.DataFrame) -> None:
-        state_dir = self.settings.state_dir
-        if state_dir is None or not len(frame) or time.time() - self._last_report < self.settings.report_interval_s:
+        if not len(frame) or time.time() - self._last_report < self.settings.report_interval_s:
             return
         self._last_report = time.time()
+        if self._report_dir is None:
+            self._report_dir = Path(tempfile.mkdtemp(prefix="mlplat-monitor-"))
         columns = [*self.feature_names, PREDICTION_COLUMN]
         try:
-            self.detector.write_report(self.reference()[columns], frame[columns], state_dir / REPORT_FILE)
+            self.detector.write_report(self.reference()[columns], frame[columns], self._report_dir / REPORT_FILE)
         except Exception:  # a broken report must not stop the gauges
             log.exception("writing the drift report failed")
 
     @property
     def report_path(self) -> Path | None:
-        return self.settings.state_dir / REPORT_FILE if self.settings.state_dir else None
+        return self._report_dir / REPORT_FILE if self._report_dir else None
 
     # ---- background thread -----------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             return
+        # the clock the stale-monitor alert reads starts now: a monitor that never evaluates goes stale
+        m.LAST_EVALUATION.labels(self.name).set(time.time())
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=f"mlplat-monitor-{self.name}", daemon=True)
-        self._thread.start()
+        loops = [self._evaluate_loop] + ([self._persist_loop] if self.settings.state_dir is not None else [])
+        self._threads = [threading.Thread(target=loop, name=f"mlplat-monitor-{self.name}", daemon=True) for loop in loops]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout=60)
+        self._threads = []
         self.persist()
+        if self._report_dir is not None and self._report_dir != self.settings.state_dir:
+            shutil.rmtree(self._report_dir, ignore_errors=True)  # the temporary report directory
+            self._report_dir = None
 
-    def _loop(self) -> None:
+    def _evaluate_loop(self) -> None:
         while not self._stop.wait(self.settings.interval_s):
             try:
                 self.evaluate()
                 self.persist()
             except Exception:  # keep evaluating; the stale-monitor alert catches a loop that stops
                 log.exception("monitor evaluation failed")
+
+    def _persist_loop(self) -> None:
+        while not self._stop.wait(self.settings.persist_interval_s):
+            if self.window.progress == self._persisted:
+                continue
+            try:
+                self.persist()
+            except Exception:  # a full disk must not stop the monitor; the next tick tries again
+                log.exception("saving the monitor state failed")
 
 
 def _drift_summary(result: DriftResult) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mlplat.monitoring.http_metrics import RequestMetricsMiddleware
 from mlplat.monitoring.monitor import Monitor
-from mlplat.monitoring.window import row_key
+from mlplat.monitoring.window import from_explainer, row_key
 
 REQUEST_EVENT, RESPONSE_EVENT = "org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response"
 MAX_PENDING = 10_000  # logged requests waiting for their response event (and vice versa)
@@ -98,7 +98,12 @@ def router(monitors: Mapping[str, Monitor]) -> APIRouter:
 
 
 class PayloadLogSink:
-    """Pairs KServe payload-logger request and response events by CloudEvent id and records them."""
+    """Pairs KServe payload-logger request and response events by CloudEvent id and records them.
+
+    The logger's CloudEvent id is its own (the Ce-Id header, or a fresh uuid), not the id the
+    client got back, so rows are keyed by the ids in the logged response: V1 `request_ids`, V2
+    `id`, and only without either by the event id. Rows the explainer sent are not recorded.
+    """
 
     def __init__(self, monitors: Mapping[str, Monitor]) -> None:
         self.monitors = monitors
@@ -120,11 +125,13 @@ class PayloadLogSink:
                     self._pending.popitem(last=False)
                 return {"recorded": 0, "waiting_for": "response" if kind == "request" else "request"}
         request, response = (data, other[1]) if kind == "request" else (other[1], data)
+        if from_explainer(request):
+            return {"recorded": 0, "skipped": "explainer"}
         rows = request_rows(request, monitor.feature_names)
         predictions = response_classes(response, monitor.classes)
         if len(predictions) != len(rows):
             raise HTTPException(400, f"response has {len(predictions)} predictions for {len(rows)} request rows")
-        monitor.window.record(rows, predictions, [event_id])
+        monitor.window.record(rows, predictions, response_ids(response, len(rows)) or [event_id])
         return {"recorded": len(rows)}
 
     def _parse(self, headers: Mapping[str, str], body: bytes) -> tuple[str, str, Any, str | None]:
@@ -177,7 +184,8 @@ def response_classes(payload: Any, classes: list[str]) -> np.ndarray:
     if isinstance(payload, dict) and "predictions" in payload:
         values = payload["predictions"]
     elif isinstance(payload, dict) and payload.get("outputs"):
-        values = payload["outputs"][0].get("data", [])
+        outputs = payload["outputs"]  # mlplat's own V2 answer carries `predicted_class` beside the probabilities
+        values = next((o for o in outputs if o.get("name") == "predicted_class"), outputs[0]).get("data", [])
     else:
         raise HTTPException(400, "body: expected an inference response with 'predictions' (v1) or 'outputs' (v2)")
     out = []
@@ -193,6 +201,20 @@ def response_classes(payload: Any, classes: list[str]) -> np.ndarray:
         else:
             raise HTTPException(400, f"predictions[{i}]: {value!r} is not a class of this model")
     return np.asarray(out, dtype=np.int64)
+
+
+def response_ids(payload: Any, rows: int) -> list[str] | None:
+    """The ids the client got back: the per-row V1 `request_ids`, or the V2 response `id`."""
+    if not isinstance(payload, dict):
+        return None
+    if "request_ids" in payload:
+        ids = payload["request_ids"]
+        if not (isinstance(ids, list) and len(ids) == rows and all(isinstance(i, str) and i for i in ids)):
+            raise HTTPException(400, f"request_ids: expected {rows} non-empty string ids, one per row, got {str(ids)[:100]}")
+        return ids
+    if isinstance(payload.get("id"), str) and payload["id"] and "outputs" in payload:
+        return [payload["id"]]
+    return None
 
 
 def create_app(monitors: Mapping[str, Monitor]) -> FastAPI:

@@ -26,9 +26,21 @@ LABEL_COLUMN, ID_COLUMN, TIME_COLUMN = "__label__", "__request_id__", "__time__"
 NO_LABEL = -1
 
 
+# V1 `parameters` the explainer role sends with its synthetic rows (KernelShap coalitions, anchors
+# samples): the predictor answers them, but they are not production traffic and never enter a window.
+SOURCE_PARAMETER, EXPLAINER_SOURCE = "mlplat_source", "explainer"
+EXPLAINER_PARAMETERS = {SOURCE_PARAMETER: EXPLAINER_SOURCE}
+
+
 def row_key(request_id: str, index: int, rows: int) -> str:
     """The id a single row is known by: the request id, or `<id>/<row>` for multi-row requests."""
     return request_id if rows == 1 else f"{request_id}/{index}"
+
+
+def from_explainer(payload: Any) -> bool:
+    """True for a V1 request body the explainer role sent (marked with EXPLAINER_PARAMETERS)."""
+    parameters = payload.get("parameters") if isinstance(payload, dict) else None
+    return isinstance(parameters, dict) and parameters.get(SOURCE_PARAMETER) == EXPLAINER_SOURCE
 
 
 @dataclass
@@ -104,16 +116,23 @@ class Window:
     def size(self) -> int:
         return min(self.total, self.capacity)
 
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(rows recorded, labels received): changes whenever there is something new to persist."""
+        return self.total, self.labels_received
+
     def frame(self) -> pd.DataFrame:
         """The window in arrival order: features, `__prediction__`, `__label__`, ids and times."""
-        with self._lock:
+        with self._lock:  # only the copies hold the lock (record waits on it); the frame is built after
             n, start = self.size, (self.total + self._offset) % self.capacity
             order = np.arange(start - n, start) % self.capacity if n else np.arange(0)
-            frame = pd.DataFrame(self.features[order].astype(np.float64), columns=self.feature_names)
-            frame[PREDICTION_COLUMN] = self.predictions[order]
-            frame[LABEL_COLUMN] = self.labels[order]
-            frame[ID_COLUMN] = [self.keys[i] for i in order]
-            frame[TIME_COLUMN] = self.times[order]
+            features, predictions, labels = self.features[order], self.predictions[order], self.labels[order]
+            keys, times = [self.keys[i] for i in order], self.times[order]
+        frame = pd.DataFrame(features.astype(np.float64), columns=self.feature_names)
+        frame[PREDICTION_COLUMN] = predictions
+        frame[LABEL_COLUMN] = labels
+        frame[ID_COLUMN] = keys
+        frame[TIME_COLUMN] = times
         return frame
 
     def save(self, path: Path) -> None:

@@ -4,8 +4,10 @@ Passes run one at a time. While a pass runs, new requests queue; the next pass t
 up to `max_batch_rows`. An idle server therefore adds no wait to a lone request, and a busy one
 batches exactly as much as its load needs. `max_wait_s` optionally holds a pass back to collect more.
 
-Where a pass runs is decided by what passes cost, measured: the estimate starts unknown (the first
-pass goes to the thread), rises at once to a slower pass and decays toward cheaper ones. Passes run
+Where a pass runs is decided by what passes of that size cost, measured per power-of-two row count:
+an estimate starts unknown (the first pass of a size goes to the thread), rises at once to a slower
+pass and decays toward cheaper ones, so cheap 1-row passes never let a 10k-row request onto the
+loop. Passes run
 - on the dedicated forward thread when a pass may take longer than `inline_max_s`, so the event
   loop keeps accepting requests (a slow synchronous predict stalls a KServe server; kserve issue
   3950);
@@ -38,16 +40,15 @@ class AdaptiveBatcher:
         self.forward, self.model = forward, model
         self.max_batch_rows, self.max_wait_s, self.enabled = max(1, max_batch_rows), max_wait_s, enabled
         self.inline_max_s = inline_max_s
-        self.pass_seconds = math.inf  # estimated wall time of a pass; unknown until one ran
+        self.pass_seconds: dict[int, float] = {}  # estimated wall time of a pass, by rows.bit_length()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlplat-forward")
         self._queue: collections.deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = collections.deque()
         self._draining = False
         self._batch_rows = metrics.BATCH_ROWS.labels(model)
 
-    @property
-    def runs_inline(self) -> bool:
-        """Whether the next pass runs on the event loop (measured passes are cheap enough)."""
-        return self.pass_seconds < self.inline_max_s
+    def runs_inline(self, rows: int) -> bool:
+        """Whether a pass over `rows` rows runs on the event loop (measured passes of its size are cheap)."""
+        return self.pass_seconds.get(rows.bit_length(), math.inf) < self.inline_max_s
 
     async def __call__(self, rows: np.ndarray) -> np.ndarray:
         if not self.enabled:
@@ -60,7 +61,7 @@ class AdaptiveBatcher:
         return await future
 
     async def _run(self, rows: np.ndarray) -> np.ndarray:
-        if self.runs_inline:
+        if self.runs_inline(len(rows)):
             return self._forward(rows)
         return await asyncio.get_running_loop().run_in_executor(self.executor, self._forward, rows)
 
@@ -68,9 +69,10 @@ class AdaptiveBatcher:
         started = time.perf_counter()
         outputs = self.forward(rows)
         elapsed = time.perf_counter() - started
-        # rises at once, falls gradually: one slow pass sends the next ones to the thread
-        self.pass_seconds = elapsed if elapsed >= self.pass_seconds or math.isinf(self.pass_seconds) else \
-            (1 - _DECAY) * self.pass_seconds + _DECAY * elapsed
+        size = len(rows).bit_length()
+        estimate = self.pass_seconds.get(size, 0.0)
+        # rises at once, falls gradually: one slow pass sends the next ones of its size to the thread
+        self.pass_seconds[size] = elapsed if elapsed >= estimate else (1 - _DECAY) * estimate + _DECAY * elapsed
         self._batch_rows.observe(len(rows))
         return outputs
 
@@ -79,7 +81,7 @@ class AdaptiveBatcher:
             while self._queue:
                 if self.max_wait_s > 0 and self._queued_rows() < self.max_batch_rows:
                     await asyncio.sleep(self.max_wait_s)
-                elif self.runs_inline:
+                elif self.runs_inline(self._queued_rows()):
                     await asyncio.sleep(0)  # let requests already read in this tick join the pass
                 batch = self._take()
                 inputs = batch[0][0] if len(batch) == 1 else np.concatenate([rows for rows, _ in batch])

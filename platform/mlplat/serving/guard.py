@@ -1,9 +1,13 @@
 """A pure ASGI guard in front of KServe's handlers: wrong content type → 415, body over the
-limit → 413, before a byte of JSON is parsed. Pure ASGI (not BaseHTTPMiddleware) so it costs
-microseconds per request."""
+limit → 413, before a byte of JSON is parsed. Every 4xx the predict/explain handlers answer is
+counted once in mlplat_rejected_requests_total: with the reason of whoever refused it
+(`count_rejection`), else by status code (KServe's decode errors, unknown models, FastAPI's 422s).
+Pure ASGI (not BaseHTTPMiddleware) so it costs microseconds per request."""
 
 from __future__ import annotations
 
+import json
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -13,6 +17,30 @@ from mlplat.serving import metrics
 
 JSON_TYPES = {b"application/json", b"application/cloudevents+json", b"text/json"}
 GUARDED = {"predict", "explain"}
+STATUS_REASONS = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 422: "malformed"}
+# the reasons counted during the current guarded request: a mutable list, so code that runs in a copied context
+# (a task, a thread) still marks the request as counted
+_COUNTED: ContextVar[list[str] | None] = ContextVar("mlplat_counted_rejections", default=None)
+
+
+def count_rejection(model: str, reason: str) -> None:
+    """Count one refused request; the guard then leaves its 4xx alone."""
+    metrics.REJECTED.labels(model, reason).inc()
+    counted = _COUNTED.get()
+    if counted is not None:
+        counted.append(reason)
+
+
+def non_finite_literal(body: bytes) -> str | None:
+    """The NaN/Infinity literal in an otherwise valid JSON body (which orjson, rightly, refuses). Error path only."""
+    if b"NaN" not in body and b"Infinity" not in body:
+        return None
+    found: list[str] = []
+    try:
+        json.loads(body, parse_constant=found.append)  # the stdlib parser reads the literals orjson refuses
+    except (ValueError, RecursionError):
+        return None
+    return found[0] if found else None
 
 
 class RequestGuard:
@@ -20,8 +48,11 @@ class RequestGuard:
         self.app, self.max_body_bytes, self.model = app, max_body_bytes, model
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or handler_of(scope["path"])[1] not in GUARDED:
+        if scope["type"] != "http" or handler_of(scope["path"])[1] not in GUARDED:
             await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await self._forward(scope, receive, send)
             return
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
@@ -40,7 +71,7 @@ class RequestGuard:
                 await self._reject(send, 413, "too_large", f"request body of {length.decode('latin-1')} bytes exceeds "
                                                            f"the {self.max_body_bytes}-byte limit")
                 return
-            await self.app(scope, receive, send)
+            await self._forward(scope, receive, send)
             return
         # chunked upload: read it up to the limit, then replay it to the app
         body, more = b"", True
@@ -60,10 +91,51 @@ class RequestGuard:
             replayed = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app(scope, replay, send)
+        await self._forward(scope, replay, send)
+
+    async def _forward(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Run the app; count a 4xx it answers that nobody counted, and name NaN/Infinity when they broke the JSON."""
+        counted: list[str] = []
+        token = _COUNTED.set(counted)
+        chunks: list[bytes] = []  # the request body as it went by (references, no copies): read only on a 400
+        held: list[dict[str, Any]] = []  # an uncounted 400, held back until its body says why
+
+        async def keep_body() -> dict[str, Any]:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            return message
+
+        async def watch(message: dict[str, Any]) -> None:
+            if held:
+                held.append(message)
+                if not message.get("more_body"):
+                    await self._explain_400(send, held, b"".join(chunks))
+                return
+            if message["type"] == "http.response.start" and 400 <= message["status"] < 500 and not counted:
+                if message["status"] == 400:
+                    held.append(message)
+                    return
+                count_rejection(self.model, STATUS_REASONS.get(message["status"], f"http_{message['status']}"))
+            await send(message)
+
+        try:
+            await self.app(scope, keep_body, watch)
+        finally:
+            _COUNTED.reset(token)
+
+    async def _explain_400(self, send: Any, response: list[dict[str, Any]], body: bytes) -> None:
+        """A 400 from KServe itself: orjson's 'unexpected character' becomes a message about NaN/Infinity."""
+        literal = non_finite_literal(body)
+        if literal is not None:
+            await self._reject(send, 400, "non_finite", f"request body is not JSON: JSON has no NaN/Infinity "
+                                                        f"(got {literal}); send finite numbers")
+            return
+        count_rejection(self.model, "malformed")
+        for message in response:
+            await send(message)
 
     async def _reject(self, send: Any, status: int, reason: str, message: str) -> None:
-        metrics.REJECTED.labels(self.model, reason).inc()
+        count_rejection(self.model, reason)
         body = orjson.dumps({"error": message})
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,10 @@ import numpy as np
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from mlplat.modeldir import LoadedModel
-from mlplat.monitoring.window import row_key
+from mlplat.monitoring.window import EXPLAINER_PARAMETERS, from_explainer, row_key
 from mlplat.serving import metrics
 from mlplat.serving.batching import AdaptiveBatcher
+from mlplat.serving.guard import count_rejection
 from mlplat.serving.validation import FeatureSchema, RejectedInput
 
 
@@ -46,11 +47,16 @@ class ExplainTimeout(Exception):
     """The explanation took longer than its own timeout (HTTP 504)."""
 
 
+class ExplainBusy(Exception):
+    """A timed-out explanation still runs on the explain worker (HTTP 503): refused, not queued behind it."""
+
+
 @dataclass
 class Batch:
     rows: np.ndarray
     request_id: str
     protocol: str  # "v1" or "v2"
+    monitored: bool = True  # False for the explainer's synthetic rows: answered, never recorded
 
 
 @dataclass
@@ -80,7 +86,9 @@ class RemoteModel(LoadedModel):
         for start in range(0, len(rows), self.batch_rows):
             chunk = rows[start:start + self.batch_rows].tolist()
             try:
-                response = self._client.post(f"/v1/models/{self.name}:predict", json={"instances": chunk})
+                # marked, so neither the predictor's monitor nor the payload-logger sink records them
+                response = self._client.post(f"/v1/models/{self.name}:predict",
+                                             json={"instances": chunk, "parameters": EXPLAINER_PARAMETERS})
             except httpx.HTTPError as exc:
                 raise PredictorError(f"predictor at {self.predictor_url} unreachable: {exc}") from None
             if response.status_code != 200:
@@ -116,6 +124,7 @@ class MlplatModel(kserve.Model):
         self.explainer = load_explainer(self.loaded)
         self.explain_method = (self.loaded.manifest.get("explainer") or {}).get("plugin", "")
         self._explain_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlplat-explain")
+        self._timed_out: Future[Any] | None = None  # the last timed-out explanation; a thread can't be stopped
         self.ready = True
         return self.ready
 
@@ -133,9 +142,9 @@ class MlplatModel(kserve.Model):
         try:
             if isinstance(payload, InferRequest):
                 return Batch(self.schema.v2_rows(payload), payload.id or request_id, "v2")
-            return Batch(self.schema.v1_rows(payload), request_id, "v1")
+            return Batch(self.schema.v1_rows(payload), request_id, "v1", not from_explainer(payload))
         except RejectedInput as exc:
-            metrics.REJECTED.labels(self.name, exc.rejection_reason).inc()
+            count_rejection(self.name, exc.rejection_reason)
             raise
 
     async def predict(self, batch: Batch, headers: dict[str, str] | None = None) -> Prediction:
@@ -152,7 +161,7 @@ class MlplatModel(kserve.Model):
                 self._predicted[index].inc(int(count))
         n = len(predicted)
         row_ids = [row_key(batch.request_id, i, n) for i in range(n)]
-        if self.recorder is not None:
+        if self.recorder is not None and batch.monitored:
             self.recorder.record(batch.rows, predicted, row_ids)
         if batch.protocol == "v1":
             return {"predictions": names, "probabilities": probabilities.tolist(), "request_ids": row_ids}
@@ -162,15 +171,19 @@ class MlplatModel(kserve.Model):
 
     async def explain(self, batch: Batch, headers: dict[str, str] | None = None) -> dict[str, Any]:
         if self.explainer is None:
+            count_rejection(self.name, "no_explainer")
             raise ExplainUnavailable(f"model {self.name!r} was published without an explain step; add `explain:` "
                                      f"to its pipeline spec")
-        loop = asyncio.get_running_loop()
+        if self._timed_out is not None and not self._timed_out.done():
+            raise ExplainBusy(f"the explainer is busy finishing a timed-out explanation (longer than "
+                              f"{self.options.explain_timeout_s:g} s); retry later or send fewer rows")
         started = time.perf_counter()
+        work = self._explain_executor.submit(self.explainer.explain, batch.rows)
         try:
-            explanations = await asyncio.wait_for(
-                loop.run_in_executor(self._explain_executor, self.explainer.explain, batch.rows),
-                self.options.explain_timeout_s)
-        except TimeoutError:
+            # on timeout wait_for cancels the wrapper: a queued explanation is dropped, a running one runs on
+            explanations = await asyncio.wait_for(asyncio.wrap_future(work), self.options.explain_timeout_s)
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            self._timed_out = work
             raise ExplainTimeout(f"explanation took longer than {self.options.explain_timeout_s:g} s "
                                  f"({len(batch.rows)} rows, {self.explain_method})") from None
         metrics.EXPLAIN_SECONDS.labels(self.name, self.explain_method).observe(time.perf_counter() - started)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlplat.heap import freeze_startup_heap
 from mlplat.serving.guard import RequestGuard
-from mlplat.serving.predictor import ExplainTimeout, ExplainUnavailable, MlplatModel, PredictorError, ServingOptions
+from mlplat.serving.predictor import (ExplainBusy, ExplainTimeout, ExplainUnavailable, MlplatModel, PredictorError,
+                                      ServingOptions)
 
 if TYPE_CHECKING:
     from mlplat.monitoring.monitor import MonitorSettings
@@ -45,6 +46,7 @@ def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", por
     app.add_middleware(RequestMetricsMiddleware)
     app.add_exception_handler(ExplainUnavailable, _error_handler(404, ORJSONResponse))
     app.add_exception_handler(ExplainTimeout, _error_handler(504, ORJSONResponse))
+    app.add_exception_handler(ExplainBusy, _error_handler(503, ORJSONResponse))
     app.add_exception_handler(PredictorError, _error_handler(502, ORJSONResponse))
     hooks: list[tuple[Callable[[], None], Callable[[], None]]] = [(lambda: None, model.stop)]
     if attachment is not None:

@@ -23,5 +23,6 @@ SPEC = PluginSpec(
     kind=StageKind.AUGMENTER,
     config_model=NoiseHandlingConfig,
     factory="mlplat_plugins.label_noise.handler:NoiseHandler",
+    needs=frozenset({"step:validate"}),  # it acts on the validator's findings; checked when the spec is resolved
     summary="Drop or down-weight training rows flagged as likely mislabelled by the validator (needs a validate step)",
 )

@@ -24,16 +24,17 @@ class OptunaTunerConfig(BaseModel):
     timeout_s: float | None = Field(None, gt=0, description="stop starting new trials after this many seconds")
     parallel: int = Field(1, ge=1, le=64, description="trials at once, each in its own process")
     threads_per_trial: int = Field(1, ge=1, le=256, description="torch/BLAS threads per trial (parallel x threads <= cores)")
-    pruner: Literal["median", "successive_halving", "none"] = "median"
-    pruner_startup_trials: int = Field(3, ge=0, description="median: finished trials needed before pruning")
-    pruner_warmup_epochs: int = Field(2, ge=0, description="median: epochs a trial always gets; successive halving: min resource")
-    reduction_factor: int = Field(3, ge=2, description="successive halving: keep 1/reduction_factor per rung")
+    pruner: Literal["median", "successive_halving", "hyperband", "none"] = "median"
+    pruner_startup_trials: int = Field(5, ge=0, description="median: finished trials needed before pruning (optuna's default)")
+    pruner_warmup_epochs: int = Field(2, ge=0, description="median: epochs a trial always gets; successive halving, "
+                                                           "hyperband: min resource (epochs before the first rung)")
+    reduction_factor: int = Field(3, ge=2, description="successive halving, hyperband: keep 1/reduction_factor per rung")
     seed: int | None = Field(None, description="sampler seed (default: the pipeline seed)")
 
 
 class GridConfig(OptunaTunerConfig):
     katib_algorithm: ClassVar[str] = "grid"
-    pruner: Literal["median", "successive_halving", "none"] = "none"
+    pruner: Literal["median", "successive_halving", "hyperband", "none"] = "none"
 
 
 class RandomConfig(OptunaTunerConfig):

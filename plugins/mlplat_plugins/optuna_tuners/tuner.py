@@ -1,22 +1,26 @@
 """Run an Optuna study for the tune step: samplers, pruning, failed trials, parallel workers, resume.
 
 The study lives in `<work_dir>/study.db` (SQLite), so a resumed run continues it: trials
-that finished are kept, trials an interruption cut short are re-queued with the same params.
+that finished are kept, trials an interruption cut short are re-queued with the same params,
+and the sampler seed folds in the trials already stored, so new trials draw new values.
 Parallel trials are forked worker processes sharing that storage; each limits its own
 torch/BLAS threads so `parallel x threads_per_trial` fits the machine.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import os
+import random
 import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -40,6 +44,13 @@ class OptunaTuner:
     def sampler(self, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
         raise NotImplementedError
 
+    def budget(self, space: SearchSpace) -> int:
+        """Trials the whole search runs (across resumes)."""
+        return self.config.n_trials
+
+    def before_search(self, study: optuna.Study, space: SearchSpace, seed: int, n: int) -> None:
+        """Called once per run, before the `n` trials still to run start."""
+
     def pruner(self) -> optuna.pruners.BasePruner:
         c = self.config
         if c.pruner == "median":
@@ -47,9 +58,13 @@ class OptunaTuner:
         if c.pruner == "successive_halving":
             return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, c.pruner_warmup_epochs),
                                                           reduction_factor=c.reduction_factor)
+        if c.pruner == "hyperband":  # several successive-halving brackets; the epoch count is learnt from the trials
+            return optuna.pruners.HyperbandPruner(min_resource=max(1, c.pruner_warmup_epochs), max_resource="auto",
+                                                  reduction_factor=c.reduction_factor)
         return optuna.pruners.NopPruner()
 
-    def tune(self, objective: Objective, search_space: Mapping[str, Any], context: StepContext) -> TuneResult:
+    def tune(self, objective: Objective, search_space: Mapping[str, Any], context: StepContext,
+             direction: Literal["maximize", "minimize"] = "maximize") -> TuneResult:
         space = parse_search_space(search_space)
         if not space.params:
             raise MlplatError("steps.tune.search_space is empty: declare at least one param to tune")
@@ -59,13 +74,19 @@ class OptunaTuner:
             db.unlink(missing_ok=True)  # a fresh run never inherits another search
         seed = context.seed if self.config.seed is None else self.config.seed
         store = storage(db)
-        study = optuna.create_study(study_name=STUDY_NAME, storage=store, direction="maximize",
-                                    sampler=self.sampler(space, seed), pruner=self.pruner(), load_if_exists=True)
+        study = optuna.create_study(study_name=STUDY_NAME, storage=store, direction=direction,
+                                    pruner=self.pruner(), load_if_exists=True)
+        if study.direction.name.lower() != direction:
+            raise MlplatError(f"the stored study in {db} was made to {study.direction.name.lower()} its metric, this run "
+                              f"would {direction} it (steps.tune.metric changed?): run without --resume to start over")
+        existing = len(study.get_trials(deepcopy=False))
+        study.sampler = self.sampler(space, sampler_seed(seed, existing))
         requeued = requeue_interrupted(study, store)
-        remaining = self.config.n_trials - sum(1 for t in study.get_trials(deepcopy=False) if counts(t))
+        remaining = self.budget(space) - sum(1 for t in study.get_trials(deepcopy=False) if counts(t))
         context.log(f"tune: {remaining} trials to run ({requeued} re-queued after an interruption)")
         if remaining > 0:
-            self._run(study, store, db, objective, space, seed, remaining)
+            self.before_search(study, space, seed, remaining)
+            self._run(study, store, db, objective, space, sampler_seed(seed, existing), remaining)
         study = optuna.load_study(study_name=STUDY_NAME, storage=store)  # sees the workers' trials too
         trials = trial_rows(study, space)
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
@@ -79,7 +100,9 @@ class OptunaTuner:
         best = study.best_trial
         return TuneResult(best_params=decode_params(space, best.params), best_value=float(best.value), trials=trials)
 
-    def _run(self, study: optuna.Study, store: optuna.storages.RDBStorage, db: Path, objective: Objective, space: SearchSpace, seed: int, n: int) -> None:
+    def _run(self, study: optuna.Study, store: optuna.storages.RDBStorage, db: Path, objective: Objective,
+             space: SearchSpace, seed: int, n: int) -> None:
+        """Run `n` trials; `seed` is this run's sampler seed, and worker i's sampler gets one derived from it."""
         workers = min(self.config.parallel, n)
         torch = sys.modules.get("torch")
         if workers > 1 and torch is not None and torch.cuda.is_initialized():
@@ -93,8 +116,8 @@ class OptunaTuner:
         quotas = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
         # fork: the objective is a closure over in-memory data, and trials need no re-import
         ctx = multiprocessing.get_context("fork")
-        procs = [ctx.Process(target=self._worker, args=(db, objective, space, seed + 1 + i, quota), daemon=False)
-                 for i, quota in enumerate(quotas)]
+        procs = [ctx.Process(target=self._worker, args=(db, objective, space, sampler_seed(seed, 0, 1 + i), quota),
+                             daemon=False) for i, quota in enumerate(quotas)]
         for p in procs:
             p.start()
         try:
@@ -118,11 +141,27 @@ class OptunaTuner:
 
 
 class GridTuner(OptunaTuner):
+    """Every grid point once, as enqueued trials: optuna's GridSampler takes the product of all params,
+    so with a conditional param it would run points that differ only in an inactive value."""
+
     config: GridConfig
 
     def sampler(self, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
-        grid = {name: [encode_choice(v) for v in p.grid()] for name, p in space.params.items()}
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        return optuna.samplers.RandomSampler(seed=seed)  # not consulted: every trial's params are enqueued
+
+    def budget(self, space: SearchSpace) -> int:
+        return min(self.config.n_trials, len(space.grid_points()))
+
+    def before_search(self, study: optuna.Study, space: SearchSpace, seed: int, n: int) -> None:
+        """Queue the grid points the study has not seen, up to `n` queued in all, in an order shuffled
+        with the tuner's seed (spread over the space when `n_trials` is smaller than the grid)."""
+        points = [{k: encode_choice(v) for k, v in point.items()} for point in space.grid_points()]
+        random.Random(seed).shuffle(points)
+        trials = study.get_trials(deepcopy=False)
+        seen = {point_key(t.params or t.system_attrs.get("fixed_params", {})) for t in trials}
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        for point in [p for p in points if point_key(p) not in seen][: max(0, n - waiting)]:
+            study.enqueue_trial(point)
 
 
 class RandomTuner(OptunaTuner):
@@ -149,6 +188,16 @@ class GPTuner(OptunaTuner):
     def sampler(self, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=self.config.n_startup_trials,
                                          warn_independent_sampling=False)
+
+
+def sampler_seed(seed: int, trials_in_study: int, worker: int = 0) -> int:
+    """The seed for one run's (or one worker's) sampler: a resumed search or a second worker with the
+    plain seed would draw exactly the values already tried."""
+    return int(np.random.SeedSequence([seed % 2**63, trials_in_study, worker]).generate_state(1)[0])
+
+
+def point_key(params: Mapping[str, Any]) -> str:
+    return json.dumps(dict(params), sort_keys=True)
 
 
 def storage(db: Path) -> optuna.storages.RDBStorage:
@@ -221,7 +270,7 @@ def decode_params(space: SearchSpace, stored: Mapping[str, Any]) -> dict[str, An
 def trial_rows(study: optuna.Study, space: SearchSpace) -> list[dict[str, Any]]:
     """The trials table: params, metric, state, duration, epochs run, error."""
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)):  # not queued ones
         steps = sorted(t.intermediate_values)
         value = t.value if t.state == TrialState.COMPLETE else (t.intermediate_values[steps[-1]] if steps else None)
         rows.append({

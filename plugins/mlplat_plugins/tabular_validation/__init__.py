@@ -4,11 +4,32 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlplat.registry import PluginSpec, StageKind
 
 Severity = Literal["info", "warn", "fail"]
+
+DEFAULT_SEVERITY: dict[str, Severity] = {
+    "schema.columns": "fail",
+    "schema.dtype": "fail",
+    "schema.range": "fail",
+    "schema.missing": "fail",
+    "schema.domain": "fail",
+    "schema.shift": "warn",  # a shifted batch may be real (drift), not corrupt: reported, not blocking
+    "schema.label": "fail",
+    "schema.label_coverage": "warn",
+    "duplicates": "warn",
+    "leakage": "warn",
+    "constant": "warn",
+    "outliers": "warn",
+    "label_leak": "fail",
+    "imbalance": "warn",
+    "label_noise": "warn",
+    "skew": "warn",
+    "skew.share": "fail",
+}
+CHECKS = tuple(DEFAULT_SEVERITY)
 
 
 class LabelNoiseConfig(BaseModel):
@@ -31,9 +52,13 @@ class TabularValidatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_missing_rate: float = Field(0.0, ge=0, le=1, description="missing-value rate above which a column is an anomaly")
-    range_tolerance: float = Field(1.0, ge=0, description="allowed overshoot of the training range, as a fraction of its width")
+    range_tolerance: float = Field(
+        1.0, ge=0, description="allowed overshoot of the training range, as a fraction of its width (catches unit/sign "
+                               "errors; moderate shifts are max_mean_shift's)")
     max_out_of_range_share: float = Field(
         0.02, ge=0, le=1, description="share of a column's values outside the tolerated training range above which it is an anomaly")
+    max_mean_shift: float = Field(
+        1.0, gt=0, description="largest |column mean - training mean|, in training std, before a checked split is shifted")
     min_minority_share: float = Field(
         0.1, gt=0, le=0.5, description="minority-class share below which imbalance is flagged (capped at half the balanced share 1/(2k))")
     outlier_iqr: float = Field(8.0, gt=0, description="a value beyond Q1 - k*IQR or Q3 + k*IQR of the training column is extreme")
@@ -50,6 +75,14 @@ class TabularValidatorConfig(BaseModel):
     severity: dict[str, Severity] = Field(
         default_factory=dict, description="per-check severity override, e.g. {duplicates: fail, imbalance: warn}"
     )
+
+    @field_validator("severity")
+    @classmethod
+    def _known_checks(cls, value: dict[str, Severity]) -> dict[str, Severity]:
+        unknown = sorted(set(value) - set(CHECKS))
+        if unknown:  # a typo would silently keep the default severity
+            raise ValueError(f"unknown checks {unknown}; known: {', '.join(CHECKS)}")
+        return value
 
 
 SPEC = PluginSpec(

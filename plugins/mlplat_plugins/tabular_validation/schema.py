@@ -15,6 +15,8 @@ import pandas as pd
 from mlplat.contracts.validator import CheckResult, Severity
 
 SCHEMA_VERSION = 1
+MAX_DOMAIN = 100  # more distinct values than this: free text or ids, no domain is inferred (as TFDV)
+SHOWN_DOMAIN = 10  # domain values an anomaly message lists
 
 
 def column_type(series: pd.Series) -> str:
@@ -33,7 +35,8 @@ def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray)
         if entry["type"] == "float":
             entry.update(min=float(s.min()), max=float(s.max()), mean=float(s.mean()), std=float(s.std(ddof=0)))
         else:
-            entry["domain"] = sorted(map(str, s.dropna().unique()))[:100]
+            values = sorted(map(str, s.dropna().unique()))
+            entry["domain"] = values if len(values) <= MAX_DOMAIN else None
         columns.append(entry)
     return {"version": SCHEMA_VERSION, "columns": columns,
             "label": {"classes": list(classes), "counts": np.bincount(labels, minlength=len(classes)).tolist()}}
@@ -42,9 +45,12 @@ def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray)
 def check_against_schema(
     schema: dict[str, Any], frame: pd.DataFrame, split: str, severity: Callable[[str], Severity],
     max_missing_rate: float, range_tolerance: float, max_out_of_range_share: float,
-    labels: np.ndarray | None = None, classes: list[str] | None = None,
+    labels: np.ndarray | None = None, classes: list[str] | None = None, max_mean_shift: float | None = None,
 ) -> list[CheckResult]:
-    """Columns present, types, missing-value rates, ranges and label classes of `frame` vs `schema`."""
+    """Columns present, types, missing-value rates, ranges, mean shifts, categorical domains and label classes
+    of `frame` vs `schema`. The range check catches gross errors (units, sign, sentinels) without false alarms;
+    a moderate shift (+3 std keeps most values inside a range widened by `range_tolerance`) is the mean-shift
+    check's: |mean - training mean| in training standard deviations, above `max_mean_shift`."""
     out: list[CheckResult] = []
     expected = [c["name"] for c in schema["columns"]]
     for name in expected:
@@ -71,7 +77,11 @@ def check_against_schema(
         rate = float(series.isna().mean())
         out.append(CheckResult("schema.missing", rate <= allowed, severity("schema.missing"),
                                f"{split}: {name} missing-value rate", name, f"<= {allowed:.3f}", round(rate, 4)))
-        if not same_type or col["type"] != "float" or series.dropna().empty:
+        if not same_type or series.dropna().empty:
+            continue
+        if col["type"] != "float":
+            if col.get("domain") is not None:
+                out.append(_domain_check(col, series, split, severity))
             continue
         slack = range_tolerance * (col["max"] - col["min"])
         lo, hi = col["min"] - slack, col["max"] + slack
@@ -82,9 +92,28 @@ def check_against_schema(
                                f"{split}: {name} range", name,
                                f"<= {max_out_of_range_share:.1%} outside [{lo:.4g}, {hi:.4g}]",
                                f"{outside} outside ({share:.1%}), observed [{values.min():.4g}, {values.max():.4g}]"))
+        if max_mean_shift is not None and col.get("std"):  # a constant column is the range check's
+            shift = (float(values.mean()) - col["mean"]) / col["std"]
+            out.append(CheckResult("schema.shift", abs(shift) <= max_mean_shift, severity("schema.shift"),
+                                   f"{split}: {name} mean vs training mean", name,
+                                   f"|shift| <= {max_mean_shift:g} training std", f"{shift:+.2f} std",
+                                   details={"mean": float(values.mean()), "training_mean": col["mean"], "training_std": col["std"]}))
     if labels is not None and classes is not None:
         out += _label_checks(schema, labels, classes, split, severity)
     return out
+
+
+def _domain_check(col: dict[str, Any], series: pd.Series, split: str, severity: Callable[[str], Severity]) -> CheckResult:
+    """TFDV's "unexpected string values": every value of a categorical column must be in its domain."""
+    domain = col["domain"]
+    values = series.dropna().astype(str)
+    unexpected = sorted(set(values.unique()) - set(domain))
+    shown = domain[:SHOWN_DOMAIN] + ([f"... ({len(domain)} values)"] if len(domain) > SHOWN_DOMAIN else [])
+    rows = int(values.isin(unexpected).sum())
+    message = f"{split}: {col['name']} has {rows} values not in the domain" if unexpected else f"{split}: {col['name']} within its domain"
+    return CheckResult("schema.domain", not unexpected, severity("schema.domain"), message, col["name"],
+                       f"one of {shown}", unexpected[:SHOWN_DOMAIN] if unexpected else len(values.unique()),
+                       details={"unexpected": unexpected[:MAX_DOMAIN], "rows": rows})
 
 
 def _label_checks(schema: dict[str, Any], labels: np.ndarray, classes: list[str], split: str,

@@ -15,36 +15,14 @@ from mlplat.contracts.validator import CheckResult, Severity, ValidationReport
 from mlplat.data import RESERVED, Splits
 from mlplat.errors import UsageError
 from mlplat.reports import html_image, html_table
-from mlplat_plugins.tabular_validation import TabularValidatorConfig
+from mlplat_plugins.tabular_validation import DEFAULT_SEVERITY, TabularValidatorConfig
 from mlplat_plugins.tabular_validation import quality
 from mlplat_plugins.tabular_validation.schema import check_against_schema, infer_schema
-
-DEFAULT_SEVERITY: dict[str, Severity] = {
-    "schema.columns": "fail",
-    "schema.dtype": "fail",
-    "schema.range": "fail",
-    "schema.missing": "fail",
-    "schema.label": "fail",
-    "schema.label_coverage": "warn",
-    "duplicates": "warn",
-    "leakage": "warn",
-    "constant": "warn",
-    "outliers": "warn",
-    "label_leak": "fail",
-    "imbalance": "warn",
-    "label_noise": "warn",
-    "skew": "warn",
-    "skew.share": "fail",
-}
-CHECKS = tuple(DEFAULT_SEVERITY)
 
 
 class TabularValidator:
     def __init__(self, config: TabularValidatorConfig) -> None:
-        unknown = sorted(set(config.severity) - set(CHECKS))
-        if unknown:
-            raise UsageError(f"steps.validate.params.severity: unknown checks {unknown}; known: {', '.join(CHECKS)}")
-        self.config = config
+        self.config = config  # severity keys are checked by the config model, when the spec is resolved
 
     def severity(self, check: str) -> Severity:
         return self.config.severity.get(check, DEFAULT_SEVERITY.get(check, "warn"))
@@ -88,7 +66,8 @@ class TabularValidator:
     def _schema_checks(self, schema: dict[str, Any], frame: pd.DataFrame, split: str,
                        labels: np.ndarray | None = None, classes: list[str] | None = None) -> list[CheckResult]:
         return check_against_schema(schema, frame, split, self.severity, self.config.max_missing_rate,
-                                    self.config.range_tolerance, self.config.max_out_of_range_share, labels, classes)
+                                    self.config.range_tolerance, self.config.max_out_of_range_share, labels, classes,
+                                    self.config.max_mean_shift)
 
     def _label_noise(self, splits: Splits, seed: int) -> tuple[CheckResult, dict[str, Any]]:
         from mlplat_plugins.tabular_validation.label_noise import confident_learning, out_of_fold_proba

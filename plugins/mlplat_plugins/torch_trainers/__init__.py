@@ -6,7 +6,7 @@ networks live in sibling modules that import torch when a trainer is created.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,6 +17,10 @@ class TrainingConfig(BaseModel):
     """Options of the shared training engine (every trainer accepts them)."""
 
     model_config = ConfigDict(extra="forbid")
+    # what the engine reports every epoch (and at the end) that the tune step may optimize
+    tune_metrics: ClassVar[dict[str, Literal["maximize", "minimize"]]] = {"val_accuracy": "maximize", "val_loss": "minimize"}
+    # a tune trial needs one score: no CV band (~K+1 times the cost) and no checkpoints (its dir is deleted)
+    tune_trial_params: ClassVar[dict[str, int]] = {"cv_folds": 0, "checkpoint_every": 0}
 
     # optimisation
     epochs: int = Field(50, ge=1, le=10_000)

@@ -1,19 +1,27 @@
 """Stratified K-fold cross-validation inside the train step, and the band it reports.
 
 Each fold trains on K-1 parts of the training split, early-stops on the step's validation
-split (so the held-out fold stays unseen) and is scored on the held-out fold. The band
-(shape documented in mlplat.contracts.trainer) is what monitoring expects in production.
+split (so the held-out fold stays unseen) and is scored on the held-out fold (`score_fold`:
+loss, accuracy and macro F1). The band (shape documented in mlplat.contracts.trainer) is what
+monitoring expects in production: its generalization gap is (live - CV mean) / CV std per metric.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlplat.errors import UsageError
 
-METRICS = ("accuracy", "loss")
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from mlplat.contracts.trainer import ArrayData
+    from mlplat_plugins.torch_trainers import TrainingConfig
+
+METRICS = ("accuracy", "loss", "f1")  # f1: macro F1, the monitor's `mlplat_generalization_gap{metric="f1"}`
 
 
 def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -28,10 +36,30 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray,
     return [(train, held) for train, held in splitter.split(np.zeros(len(y)), y)]
 
 
+def score_fold(network: nn.Module, part: ArrayData, prefix: str, config: TrainingConfig, device: torch.device,
+               n_classes: int) -> dict[str, float]:
+    """`{prefix}_loss`, `{prefix}_accuracy` and `{prefix}_f1` (macro over all classes) of `network` on `part`."""
+    import torch
+    from sklearn.metrics import f1_score
+
+    from mlplat_plugins.torch_trainers import engine
+
+    X = torch.as_tensor(part.X, dtype=torch.float32).to(device)
+    logits = engine.predict_logits(network, X, config.eval_batch_size, device, config.amp)
+    loss, accuracy = engine.loss_and_accuracy(logits, torch.as_tensor(part.y, dtype=torch.long).to(device))
+    predicted = logits.argmax(1).cpu().numpy() if len(part.y) else np.zeros(0, np.int64)
+    f1 = f1_score(part.y, predicted, average="macro", labels=list(range(n_classes)), zero_division=0)
+    return {f"{prefix}_loss": loss, f"{prefix}_accuracy": accuracy, f"{prefix}_f1": float(f1)}
+
+
 def band(folds: list[dict[str, float]]) -> dict[str, Any]:
-    """{"val_accuracy": {"mean", "std"}, "train_accuracy": .., "gap_accuracy": .., ..., "folds": K, "per_fold": [...]}."""
+    """{"val_accuracy": {"mean", "std"}, "train_accuracy": .., "gap_accuracy": .., ..., "folds": K, "per_fold": [...]}.
+
+    A metric enters the band only when every fold reports it (train and val)."""
     result: dict[str, Any] = {}
     for metric in METRICS:
+        if not all(f"train_{metric}" in f and f"val_{metric}" in f for f in folds):
+            continue
         train = np.array([f[f"train_{metric}"] for f in folds], np.float64)
         val = np.array([f[f"val_{metric}"] for f in folds], np.float64)
         gap = train - val  # accuracy: positive = overfit; loss: negative = overfit

@@ -42,6 +42,8 @@ def launch(trainer: TorchTrainer, architecture: dict[str, Any], data: TrainingDa
     arrays = {"train_X": data.train.X, "train_y": data.train.y, "val_X": data.validation.X, "val_y": data.validation.y}
     if data.train.weight is not None:
         arrays["train_w"] = data.train.weight
+    if data.train.synthetic is not None:
+        arrays["train_s"] = data.train.synthetic  # CV holds out real rows only
     save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(job_dir / DATA))
     cls = type(trainer)
     runs_root = context.runs_root
@@ -122,7 +124,7 @@ def worker(job_dir: Path) -> None:
         rank = dist.get_rank()
         arrays = load_file(str(job_dir / DATA))
         info = DatasetInfo(**job["info"])
-        data = TrainingData(ArrayData(arrays["train_X"], arrays["train_y"], arrays.get("train_w")),
+        data = TrainingData(ArrayData(arrays["train_X"], arrays["train_y"], arrays.get("train_w"), arrays.get("train_s")),
                             ArrayData(arrays["val_X"], arrays["val_y"]), info)
         epochs_file = job_dir / EPOCHS
 

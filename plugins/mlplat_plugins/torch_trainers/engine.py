@@ -307,8 +307,11 @@ def train_loop(
             loss_sum, correct = totals[0], totals[1]
         val_loss, val_acc = loss_and_accuracy(predict_logits(module, Xv, config.eval_batch_size, device, config.amp), yv)
         row = {"epoch": epoch, "epochs": config.epochs, "train_loss": float(loss_sum) / n, "train_accuracy": float(correct) / n,
-               "val_loss": val_loss, "val_accuracy": val_acc, "lr": optimizer.param_groups[0]["lr"],
-               "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu_started}
+               "val_loss": val_loss, "val_accuracy": val_acc, "lr": optimizer.param_groups[0]["lr"]}
+
+        def stamp() -> None:  # the epoch's time so far; the last stamp, after all per-epoch work, stands
+            row.update(seconds=time.perf_counter() - started, cpu_seconds=time.process_time() - cpu_started)
+
         state.history.append(row)
         score = -val_loss if config.monitor == "val_loss" else val_acc
         if scheduler is not None:
@@ -321,11 +324,13 @@ def train_loop(
             state.stale += 1
             state.stopped = bool(config.early_stopping_patience and state.stale >= config.early_stopping_patience)
         last = state.stopped or epoch + 1 >= config.epochs
+        stamp()  # a checkpoint's history is complete (its last row's time leaves out the saving itself)
         if checkpoints is not None and dist.main and config.checkpoint_every and ((epoch + 1) % config.checkpoint_every == 0 or last):
             checkpoints.save(network, optimizer, scheduler, scaler, generator, state)
         state.epoch += 1
         if report_epochs and dist.main:
             context.on_epoch(epoch, row)
+        stamp()
     if config.restore_best_weights and state.best_weights is not None:
         network.load_state_dict(state.best_weights)
     return LoopResult(state.history, state.best_epoch, state.stopped, resumed_from)

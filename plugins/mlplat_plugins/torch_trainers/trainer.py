@@ -34,7 +34,17 @@ class Outcome:
 
 
 def _subset(data: ArrayData, index: np.ndarray) -> ArrayData:
-    return ArrayData(data.X[index], data.y[index], None if data.weight is None else data.weight[index])
+    return ArrayData(data.X[index], data.y[index], None if data.weight is None else data.weight[index],
+                     None if data.synthetic is None else data.synthetic[index])
+
+
+def cv_folds(train: ArrayData, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit positions, held-out positions) per fold: stratified over the real rows only. Synthetic rows
+    (oversampled, generated) fit in every fold and are never held out: scored as held out, they would
+    inflate the CV band that monitoring takes as the expected generalization."""
+    synthetic = np.zeros(len(train.y), bool) if train.synthetic is None else np.asarray(train.synthetic, bool)
+    real, generated = np.flatnonzero(~synthetic), np.flatnonzero(synthetic)
+    return [(np.concatenate([real[fit], generated]), real[held]) for fit, held in cv.stratified_folds(train.y[real], k, seed)]
 
 
 class TorchTrainer:
@@ -73,6 +83,12 @@ class TorchTrainer:
             write_training_report(context.work_dir, f"Training: {data.info.name} ({architecture['type']})",
                                   outcome.metrics, outcome.history, outcome.cv, outcome.extras)
         return TrainedModel(outcome.network, architecture, outcome.history, outcome.metrics, outcome.cv, outcome.extras)
+
+    def inherited_preprocessing(self, context: StepContext) -> dict[str, Any] | None:
+        """A warm start's source-model preprocessing, which the runner reuses (mlplat.steps.inherited_preprocessing)."""
+        if not self.config.init_from:
+            return None
+        return warmstart.source_preprocessing(warmstart.resolve_model_dir(self.config.init_from, context.runs_root), context.info)
 
     def train_here(self, architecture: dict[str, Any], data: TrainingData, context: StepContext, dist: engine.Dist) -> Outcome:
         """Train in this process (one DDP rank when `dist.world > 1`)."""
@@ -134,7 +150,7 @@ class TorchTrainer:
 
     def _cross_validate(self, make_network: Any, data: TrainingData, context: StepContext,
                         device: torch.device, dist: engine.Dist) -> dict[str, Any]:
-        folds = cv.stratified_folds(data.train.y, self.config.cv_folds, context.seed)
+        folds = cv_folds(data.train, self.config.cv_folds, context.seed)
         rows = []
         for k, (train_idx, held_idx) in enumerate(folds):
             network, frozen = make_network(context.seed + 1000 + k)
@@ -142,11 +158,11 @@ class TorchTrainer:
             # early stopping watches the step's validation split; the held-out fold stays unseen
             result = engine.train_loop(network, fold_train, data.validation, self.config, context, device=device,
                                        n_classes=data.info.n_classes, dist=dist, frozen=frozen, report_epochs=False)
-            train_loss, train_acc = self._evaluate(network, fold_train, device)
-            val_loss, val_acc = self._evaluate(network, held, device)
-            rows.append({"fold": k, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
-                         "val_accuracy": val_acc, "best_epoch": result.best_epoch, "n_train": len(train_idx), "n_val": len(held_idx)})
-            context.log(f"cv fold {k + 1}/{len(folds)}: val_accuracy={val_acc:.4f} train_accuracy={train_acc:.4f}")
+            scores = {**cv.score_fold(network, fold_train, "train", self.config, device, data.info.n_classes),
+                      **cv.score_fold(network, held, "val", self.config, device, data.info.n_classes)}
+            rows.append({"fold": k, **scores, "best_epoch": result.best_epoch, "n_train": len(train_idx), "n_val": len(held_idx)})
+            context.log(f"cv fold {k + 1}/{len(folds)}: val_accuracy={scores['val_accuracy']:.4f} "
+                        f"val_f1={scores['val_f1']:.4f} train_accuracy={scores['train_accuracy']:.4f}")
         return cv.band(rows)
 
     def _evaluate(self, network: nn.Module, data: ArrayData, device: torch.device) -> tuple[float, float]:

@@ -3,6 +3,8 @@
 `init_from` is a model directory, a run directory, a run id or `latest` in the run store
 (`StepContext.runs_root`, else $MLPLAT_RUNS_DIR, else ./runs). A model whose features,
 classes or network shapes do not match is refused with a UsageError naming the mismatch.
+The new model reuses the source model's preprocessing (`source_preprocessing`): its layers
+were trained on inputs standardized with the source's statistics, not the new data's.
 """
 
 from __future__ import annotations
@@ -41,18 +43,31 @@ def resolve_model_dir(ref: str, runs_root: Path | None) -> Path:
     return run.model_dir
 
 
-def load_compatible_state(model_dir: Path, info: DatasetInfo, architecture: Mapping[str, Any],
-                          network: nn.Module) -> dict[str, torch.Tensor]:
-    """The previous model's weights, after checking features, classes and tensor shapes match."""
-    from safetensors.torch import load_file
-
-    manifest = modeldir.read_manifest(model_dir)
+def _check_features(manifest: Mapping[str, Any], info: DatasetInfo, model_dir: Path) -> None:
     features = [f["name"] for f in manifest.get("features", [])]
     if features != list(info.feature_names):
         missing = [f for f in info.feature_names if f not in features]
         extra = [f for f in features if f not in info.feature_names]
         detail = f"missing in model: {missing}; not in data: {extra}" if missing or extra else "same names, different order"
         raise UsageError(f"{FIELD}: feature schema mismatch with {model_dir} ({detail})")
+
+
+def source_preprocessing(model_dir: Path, info: DatasetInfo) -> dict[str, Any]:
+    """The source model's preprocessing statistics (model.json `preprocessing`), for the new model to reuse."""
+    manifest = modeldir.read_manifest(model_dir)
+    _check_features(manifest, info, model_dir)
+    if "preprocessing" not in manifest:
+        raise UsageError(f"{FIELD}: {model_dir} records no preprocessing statistics; its inputs' scaling is unknown")
+    return dict(manifest["preprocessing"])
+
+
+def load_compatible_state(model_dir: Path, info: DatasetInfo, architecture: Mapping[str, Any],
+                          network: nn.Module) -> dict[str, torch.Tensor]:
+    """The previous model's weights, after checking features, classes and tensor shapes match."""
+    from safetensors.torch import load_file
+
+    manifest = modeldir.read_manifest(model_dir)
+    _check_features(manifest, info, model_dir)
     if list(manifest.get("classes", [])) != list(info.classes):
         raise UsageError(f"{FIELD}: class mismatch with {model_dir}: model has {manifest.get('classes')}, data has {info.classes}")
     previous = manifest.get("architecture", {})
