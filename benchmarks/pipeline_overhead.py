@@ -8,6 +8,11 @@ Figures:
 - the same split for kfp.local, where the gap is kfp.local's executor processes and artifact I/O.
 
     .venv/bin/python benchmarks/pipeline_overhead.py [--spec pipelines/demo.yaml]
+
+Measured 2026-12-01 on the idle 2-core dev VM, demo.yaml, 37 s: in-process 11.69 s wall (runner span
+9.79 s, steps 9.78 s: orchestration overhead 0.14 % of step compute, target < 10 %: met);
+kfp.local 25.73 s (step compute 17.16 s, 45 % in kfp.local's executor processes and artifact I/O),
+ratio 2.20x; identical test metrics. breast_cancer.yaml: 6.28 s vs 10.98 s (1.75x), overhead 0.17 %.
 """
 
 from __future__ import annotations

@@ -31,7 +31,11 @@ wrk the other), OMP_NUM_THREADS=1, `--no-monitor` unless noted, 8 s x 2 rounds (
     heavy  mlplat  3455.6   8.64   13.49   0.389        1.93x req/s, p99 0.63 PASS (>= 1.5x, p99 <= 1)
 
 A second run: small 1.05x (p99 2.51 vs 1.92 ms), heavy 1.61x (p99 0.73). With --monitor (every
-request recorded for drift): small 0.98x. What got (a) there, each measured with this script:
+request recorded for drift): small 0.98x. After the later request-path changes (every 4xx counted,
+inline estimates per pass size): small 1.01x; heavy 1.43x (p99 0.83) and 1.58x (p99 0.69), then
+1.50-1.64x in three 6 s runs. Heavy swings 1.43-1.93x over the day's runs because the server's two
+threads (loop + forward) and wrk share the VM's two cores: it is bound by the machine, not by one
+thread. What got (a) there, each measured with this script:
 - cheap passes on the event loop (batching.py): a thread round trip costs ~55 us of CPU, more than
   the small MLP's 1-row forward (29 us); with `--inline-forward-ms 0` (always the forward thread)
   small is 0.81x. Heavy passes (~1 ms+) still go to the thread, so the loop never stalls on them.

@@ -20,20 +20,19 @@ backward, AdamW step, then one validation pass. Two figures:
 Each side runs `--repeats` times, alternating. Targets (epoch throughput): ratio >= 0.95 on
 CPU, >= 0.9 on GPU with AMP.
 
-Measured 2026-11-23, defaults (CPU, 1 thread, 30k rows x 64 features, MLP [256, 256], batch 256,
-4 epochs, 5 repeats) on the 2-core shared dev machine (load average ~7.5 from other jobs), two runs:
+Measured 2026-12-01, defaults (CPU, 1 thread, 30k rows x 64 features, MLP [256, 256], batch 256,
+4 epochs, 5 repeats) on the idle 2-core dev VM, 12 s per run, after the epoch time came to cover
+all per-epoch work (scheduler, early stopping, best-weights copy, checkpoint, callback):
 
-    epoch      (wall)  trainer/hand = 0.947, 1.094   noisy: wall time includes waiting for a core
-    epoch_cpu          trainer/hand = 0.996, 0.972   target >= 0.95: met
-    end_to_end (wall)  trainer/hand = 0.662, 0.619   fixed cost 1.10s CPU per fit (2.8-3.2s wall),
-    e2e_cpu            trainer/hand = 0.678          almost all of it the two report PNGs (matplotlib);
-                                                     tuner trials (reports off) skip them
-    run time: 109s and 127s wall (44s / 41s CPU)
+    epoch      (wall)  trainer/hand = 0.987 (155,054 vs 157,171 samples/s)   target >= 0.95: met
+    epoch_cpu          trainer/hand = 0.986
+    end_to_end (wall)  trainer/hand = 0.704   fixed cost per fit 0.28 s wall / 0.44 s CPU (setup,
+    e2e_cpu            trainer/hand = 0.651   final eval, the report PNGs), a third of this short run
+(Before that change, same machine idle: epoch 0.984. 2026-11-23 under load average ~7.5:
+epoch_cpu 0.972-0.996.)
 
-(Measured before the trainer's epoch time also covered the best-weights copy and the epoch callback.)
-
-Not measured on a GPU (none was lent to the session): the `--device cuda` figures (AMP ratio,
-AMP speedup over fp32) are still to be taken.
+Not measured on a GPU (none was lent to the sessions so far): the `--device cuda` figures (AMP
+ratio, AMP speedup over fp32) are still to be taken.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,18 @@ TINY_SPEC = {
         "validate": {"plugin": "tabular"},
         "train": {"plugin": "mlp", "params": {"hidden": [16], "epochs": 8, "early_stopping_patience": None}},
     },
+}
+
+# Validation, a two-augmenter remediation chain and a 2-trial tune, each as small as it gets: the data
+# steps of the tests that run every step kind through another runner (kfp.local, a TrainJob's script).
+SMALL_DATA_STEPS: dict[str, Any] = {
+    "validate": {"plugin": "tabular", "params": {"label_noise": {"model": "logistic", "folds": 3, "max_noise_share": 0.1},
+                                                 "severity": {"imbalance": "warn", "duplicates": "warn", "label_noise": "warn"},
+                                                 "plot_columns": 0}},
+    "augment": [{"plugin": "label_noise", "params": {"action": "drop", "max_share": 0.1}}, {"plugin": "smote"}],
+    "tune": {"plugin": "random", "params": {"n_trials": 2, "pruner": "none"},
+             "search_space": {"lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+                              "width": {"type": "categorical", "choices": [8, 16]}}},
 }
 
 

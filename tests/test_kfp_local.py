@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, TINY_SPEC
+from conftest import REPO, SMALL_DATA_STEPS, TINY_SPEC
 from mlplat.errors import GateFailed
 from mlplat.kfp.local import KFP_ROOT, run_kfp_local
 from mlplat.runner import run_pipeline
@@ -34,13 +34,7 @@ FULL_SPEC: dict[str, Any] = {
     "seed": 42,  # a split where the validator flags label-noise suspects, so the first augmenter drops rows
     "dataset": {"source": "sklearn:breast_cancer", "validation": 0.2, "test": 0.2},
     "steps": {
-        "validate": {"plugin": "tabular", "params": {"label_noise": {"model": "logistic", "folds": 3, "max_noise_share": 0.1},
-                                                     "severity": {"imbalance": "warn", "duplicates": "warn", "label_noise": "warn"},
-                                                     "plot_columns": 0}},
-        "augment": [{"plugin": "label_noise", "params": {"action": "drop", "max_share": 0.1}}, {"plugin": "smote"}],
-        "tune": {"plugin": "random", "params": {"n_trials": 2, "pruner": "none"},
-                 "search_space": {"lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
-                                  "width": {"type": "categorical", "choices": [8, 16]}}},
+        **SMALL_DATA_STEPS,
         "train": {"plugin": "mlp", "params": {"depth": 1, "width": 32, "epochs": 3, "early_stopping_patience": None,
                                               "checkpoint_every": 0}},
         "explain": {"plugin": "integrated_gradients", "params": {"n_steps": 8, "importance_rows": 20, "background_clusters": 4}},

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SMALL_DATA_STEPS
 from mlplat.data import Splits
 from mlplat.kfp import trainjob
 from mlplat.runner import run_pipeline
@@ -29,13 +29,7 @@ SPEC: dict[str, Any] = {
     "seed": 3,
     "dataset": {"source": "sklearn:breast_cancer", "validation": 0.2, "test": 0.2},
     "steps": {
-        "validate": {"plugin": "tabular", "params": {"label_noise": {"model": "logistic", "folds": 3, "max_noise_share": 0.1},
-                                                     "severity": {"imbalance": "warn", "duplicates": "warn", "label_noise": "warn"},
-                                                     "plot_columns": 0}},
-        "augment": [{"plugin": "label_noise", "params": {"action": "drop", "max_share": 0.1}}, {"plugin": "smote"}],
-        "tune": {"plugin": "random", "params": {"n_trials": 2, "pruner": "none"},
-                 "search_space": {"lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
-                                  "width": {"type": "categorical", "choices": [8, 16]}}},
+        **SMALL_DATA_STEPS,
         "train": {"plugin": "mlp", "params": {"depth": 1, "width": 32, "epochs": 2, "early_stopping_patience": None,
                                               "checkpoint_every": 0}},
     },
