@@ -3,8 +3,8 @@
 1. Label-noise detection: precision / recall of the `tabular` validator's confident-learning
    suspects at 10 % and 20 % injected symmetric noise.
 2. Imbalance at 1:20: balanced accuracy of the MLP trained naively vs with remediation
-   (random oversampling, plain and smoothed; SMOTE; noise drop + SMOTE; class-weighted loss,
-   a trainer option, for comparison).
+   (random oversampling, plain and smoothed; SMOTE; noise drop + SMOTE; and two trainer options:
+   class-weighted loss and the logit-adjusted loss, `logit_adjustment`).
 3. Small data: test accuracy training on 10 % of the training split, with vs without augmentation,
    and warm-started (`init_from`, through the real train step) from a model trained on the other 90 %.
 
@@ -23,9 +23,19 @@ stopping on the (equally imbalanced) val_loss: with early stopping off every var
 point on breast_cancer; on make_classification, restoring the best-val_loss epoch costs the naive
 model ~3 points against its last epoch, which flatters the gain rather than hiding it. Noise drop
 before SMOTE hurts (+3 instead of +4): with no injected noise the suspects are mostly the
-minority's own rows. On make_classification (60 minority rows) the best remediations (smoothed
-bootstrap, class weights) reach +7 to +11 points depending on the seeds (about +9 over 5): at the
-target, not reliably above it.
+minority's own rows. The logit-adjusted loss (tau 1) gains +4.4 here: it moves the decision
+boundary, and no boundary is good enough: choosing the threshold on the test set itself (an oracle,
+not a method) tops out at 0.917 for the naive model, 0.941 for the smoothed bootstrap and 0.948 for
+an ensemble of 5 smoothed-bootstrap models (target 0.952); test AUC is 0.95 / 0.97. Also measured,
+all below the smoothed bootstrap: borderline-SMOTE 1/2, ADASYN, SVM-SMOTE (+3.7 to +4.4), post-hoc
+logit adjustment of the naive model (+4.0 at tau 0.5 or 1), class weights plus post-hoc adjustment;
+a wider bootstrap (shrinkage 1.5-2) gains +7.2 here but loses 5 points on make_classification.
+Logistic regression with balanced class weights on the same rows reaches 0.929.
+On make_classification (60 minority rows) the logit-adjusted loss (tau 1, the paper's value) meets
+the target: +11.2 over the benchmark's 5 seeds, +12.2 over seeds 5-9, about 2 points above the smoothed
+bootstrap (+9.1, +10.0) and class weights (+7.3, +7.9) on the same seeds. Its early stopping watches
+the adjusted logits' validation loss (the imbalanced split's own distribution); watching the raw,
+balanced logits' instead gains only +9.0 / +10.8. Post-hoc adjustment of the naive model gains +10.0.
 Run: .venv/bin/python benchmarks/data_quality.py [--quick]
 """
 
@@ -156,9 +166,14 @@ IMBALANCE_CHAINS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "label_noise drop + smote": [("label_noise", {}), ("smote", {})],
 }
 
+IMBALANCE_TRAINING: dict[str, dict[str, Any]] = {  # trainer options on the imbalanced splits as they are
+    "class_weight=balanced (trainer)": {"class_weight": "balanced"},
+    "logit_adjustment=1.0 (trainer)": {"logit_adjustment": 1.0},  # Menon et al. 2021's tau
+}
+
 
 def imbalance_benchmark(dataset: str, seeds: list[int]) -> dict[str, float]:
-    variants: dict[str, list[float]] = {"naive": [], **{name: [] for name in IMBALANCE_CHAINS}, "class_weight=balanced (trainer)": []}
+    variants: dict[str, list[float]] = {"naive": [], **{name: [] for name in IMBALANCE_CHAINS}, **{name: [] for name in IMBALANCE_TRAINING}}
     for seed in seeds:
         base = generated_splits(seed) if dataset == "make_classification" else splits_for(dataset, seed)
         splits = make_imbalanced(base, ratio=20, minority=1, seed=seed)
@@ -167,7 +182,8 @@ def imbalance_benchmark(dataset: str, seeds: list[int]) -> dict[str, float]:
         for name, chain in IMBALANCE_CHAINS.items():
             remedied = augmented(splits, seed, chain, {"validate": report.findings})
             variants[name].append(train_and_score(remedied, seed)["balanced_accuracy"])
-        variants["class_weight=balanced (trainer)"].append(train_and_score(splits, seed, class_weight="balanced")["balanced_accuracy"])
+        for name, params in IMBALANCE_TRAINING.items():
+            variants[name].append(train_and_score(splits, seed, **params)["balanced_accuracy"])
     return {k: float(np.mean(v)) for k, v in variants.items()}
 
 

@@ -18,7 +18,7 @@ from mlplat_plugins.torch_trainers import CNNConfig, MLPConfig
 from mlplat_plugins.torch_trainers.cnn import CNNTrainer
 from mlplat_plugins.torch_trainers.compute import RSS_SAMPLE_S
 from mlplat_plugins.torch_trainers.cv import stratified_folds
-from mlplat_plugins.torch_trainers.engine import seed_everything
+from mlplat_plugins.torch_trainers.engine import logit_offset, seed_everything
 from mlplat_plugins.torch_trainers.mlp import MLPTrainer
 from mlplat_plugins.torch_trainers.networks import build_network
 
@@ -266,6 +266,28 @@ def test_balanced_class_weights_raise_minority_recall(tmp_path: Path) -> None:
         pred = model.network(torch.from_numpy(data.validation.X)).argmax(1).numpy()
         recall[weight] = float((pred[data.validation.y == 1] == 1).mean())
     assert recall["balanced"] > recall[None] + 0.2
+
+
+def test_logit_adjustment_trains_balanced_logits_and_early_stops_on_the_adjusted_ones(tmp_path: Path) -> None:
+    # features carry no information: the best logits are log(prior), or equal once adjusted by tau=1
+    y = (np.random.default_rng(0).random(600) < 0.1).astype(np.int64)
+    X = np.zeros((600, 3), np.float32)
+    info = DatasetInfo("prior", "y", ["a", "b", "c"], ["0", "1"])
+    data = TrainingData(ArrayData(X[:400], y[:400]), ArrayData(X[400:], y[400:]), info)
+    gap, val_loss = {}, {}
+    for tau in (0.0, 1.0):
+        model = fit(MLPConfig(hidden=[4], dropout=0.0, epochs=150, lr=3e-2, early_stopping_patience=None, restore_best_weights=False,
+                              logit_adjustment=tau, **QUIET), data, tmp_path / str(tau))
+        logits = model.network(torch.from_numpy(X[:1]))[0].detach()
+        gap[tau], val_loss[tau] = float(logits[0] - logits[1]), model.history[-1]["val_loss"]
+    counts = np.bincount(y[:400])
+    assert gap[0.0] == pytest.approx(np.log(counts[0] / counts[1]), abs=0.15)
+    assert abs(gap[1.0]) < 0.15  # the saved network's own logits are balanced
+    # the loop scores the adjusted logits: the validation loss is the prior's entropy either way, not log 2
+    assert val_loss[1.0] == pytest.approx(val_loss[0.0], abs=0.02) and val_loss[1.0] < 0.5
+    assert np.isfinite(logit_offset(np.zeros(5, np.int64), MLPConfig(logit_adjustment=1.0), 3)).all()  # an absent class
+    with pytest.raises(SpecError, match="logit_adjustment"):
+        get(StageKind.TRAINER, "mlp").create({"logit_adjustment": -1})
 
 
 def test_reports_progress_and_compute_cost(tmp_path: Path) -> None:

@@ -92,6 +92,11 @@ def test_pruning_stops_hopeless_trials(tmp_path: Path, pruner: str) -> None:
     assert any(t["state"] == "complete" for t in result.trials)
 
 
+def test_bayesian_prunes_with_hyperband_by_default() -> None:
+    assert isinstance(tuner("bayesian").pruner(), optuna.pruners.HyperbandPruner)
+    assert isinstance(tuner("random").pruner(), optuna.pruners.MedianPruner)
+
+
 def test_failing_and_nan_trials_are_recorded_and_the_search_goes_on(tmp_path: Path) -> None:
     def flaky(params: dict[str, Any], report: Any) -> float:
         if params["act"] == "gelu":

@@ -43,6 +43,9 @@ class RandomConfig(OptunaTunerConfig):
 
 class BayesianConfig(OptunaTunerConfig):
     katib_algorithm: ClassVar[str] = "tpe"
+    # Optuna's benchmarks (tutorial "Which Sampler and Pruner Should be Used?"): Hyperband suits TPE best; its
+    # brackets also give slow starters (a low lr) full runs, which median pruning at a fixed epoch cuts short
+    pruner: Literal["median", "successive_halving", "hyperband", "none"] = "hyperband"
     n_startup_trials: int = Field(5, ge=1, description="random trials before TPE models the space")
     multivariate: bool = Field(True, description="model params jointly (grouped, so conditional params work)")
 

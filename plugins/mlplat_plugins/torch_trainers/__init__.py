@@ -41,6 +41,9 @@ class TrainingConfig(BaseModel):
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm")
     class_weight: Literal["balanced"] | list[float] | None = Field(
         None, description="'balanced' (n / (k * count)) or one weight per class; multiplies per-row weights")
+    logit_adjustment: float = Field(
+        0.0, ge=0, le=10, description="tau of the logit-adjusted loss (Menon et al. 2021; 1.0 = theirs, 0 = off): trains on "
+        "logits + tau * log(class prior of the training rows), so the network learns balanced logits for an imbalanced split")
     cv_folds: int = Field(0, ge=0, le=20, description="stratified K-fold CV inside the step (0 = off)")
     # compute
     device: str = Field("auto", description="'auto' (CUDA, else CPU), 'cpu', 'cuda', 'cuda:1', ...")

@@ -104,6 +104,17 @@ def row_weights(data: ArrayData, config: TrainingConfig, n_classes: int) -> np.n
     return weight
 
 
+def logit_offset(labels: np.ndarray, config: TrainingConfig, n_classes: int) -> np.ndarray | None:
+    """`logit_adjustment`: tau * log(class prior of the training rows), added to the logits wherever the loop
+    scores them (loss, train and validation metrics, early stopping), never to the network. The adjusted
+    logits model the imbalanced training distribution, which the validation split shares; the network
+    itself then outputs the balanced logits (Menon et al. 2021), and is what is saved and served."""
+    if not config.logit_adjustment:
+        return None
+    counts = np.maximum(np.bincount(labels, minlength=n_classes), 1)  # a class absent from the rows: a finite offset
+    return (config.logit_adjustment * np.log(counts / counts.sum())).astype(np.float32)
+
+
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
     if amp == "off":
         return contextlib.nullcontext()
@@ -238,6 +249,8 @@ def train_loop(
     yt = torch.as_tensor(train.y, dtype=torch.long).to(device)
     weights = row_weights(train, config, n_classes)
     wt = None if weights is None else torch.as_tensor(weights).to(device)
+    offset = logit_offset(train.y, config, n_classes)
+    ot = None if offset is None else torch.as_tensor(offset).to(device)
     Xv = torch.as_tensor(val.X, dtype=torch.float32).to(device)
     yv = torch.as_tensor(val.y, dtype=torch.long).to(device)
 
@@ -279,6 +292,8 @@ def train_loop(
             xb, yb = Xt[local], yt[local]
             with autocast(device, config.amp):
                 logits = forward(xb)
+            if ot is not None:
+                logits = logits.float() + ot
             if wt is None:
                 if world == 1:
                     loss = F.cross_entropy(logits.float(), yb, label_smoothing=ls)
@@ -305,7 +320,8 @@ def train_loop(
             totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
             torch.distributed.all_reduce(totals)
             loss_sum, correct = totals[0], totals[1]
-        val_loss, val_acc = loss_and_accuracy(predict_logits(module, Xv, config.eval_batch_size, device, config.amp), yv)
+        val_logits = predict_logits(module, Xv, config.eval_batch_size, device, config.amp)
+        val_loss, val_acc = loss_and_accuracy(val_logits if ot is None or not len(yv) else val_logits + ot, yv)
         row = {"epoch": epoch, "epochs": config.epochs, "train_loss": float(loss_sum) / n, "train_accuracy": float(correct) / n,
                "val_loss": val_loss, "val_accuracy": val_acc, "lr": optimizer.param_groups[0]["lr"]}
 
