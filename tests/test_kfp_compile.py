@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mlplat import steps
 from mlplat.errors import MlplatError, SpecError, UsageError
 from mlplat.kfp import compiler, step, submit, trainjob
 from mlplat.kfp.local import KfpLocalSettingsIgnored, warn_ignored_settings
@@ -269,7 +270,7 @@ def test_trainjob_of_a_tuned_spec_needs_the_tuned_params(tmp_path: Path) -> None
     best_file = tmp_path / "best_params.json"
     best_file.write_text(json.dumps({"best_params": {"lr": 0.01, "width": 128}, "best_value": 0.97}))
     env = {e["name"]: e["value"] for e in
-           trainjob.build_trainjob(spec, best_params=trainjob.load_best_params(best_file)).to_dict()["spec"]["trainer"]["env"]}
+           trainjob.build_trainjob(spec, best_params=steps.read_best_params(best_file)).to_dict()["spec"]["trainer"]["env"]}
     assert json.loads(env["MLPLAT_PARAMS"]) == {**spec.steps.train.params, "lr": 0.01, "width": 128}
     with pytest.raises(UsageError, match=r"--best-params: depthh not in steps\.tune\.search_space"):
         trainjob.build_trainjob(spec, best_params={"depthh": 3})

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SMALL_DATA_STEPS
+from mlplat import steps
 from mlplat.data import Splits
 from mlplat.kfp import trainjob
 from mlplat.runner import run_pipeline
@@ -46,7 +47,7 @@ def free_port() -> int:
 def test_trainjob_script_trains_the_pipelines_model_under_torchrun_ddp(tmp_path: Path) -> None:
     spec = resolve(parse_spec(SPEC))
     pipeline = run_pipeline(spec, REPO, RunStore(tmp_path / "runs"))  # in-process; its tune step gives the best params
-    best = trainjob.load_best_params(pipeline.run.dir / "steps" / "tune" / "best_params.json")
+    best = steps.read_best_params(pipeline.run.dir / "steps" / "tune" / "best_params.json")
 
     trainer = trainjob.build_trainjob(spec, nodes=1, best_params=best).to_dict()["spec"]["trainer"]
     env = {**os.environ, **{e["name"]: e["value"] for e in trainer["env"]},

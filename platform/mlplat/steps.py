@@ -17,7 +17,7 @@ import numpy as np
 from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
 from mlplat.data import Splits, image_shape, load_source, split_frame
-from mlplat.errors import GateFailed
+from mlplat.errors import GateFailed, UsageError
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
 from mlplat.spec import PipelineSpec, tune_direction
@@ -72,10 +72,22 @@ def augment(spec: PipelineSpec, data: Path, out: Path, findings: Path | None = N
     return augmented
 
 
+def read_best_params(path: Path, source: str | None = None) -> dict[str, Any]:
+    """The `best_params` of a tune step's best_params.json; errors name `source` (default: the path)."""
+    source = source or str(path)
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{source}: cannot read it as JSON ({exc})") from None
+    if not isinstance(found, dict) or not isinstance(found.get("best_params"), dict):
+        raise UsageError(f"{source}: expected a tune step's best_params.json, an object with a 'best_params' object")
+    return found["best_params"]
+
+
 def trainer_params(spec: PipelineSpec, best_params: Path | None) -> dict[str, Any]:
     params = dict(spec.steps.train.params)
     if best_params and best_params.is_file():
-        params.update(json.loads(best_params.read_text())["best_params"])
+        params.update(read_best_params(best_params))
     return params
 
 

@@ -67,11 +67,13 @@ def trainjob_cmd(
                                                                  "params to train (required when the spec has a tune step)"),
 ) -> None:
     """Emit a Kubeflow Trainer v2 TrainJob running the spec's data steps and training step as multi-node DDP."""
-    from mlplat.kfp.trainjob import build_trainjob, load_best_params, to_yaml
+    from mlplat.kfp.trainjob import build_trainjob, to_yaml
     from mlplat.spec import load_spec, resolve
+    from mlplat.steps import read_best_params
 
     spec = resolve(load_spec(spec_path), str(spec_path))
-    text = to_yaml(build_trainjob(spec, nodes, best_params=load_best_params(best_params) if best_params else None))
+    tuned = read_best_params(best_params, f"--best-params {best_params}") if best_params else None
+    text = to_yaml(build_trainjob(spec, nodes, best_params=tuned))
     if output is None:
         print(text, end="")
     else:

@@ -52,17 +52,6 @@ def script(spec: PipelineSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_best_params(path: Path) -> dict[str, Any]:
-    """The `best_params` of a tune step's best_params.json."""
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--best-params {path}: cannot read it as JSON ({exc})") from None
-    if not isinstance(found, dict) or not isinstance(found.get("best_params"), dict):
-        raise UsageError(f"--best-params {path}: expected a tune step's best_params.json, an object with a 'best_params' object")
-    return found["best_params"]
-
-
 def train_parameters(spec: PipelineSpec, best_params: dict[str, Any] | None) -> tuple[str, str]:
     """(plugin, params JSON) of the train step, with the tuned params merged in for a spec with a tune step."""
     from mlplat import registry
@@ -92,7 +81,7 @@ def train_parameters(spec: PipelineSpec, best_params: dict[str, Any] | None) -> 
 def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, output_pvc: str = OUTPUT_PVC,
                    runtime: str = RUNTIME, best_params: dict[str, Any] | None = None) -> Any:
     """The TrainJob (a kubeflow_trainer_api model) for the spec's train step on `nodes` nodes.
-    `best_params` (see `load_best_params`) is required exactly when the spec has a tune step."""
+    `best_params` (`mlplat.steps.read_best_params`) is required exactly when the spec has a tune step."""
     from kubeflow_trainer_api import models as m
 
     from mlplat.kfp.compiler import spec_json

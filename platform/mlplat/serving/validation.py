@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 from kserve.errors import InvalidInput
 
-_NUMBER_TYPES = (int, float)
-_NUMBER_TYPE_SET = frozenset(_NUMBER_TYPES)  # exact types: bool, an int subclass, is not a number here
+_NUMBER_TYPES = frozenset({int, float})  # exact types: bool, an int subclass, is not a number here
 _NUMERIC_V2 = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
 
@@ -62,7 +61,7 @@ class FeatureSchema:
         if len(values) != self.width:
             raise RejectedInput("shape", f"instances[{i}] has {len(values)} values, the model expects {self.width} "
                                          f"features ({self.names[0]!r} ... {self.names[-1]!r})")
-        if set(map(type, values)) <= _NUMBER_TYPE_SET:  # the common case, checked in C
+        if set(map(type, values)) <= _NUMBER_TYPES:  # the common case, checked in C
             with np.errstate(over="ignore"):
                 out[:] = values
             if np.isfinite(out).all():

@@ -79,14 +79,14 @@ class OptunaTuner:
         if study.direction.name.lower() != direction:
             raise MlplatError(f"the stored study in {db} was made to {study.direction.name.lower()} its metric, this run "
                               f"would {direction} it (steps.tune.metric changed?): run without --resume to start over")
-        existing = len(study.get_trials(deepcopy=False))
-        study.sampler = self.sampler(space, sampler_seed(seed, existing))
+        run_seed = sampler_seed(seed, len(study.get_trials(deepcopy=False)))
+        study.sampler = self.sampler(space, run_seed)
         requeued = requeue_interrupted(study, store)
         remaining = self.budget(space) - sum(1 for t in study.get_trials(deepcopy=False) if counts(t))
         context.log(f"tune: {remaining} trials to run ({requeued} re-queued after an interruption)")
         if remaining > 0:
             self.before_search(study, space, seed, remaining)
-            self._run(study, store, db, objective, space, sampler_seed(seed, existing), remaining)
+            self._run(study, store, db, objective, space, run_seed, remaining)
         study = optuna.load_study(study_name=STUDY_NAME, storage=store)  # sees the workers' trials too
         trials = trial_rows(study, space)
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]

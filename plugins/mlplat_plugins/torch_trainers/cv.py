@@ -39,14 +39,11 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray,
 def score_fold(network: nn.Module, part: ArrayData, prefix: str, config: TrainingConfig, device: torch.device,
                n_classes: int) -> dict[str, float]:
     """`{prefix}_loss`, `{prefix}_accuracy` and `{prefix}_f1` (macro over all classes) of `network` on `part`."""
-    import torch
     from sklearn.metrics import f1_score
 
     from mlplat_plugins.torch_trainers import engine
 
-    X = torch.as_tensor(part.X, dtype=torch.float32).to(device)
-    logits = engine.predict_logits(network, X, config.eval_batch_size, device, config.amp)
-    loss, accuracy = engine.loss_and_accuracy(logits, torch.as_tensor(part.y, dtype=torch.long).to(device))
+    logits, loss, accuracy = engine.evaluate(network, part, config, device)
     predicted = logits.argmax(1).cpu().numpy() if len(part.y) else np.zeros(0, np.int64)
     f1 = f1_score(part.y, predicted, average="macro", labels=list(range(n_classes)), zero_division=0)
     return {f"{prefix}_loss": loss, f"{prefix}_accuracy": accuracy, f"{prefix}_f1": float(f1)}

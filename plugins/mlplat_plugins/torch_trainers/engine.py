@@ -135,6 +135,13 @@ def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, flo
     return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
+def evaluate(network: nn.Module, data: ArrayData, config: TrainingConfig, device: torch.device) -> tuple[torch.Tensor, float, float]:
+    """Eval-mode logits of `data`, with their loss and accuracy (`loss_and_accuracy`)."""
+    X = torch.as_tensor(data.X, dtype=torch.float32).to(device)
+    logits = predict_logits(network, X, config.eval_batch_size, device, config.amp)
+    return (logits, *loss_and_accuracy(logits, torch.as_tensor(data.y, dtype=torch.long).to(device)))
+
+
 @dataclass
 class LoopState:
     epoch: int = 0  # next epoch to run

@@ -165,16 +165,9 @@ class TorchTrainer:
                         f"val_f1={scores['val_f1']:.4f} train_accuracy={scores['train_accuracy']:.4f}")
         return cv.band(rows)
 
-    def _evaluate(self, network: nn.Module, data: ArrayData, device: torch.device) -> tuple[float, float]:
-        X = torch.as_tensor(data.X, dtype=torch.float32).to(device)
-        logits = engine.predict_logits(network, X, self.config.eval_batch_size, device, self.config.amp)
-        return engine.loss_and_accuracy(logits, torch.as_tensor(data.y, dtype=torch.long).to(device))
-
     def _final_metrics(self, network: nn.Module, data: TrainingData, device: torch.device) -> tuple[dict[str, float], np.ndarray]:
-        train_loss, train_acc = self._evaluate(network, data.train, device)
-        Xv = torch.as_tensor(data.validation.X, dtype=torch.float32).to(device)
-        logits = engine.predict_logits(network, Xv, self.config.eval_batch_size, device, self.config.amp)
-        val_loss, val_acc = engine.loss_and_accuracy(logits, torch.as_tensor(data.validation.y, dtype=torch.long).to(device))
+        _, train_loss, train_acc = engine.evaluate(network, data.train, self.config, device)
+        logits, val_loss, val_acc = engine.evaluate(network, data.validation, self.config, device)
         metrics = {"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss, "val_accuracy": val_acc,
                    "gap_accuracy": train_acc - val_acc, "gap_loss": train_loss - val_loss}
         return metrics, logits.argmax(1).cpu().numpy()
