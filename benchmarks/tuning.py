@@ -152,7 +152,7 @@ def run_replicate(args: argparse.Namespace, seed: int, tmp: Path) -> dict[str, A
     steps.ingest(spec, REPO, root / "data")
     splits = Splits.load(root / "data")
     objective = steps.tune_objective(spec, splits, root / "objective")
-    plans = strategies(len(spec_space(spec).grid_points()), args.pruner, args.warmup)
+    plans = strategies(grid_size(), args.pruner, args.warmup)
 
     def search(label: str) -> Any:
         plugin, params = plans[label]
@@ -195,10 +195,10 @@ def run_replicate(args: argparse.Namespace, seed: int, tmp: Path) -> dict[str, A
     return out
 
 
-def spec_space(spec: Any) -> Any:
+def grid_size() -> int:
     from mlplat.search_space import parse_search_space
 
-    return parse_search_space(spec.steps.tune.search_space)
+    return len(parse_search_space(SPACE).grid_points())
 
 
 def main() -> None:
@@ -222,7 +222,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mlplat-tuning-bench-") as name:
         tmp = Path(name)
-        budget = len(spec_space(bench_spec(args, 0, tmp)).grid_points())
+        dataset_source(args.dataset, tmp)  # a generated dataset is written once, before the replicates fork
+        budget = grid_size()
         tpe_settings = get(StageKind.TUNER, "bayesian").parse_config(strategies(budget, args.pruner, args.warmup)["tpe+pruning"][1])
         print(f"dataset {args.dataset}; {budget} trials per search (the grid's size), {args.epochs} epochs per trial, "
               f"replicates {args.first_seed}-{args.first_seed + args.seeds - 1}; TPE settings {tpe_settings.model_dump(exclude_none=True)}; "

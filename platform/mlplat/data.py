@@ -177,12 +177,21 @@ def _load_tensor_file(path: Path) -> pd.DataFrame:
     return frame
 
 
+def is_image_source(source: str) -> bool:
+    """Whether a dataset source holds images, from its name alone (no data read)."""
+    if source.startswith("sklearn:"):
+        return source.removeprefix("sklearn:") in IMAGE_SHAPES
+    return Path(source).suffix in TENSOR_SUFFIXES
+
+
 def image_shape(source: str, base_dir: Path) -> list[int] | None:
     """[C, H, W] when the source's features are image pixels (scikit-learn digits, tensor files)."""
+    if not is_image_source(source):
+        return None
     if source.startswith("sklearn:"):
-        return IMAGE_SHAPES.get(source.removeprefix("sklearn:"))
+        return IMAGE_SHAPES[source.removeprefix("sklearn:")]
     path = Path(source) if Path(source).is_absolute() else base_dir / source
-    if path.suffix not in TENSOR_SUFFIXES or not path.is_file():
+    if not path.is_file():
         return None
     from safetensors import safe_open
 

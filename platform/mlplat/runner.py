@@ -77,8 +77,7 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
             out = run.step_dir("validate")
             report = timed("validate", lambda: steps.validate(spec, data, out))
             metrics["validation"] = {"passed": report.passed, "blocking": len(report.blocking), "warnings": len(report.warnings)}
-            steps.require_gate("validation", report.passed, [f"{c.check}: {c.message} (expected {c.expected}, observed {c.observed})" for c in report.blocking],
-                               out / "report.html")
+            steps.require_gate("validation", report.passed, [c.reason for c in report.blocking], out / "report.html")
             findings, schema = out / steps.FINDINGS_JSON, out / "schema.json"
         if spec.steps.augment:
             out = run.step_dir("augment")

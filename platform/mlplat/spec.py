@@ -191,12 +191,13 @@ def _unmet_needs(spec: PipelineSpec, path: str, step: StepSpec, needs: frozenset
     """What a plugin's `needs` ask of the rest of the spec, checked before a run directory exists:
     "image" an image dataset (known from the source name alone, no data read) unless the step's params
     give an `image_shape`; "step:NAME" a NAME step in the spec (e.g. a noise handler needs the validator's findings)."""
-    from mlplat.data import IMAGE_SHAPES, TENSOR_SUFFIXES
+    if not needs:
+        return []
+    from mlplat.data import TENSOR_SUFFIXES, is_image_source
 
     problems = []
     source = spec.dataset.source
-    images = source.removeprefix("sklearn:") in IMAGE_SHAPES if source.startswith("sklearn:") else Path(source).suffix in TENSOR_SUFFIXES
-    if "image" in needs and not images and not step.params.get("image_shape"):
+    if "image" in needs and not is_image_source(source) and not step.params.get("image_shape"):
         problems.append((f"steps.{path}.plugin", f"{step.plugin!r} needs an image dataset (sklearn:digits or a "
                          f"{'/'.join(TENSOR_SUFFIXES)} file of images); dataset.source {source!r} is tabular"))
     present = {p.split(".")[0] for p, _ in spec.steps.plugin_steps()}

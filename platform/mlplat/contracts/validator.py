@@ -28,6 +28,11 @@ class CheckResult:
     observed: Any = None
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def reason(self) -> str:
+        """How a gate names this check when it fails."""
+        return f"{self.check}: {self.message} (expected {self.expected}, observed {self.observed})"
+
 
 @dataclass
 class ValidationReport:
@@ -56,6 +61,11 @@ class ValidationReport:
             "schema": self.schema,
             "findings": self.findings,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationReport:
+        """A report read back from its report.json (`to_dict`)."""
+        return cls([CheckResult(**c) for c in data.get("checks", [])], data.get("schema", {}), data.get("findings", {}))
 
 
 @runtime_checkable

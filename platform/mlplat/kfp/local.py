@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplat.errors import GateFailed
-from mlplat.kfp.step import validation_failures
+from mlplat.contracts.validator import ValidationReport
 from mlplat.runner import plan
 from mlplat.runs import METRICS_JSON, SPEC_YAML, Run, RunStore, write_json_atomic
 from mlplat.spec import PipelineSpec, to_yaml
@@ -117,10 +117,9 @@ def collect(root: Path) -> dict[str, Any]:
     for step_json in sorted(root.glob("*/*/*/step.json")):
         record = json.loads(step_json.read_text())
         seconds[record["kind"]] = record["seconds"]
-    report = _read(root, "validate", "result", "report.json")
+    report = _validation_report(root)
     if report is not None:
-        metrics["validation"] = {"passed": report["passed"], "blocking": len(_failed(report, "fail")),
-                                 "warnings": len(_failed(report, "warn"))}
+        metrics["validation"] = {"passed": report.passed, "blocking": len(report.blocking), "warnings": len(report.warnings)}
     tuned = _read(root, "tune", "best", "best_params.json")
     if tuned is not None:
         metrics["tune"] = tuned
@@ -134,14 +133,16 @@ def collect(root: Path) -> dict[str, Any]:
     return {"metrics": metrics, "step_seconds": seconds}
 
 
-def _failed(report: dict[str, Any], severity: str) -> list[dict[str, Any]]:
-    return [c for c in report.get("checks", []) if not c["passed"] and c["severity"] == severity]
+def _validation_report(root: Path) -> ValidationReport | None:
+    saved = _read(root, "validate", "result", "report.json")
+    return None if saved is None else ValidationReport.from_dict(saved)
 
 
 def gate_failure(spec: PipelineSpec, found: dict[str, Any], root: Path) -> GateFailed | None:
     metrics = found["metrics"]
     if spec.steps.validate_ and not metrics.get("validation", {}).get("passed", False):
-        reasons = validation_failures(_read(root, "validate", "result", "report.json") or {})
+        report = _validation_report(root)
+        reasons = [c.reason for c in report.blocking] if report is not None else []
         html = [p for d in _task_dirs(root, "validate") if (p := d / "report").is_file()]
         return GateFailed("validation", reasons, str(html[0]) if html else None)
     gate = metrics.get("evaluation_gate")

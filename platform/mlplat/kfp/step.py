@@ -54,11 +54,13 @@ def step_parameters(spec: PipelineSpec, kind: str) -> tuple[str, str]:
 
 def run_step(kind: str, spec: PipelineSpec, out: Path, data: Path | None = None, findings: Path | None = None,
              best_params: Path | None = None, model: Path | None = None, model_out: Path | None = None,
-             data_root: Path | None = None) -> None:
-    """Call the step function for `kind` with artifact paths; write step.json with its wall time."""
+             data_root: Path | None = None) -> Any:
+    """Call the step function for `kind` with artifact paths; write step.json with its wall time.
+    Returns the step function's result (validate: its report, which `--require-passed` gates on)."""
     from mlplat import steps
 
     out.mkdir(parents=True, exist_ok=True)
+    result: Any = None
     started = time.perf_counter()
     if kind in ("evaluate", "explain", "monitor"):
         assert model is not None and model_out is not None, f"{kind} needs --model and --model-out"
@@ -68,7 +70,7 @@ def run_step(kind: str, spec: PipelineSpec, out: Path, data: Path | None = None,
     if kind == "ingest":
         steps.ingest(spec, data_root or Path.cwd(), out)
     elif kind == "validate":
-        steps.validate(spec, _need(data, "data"), out)
+        result = steps.validate(spec, _need(data, "data"), out)
     elif kind == "augment":
         steps.augment(spec, _need(data, "data"), out, findings / steps.FINDINGS_JSON if findings else None)
     elif kind == "tune":
@@ -87,6 +89,7 @@ def run_step(kind: str, spec: PipelineSpec, out: Path, data: Path | None = None,
     else:
         raise ValueError(f"unknown step kind {kind!r}; expected one of {', '.join(KINDS)}")
     (out / STEP_JSON).write_text(json.dumps({"kind": kind, "seconds": time.perf_counter() - started}))
+    return result
 
 
 def _need(path: Path | None, name: str) -> Path:
@@ -126,25 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     out, model_out = args.out, args.model_out
     if rank:  # every DDP rank trains; only rank 0 writes the step's outputs
         out, model_out = out / f".rank{rank}", None
-    run_step(args.kind, spec, out, args.data, args.findings, args.best_params, args.model, model_out, args.data_root)
-    if args.require_passed:
-        return _validation_gate(out)
+    result = run_step(args.kind, spec, out, args.data, args.findings, args.best_params, args.model, model_out, args.data_root)
+    if args.require_passed and not result.passed:  # exit 1, with the blocking checks on stderr
+        print(GateFailed("validation", [c.reason for c in result.blocking], str(out / "report.html")), file=sys.stderr)
+        return 1
     return 0
-
-
-def validation_failures(report: dict[str, Any]) -> list[str]:
-    """The blocking checks of a validation report.json, as the in-process runner words them."""
-    return [f"{c['check']}: {c['message']} (expected {c['expected']}, observed {c['observed']})"
-            for c in report.get("checks", []) if not c["passed"] and c["severity"] == "fail"]
-
-
-def _validation_gate(out: Path) -> int:
-    """0 if the validation report passed; otherwise 1, with the blocking checks on stderr."""
-    report = json.loads((out / "report.json").read_text())
-    if report["passed"]:
-        return 0
-    print(GateFailed("validation", validation_failures(report), str(out / "report.html")), file=sys.stderr)
-    return 1
 
 
 def _maybe_join_process_group() -> int:

@@ -127,21 +127,25 @@ class Monitor:
             self.prediction_flag = Hysteresis(self.settings.consecutive, **data.get("prediction_flag", {}))
             self._counted_total = int(data.get("counted_total", 0))
 
-    def persist(self) -> None:
+    def persist(self, window: bool = True) -> None:
+        """Save the alert state and, with `window`, the window. An evaluation changes only the former;
+        the persist thread saves new rows and labels."""
         state_dir = self.settings.state_dir
         if state_dir is None:
             return
         with self._persist_lock:  # the evaluation and the persist thread both save: one writer at a time
             progress = self.window.progress
             state_dir.mkdir(parents=True, exist_ok=True)
-            self.window.save(state_dir / WINDOW_FILE)
+            if window:
+                self.window.save(state_dir / WINDOW_FILE)
             flags = {"data_flag": {"active": self.data_flag.active, "streak": self.data_flag.streak},
                      "prediction_flag": {"active": self.prediction_flag.active, "streak": self.prediction_flag.streak},
                      "counted_total": self._counted_total}
             tmp = state_dir / f".{MONITOR_FILE}.tmp"
             tmp.write_text(json.dumps(flags))
             tmp.replace(state_dir / MONITOR_FILE)
-            self._persisted = progress
+            if window:
+                self._persisted = progress
 
     # ---- feedback --------------------------------------------------------------------------
     def class_index(self, label: Any) -> int:
@@ -273,7 +277,7 @@ class Monitor:
         while not self._stop.wait(self.settings.interval_s):
             try:
                 self.evaluate()
-                self.persist()
+                self.persist(window=False)
             except Exception:  # keep evaluating; the stale-monitor alert catches a loop that stops
                 log.exception("monitor evaluation failed")
 

@@ -53,11 +53,12 @@ class AdaptiveBatcher:
     async def __call__(self, rows: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return await self._run(rows)
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[np.ndarray] = loop.create_future()
         self._queue.append((rows, future))
         if not self._draining:
             self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
+            loop.create_task(self._drain())
         return await future
 
     async def _run(self, rows: np.ndarray) -> np.ndarray:
@@ -79,9 +80,10 @@ class AdaptiveBatcher:
     async def _drain(self) -> None:
         try:
             while self._queue:
-                if self.max_wait_s > 0 and self._queued_rows() < self.max_batch_rows:
+                queued = sum(len(rows) for rows, _ in self._queue)
+                if self.max_wait_s > 0 and queued < self.max_batch_rows:
                     await asyncio.sleep(self.max_wait_s)
-                elif self.runs_inline(self._queued_rows()):
+                elif self.runs_inline(queued):
                     await asyncio.sleep(0)  # let requests already read in this tick join the pass
                 batch = self._take()
                 inputs = batch[0][0] if len(batch) == 1 else np.concatenate([rows for rows, _ in batch])
@@ -99,9 +101,6 @@ class AdaptiveBatcher:
                     start += len(rows)
         finally:
             self._draining = False
-
-    def _queued_rows(self) -> int:
-        return sum(len(rows) for rows, _ in self._queue)
 
     def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
         batch = [self._queue.popleft()]

@@ -130,7 +130,7 @@ class RequestGuard:
             await self._reject(send, 400, "non_finite", f"request body is not JSON: JSON has no NaN/Infinity "
                                                         f"(got {literal}); send finite numbers")
             return
-        count_rejection(self.model, "malformed")
+        count_rejection(self.model, STATUS_REASONS[400])
         for message in response:
             await send(message)
 

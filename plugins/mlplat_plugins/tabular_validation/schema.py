@@ -44,8 +44,8 @@ def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray)
 
 def check_against_schema(
     schema: dict[str, Any], frame: pd.DataFrame, split: str, severity: Callable[[str], Severity],
-    max_missing_rate: float, range_tolerance: float, max_out_of_range_share: float,
-    labels: np.ndarray | None = None, classes: list[str] | None = None, max_mean_shift: float | None = None,
+    max_missing_rate: float, range_tolerance: float, max_out_of_range_share: float, max_mean_shift: float,
+    labels: np.ndarray | None = None, classes: list[str] | None = None,
 ) -> list[CheckResult]:
     """Columns present, types, missing-value rates, ranges, mean shifts, categorical domains and label classes
     of `frame` vs `schema`. The range check catches gross errors (units, sign, sentinels) without false alarms;
@@ -92,12 +92,13 @@ def check_against_schema(
                                f"{split}: {name} range", name,
                                f"<= {max_out_of_range_share:.1%} outside [{lo:.4g}, {hi:.4g}]",
                                f"{outside} outside ({share:.1%}), observed [{values.min():.4g}, {values.max():.4g}]"))
-        if max_mean_shift is not None and col.get("std"):  # a constant column is the range check's
-            shift = (float(values.mean()) - col["mean"]) / col["std"]
+        if col.get("std"):  # a constant column is the range check's
+            mean = float(values.mean())
+            shift = (mean - col["mean"]) / col["std"]
             out.append(CheckResult("schema.shift", abs(shift) <= max_mean_shift, severity("schema.shift"),
                                    f"{split}: {name} mean vs training mean", name,
                                    f"|shift| <= {max_mean_shift:g} training std", f"{shift:+.2f} std",
-                                   details={"mean": float(values.mean()), "training_mean": col["mean"], "training_std": col["std"]}))
+                                   details={"mean": mean, "training_mean": col["mean"], "training_std": col["std"]}))
     if labels is not None and classes is not None:
         out += _label_checks(schema, labels, classes, split, severity)
     return out
@@ -107,12 +108,13 @@ def _domain_check(col: dict[str, Any], series: pd.Series, split: str, severity: 
     """TFDV's "unexpected string values": every value of a categorical column must be in its domain."""
     domain = col["domain"]
     values = series.dropna().astype(str)
-    unexpected = sorted(set(values.unique()) - set(domain))
+    seen = values.unique()
+    unexpected = sorted(set(seen) - set(domain))
     shown = domain[:SHOWN_DOMAIN] + ([f"... ({len(domain)} values)"] if len(domain) > SHOWN_DOMAIN else [])
     rows = int(values.isin(unexpected).sum())
     message = f"{split}: {col['name']} has {rows} values not in the domain" if unexpected else f"{split}: {col['name']} within its domain"
     return CheckResult("schema.domain", not unexpected, severity("schema.domain"), message, col["name"],
-                       f"one of {shown}", unexpected[:SHOWN_DOMAIN] if unexpected else len(values.unique()),
+                       f"one of {shown}", unexpected[:SHOWN_DOMAIN] if unexpected else len(seen),
                        details={"unexpected": unexpected[:MAX_DOMAIN], "rows": rows})
 
 

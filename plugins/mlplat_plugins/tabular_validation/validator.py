@@ -66,8 +66,8 @@ class TabularValidator:
     def _schema_checks(self, schema: dict[str, Any], frame: pd.DataFrame, split: str,
                        labels: np.ndarray | None = None, classes: list[str] | None = None) -> list[CheckResult]:
         return check_against_schema(schema, frame, split, self.severity, self.config.max_missing_rate,
-                                    self.config.range_tolerance, self.config.max_out_of_range_share, labels, classes,
-                                    self.config.max_mean_shift)
+                                    self.config.range_tolerance, self.config.max_out_of_range_share,
+                                    self.config.max_mean_shift, labels, classes)
 
     def _label_noise(self, splits: Splits, seed: int) -> tuple[CheckResult, dict[str, Any]]:
         from mlplat_plugins.tabular_validation.label_noise import confident_learning, out_of_fold_proba

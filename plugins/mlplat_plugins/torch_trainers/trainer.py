@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,6 +53,7 @@ class TorchTrainer:
 
     def __init__(self, config: TrainingConfig) -> None:
         self.config = config
+        self._source_dirs: dict[Path | None, Path] = {}  # warm-start source model by runs root
 
     # --- per-network parts -------------------------------------------------------------
     def architecture(self, info: DatasetInfo) -> dict[str, Any]:
@@ -88,7 +90,15 @@ class TorchTrainer:
         """A warm start's source-model preprocessing, which the runner reuses (mlplat.steps.inherited_preprocessing)."""
         if not self.config.init_from:
             return None
-        return warmstart.source_preprocessing(warmstart.resolve_model_dir(self.config.init_from, context.runs_root), context.info)
+        return warmstart.source_preprocessing(self._source_model_dir(context), context.info)
+
+    def _source_model_dir(self, context: StepContext) -> Path:
+        """The warm start's source model, resolved once: `latest` must name the same run for the
+        preprocessing the runner reuses and the weights the fit loads."""
+        assert self.config.init_from
+        if context.runs_root not in self._source_dirs:
+            self._source_dirs[context.runs_root] = warmstart.resolve_model_dir(self.config.init_from, context.runs_root)
+        return self._source_dirs[context.runs_root]
 
     def train_here(self, architecture: dict[str, Any], data: TrainingData, context: StepContext, dist: engine.Dist) -> Outcome:
         """Train in this process (one DDP rank when `dist.world > 1`)."""
@@ -139,7 +149,7 @@ class TorchTrainer:
                     context: StepContext) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
         if not self.config.init_from:
             return None, {}
-        model_dir = warmstart.resolve_model_dir(self.config.init_from, context.runs_root)
+        model_dir = self._source_model_dir(context)
         probe = self.build_network(architecture)
         state = warmstart.load_compatible_state(model_dir, info, architecture, probe)
         frozen = warmstart.freeze(probe, self.config.freeze) if self.config.freeze else []
