@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlplat import registry
-from mlplat.errors import PluginError, SpecError
+from mlplat.errors import PluginUnavailable, SpecError
 from mlplat.registry import StageKind
 from mlplat.spec import parse_spec, resolve
 
@@ -92,7 +92,7 @@ def test_builtins_are_found_through_entry_points() -> None:
 
 
 def test_unknown_plugin_lists_the_available_ones() -> None:
-    with pytest.raises(PluginError, match=r"unknown trainer plugin 'nope'; available: .*mlp"):
+    with pytest.raises(PluginUnavailable, match=r"unknown trainer plugin 'nope'; available: .*mlp"):
         registry.get("trainer", "nope")
 
 
@@ -110,7 +110,7 @@ def test_two_distributions_offering_one_name_is_an_error_naming_both(tmp_path: P
     make_distribution(tmp_path, "shadow-mlp", {"mlplat.trainers": {"mlp": "shadow_mlp:SPEC"}},
                       {"shadow_mlp": "raise RuntimeError('must not be imported before the conflict is found')"})
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(PluginError, match=r"'mlp' is offered by two distributions: .*(mlplat.*shadow-mlp|shadow-mlp.*mlplat)"):
+    with pytest.raises(PluginUnavailable, match=r"'mlp' is offered by two distributions: .*(mlplat.*shadow-mlp|shadow-mlp.*mlplat)"):
         registry.get("trainer", "mlp")
 
 
@@ -120,7 +120,7 @@ def test_entry_point_must_resolve_to_a_matching_spec(tmp_path: Path, monkeypatch
     make_distribution(tmp_path / "x", "thirdparty-linear", {}, LINEAR_MODULES)
     monkeypatch.syspath_prepend(str(tmp_path / "x"))
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(PluginError, match="must resolve to a PluginSpec of kind 'tuner' named 'oops'"):
+    with pytest.raises(PluginUnavailable, match="must resolve to a PluginSpec of kind 'tuner' named 'oops'"):
         registry.discover(StageKind.TUNER)
 
 

@@ -1,4 +1,26 @@
-"""Errors users see. Each one names the problem; the CLI maps them to exit codes."""
+"""Every error mlplat reports, in one tree. The CLI maps them to exit codes, the servers to HTTP statuses.
+
+    MlplatError                      exit 1; reported as one line, no traceback (unless --debug)
+    ├── UsageError                   exit 2: bad input from the user (an option, a path, a file)
+    │   ├── SpecError                  a spec or plugin config is invalid; `problems` are (field path, message)
+    │   ├── PluginUnavailable          a selected plugin is unknown, ambiguous, broken, or its extra is missing
+    │   └── ModelDirError              a model directory is missing, corrupt or of an unsupported format
+    ├── PluginError                  exit 1: a plugin raised, or broke its contract; names step, plugin, distribution
+    ├── GateFailed                   exit 1: a validation or evaluation gate blocked the run; nothing is published
+    ├── ServingError                 an HTTP request failed; `status` is the HTTP status the server answers with
+    │   ├── InvalidInput               400: the body does not match the model's schema
+    │   ├── NotFound                   404: unknown model, or a capability the model was published without
+    │   ├── PayloadTooLarge            413
+    │   ├── UnsupportedMediaType       415
+    │   ├── UpstreamError              502: the predictor an explainer calls failed
+    │   ├── Busy                       503: try again later (an explanation still runs)
+    │   └── Timeout                    504: the work took longer than its limit
+    └── MonitoringError              monitoring refused an input; `status` as for ServingError
+        ├── BadFeedback                400: labels of the wrong type, unknown classes, unknown request ids
+        └── BadEvent                   400: a malformed payload-logger CloudEvent
+
+`http_status(exc)` is the one place an exception becomes a status code.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +48,24 @@ class SpecError(UsageError):
         super().__init__(where + ("invalid spec\n  " if len(lines) > 1 else "") + "\n  ".join(lines))
 
 
-class PluginError(UsageError):
-    """A plugin cannot be found, is ambiguous, or fails to load."""
+class PluginUnavailable(UsageError):
+    """A plugin cannot be found, is offered twice, fails to import, or needs an extra that is not installed."""
+
+
+class ModelDirError(UsageError):
+    """A model directory cannot be used: missing, unreadable, inconsistent, or of an unknown format version."""
+
+
+class PluginError(MlplatError):
+    """A plugin failed while it ran: it raised, or returned something its contract does not allow.
+
+    The message names the step, the plugin and the distribution that ships it, so the user knows whom to ask."""
+
+    def __init__(self, message: str, *, step: str = "", plugin: str = "", distribution: str = "") -> None:
+        self.step, self.plugin, self.distribution = step, plugin, distribution
+        where = ", ".join(p for p in (f"step {step}" if step else "", f"plugin {plugin!r}" if plugin else "",
+                                      f"from {distribution}" if distribution else "") if p)
+        super().__init__(f"{where}: {message}" if where else message)
 
 
 class GateFailed(MlplatError):
@@ -40,3 +78,64 @@ class GateFailed(MlplatError):
         detail = "; ".join(reasons) if reasons else "no reason given"
         tail = f" (report: {report})" if report else ""
         super().__init__(f"{gate} gate failed: {detail}{tail}")
+
+
+class ServingError(MlplatError):
+    """A request the server refuses or cannot complete; `status` is its HTTP status."""
+
+    status = 500
+
+
+class InvalidInput(ServingError):
+    status = 400
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        self.reason = reason  # the `reason` label of mlplat_rejected_requests_total
+        super().__init__(message)
+
+
+class NotFound(ServingError):
+    status = 404
+
+
+class PayloadTooLarge(ServingError):
+    status = 413
+
+
+class UnsupportedMediaType(ServingError):
+    status = 415
+
+
+class UpstreamError(ServingError):
+    status = 502
+
+
+class Busy(ServingError):
+    status = 503
+
+
+class Timeout(ServingError):
+    status = 504
+
+
+class MonitoringError(MlplatError):
+    """An input monitoring refuses; `status` is the HTTP status its routes answer with."""
+
+    status = 400
+
+
+class BadFeedback(MonitoringError):
+    status = 400
+
+
+class BadEvent(MonitoringError):
+    status = 400
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status for an exception: its own for serving and monitoring errors, 400 for usage errors, else 500."""
+    if isinstance(exc, (ServingError, MonitoringError)):
+        return exc.status
+    if isinstance(exc, UsageError):
+        return 400
+    return 500

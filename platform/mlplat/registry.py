@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from mlplat.errors import PluginError, SpecError
+from mlplat.errors import PluginUnavailable, SpecError
 
 
 class StageKind(str, enum.Enum):
@@ -61,7 +61,7 @@ class PluginSpec:
         try:
             return getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as exc:
-            raise PluginError(f"{self.kind.value} plugin {self.name!r} failed to load {self.factory}: {exc}") from exc
+            raise PluginUnavailable(f"{self.kind.value} plugin {self.name!r} failed to load {self.factory}: {exc}") from exc
 
     def create(self, params: Mapping[str, Any] | BaseModel | None = None, path: str = "params") -> Any:
         config = params if isinstance(params, BaseModel) else self.parse_config(params, path)
@@ -104,7 +104,7 @@ def discover(kind: StageKind) -> dict[str, Discovered]:
             seen, seen_dist = offered[ep.name]
             if (seen_dist, seen.value) == (dist, ep.value):
                 continue  # the same distribution seen twice on sys.path
-            raise PluginError(
+            raise PluginUnavailable(
                 f"{kind.value} plugin {ep.name!r} is offered by two distributions: "
                 f"{seen_dist} ({seen.value}) and {dist} ({ep.value}); uninstall one of them"
             )
@@ -114,9 +114,9 @@ def discover(kind: StageKind) -> dict[str, Discovered]:
         try:
             spec = ep.load()
         except Exception as exc:  # name the broken plugin instead of a bare traceback
-            raise PluginError(f"entry point {ep.name} = {ep.value} in {dist} failed to load: {exc}") from exc
+            raise PluginUnavailable(f"entry point {ep.name} = {ep.value} in {dist} failed to load: {exc}") from exc
         if not isinstance(spec, PluginSpec) or spec.kind is not kind or spec.name != name:
-            raise PluginError(
+            raise PluginUnavailable(
                 f"entry point {ep.name} = {ep.value} in {dist} must resolve to a PluginSpec "
                 f"of kind {kind.value!r} named {name!r}"
             )
@@ -130,7 +130,7 @@ def get(kind: StageKind | str, name: str) -> PluginSpec:
     available = discover(kind)
     if name not in available:
         names = ", ".join(sorted(available)) or "none installed"
-        raise PluginError(f"unknown {kind.value} plugin {name!r}; available: {names}")
+        raise PluginUnavailable(f"unknown {kind.value} plugin {name!r}; available: {names}")
     return available[name].spec
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mlplat.errors import PluginError, SpecError, UsageError
+from mlplat.errors import PluginUnavailable, SpecError, UsageError
 from mlplat.registry import StageKind, config_problems
 from mlplat import registry
 
@@ -172,7 +172,7 @@ def resolve(spec: PipelineSpec, source: str = "") -> PipelineSpec:
     for path, step in resolved.steps.plugin_steps():
         try:
             plugin = registry.get(step_kind(path), step.plugin)
-        except PluginError as exc:
+        except PluginUnavailable as exc:
             problems.append((f"steps.{path}.plugin", str(exc)))
             continue
         try:
