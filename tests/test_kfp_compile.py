@@ -16,7 +16,8 @@ import yaml
 
 from mlplat import steps
 from mlplat.errors import MlplatError, SpecError, UsageError
-from mlplat.kfp import compiler, step, submit, trainjob
+from mlplat.k8s import trainjob
+from mlplat.kfp import compiler, step, submit
 from mlplat.kfp.local import KfpLocalSettingsIgnored, warn_ignored_settings
 from mlplat.spec import load_spec, parse_spec, resolve
 

@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, SMALL_DATA_STEPS
 from mlplat import steps
 from mlplat.data import Splits
-from mlplat.kfp import trainjob
+from mlplat.k8s import trainjob
 from mlplat.runner import run_pipeline
 from mlplat.runs import RunStore
 from mlplat.spec import parse_spec, resolve

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlplat import deploy
+from mlplat.k8s import inferenceservice as deploy
 from mlplat.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def test_output_renders_with_kubectl_kustomize(deployed: Path, isvc: dict[str, A
 def test_checked_in_base_is_fresh(tmp_path: Path) -> None:
     for fresh in deploy.write_base(tmp_path):
         assert (REPO / deploy.BASE_DIR / fresh.name).read_text() == fresh.read_text(), \
-            f"{deploy.BASE_DIR}/{fresh.name} is stale; regenerate with `python -m mlplat.deploy` from the repo root"
+            f"{deploy.BASE_DIR}/{fresh.name} is stale; regenerate with `python -m mlplat.k8s.inferenceservice` from the repo root"
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZE_DIRS, ids=lambda p: p.name)

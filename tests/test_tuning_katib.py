@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlplat import katib
+from mlplat.k8s import katib
 from mlplat.errors import SpecError
 from mlplat.search_space import parse_search_space
 from mlplat.spec import load_spec, parse_spec, resolve

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from mlplat.cli.common import RUNS_DIR_OPTION, console
-from mlplat.deploy import DEFAULT_IMAGE, DEFAULT_STORAGE_URI
+from mlplat.k8s.inferenceservice import DEFAULT_IMAGE, DEFAULT_STORAGE_URI
 
 
 def deploy(
@@ -22,7 +22,7 @@ def deploy(
 ) -> None:
     """Write an InferenceService (predictor + explainer) for a published model; apply with `kubectl apply -k DIR`."""
     from mlplat.cli.serve_cmd import resolve_model_dir
-    from mlplat.deploy import Deployment, isvc_name, write
+    from mlplat.k8s.inferenceservice import Deployment, isvc_name, write
     from mlplat.modeldir import read_manifest
 
     manifest = read_manifest(resolve_model_dir(ref, runs_dir))

@@ -26,7 +26,7 @@ def compile_cmd(
     if all_specs:
         if spec_path is not None or output is not None:
             raise UsageError("--all compiles every spec in --pipelines-dir; give no SPEC and no -o")
-        from mlplat.kfp.trainjob import BASE_DIR, DEMO_SPEC, write_base
+        from mlplat.k8s.trainjob import BASE_DIR, DEMO_SPEC, write_base
 
         for path in compile_all(pipelines_dir, out_dir or COMPILED_DIR):
             console.print(f"compiled {path}")
@@ -67,7 +67,7 @@ def trainjob_cmd(
                                                                  "params to train (required when the spec has a tune step)"),
 ) -> None:
     """Emit a Kubeflow Trainer v2 TrainJob running the spec's data steps and training step as multi-node DDP."""
-    from mlplat.kfp.trainjob import build_trainjob, to_yaml
+    from mlplat.k8s.trainjob import build_trainjob, to_yaml
     from mlplat.spec import load_spec, resolve
     from mlplat.steps import read_best_params
 

@@ -19,7 +19,7 @@ def katib(
     out: Path = typer.Option(None, "--out", "-o", help="Write configmap.yaml + experiment.yaml here (default: stdout)"),
 ) -> None:
     """Emit the Katib v1beta1 Experiment (and the ConfigMap holding the spec), validated."""
-    from mlplat import katib as katib_manifests
+    from mlplat.k8s import katib as katib_manifests
     from mlplat.spec import load_spec, resolve
 
     spec = resolve(load_spec(spec_path), str(spec_path))
@@ -44,7 +44,8 @@ def trial(
     import json
     import tempfile
 
-    from mlplat import katib as katib_manifests, steps
+    from mlplat import steps
+    from mlplat.k8s import katib as katib_manifests
     from mlplat.errors import SpecError
     from mlplat.search_space import parse_search_space
     from mlplat.spec import load_spec, resolve

@@ -2,7 +2,7 @@
 
 Light module: config models and plugin specs only; Optuna is imported by `tuner.py`.
 `katib_algorithm` names the Katib suggestion algorithm that runs the same search on a
-cluster (mlplat.katib reads it), so the core needs no table of plugin names.
+cluster (mlplat.k8s.katib reads it), so the core needs no table of plugin names.
 """
 
 from __future__ import annotations

@@ -197,6 +197,6 @@ def write_base(directory: Path = Path(BASE_DIR)) -> list[Path]:
     return write(Deployment(DEMO_NAME), directory)
 
 
-if __name__ == "__main__":  # regenerate the checked-in base: python -m mlplat.deploy (from the repo root)
+if __name__ == "__main__":  # regenerate the checked-in base: python -m mlplat.k8s.inferenceservice (from the repo root)
     for path in write_base():
         print(f"wrote {path}")

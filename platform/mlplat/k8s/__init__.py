@@ -1,0 +1,1 @@
+"""Kubernetes manifest generators: Katib experiments, KServe InferenceServices and Kubeflow TrainJobs."""
