@@ -15,6 +15,7 @@ from typing import Any
 
 from mlplat import steps
 from mlplat.errors import GateFailed
+from mlplat.plan import GateResult, build_plan
 from mlplat.runs import METRICS_JSON, SPEC_YAML, Run, RunStore, write_json_atomic
 from mlplat.spec import PipelineSpec, to_yaml
 
@@ -38,15 +39,8 @@ class RunResult:
 
 
 def plan(spec: PipelineSpec) -> list[str]:
-    """The steps a spec runs, in order."""
-    names = ["ingest"]
-    names += ["validate"] if spec.steps.validate_ else []
-    names += ["augment"] if spec.steps.augment else []
-    names += ["tune"] if spec.steps.tune else []
-    names += ["train", "evaluate"]
-    names += ["explain"] if spec.steps.explain else []
-    names += ["monitor"] if spec.steps.monitor else []
-    return [*names, "publish"]
+    """The steps a spec runs, in order (from `mlplat.plan`)."""
+    return build_plan(spec).names
 
 
 def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: Progress | None = None,
@@ -77,7 +71,7 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
             out = run.step_dir("validate")
             report = timed("validate", lambda: steps.validate(spec, data, out))
             metrics["validation"] = {"passed": report.passed, "blocking": len(report.blocking), "warnings": len(report.warnings)}
-            steps.require_gate("validation", report.passed, [c.reason for c in report.blocking], out / "report.html")
+            GateResult("validation", report.passed, [c.reason for c in report.blocking], str(out / "report.html")).require()
             findings, schema = out / steps.FINDINGS_JSON, out / "schema.json"
         if spec.steps.augment:
             out = run.step_dir("augment")
@@ -94,7 +88,7 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
         evaluation = timed("evaluate", lambda: steps.evaluate(spec, data, model, run.step_dir("evaluate")))
         metrics["test"] = {k: v for k, v in evaluation["test"].items() if isinstance(v, (int, float))}
         metrics["evaluation_gate"] = evaluation["gate"]
-        steps.require_gate("evaluation", evaluation["gate"]["passed"], evaluation["gate"]["failures"], None)
+        GateResult("evaluation", evaluation["gate"]["passed"], evaluation["gate"]["failures"]).require()
         if spec.steps.explain:
             timed("explain", lambda: steps.explain(spec, data, model, run.step_dir("explain")))
         if spec.steps.monitor:

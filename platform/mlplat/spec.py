@@ -17,16 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mlplat.errors import PluginUnavailable, SpecError, UsageError
 from mlplat.registry import StageKind, config_problems
-from mlplat import registry
+from mlplat import plan, registry
 
-STEP_KINDS: dict[str, StageKind] = {
-    "validate": StageKind.VALIDATOR,
-    "augment": StageKind.AUGMENTER,
-    "tune": StageKind.TUNER,
-    "train": StageKind.TRAINER,
-    "explain": StageKind.EXPLAINER,
-    "monitor": StageKind.DRIFT_DETECTOR,
-}
+STEP_KINDS: dict[str, StageKind] = plan.plugin_kinds()  # spec step key -> stage kind, from the plan's node table
 KFP_GPU_COUNTS = (0, 1, 2, 4, 8, 16)
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
@@ -106,13 +99,12 @@ class Steps(Strict):
     def plugin_steps(self) -> list[tuple[str, StepSpec]]:
         """(path, step) for every step that names a plugin, in run order."""
         out: list[tuple[str, StepSpec]] = []
-        if self.validate_:
-            out.append(("validate", self.validate_))
-        out += [(f"augment.{i}", s) for i, s in enumerate(self.augment)]
-        if self.tune:
-            out.append(("tune", self.tune))
-        out.append(("train", self.train))
-        out += [(name, s) for name in ("explain", "monitor") if (s := getattr(self, name))]
+        for node in plan.NODES:
+            configured = getattr(self, node.field) if node.kind and node.field else None
+            if isinstance(configured, list):
+                out += [(f"{node.name}.{i}", s) for i, s in enumerate(configured)]
+            elif configured is not None:
+                out.append((node.name, configured))
         return out
 
 

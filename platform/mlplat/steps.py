@@ -17,7 +17,7 @@ import numpy as np
 from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
 from mlplat.data import Splits, image_shape, load_source, split_frame
-from mlplat.errors import GateFailed, UsageError
+from mlplat.errors import UsageError
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
 from mlplat.spec import PipelineSpec, tune_direction
@@ -290,7 +290,3 @@ def _info_from_manifest(manifest: dict[str, Any]) -> Any:
     return DatasetInfo(manifest["name"], manifest["label"], [f["name"] for f in manifest["features"]],
                        manifest["classes"], manifest.get("image_shape"))
 
-
-def require_gate(name: str, passed: bool, reasons: list[str], report: Path | None) -> None:
-    if not passed:
-        raise GateFailed(name, reasons, str(report) if report else None)

@@ -47,6 +47,7 @@ def trial(
     from mlplat import steps
     from mlplat.k8s import katib as katib_manifests
     from mlplat.errors import SpecError
+    from mlplat.plan import build_plan
     from mlplat.search_space import parse_search_space
     from mlplat.spec import load_spec, resolve
 
@@ -68,15 +69,16 @@ def trial(
 
     with tempfile.TemporaryDirectory(prefix="mlplat-trial-") as scratch:
         root = work_dir or Path(scratch)
-        data = root / "ingest"
-        steps.ingest(spec, spec_path.parent.resolve(), data)
-        findings = None
-        if spec.steps.validate_:
-            steps.validate(spec, data, root / "validate")
-            findings = root / "validate" / steps.FINDINGS_JSON
-        if spec.steps.augment:
-            steps.augment(spec, data, root / "augment", findings)
-            data = root / "augment"
+        data, findings = root / "ingest", None
+        for node in build_plan(spec).until("tune").nodes[:-1]:  # the data nodes; the objective stands for tune
+            if node.name == "ingest":
+                steps.ingest(spec, spec_path.parent.resolve(), data)
+            elif node.name == "validate":
+                steps.validate(spec, data, root / "validate")
+                findings = root / "validate" / steps.FINDINGS_JSON
+            else:
+                steps.augment(spec, data, root / node.name, findings)
+                data = root / node.name
         from mlplat.data import Splits
 
         emit("params " + json.dumps(params))  # no `name=value` here: Katib's collector parses those as metrics

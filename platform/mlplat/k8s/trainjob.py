@@ -24,6 +24,7 @@ import yaml
 
 from mlplat.errors import SpecError, UsageError
 from mlplat.kfp.step import step_parameters
+from mlplat.plan import build_plan
 from mlplat.spec import PipelineSpec
 
 API_VERSION, KIND = "trainer.kubeflow.org/v1alpha1", "TrainJob"
@@ -40,13 +41,16 @@ def script(spec: PipelineSpec) -> str:
         return f'python -m mlplat.kfp.step {kind} --spec "$MLPLAT_SPEC"'
 
     data, findings = '"$MLPLAT_WORK/data"', ""
-    lines = ["set -e", f"{step('ingest')} --out {data}"]
-    if spec.steps.validate_:
-        lines.append(f'{step("validate")} --data {data} --out "$MLPLAT_WORK/validate" --require-passed')
-        findings = ' --findings "$MLPLAT_WORK/validate"'  # label-noise findings for augment, schema.json for the model
-    if spec.steps.augment:
-        lines.append(f'{step("augment")} --data {data}{findings} --out "$MLPLAT_WORK/augment"')
-        data = '"$MLPLAT_WORK/augment"'
+    lines = ["set -e"]
+    for node in build_plan(spec).until("train").nodes[:-1]:  # the data nodes; train runs under torchrun below
+        if node.name == "ingest":
+            lines.append(f"{step('ingest')} --out {data}")
+        elif node.name == "validate":
+            lines.append(f'{step("validate")} --data {data} --out "$MLPLAT_WORK/validate" --require-passed')
+            findings = ' --findings "$MLPLAT_WORK/validate"'  # label-noise findings for augment, schema.json for the model
+        else:
+            lines.append(f'{step(node.name)} --data {data}{findings} --out "$MLPLAT_WORK/{node.name}"')
+            data = f'"$MLPLAT_WORK/{node.name}"'
     lines.append(f'torchrun -m mlplat.kfp.step train --spec "$MLPLAT_SPEC" --plugin "$MLPLAT_PLUGIN" --params "$MLPLAT_PARAMS" \\\n'
                  f'  --data {data}{findings} --out "$MLPLAT_OUTPUT/train" --model-out "$MLPLAT_OUTPUT/model"')
     return "\n".join(lines) + "\n"

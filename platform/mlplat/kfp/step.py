@@ -18,38 +18,40 @@ from pathlib import Path
 from typing import Any
 
 from mlplat.errors import GateFailed
-from mlplat.spec import EvaluateGate, PipelineSpec, StepSpec
+from mlplat.plan import STEP_PROCESS_KINDS, GateResult, node
+from mlplat.spec import PipelineSpec, StepSpec
 
-KINDS = ("ingest", "validate", "augment", "tune", "train", "evaluate", "explain", "monitor")
+KINDS = STEP_PROCESS_KINDS
 STEP_JSON = "step.json"  # {"kind", "seconds"}: what the kfp-local runner reports as step time
 
 
 def spec_for_step(spec_json: str, kind: str, plugin: str = "", params_json: str = "") -> PipelineSpec:
     """The resolved spec with this step's plugin and params taken from the component's parameters."""
     spec = PipelineSpec.model_validate_json(spec_json)
-    if not params_json:
+    configured = node(kind).configured(spec)
+    if not params_json or configured is None:
         return spec
     params = json.loads(params_json)
-    if kind == "evaluate":
-        spec.steps.evaluate.params = EvaluateGate.model_validate(params)
-    elif kind == "augment":  # one task runs the whole chain; plugins are comma-joined, params a list
-        spec.steps.augment = [StepSpec(plugin=name, params=p) for name, p in zip(plugin.split(","), params, strict=True)]
-    elif kind in ("validate", "tune", "train", "explain", "monitor"):
-        step = getattr(spec.steps, "validate_" if kind == "validate" else kind)
-        step.plugin, step.params = plugin, params
+    if isinstance(configured, list):  # a chain (augment) runs as one task: plugins comma-joined, params a list
+        setattr(spec.steps, node(kind).field, [StepSpec(plugin=name, params=p)
+                                               for name, p in zip(plugin.split(","), params, strict=True)])
+    elif isinstance(configured, StepSpec):
+        configured.plugin, configured.params = plugin, params
+    else:  # a step without a plugin (evaluate): params only
+        configured.params = type(configured.params).model_validate(params)
     return spec
 
 
 def step_parameters(spec: PipelineSpec, kind: str) -> tuple[str, str]:
     """(plugin, params JSON) a component gets for this step; the inverse of `spec_for_step`."""
-    if kind == "evaluate":
-        return "", json.dumps(spec.steps.evaluate.params.model_dump(mode="json"), sort_keys=True)
-    if kind == "augment":
-        return ",".join(s.plugin for s in spec.steps.augment), json.dumps([s.params for s in spec.steps.augment], sort_keys=True)
-    if kind == "ingest":
+    configured = node(kind).configured(spec)
+    if configured is None:
         return "", ""
-    step = getattr(spec.steps, "validate_" if kind == "validate" else kind)
-    return step.plugin, json.dumps(step.params, sort_keys=True)
+    if isinstance(configured, list):
+        return ",".join(s.plugin for s in configured), json.dumps([s.params for s in configured], sort_keys=True)
+    if isinstance(configured, StepSpec):
+        return configured.plugin, json.dumps(configured.params, sort_keys=True)
+    return "", json.dumps(configured.params.model_dump(mode="json"), sort_keys=True)
 
 
 def run_step(kind: str, spec: PipelineSpec, out: Path, data: Path | None = None, findings: Path | None = None,
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         out, model_out = out / f".rank{rank}", None
     result = run_step(args.kind, spec, out, args.data, args.findings, args.best_params, args.model, model_out, args.data_root)
     if args.require_passed and not result.passed:  # exit 1, with the blocking checks on stderr
-        print(GateFailed("validation", [c.reason for c in result.blocking], str(out / "report.html")), file=sys.stderr)
+        gate = GateResult("validation", False, [c.reason for c in result.blocking], str(out / "report.html"))
+        print(GateFailed(gate.gate, gate.reasons, gate.report), file=sys.stderr)
         return 1
     return 0
 
