@@ -51,7 +51,7 @@ SMALL_DATA_STEPS: dict[str, Any] = {
 def trained_run(tmp_path_factory: pytest.TempPathFactory):
     """One small breast-cancer run through the real in-process runner, shared by the session.
 
-    Returns mlplat.runner.RunResult; `result.model_dir` is a published model directory.
+    Returns mlplat.runner.RunSummary; `result.model_dir` is a published model directory.
     Tests must not modify it: copy it first (mlplat.modeldir.copy_model_dir).
     """
     from mlplat.runner import run_pipeline

@@ -31,11 +31,14 @@ class Progress:
 
 
 @dataclass
-class RunResult:
+class RunSummary:
+    """What every runner returns; `seconds` is the wall time where a runner measures it as a whole (kfp-local)."""
+
     run: Run
     model_dir: Path
     metrics: dict[str, Any]
     step_seconds: dict[str, float]
+    seconds: float | None = None
 
 
 def plan(spec: PipelineSpec) -> list[str]:
@@ -44,7 +47,7 @@ def plan(spec: PipelineSpec) -> list[str]:
 
 
 def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: Progress | None = None,
-                 run_id: str | None = None) -> RunResult:
+                 run_id: str | None = None) -> RunSummary:
     """Run every step of a resolved spec; publish only if all gates pass."""
     progress = progress or Progress()
     run = store.get(run_id) if run_id else store.create(spec.name)
@@ -95,16 +98,17 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
             timed("monitor", lambda: steps.monitor(spec, model, run.step_dir("monitor")))
         published = timed("publish", lambda: store.publish(run, model))
     except GateFailed as exc:
-        _finish(run, metrics, seconds, "failed", str(exc))
+        finish(run, metrics, seconds, "failed", str(exc))
         raise
     except BaseException as exc:  # interrupted or crashed: record it, publish nothing
-        _finish(run, metrics, seconds, "failed", f"{type(exc).__name__}: {exc}")
+        finish(run, metrics, seconds, "failed", f"{type(exc).__name__}: {exc}")
         raise
-    _finish(run, metrics, seconds, "succeeded", None)
-    return RunResult(run, published, metrics, seconds)
+    finish(run, metrics, seconds, "succeeded", None)
+    return RunSummary(run, published, metrics, seconds)
 
 
-def _finish(run: Run, metrics: dict[str, Any], seconds: dict[str, float], status: str, error: str | None) -> None:
+def finish(run: Run, metrics: dict[str, Any], seconds: dict[str, float], status: str, error: str | None) -> None:
+    """Every runner's last act: metrics.json with the step times, then the run's status in run.json."""
     write_json_atomic(run.dir / METRICS_JSON, {**metrics, "step_seconds": seconds})
     run.update(status=status, error=error, finished_at=time.time())
 

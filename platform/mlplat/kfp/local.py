@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlplat.errors import GateFailed
 from mlplat.contracts.validator import ValidationReport
-from mlplat.runner import plan
-from mlplat.runs import METRICS_JSON, SPEC_YAML, Run, RunStore, write_json_atomic
+from mlplat.runner import RunSummary, finish, plan
+from mlplat.runs import SPEC_YAML, Run, RunStore
 from mlplat.spec import PipelineSpec, to_yaml
 
 KFP_ROOT = "kfp"  # runs/<id>/kfp/: kfp.local's pipeline root for this run
@@ -30,15 +29,6 @@ COMPILED = "pipeline.yaml"
 
 class KfpLocalSettingsIgnored(UserWarning):
     """Settings in the spec that only a cluster applies."""
-
-
-@dataclass
-class KfpLocalResult:
-    run: Run
-    model_dir: Path
-    metrics: dict[str, Any]
-    step_seconds: dict[str, float]
-    seconds: float
 
 
 def ignored_settings(spec: PipelineSpec) -> list[str]:
@@ -65,7 +55,7 @@ def warn_ignored_settings(spec: PipelineSpec) -> list[str]:
     return found
 
 
-def run_kfp_local(spec: PipelineSpec, spec_dir: Path, store: RunStore, run_id: str | None = None) -> KfpLocalResult:
+def run_kfp_local(spec: PipelineSpec, spec_dir: Path, store: RunStore, run_id: str | None = None) -> RunSummary:
     """Compile, load back and run the pipeline with kfp.local; publish into the run store if both gates pass."""
     from kfp import components, local
 
@@ -95,7 +85,7 @@ def run_kfp_local(spec: PipelineSpec, spec_dir: Path, store: RunStore, run_id: s
         _finish(run, found, "failed", str(failure))
         raise failure
     _finish(run, found, "succeeded", None)
-    return KfpLocalResult(run, run.model_dir, found["metrics"], found["step_seconds"], seconds)
+    return RunSummary(run, run.model_dir, found["metrics"], found["step_seconds"], seconds)
 
 
 def _task_dirs(root: Path, task: str) -> list[Path]:
@@ -152,5 +142,4 @@ def gate_failure(spec: PipelineSpec, found: dict[str, Any], root: Path) -> GateF
 
 
 def _finish(run: Run, found: dict[str, Any], status: str, error: str | None) -> None:
-    write_json_atomic(run.dir / METRICS_JSON, {**found["metrics"], "step_seconds": found["step_seconds"]})
-    run.update(status=status, error=error, finished_at=time.time())
+    finish(run, found["metrics"], found["step_seconds"], status, error)
