@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from mlplat import plan
 from mlplat.errors import GateFailed
 from mlplat.kfp import step
 from mlplat.registry import StageKind
 from mlplat.runner import plan as runner_plan
 from mlplat.spec import STEP_KINDS, parse_spec, resolve
+
 from tests.conftest import TINY_SPEC
 
 FULL = {**TINY_SPEC, "steps": {**TINY_SPEC["steps"], "validate": {"plugin": "tabular"},

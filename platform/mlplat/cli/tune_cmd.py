@@ -45,8 +45,8 @@ def trial(
     import tempfile
 
     from mlplat import steps
-    from mlplat.k8s import katib as katib_manifests
     from mlplat.errors import SpecError
+    from mlplat.k8s import katib as katib_manifests
     from mlplat.plan import build_plan
     from mlplat.search_space import parse_search_space
     from mlplat.spec import load_spec, resolve

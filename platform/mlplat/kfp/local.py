@@ -17,8 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mlplat.errors import GateFailed
 from mlplat.contracts.validator import ValidationReport
+from mlplat.errors import GateFailed
 from mlplat.runner import RunSummary, finish, plan
 from mlplat.runs import SPEC_YAML, Run, RunStore
 from mlplat.spec import PipelineSpec, to_yaml
