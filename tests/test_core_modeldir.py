@@ -138,6 +138,7 @@ def test_one_resolver_for_run_ids_latest_paths_and_uris(trained_run, tmp_path: P
 
 def test_an_in_process_run_loads_the_model_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from conftest import REPO, TINY_SPEC
+
     from mlplat.runner import run_pipeline
     from mlplat.runs import RunStore
     from mlplat.spec import parse_spec, resolve

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlplat.errors import ModelDirError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION: Literal[2] = 2  # bump with a migration in _MIGRATIONS for the previous version
 DRIFT_REFERENCE = "drift_reference.json"  # the drift detector's fitted state, in the model directory
 
 # The model's task. Add a value here (and its metrics) to support another task, e.g. "regression".

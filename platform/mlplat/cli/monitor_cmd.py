@@ -28,8 +28,8 @@ def monitor(
 
     from mlplat.errors import UsageError
     from mlplat.heap import freeze_startup_heap
-    from mlplat.monitoring.monitor import Monitor, MonitorSettings
     from mlplat.modeldir import resolve_model
+    from mlplat.monitoring.monitor import Monitor, MonitorSettings
     from mlplat.monitoring.service import create_app
 
     monitors: dict[str, Monitor] = {}
