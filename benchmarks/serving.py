@@ -10,7 +10,7 @@ V1 `predict` is a plain `def` doing `np.asarray → forward → tolist` (standar
 softmax, exactly what the model directory prescribes), no batching, no validation.
 
 Both serve the same model directory, written with the repo's own model-dir code
-(`write_model_dir`, the torch_trainers `mlp` architecture; random weights, 30 features).
+(`ModelDir`, the torch_trainers `mlp` architecture; random weights, 30 features).
 Load: wrk (Debian package `wrk`) with a Lua script POSTing one V1 row per request; both arms
 get identical wrk runs, alternated over `--rounds`, best round of each kept (on a shared
 machine interference only ever slows an arm down).
@@ -85,7 +85,8 @@ def write_model(directory: Path, hidden: list[int], seed: int = 0) -> Path:
     import pandas as pd
     import torch
 
-    from mlplat.modeldir import REFERENCE, feature_schema, write_model_dir
+    from mlplat.manifest import ModelManifest, PluginRef
+    from mlplat.modeldir import ModelDir, feature_schema
     from mlplat.preprocessing import Standardizer
     from mlplat_plugins.torch_trainers.networks import build_network
 
@@ -96,12 +97,14 @@ def write_model(directory: Path, hidden: list[int], seed: int = 0) -> Path:
                     "norm": "none", "activation": "relu"}
     torch.manual_seed(seed)
     network = build_network(architecture)
-    manifest = {"name": MODEL, "task": "classification", "trainer": {"plugin": "mlp", "params": {}},
-                "architecture": architecture, "features": feature_schema(frame), "image_shape": None, "label": "y",
-                "classes": ["no", "yes"], "preprocessing": Standardizer.fit(X).to_json(), "metrics": {}, "cv": None,
-                "seed": seed, "created_at": time.time(), "training_wall_s": 0.0}
-    write_model_dir(directory, network, manifest)
-    frame.assign(y=rng.integers(0, 2, len(frame))).to_parquet(directory / REFERENCE)
+    manifest = ModelManifest(name=MODEL, trainer=PluginRef(plugin="mlp"), architecture=architecture,
+                             features=feature_schema(frame), label="y", classes=["no", "yes"],
+                             preprocessing=Standardizer.fit(X).to_json(), seed=seed, created_at=time.time(),
+                             training_wall_s=0.0)
+    model_dir = ModelDir(directory)
+    model_dir.write_weights(network)
+    model_dir.write(manifest)
+    frame.assign(y=rng.integers(0, 2, len(frame))).to_parquet(model_dir.reference)
     return directory
 
 

@@ -121,10 +121,12 @@ def test_explain_step_writes_report_manifest_and_safetensors_only(decisive_run: 
     result, _ = decisive_run
     report = result.run.dir / "steps" / "explain" / "report.html"
     assert "decisive" in report.read_text() and "kernel_shap" in report.read_text()
-    manifest = modeldir.read_manifest(result.model_dir)
-    assert manifest["explainer"]["plugin"] == "kernel_shap"
-    assert set(manifest["explainer"]["arrays"]) == {"background", "weights"}
-    assert max(manifest["global_importance"], key=manifest["global_importance"].get) == "decisive"
+    manifest = modeldir.ModelDir(result.model_dir).read()
+    assert manifest.explainer is not None and manifest.explainer.plugin == "kernel_shap"
+    assert manifest.explainer.distribution == "mlplat" and manifest.explainer.version  # who must be installed to serve it
+    assert set(manifest.explainer.arrays) == {"background", "weights"}
+    importance = manifest.global_importance
+    assert importance is not None and max(importance, key=importance.__getitem__) == "decisive"
     assert (result.model_dir / modeldir.EXPLAINER_ARRAYS).is_file()
     for path in result.model_dir.rglob("*"):
         assert path.suffix not in {".pkl", ".pickle", ".joblib", ".dill"}, path
@@ -157,7 +159,8 @@ def test_one_spec_line_swaps_the_explainer(decisive_run: Any, tmp_path: Path) ->
     spec = spec_for(source, {"plugin": "integrated_gradients"})
     importance = steps.explain(spec, result.run.dir / "steps" / "ingest", model_dir, tmp_path / "explain")
     assert max(importance, key=importance.get) == "decisive"
-    assert modeldir.read_manifest(model_dir)["explainer"]["plugin"] == "integrated_gradients"
+    explainer = modeldir.ModelDir(model_dir).read().explainer
+    assert explainer is not None and explainer.plugin == "integrated_gradients"
     assert "integrated_gradients" in (tmp_path / "explain" / "report.html").read_text()
     bound = load_explainer(LoadedModel.load(model_dir))
     assert bound is not None
@@ -165,7 +168,7 @@ def test_one_spec_line_swaps_the_explainer(decisive_run: Any, tmp_path: Path) ->
 
 
 def test_no_explainer_fitted_means_none(trained_model_dir: Path) -> None:
-    assert "explainer" not in modeldir.read_manifest(trained_model_dir)
+    assert modeldir.ModelDir(trained_model_dir).read().explainer is None
     assert load_explainer(LoadedModel.load(trained_model_dir)) is None
 
 

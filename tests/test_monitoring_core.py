@@ -16,7 +16,8 @@ import pytest
 
 from mlplat import registry
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN
-from mlplat.modeldir import copy_model_dir, read_manifest, write_manifest
+from mlplat.manifest import CVBand, Spread
+from mlplat.modeldir import ModelDir, copy_model_dir
 from mlplat.monitoring.monitor import Monitor, MonitorSettings
 from mlplat.monitoring.window import Window
 
@@ -140,8 +141,7 @@ def model_dir(trained_model_dir: Path, tmp_path: Path) -> Path:
 
 def _rows(model_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     reference = pd.read_parquet(model_dir / "reference.parquet")
-    features = [f["name"] for f in read_manifest(model_dir)["features"]]
-    return reference, features
+    return reference, ModelDir(model_dir).read().feature_names
 
 
 def test_monitor_drift_hysteresis_gap_and_restart(model_dir: Path, tmp_path: Path) -> None:
@@ -183,15 +183,13 @@ def test_monitor_drift_hysteresis_gap_and_restart(model_dir: Path, tmp_path: Pat
 
 
 def test_gap_uses_cv_band_and_falls_back_without_cv(model_dir: Path) -> None:
-    manifest = read_manifest(model_dir)
-    manifest["cv"] = {"val_accuracy": {"mean": 0.9, "std": 0.02}}
-    write_manifest(model_dir, manifest)
+    ModelDir(model_dir).update(cv=CVBand(folds=5, bands={"val_accuracy": Spread(mean=0.9, std=0.02)}))
     band = Monitor(model_dir, MonitorSettings()).band("accuracy", 100)
     assert band is not None and (band.mean, band.std, band.source) == (0.9, 0.02, "cv")
-    manifest["cv"] = None
-    write_manifest(model_dir, manifest)
+    manifest = ModelDir(model_dir).update(cv=None)
     band = Monitor(model_dir, MonitorSettings()).band("accuracy", 100)
-    test_accuracy = manifest["metrics"]["test"]["accuracy"]
+    assert manifest.metrics.test is not None
+    test_accuracy = manifest.metrics.test["accuracy"]
     assert band is not None and band.source == "metrics" and band.mean == test_accuracy
     assert band.std == pytest.approx(max(math.sqrt(test_accuracy * (1 - test_accuracy) / 100), 0.01))
 
@@ -221,9 +219,7 @@ def test_cv_band_has_macro_f1_and_the_f1_gap_uses_it(model_dir: Path) -> None:
     f1s = [r["val_f1"] for r in rows]
     assert band["val_f1"] == {"mean": pytest.approx(np.mean(f1s)), "std": pytest.approx(np.std(f1s, ddof=1))}
 
-    manifest = read_manifest(model_dir)
-    manifest["cv"] = band
-    write_manifest(model_dir, manifest)
+    ModelDir(model_dir).update(cv=CVBand.from_trainer(band))
     monitor = Monitor(model_dir, MonitorSettings(min_labels=10))
     f1_band = monitor.band("f1", 100)
     assert f1_band is not None and f1_band.source == "cv" and f1_band.mean == pytest.approx(np.mean(f1s))
@@ -265,9 +261,7 @@ def test_report_is_written_at_the_first_evaluation_without_a_state_dir(model_dir
 def test_a_started_monitor_exports_its_clock_before_any_evaluation(model_dir: Path) -> None:
     from prometheus_client import REGISTRY
 
-    manifest = read_manifest(model_dir)
-    manifest["name"] = "never-evaluates"  # a name no other test's monitor set the gauge for
-    write_manifest(model_dir, manifest)
+    ModelDir(model_dir).update(name="never-evaluates")  # a name no other test's monitor set the gauge for
     monitor = Monitor(model_dir, MonitorSettings(interval_s=3600))
     gauge = "mlplat_monitor_last_evaluation_timestamp_seconds"
     assert REGISTRY.get_sample_value(gauge, {"model": "never-evaluates"}) is None
@@ -295,7 +289,7 @@ def test_a_killed_monitor_restarts_with_its_rows_and_labels(model_dir: Path, tmp
     import sys
 
     reference, features = _rows(model_dir)
-    name = read_manifest(model_dir)["name"]
+    name = ModelDir(model_dir).read().name
     port, state = _free_port(), tmp_path / "state"
     command = [str(Path(sys.executable).with_name("mlplat")), "monitor", str(model_dir), "--port", str(port),
                "--state-dir", str(state), "--interval", "3600"]
@@ -405,10 +399,8 @@ def test_monitor_step_fits_state_with_importance_and_monitor_uses_it(model_dir: 
     from mlplat.spec import parse_spec, resolve
     from conftest import TINY_SPEC
 
-    features = [f["name"] for f in read_manifest(model_dir)["features"]]
-    manifest = read_manifest(model_dir)
-    manifest["global_importance"] = {features[0]: 1.0}  # as the explain step writes it
-    write_manifest(model_dir, manifest)
+    features = ModelDir(model_dir).read().feature_names
+    ModelDir(model_dir).update(global_importance={features[0]: 1.0})  # as the explain step writes it
     spec = resolve(parse_spec({**TINY_SPEC, "steps": {**TINY_SPEC["steps"], "monitor": {"plugin": "evidently",
                                                                                          "params": {"min_window": 50}}}}))
     steps.monitor(spec, model_dir, tmp_path / "out")
@@ -424,7 +416,7 @@ def test_cli_monitor_rejects_a_non_model_dir(tmp_path: Path) -> None:
 
     result = subprocess.run([str(Path(sys.executable).with_name("mlplat")), "monitor", str(tmp_path)],
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "not a model directory" in result.stderr
+    assert result.returncode == 2 and "not a model or run directory" in result.stderr
 
 
 def test_attach_gives_a_server_recorder_routes_and_hooks(model_dir: Path, tmp_path: Path) -> None:

@@ -360,13 +360,11 @@ def test_explain_timeout_answers_504(served_run: Any, model: Any, rows: np.ndarr
 
 
 def test_unbatched_model_without_explainer(served_run: Any, tmp_path: Path, rows: np.ndarray) -> None:
-    from mlplat.modeldir import LoadedModel, copy_model_dir, read_manifest, write_manifest
+    from mlplat.modeldir import LoadedModel, ModelDir
 
-    copy_model_dir(served_run.model_dir, tmp_path / "model")  # the same model, published without an explainer
-    manifest = read_manifest(tmp_path / "model")
-    manifest.pop("explainer")
-    write_manifest(tmp_path / "model", manifest)
-    name, model = manifest["name"], LoadedModel.load(tmp_path / "model")
+    # the same model, published without an explainer
+    manifest = ModelDir(served_run.model_dir).copy_to(tmp_path / "model").update(explainer=None)
+    name, model = manifest.name, LoadedModel.load(tmp_path / "model")
     with running_server(tmp_path / "model", "--no-batching", "--no-monitor") as base:
         reply = httpx.post(f"{base}/v1/models/{name}:explain", json={"instances": rows[:1].tolist()})
         assert reply.status_code == 404 and "without an explain step" in reply.json()["error"]

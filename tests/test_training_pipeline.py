@@ -60,7 +60,7 @@ def test_digits_cnn_spec_crash_resume_and_serving(tmp_path: Path) -> None:
     assert resumed.metrics["test"]["accuracy"] == clean.metrics["test"]["accuracy"] > 0.85
     # serving rebuilds the CNN from model.json alone and predicts raw pixel rows
     loaded = modeldir.LoadedModel.load(resumed.model_dir)
-    assert loaded.manifest["architecture"]["type"] == "cnn" and loaded.manifest["image_shape"] == [1, 8, 8]
+    assert loaded.manifest.architecture["type"] == "cnn" and loaded.manifest.image_shape == [1, 8, 8]
     test = Splits.load(resumed.run.dir / "steps" / "ingest").test
     proba = loaded.predict_proba(test.features[loaded.feature_names].to_numpy())
     assert proba.shape == (len(test), 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
@@ -74,9 +74,10 @@ def test_digits_cnn_spec_crash_resume_and_serving(tmp_path: Path) -> None:
 def test_digits_cnn_spec_with_cv_band_recorded_in_model(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     result = run_pipeline(digits_spec(epochs=3, cv_folds=3), REPO / "pipelines", RunStore(tmp_path))
-    cv = modeldir.read_manifest(result.model_dir)["cv"]
-    assert cv["folds"] == 3 and 0.5 < cv["val_accuracy"]["mean"] <= 1 and cv["val_accuracy"]["std"] >= 0
-    assert "gap_accuracy" in cv
+    cv = modeldir.ModelDir(result.model_dir).read().cv
+    assert cv is not None and cv.folds == 3 and len(cv.per_fold) == 3
+    assert 0.5 < cv.bands["val_accuracy"].mean <= 1 and cv.bands["val_accuracy"].std >= 0
+    assert "gap_accuracy" in cv.bands
 
 
 def write_bar_images(path: Path, n: int = 300, seed: int = 0) -> None:
@@ -108,9 +109,9 @@ def test_cnn_trains_on_an_image_tensor_file(tmp_path: Path) -> None:
                   "evaluate": {"params": {"min_accuracy": 0.8}}},
     }))
     result = run_pipeline(spec, tmp_path, RunStore(tmp_path / "runs"))
-    manifest = modeldir.read_manifest(result.model_dir)
-    assert manifest["image_shape"] == [2, 6, 6] and manifest["architecture"]["image_shape"] == [2, 6, 6]
-    assert len(manifest["features"]) == 72 and manifest["classes"] == ["0", "1", "2"]
+    manifest = modeldir.ModelDir(result.model_dir).read()
+    assert manifest.image_shape == [2, 6, 6] and manifest.architecture["image_shape"] == [2, 6, 6]
+    assert len(manifest.features) == 72 and manifest.classes == ["0", "1", "2"]
     assert result.metrics["test"]["accuracy"] > 0.8
 
 

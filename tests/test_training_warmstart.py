@@ -26,11 +26,11 @@ def breast_cancer(model_dir: Path, classes: list[str] | None = None, features: l
     """The trainer's own input: breast cancer scaled with the source model's statistics, as the train step does."""
     from sklearn.datasets import load_breast_cancer
 
-    manifest = modeldir.read_manifest(model_dir)
+    manifest = modeldir.ModelDir(model_dir).read()
     bunch = load_breast_cancer()
-    X = Standardizer.from_json(manifest["preprocessing"]).transform(bunch.data)
-    y = np.array([manifest["classes"].index(bunch.target_names[t]) for t in bunch.target])  # the model's class order
-    info = DatasetInfo("bc", "target", features or [f["name"] for f in manifest["features"]], classes or manifest["classes"])
+    X = Standardizer.from_json(manifest.preprocessing.model_dump()).transform(bunch.data)
+    y = np.array([manifest.classes.index(bunch.target_names[t]) for t in bunch.target])  # the model's class order
+    info = DatasetInfo("bc", "target", features or manifest.feature_names, classes or manifest.classes)
     return TrainingData(ArrayData(X[:300], y[:300]), ArrayData(X[300:450], y[300:450]), info)
 
 
@@ -60,13 +60,16 @@ def test_warm_start_freezes_body_and_fine_tunes_head(trained_model_dir: Path, tm
 def test_warm_start_by_run_id_and_latest(trained_run, tmp_path: Path) -> None:
     runs_root = trained_run.run.dir.parent
     data = breast_cancer(trained_run.model_dir)
-    for ref in (trained_run.run.id, "latest"):
-        model = fit(MLPConfig(init_from=ref, **BASE), data, tmp_path / ref, runs_root=runs_root)
+    for i, ref in enumerate((trained_run.run.id, "latest", trained_run.model_dir.resolve().as_uri())):
+        model = fit(MLPConfig(init_from=ref, **BASE), data, tmp_path / f"ref{i}", runs_root=runs_root)
         assert Path(model.extras["warm_start"]["model_dir"]).resolve() == trained_run.model_dir.resolve()
     with pytest.raises(UsageError, match="init_from: run not found: nope"):
         fit(MLPConfig(init_from="nope", **BASE), data, tmp_path / "x", runs_root=runs_root)
     with pytest.raises(UsageError, match="init_from: no model directory"):
         fit(MLPConfig(init_from=str(tmp_path / "missing" / "dir"), **BASE), data, tmp_path / "y")
+    # the plugin reads no environment: without the runner's run store, a run id cannot be looked up
+    with pytest.raises(UsageError, match="init_from: 'latest' is not a path, and no run store"):
+        fit(MLPConfig(init_from="latest", **BASE), data, tmp_path / "z")
 
 
 def test_warm_start_refuses_incompatible_models(trained_model_dir: Path, tmp_path: Path) -> None:
@@ -101,6 +104,6 @@ def test_train_step_reuses_the_source_models_standardization(trained_model_dir: 
                                "steps": {"train": {"plugin": "mlp", "params": params}}}))
     model_dir = steps.train(spec, tmp_path / "data", tmp_path / "train")
     source, warm = modeldir.LoadedModel.load(trained_model_dir), modeldir.LoadedModel.load(model_dir)
-    assert warm.manifest["preprocessing"] == source.manifest["preprocessing"]
+    assert warm.manifest.preprocessing == source.manifest.preprocessing
     X = splits.test.features[source.feature_names].to_numpy()
     np.testing.assert_allclose(warm.predict_proba(X), source.predict_proba(X), atol=1e-4)  # the same function of raw inputs

@@ -80,7 +80,7 @@ def test_tuned_run_publishes_the_best_params_and_resume_reuses_the_study(tmp_pat
     assert json.loads((tune_dir / "trials.json").read_text()) == trials  # no trial ran again
     best = json.loads((tune_dir / "best_params.json").read_text())
     assert best["best_value"] == max(t["value"] for t in trials if t["state"] == "complete")
-    manifest = modeldir.read_manifest(result.model_dir)
-    assert manifest["trainer"]["params"]["lr"] == pytest.approx(best["best_params"]["lr"])
-    assert manifest["trainer"]["params"]["width"] == best["best_params"]["width"]
+    trainer = modeldir.ModelDir(result.model_dir).read().trainer
+    assert trainer.params["lr"] == pytest.approx(best["best_params"]["lr"])
+    assert trainer.params["width"] == best["best_params"]["width"]
     assert result.metrics["tune"]["trials"] == 4 and store.latest_id() == run.id

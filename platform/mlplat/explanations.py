@@ -3,12 +3,14 @@ rebuilding a model's fitted explainer from its directory (JSON + safetensors, ne
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlplat import modeldir
 from mlplat.contracts.explainer import BoundExplainer, ExplainerState
+from mlplat.errors import ModelDirError
 from mlplat.registry import StageKind
 
 if TYPE_CHECKING:
@@ -82,17 +84,22 @@ class BackgroundAttributionExplainer:
         return self.bound(model, state, self.config)
 
 
-def load_state(directory: Any) -> ExplainerState | None:
-    manifest = modeldir.read_manifest(directory)
-    entry = manifest.get("explainer")
-    if not entry:
+def load_state(directory: Path | modeldir.ModelDir) -> ExplainerState | None:
+    """The fitted explainer's state from a model directory; None if no explain step ran."""
+    model_dir = directory if isinstance(directory, modeldir.ModelDir) else modeldir.ModelDir(directory)
+    manifest = model_dir.read()
+    entry = manifest.explainer
+    if entry is None:
         return None
     arrays: dict[str, np.ndarray] = {}
-    if entry.get("arrays"):
+    if entry.arrays:
         from safetensors.numpy import load_file
 
-        arrays = load_file(str(directory / modeldir.EXPLAINER_ARRAYS))
-    return ExplainerState(entry.get("config", {}), arrays, manifest.get("global_importance", {}))
+        if not model_dir.explainer_arrays.is_file():
+            raise ModelDirError(f"{model_dir.path}: the explainer's arrays {entry.arrays} are recorded "
+                                f"but {modeldir.EXPLAINER_ARRAYS} is missing")
+        arrays = load_file(str(model_dir.explainer_arrays))
+    return ExplainerState(entry.config, arrays, manifest.global_importance or {})
 
 
 def load_explainer(loaded: LoadedModel) -> BoundExplainer | None:
@@ -102,8 +109,9 @@ def load_explainer(loaded: LoadedModel) -> BoundExplainer | None:
     state = load_state(loaded.directory)
     if state is None:
         return None
-    entry = loaded.manifest["explainer"]
-    plugin = registry.get(StageKind.EXPLAINER, entry["plugin"]).create(entry.get("params", {}))
+    entry = loaded.manifest.explainer
+    assert entry is not None  # load_state found it
+    plugin = registry.get(StageKind.EXPLAINER, entry.plugin).create(entry.params)
     return plugin.load(loaded, state)
 
 

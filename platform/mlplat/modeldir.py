@@ -1,77 +1,167 @@
 """The model directory: everything serving and monitoring need, and nothing pickled.
 
     model/
-      model.json            format version, trainer plugin + architecture, feature schema,
-                            preprocessing statistics, classes, metrics, CV band, explainer
-                            and drift-detector config
-      weights.safetensors   the network's state dict
-      reference.parquet     a sample of the training data (monitoring's reference)
-      schema.json           the validator's inferred schema, when a validator ran
-      explainer.safetensors explainer arrays (e.g. the k-means background), when fitted
+      model.json             the typed manifest (mlplat.manifest.ModelManifest)
+      weights.safetensors    the network's state dict
+      reference.parquet      a sample of the training data and the model's predictions of it
+                             (column `__prediction__`): monitoring's reference
+      schema.json            the validator's inferred schema, when a validator ran
+      explainer.safetensors  explainer arrays (e.g. the k-means background), when fitted
+      drift_reference.json   the drift detector's fitted reference summary, when fitted
 
-`LoadedModel` rebuilds the network through the trainer plugin named in model.json and
+`ModelDir` owns these names, reads and writes the manifest (atomically) and amends it.
+`resolve_model` turns what a user types (a run id, `latest`, a path, a file:// URI) into one.
+`LoadedModel` rebuilds the network through the trainer plugin named in the manifest and
 applies the same preprocessing as training.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from mlplat.errors import UsageError
+from mlplat.contracts.drift_detector import PREDICTION_COLUMN
+from mlplat.errors import ModelDirError, UsageError
+from mlplat.manifest import DRIFT_REFERENCE, FORMAT_VERSION, Feature, ModelManifest
 from mlplat.preprocessing import Standardizer
 
 if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-FORMAT_VERSION = 1
+__all__ = ["DRIFT_REFERENCE", "EXPLAINER_ARRAYS", "FORMAT_VERSION", "MODEL_JSON", "PREDICTION_COLUMN", "REFERENCE",
+           "SCHEMA", "WEIGHTS", "LoadedModel", "ModelDir", "feature_schema", "resolve_model"]
+
 MODEL_JSON, WEIGHTS, REFERENCE, SCHEMA = "model.json", "weights.safetensors", "reference.parquet", "schema.json"
 EXPLAINER_ARRAYS = "explainer.safetensors"
 
 
-def feature_schema(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def feature_schema(frame: pd.DataFrame) -> list[Feature]:
     """Per-feature name, dtype and training range: what serving validates requests against."""
-    return [
-        {"name": str(c), "dtype": "float32", "min": float(frame[c].min()), "max": float(frame[c].max())}
-        for c in frame.columns
-    ]
+    return [Feature(name=str(c), min=_finite(frame[c].min()), max=_finite(frame[c].max())) for c in frame.columns]
 
 
-def write_model_dir(directory: Path, network: torch.nn.Module, manifest: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS))
-    write_manifest(directory, {"format_version": FORMAT_VERSION, **manifest})
+def _finite(value: Any) -> float | None:
+    number = float(value)
+    return number if np.isfinite(number) else None
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / MODEL_JSON
-    if not path.is_file():
-        raise UsageError(f"not a model directory (no {MODEL_JSON}): {directory}")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise UsageError(f"{path}: unsupported model format version {manifest.get('format_version')!r}")
-    return manifest
+def _write_atomic(path: Path, text: str) -> None:
+    """Readers (a server starting, a concurrent step) see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
-def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    tmp = directory / f".{MODEL_JSON}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False))
-    tmp.replace(directory / MODEL_JSON)
+@dataclass(frozen=True)
+class ModelDir:
+    """A model directory on local disk: its files by role, and the one reader/writer of its manifest."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MODEL_JSON
+
+    @property
+    def weights(self) -> Path:
+        return self.path / WEIGHTS
+
+    @property
+    def reference(self) -> Path:
+        return self.path / REFERENCE
+
+    @property
+    def schema(self) -> Path:
+        return self.path / SCHEMA
+
+    @property
+    def explainer_arrays(self) -> Path:
+        return self.path / EXPLAINER_ARRAYS
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def read(self) -> ModelManifest:
+        """The manifest, migrated to the current format; a ModelDirError says what is wrong."""
+        if not self.exists():
+            raise ModelDirError(f"not a model or run directory (no {MODEL_JSON}): {self.path}")
+        return ModelManifest.from_json(self.manifest_path.read_text(), str(self.manifest_path))
+
+    def write(self, manifest: ModelManifest) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.manifest_path, manifest.to_json())
+
+    def update(self, **fields: Any) -> ModelManifest:
+        """Replace top-level manifest fields (validated, written atomically); returns the new manifest."""
+        merged = ModelManifest.model_validate({**dict(self.read()), **fields})
+        self.write(merged)
+        return merged
+
+    def write_state(self, name: str, state: Any) -> Path:
+        """A plugin's JSON state file (e.g. the drift reference), written atomically."""
+        path = self.path / name
+        _write_atomic(path, json.dumps(state, default=float))
+        return path
+
+    def read_state(self, name: str) -> Any:
+        return json.loads((self.path / name).read_text())
+
+    def write_weights(self, network: torch.nn.Module) -> None:
+        from safetensors.torch import save_file
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+        save_file(state, str(self.weights))
+
+    def copy_to(self, target: Path) -> ModelDir:
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(self.path, target)
+        return ModelDir(target)
 
 
 def copy_model_dir(source: Path, target: Path) -> None:
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(source, target)
+    ModelDir(source).copy_to(target)
+
+
+def resolve_model(ref: str, runs_dir: Path | None) -> ModelDir:
+    """`RUN | latest | run dir | model dir | file:// URI` → the model directory it names.
+
+    A run id needs `runs_dir` (the run store); paths and URIs don't."""
+    from mlplat.runs import RunStore
+
+    if "://" in ref:
+        uri = urlparse(ref)
+        if uri.scheme != "file":
+            raise UsageError(f"{ref}: remote model stores ({uri.scheme}://) come with the cluster path; "
+                             "copy the model directory here and pass its path")
+        ref = unquote(uri.path)
+    path = Path(ref).expanduser()
+    for candidate in (ModelDir(path), ModelDir(path / "model")):
+        if candidate.exists():
+            return candidate
+    if path.exists():
+        raise ModelDirError(f"not a model or run directory (no {MODEL_JSON}): {path}")
+    if os.sep in ref or path.is_absolute():
+        raise ModelDirError(f"no model directory at {path} (the path does not exist)")
+    if runs_dir is None:
+        raise UsageError(f"{ref!r} is not a path, and no run store was given to look it up as a run id")
+    run = RunStore(runs_dir).get(ref)
+    if not ModelDir(run.model_dir).exists():
+        raise ModelDirError(f"run {run.id} has no published model (status: {run.record().get('status')}; "
+                            "did it fail a gate?)")
+    return ModelDir(run.model_dir)
 
 
 @dataclass
@@ -79,34 +169,46 @@ class LoadedModel:
     """A model rebuilt from its directory; satisfies `mlplat.contracts.explainer.ModelHandle`."""
 
     directory: Path
-    manifest: dict[str, Any]
+    manifest: ModelManifest
     network: torch.nn.Module
     standardizer: Standardizer
 
     @classmethod
-    def load(cls, directory: Path, device: str = "cpu") -> LoadedModel:
+    def load(cls, directory: Path | ModelDir, device: str = "cpu") -> LoadedModel:
         from safetensors.torch import load_file
 
         from mlplat import registry
 
-        manifest = read_manifest(directory)
-        trainer = registry.get("trainer", manifest["trainer"]["plugin"]).create({})
-        network = trainer.build_network(manifest["architecture"])
-        network.load_state_dict(load_file(str(directory / WEIGHTS), device=device))
+        model_dir = directory if isinstance(directory, ModelDir) else ModelDir(directory)
+        manifest = model_dir.read()
+        if not model_dir.weights.is_file():
+            raise ModelDirError(f"{model_dir.path}: {WEIGHTS} is missing")
+        trainer = registry.get("trainer", manifest.trainer.plugin).create({})
+        network = trainer.build_network(manifest.architecture)
+        network.load_state_dict(load_file(str(model_dir.weights), device=device))
         network.to(device).eval()
-        return cls(directory, manifest, network, Standardizer.from_json(manifest["preprocessing"]))
+        standardizer = Standardizer.from_json(manifest.preprocessing.model_dump())
+        return cls(model_dir.path, manifest, network, standardizer)
+
+    @property
+    def model_dir(self) -> ModelDir:
+        return ModelDir(self.directory)
+
+    def update_manifest(self, **fields: Any) -> None:
+        """Amend model.json and keep this in-memory copy in step with it (later steps read it)."""
+        self.manifest = self.model_dir.update(**fields)
 
     @property
     def name(self) -> str:
-        return str(self.manifest["name"])
+        return self.manifest.name
 
     @property
     def feature_names(self) -> list[str]:
-        return [f["name"] for f in self.manifest["features"]]
+        return self.manifest.feature_names
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.manifest["classes"])
+        return list(self.manifest.classes)
 
     def preprocess(self, X: np.ndarray) -> np.ndarray:
         return self.standardizer.transform(X)
@@ -121,4 +223,4 @@ class LoadedModel:
     def reference(self) -> pd.DataFrame:
         import pandas as pd
 
-        return pd.read_parquet(self.directory / REFERENCE)
+        return pd.read_parquet(self.model_dir.reference)

@@ -86,16 +86,18 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
             metrics["tune"] = timed("tune", lambda: steps.tune(spec, data, out, resume))
             best = out / steps.BEST_PARAMS_JSON
         out = run.step_dir("train")
-        model = timed("train", lambda: steps.train(spec, data, out, best, schema, progress.epoch, resume, store.root))
+        # loaded once here; evaluate, explain and drift reuse it (and keep its manifest in step with model.json)
+        loaded = timed("train", lambda: steps.train_model(spec, data, out, best, schema, progress.epoch, resume, store.root))
+        model = loaded.directory
         metrics["train"] = _read_json(out / steps.METRICS_JSON).get("final", {})
-        evaluation = timed("evaluate", lambda: steps.evaluate(spec, data, model, run.step_dir("evaluate")))
+        evaluation = timed("evaluate", lambda: steps.evaluate(spec, data, model, run.step_dir("evaluate"), loaded=loaded))
         metrics["test"] = {k: v for k, v in evaluation["test"].items() if isinstance(v, (int, float))}
         metrics["evaluation_gate"] = evaluation["gate"]
         GateResult("evaluation", evaluation["gate"]["passed"], evaluation["gate"]["failures"]).require()
         if spec.steps.explain:
-            timed("explain", lambda: steps.explain(spec, data, model, run.step_dir("explain")))
+            timed("explain", lambda: steps.explain(spec, data, model, run.step_dir("explain"), loaded=loaded))
         if spec.steps.monitor:
-            timed("monitor", lambda: steps.monitor(spec, model, run.step_dir("monitor")))
+            timed("monitor", lambda: steps.monitor(spec, model, run.step_dir("monitor"), loaded=loaded))
         published = timed("publish", lambda: store.publish(run, model))
     except GateFailed as exc:
         finish(run, metrics, seconds, "failed", str(exc))

@@ -18,6 +18,7 @@ from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
 from mlplat.data import Splits, image_shape, load_source, split_frame
 from mlplat.errors import UsageError
+from mlplat.manifest import CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
 from mlplat.spec import PipelineSpec, tune_direction
@@ -186,6 +187,15 @@ def train(
 ) -> Path:
     """Train the configured trainer; stage the model directory at out/model. Returns its path.
     `runs_root` lets a trainer resolve run ids (warm start from a previous run)."""
+    return train_model(spec, data, out, best_params, schema, on_epoch, resume, runs_root).directory
+
+
+def train_model(
+    spec: PipelineSpec, data: Path, out: Path, best_params: Path | None = None, schema: Path | None = None,
+    on_epoch: EpochCallback = _ignore_epoch, resume: bool = False, runs_root: Path | None = None,
+) -> modeldir.LoadedModel:
+    """`train`, returning the staged model loaded: an in-process runner hands it to evaluate, explain
+    and drift (their `loaded=`) instead of each step loading it again."""
     splits = Splits.load(data)
     params = trainer_params(spec, best_params)
     plugin = registry.get(StageKind.TRAINER, spec.steps.train.plugin)
@@ -197,53 +207,63 @@ def train(
     wall = time.perf_counter() - started
     real = splits.train.take(np.flatnonzero(~splits.train.synthetic))
     reference = real.features.sample(min(len(real), REFERENCE_ROWS), random_state=spec.seed).copy()
-    reference["__prediction__"] = real.labels[reference.index.to_numpy()]  # filled with model predictions below
-    model_dir = out / "model"
-    manifest = {
-        "name": spec.name,
-        "task": "classification",
-        "trainer": {"plugin": plugin.name, "params": trainer.config.model_dump(mode="json") if hasattr(trainer, "config") else params},
-        "architecture": trained.architecture,
-        "features": modeldir.feature_schema(real.features),
-        "image_shape": splits.info.image_shape,
-        "label": splits.info.label,
-        "classes": splits.info.classes,
-        "preprocessing": standardizer.to_json(),
-        "metrics": {"train": trained.metrics},
-        "cv": trained.cv,
-        "seed": spec.seed,
-        "created_at": time.time(),
-        "training_wall_s": wall,
-    }
-    modeldir.write_model_dir(model_dir, trained.network, manifest)
-    loaded = modeldir.LoadedModel.load(model_dir)
-    reference["__prediction__"] = loaded.predict_proba(reference[loaded.feature_names].to_numpy()).argmax(1)
-    reference.reset_index(drop=True).to_parquet(model_dir / modeldir.REFERENCE, index=False)
+    model_dir = modeldir.ModelDir(out / "model")
+    trainer_config = trainer.config.model_dump(mode="json") if hasattr(trainer, "config") else params
+    manifest = ModelManifest(
+        name=spec.name,
+        trainer=PluginRef.of(StageKind.TRAINER, plugin.name, trainer_config),
+        architecture=trained.architecture,
+        features=modeldir.feature_schema(real.features),
+        image_shape=splits.info.image_shape,
+        label=splits.info.label,
+        classes=splits.info.classes,
+        preprocessing=standardizer.to_json(),
+        metrics=Metrics(train=trained.metrics),
+        cv=CVBand.from_trainer(trained.cv) if trained.cv else None,
+        seed=spec.seed,
+        created_at=time.time(),
+        training_wall_s=wall,
+    )
+    model_dir.write_weights(trained.network)
+    model_dir.write(manifest)
+    loaded = modeldir.LoadedModel.load(model_dir)  # the one load of this run: also proves the directory loads
+    reference[modeldir.PREDICTION_COLUMN] = loaded.predict_proba(reference[loaded.feature_names].to_numpy()).argmax(1)
+    reference.reset_index(drop=True).to_parquet(model_dir.reference, index=False)
     if schema and schema.is_file():
-        (model_dir / modeldir.SCHEMA).write_text(schema.read_text())
+        model_dir.schema.write_text(schema.read_text())
     write_json(out / METRICS_JSON, {"history": trained.history, "final": trained.metrics, "cv": trained.cv, **trained.extras})
-    return model_dir
+    return loaded
 
 
-def evaluate(spec: PipelineSpec, data: Path, model: Path, out: Path) -> dict[str, Any]:
+def _loaded(model: Path, loaded: modeldir.LoadedModel | None) -> modeldir.LoadedModel:
+    """The model a step works on: the caller's already-loaded one (same directory), else loaded from `model`."""
+    if loaded is None:
+        return modeldir.LoadedModel.load(model)
+    if Path(loaded.directory).resolve() != Path(model).resolve():
+        raise ValueError(f"loaded model is from {loaded.directory}, the step was given {model}")
+    return loaded
+
+
+def evaluate(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
+             loaded: modeldir.LoadedModel | None = None) -> dict[str, Any]:
     """Test-set metrics and the evaluation gate. Writes metrics.json and records them in model.json."""
     from mlplat.evaluation import classification_metrics, gate_failures
 
     out.mkdir(parents=True, exist_ok=True)
     splits = Splits.load(data)
-    loaded = modeldir.LoadedModel.load(model)
+    loaded = _loaded(model, loaded)
     proba = loaded.predict_proba(splits.test.features[loaded.feature_names].to_numpy())
     metrics = classification_metrics(splits.test.labels, proba, splits.info.classes)
     failures = gate_failures(metrics, spec.steps.evaluate.params)
     result = {"test": metrics, "gate": {"passed": not failures, "failures": failures}}
     write_json(out / METRICS_JSON, result)
-    manifest = modeldir.read_manifest(model)
-    manifest["metrics"]["test"] = {k: v for k, v in metrics.items() if isinstance(v, float)}
-    modeldir.write_manifest(model, manifest)
+    test = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    loaded.update_manifest(metrics=Metrics(train=loaded.manifest.metrics.train, test=test))
     return result
 
 
-def explain(spec: PipelineSpec, data: Path, model: Path, out: Path) -> dict[str, float]:
+def explain(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
+            loaded: modeldir.LoadedModel | None = None) -> dict[str, float]:
     """Fit the explainer; store its state (JSON + safetensors) in the model directory."""
     from safetensors.numpy import save_file
 
@@ -252,41 +272,38 @@ def explain(spec: PipelineSpec, data: Path, model: Path, out: Path) -> dict[str,
     step = spec.steps.explain
     assert step is not None
     splits = Splits.load(data)
-    loaded = modeldir.LoadedModel.load(model)
+    loaded = _loaded(model, loaded)
     explainer = registry.get(StageKind.EXPLAINER, step.plugin).create(step.params)
     background = splits.train.features[loaded.feature_names].to_numpy()[~splits.train.synthetic]
     state = explainer.fit(loaded, background, _context(spec, "explain", out, splits))
     if state.arrays:
-        save_file({k: np.ascontiguousarray(v) for k, v in state.arrays.items()}, str(model / modeldir.EXPLAINER_ARRAYS))
-    manifest = modeldir.read_manifest(model)
-    manifest["explainer"] = {"plugin": step.plugin, "params": step.params, "config": state.config,
-                             "arrays": sorted(state.arrays)}
-    manifest["global_importance"] = state.global_importance
-    modeldir.write_manifest(model, manifest)
+        save_file({k: np.ascontiguousarray(v) for k, v in state.arrays.items()}, str(loaded.model_dir.explainer_arrays))
+    reference = ExplainerRef.of(StageKind.EXPLAINER, step.plugin, step.params, config=state.config,
+                                arrays=sorted(state.arrays))
+    loaded.update_manifest(explainer=reference, global_importance=state.global_importance)
     write_json(out / "global_importance.json", state.global_importance)
     (out / "report.html").write_text(importance_html(loaded.name, step.plugin, state.global_importance))
     return state.global_importance
 
 
-def monitor(spec: PipelineSpec, model: Path, out: Path) -> None:
+def monitor(spec: PipelineSpec, model: Path, out: Path, *, loaded: modeldir.LoadedModel | None = None) -> None:
     """Fit the drift detector's reference state from the model's reference sample."""
     step = spec.steps.monitor
     assert step is not None
-    loaded = modeldir.LoadedModel.load(model)
+    loaded = _loaded(model, loaded)
     detector = registry.get(StageKind.DRIFT_DETECTOR, step.plugin).create(step.params)
     ctx = StepContext(step="monitor", work_dir=out, info=_info_from_manifest(loaded.manifest), seed=spec.seed)
     out.mkdir(parents=True, exist_ok=True)
     # the explain step (if it ran) wrote global importances: drift in ignored features pages nobody
-    state = detector.fit(loaded.reference(), ctx, loaded.manifest.get("global_importance"))
-    (model / "drift_reference.json").write_text(json.dumps(state, default=float))
-    manifest = modeldir.read_manifest(model)
-    manifest["monitor"] = {"plugin": step.plugin, "params": step.params, "state": "drift_reference.json"}
-    modeldir.write_manifest(model, manifest)
+    state = detector.fit(loaded.reference(), ctx, loaded.manifest.global_importance)
+    loaded.model_dir.write_state(modeldir.DRIFT_REFERENCE, state)
+    loaded.update_manifest(drift_detector=DriftDetectorRef.of(StageKind.DRIFT_DETECTOR, step.plugin, step.params,
+                                                              state=modeldir.DRIFT_REFERENCE))
 
 
-def _info_from_manifest(manifest: dict[str, Any]) -> Any:
+def _info_from_manifest(manifest: ModelManifest) -> Any:
     from mlplat.data import DatasetInfo
 
-    return DatasetInfo(manifest["name"], manifest["label"], [f["name"] for f in manifest["features"]],
-                       manifest["classes"], manifest.get("image_shape"))
+    return DatasetInfo(manifest.name, manifest.label, manifest.feature_names, list(manifest.classes),
+                       manifest.image_shape)
 

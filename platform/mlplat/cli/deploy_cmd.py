@@ -11,7 +11,7 @@ from mlplat.k8s.inferenceservice import DEFAULT_IMAGE, DEFAULT_STORAGE_URI
 
 
 def deploy(
-    ref: str = typer.Argument(..., metavar="RUN", help="Run id, `latest`, or a model directory"),
+    ref: str = typer.Argument(..., metavar="RUN", help="Run id, `latest`, a run or model directory, or a file:// URI"),
     output: Path = typer.Option(..., "-o", "--output", help="Directory for inferenceservice.yaml, podmonitor.yaml, kustomization.yaml"),
     runs_dir: Path = RUNS_DIR_OPTION,
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Image with mlplat installed (predictor and explainer)"),
@@ -21,11 +21,10 @@ def deploy(
                                     help="Where the cluster finds the model directory (KServe storage URI, mounted at /mnt/models)"),
 ) -> None:
     """Write an InferenceService (predictor + explainer) for a published model; apply with `kubectl apply -k DIR`."""
-    from mlplat.cli.serve_cmd import resolve_model_dir
     from mlplat.k8s.inferenceservice import Deployment, isvc_name, write
-    from mlplat.modeldir import read_manifest
+    from mlplat.modeldir import resolve_model
 
-    manifest = read_manifest(resolve_model_dir(ref, runs_dir))
-    deployment = Deployment(name or isvc_name(str(manifest["name"])), image, storage_uri)
+    manifest = resolve_model(ref, runs_dir).read()
+    deployment = Deployment(name or isvc_name(manifest.name), image, storage_uri)
     for path in write(deployment, output):
         console.print(f"wrote {path}")

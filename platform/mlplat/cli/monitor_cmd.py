@@ -6,9 +6,12 @@ from pathlib import Path
 
 import typer
 
+from mlplat.cli.common import RUNS_DIR_OPTION
+
 
 def monitor(
-    model_dirs: list[Path] = typer.Argument(..., metavar="MODEL_DIR...", help="Model directories (or run directories holding model/)"),
+    models: list[str] = typer.Argument(..., metavar="MODEL...", help="Model or run directories, run ids, `latest`, or file:// URIs"),
+    runs_dir: Path = RUNS_DIR_OPTION,
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (0.0.0.0 in a container)"),
     port: int = typer.Option(8090, "--port", min=0, max=65535),
     state_dir: Path = typer.Option(None, "--state-dir", help="Persist window, labels and report here (one subdir per model)"),
@@ -25,21 +28,20 @@ def monitor(
 
     from mlplat.errors import UsageError
     from mlplat.heap import freeze_startup_heap
+    from mlplat.modeldir import resolve_model
     from mlplat.monitoring.monitor import Monitor, MonitorSettings
     from mlplat.monitoring.service import create_app
 
-    from mlplat.modeldir import read_manifest
-
     monitors: dict[str, Monitor] = {}
-    for path in model_dirs:
-        directory = path / "model" if (path / "model" / "model.json").is_file() else path
-        name = str(read_manifest(directory)["name"])
+    for ref in models:
+        model_dir = resolve_model(ref, runs_dir)
+        name = model_dir.read().name
         if name in monitors:
-            raise UsageError(f"MODEL_DIR: two model directories are both named {name!r}")
+            raise UsageError(f"MODEL: two model directories are both named {name!r}")
         settings = MonitorSettings(window, interval, consecutive, min_new_rows, min_labels,
                                    report_interval_s=report_interval,
                                    state_dir=state_dir / name if state_dir is not None else None)
-        monitors[name] = Monitor(directory, settings)
+        monitors[name] = Monitor(model_dir.path, settings)
     app = create_app(monitors)
     freeze_startup_heap()
     uvicorn.run(app, host=host, port=port, log_level="warning")

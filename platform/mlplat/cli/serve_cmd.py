@@ -9,26 +9,8 @@ import typer
 from mlplat.cli.common import RUNS_DIR_OPTION
 
 
-def resolve_model_dir(ref: str, runs_dir: Path) -> Path:
-    """RUN id, `latest`, a run directory or a model directory → the model directory."""
-    from mlplat.errors import UsageError
-    from mlplat.modeldir import MODEL_JSON
-    from mlplat.runs import RunStore
-
-    path = Path(ref)
-    for candidate in (path, path / "model"):
-        if (candidate / MODEL_JSON).is_file():
-            return candidate
-    if path.exists():
-        raise UsageError(f"RUN: {ref} is a path but not a model or run directory (no {MODEL_JSON})")
-    model_dir = RunStore(runs_dir).get(ref).model_dir
-    if not (model_dir / MODEL_JSON).is_file():
-        raise UsageError(f"RUN: run {ref!r} has no published model (did it fail a gate?)")
-    return model_dir
-
-
 def serve(
-    ref: str = typer.Argument(..., metavar="RUN", help="Run id, `latest`, or a model directory"),
+    ref: str = typer.Argument(..., metavar="RUN", help="Run id, `latest`, a run or model directory, or a file:// URI"),
     runs_dir: Path = RUNS_DIR_OPTION,
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (0.0.0.0 only inside a container)"),
     port: int = typer.Option(8080, "--port", min=1, max=65535),
@@ -54,7 +36,9 @@ def serve(
         raise UsageError("--explainer and --predictor-url go together: the explainer asks the predictor for predictions")
     if predictor_url and not predictor_url.startswith(("http://", "https://")):
         raise UsageError(f"--predictor-url: {predictor_url!r} is not an http(s) URL")
-    model_dir = resolve_model_dir(ref, runs_dir)
+    from mlplat.modeldir import resolve_model
+
+    model_dir = resolve_model(ref, runs_dir).path
 
     from mlplat.monitoring.monitor import MonitorSettings
     from mlplat.serving.predictor import ServingOptions

@@ -91,9 +91,12 @@ def augment_summary(work: Path) -> str:
 
 def describe_model(artifact: Any) -> None:
     """Metadata the KFP UI lists for a Model artifact: framework, architecture, test metrics."""
-    manifest = read_json(Path(artifact.path) / "model.json")
-    artifact.metadata.update({"framework": "pytorch", "trainer": manifest["trainer"]["plugin"],
-                              "classes": manifest["classes"], **{f"test_{k}": v for k, v in manifest["metrics"].get("test", {}).items()}})
+    from mlplat.modeldir import ModelDir
+
+    manifest = ModelDir(Path(artifact.path)).read()
+    test = manifest.metrics.test or {}
+    artifact.metadata.update({"framework": "pytorch", "trainer": manifest.trainer.plugin,
+                              "classes": manifest.classes, **{f"test_{k}": v for k, v in test.items()}})
 
 
 def publish(model: Any, published: Any, runs_dir: str, run_id: str) -> None:

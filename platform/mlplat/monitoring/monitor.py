@@ -27,12 +27,12 @@ import pandas as pd
 
 from mlplat import modeldir, registry
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN, DriftResult
+from mlplat.manifest import DriftDetectorRef
 from mlplat.monitoring import metrics as m
 from mlplat.monitoring.window import LABEL_COLUMN, FeedbackResult, Window
 from mlplat.registry import StageKind
 
 log = logging.getLogger("mlplat.monitoring")
-DRIFT_STATE = "drift_reference.json"
 DEFAULT_DETECTOR = "evidently"
 WINDOW_FILE, MONITOR_FILE, REPORT_FILE = "window.parquet", "monitor.json", "drift_report.html"
 GAP_METRICS = ("accuracy", "f1")
@@ -78,14 +78,15 @@ class Monitor:
     def __init__(self, model_dir: Path, settings: MonitorSettings | None = None) -> None:
         self.model_dir = Path(model_dir)
         self.settings = settings or MonitorSettings()
-        self.manifest = modeldir.read_manifest(self.model_dir)
-        self.name = str(self.manifest["name"])
-        self.classes = list(self.manifest["classes"])
-        self.feature_names = [f["name"] for f in self.manifest["features"]]
-        section = self.manifest.get("monitor") or {"plugin": DEFAULT_DETECTOR, "params": {}}
-        self.detector = registry.get(StageKind.DRIFT_DETECTOR, section["plugin"]).create(section.get("params") or {})
+        self.manifest = modeldir.ModelDir(self.model_dir).read()
+        self.name = self.manifest.name
+        self.classes = list(self.manifest.classes)
+        self.feature_names = self.manifest.feature_names
+        # a model published without a drift step gets the default detector, fitted at startup
+        section = self.manifest.drift_detector or DriftDetectorRef(plugin=DEFAULT_DETECTOR)
+        self.detector = registry.get(StageKind.DRIFT_DETECTOR, section.plugin).create(section.params)
         self._reference: pd.DataFrame | None = None
-        self.reference_state = self._reference_state(section.get("state", DRIFT_STATE))
+        self.reference_state = self._reference_state(section.state)
         self.window = Window(self.feature_names, self.settings.capacity)
         self.data_flag = Hysteresis(self.settings.consecutive)
         self.prediction_flag = Hysteresis(self.settings.consecutive)
@@ -108,7 +109,7 @@ class Monitor:
             return json.loads(path.read_text())
         # model trained without a monitor step: fit the reference summary now (seconds, once)
         log.info("no %s in %s; fitting the drift reference now", state_file, self.model_dir)
-        return self.detector.fit(self.reference(), None, self.manifest.get("global_importance"))
+        return self.detector.fit(self.reference(), None, self.manifest.global_importance)
 
     def reference(self) -> pd.DataFrame:
         if self._reference is None:
@@ -200,13 +201,12 @@ class Monitor:
 
     def band(self, metric: str, n_labeled: int) -> Band | None:
         """The training CV band for `metric`; without CV, the recorded metric with its sampling std."""
-        cv = self.manifest.get("cv") or {}
+        bands = self.manifest.cv.bands if self.manifest.cv else {}
         for key in (f"val_{metric}", metric):
-            entry = cv.get(key)
-            if isinstance(entry, dict) and "mean" in entry:
-                return Band(float(entry["mean"]), max(float(entry.get("std") or 0.0), self.settings.gap_std_floor), "cv")
-        recorded = self.manifest.get("metrics") or {}
-        for value in ((recorded.get("test") or {}).get(metric), (recorded.get("train") or {}).get(f"val_{metric}")):
+            if key in bands:
+                return Band(bands[key].mean, max(bands[key].std, self.settings.gap_std_floor), "cv")
+        recorded = self.manifest.metrics
+        for value in ((recorded.test or {}).get(metric), recorded.train.get(f"val_{metric}")):
             if isinstance(value, (int, float)):
                 std = math.sqrt(max(value * (1 - value), 0.0) / max(n_labeled, 1))
                 return Band(float(value), max(std, self.settings.gap_std_floor), "metrics")

@@ -122,7 +122,8 @@ class MlplatModel(kserve.Model):
         self.batcher = AdaptiveBatcher(self.loaded.predict_proba, self.name, self.options.max_batch_rows,
                                        self.options.max_wait_ms / 1000, self.options.batching, inline_max_s)
         self.explainer = load_explainer(self.loaded)
-        self.explain_method = (self.loaded.manifest.get("explainer") or {}).get("plugin", "")
+        explainer = self.loaded.manifest.explainer
+        self.explain_method = explainer.plugin if explainer else ""
         self._explain_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlplat-explain")
         self._timed_out: Future[Any] | None = None  # the last timed-out explanation; a thread can't be stopped
         self.ready = True

@@ -97,7 +97,7 @@ class TorchTrainer:
         preprocessing the runner reuses and the weights the fit loads."""
         assert self.config.init_from
         if context.runs_root not in self._source_dirs:
-            self._source_dirs[context.runs_root] = warmstart.resolve_model_dir(self.config.init_from, context.runs_root)
+            self._source_dirs[context.runs_root] = warmstart.source_model_dir(self.config.init_from, context.runs_root)
         return self._source_dirs[context.runs_root]
 
     def train_here(self, architecture: dict[str, Any], data: TrainingData, context: StepContext, dist: engine.Dist) -> Outcome:

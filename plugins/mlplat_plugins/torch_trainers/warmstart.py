@@ -1,7 +1,7 @@
 """Warm start / transfer learning: initialise from a previous model directory, freeze layers.
 
-`init_from` is a model directory, a run directory, a run id or `latest` in the run store
-(`StepContext.runs_root`, else $MLPLAT_RUNS_DIR, else ./runs). A model whose features,
+`init_from` is anything `mlplat.modeldir.resolve_model` accepts: a model or run directory, a
+file:// URI, or a run id or `latest` in the run store the runner passes (`StepContext.runs_root`). A model whose features,
 classes or network shapes do not match is refused with a UsageError naming the mismatch.
 The new model reuses the source model's preprocessing (`source_preprocessing`): its layers
 were trained on inputs standardized with the source's statistics, not the new data's.
@@ -9,7 +9,6 @@ were trained on inputs standardized with the source's statistics, not the new da
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,31 +19,28 @@ from torch import nn
 from mlplat import modeldir
 from mlplat.data import DatasetInfo
 from mlplat.errors import UsageError
-from mlplat.runs import RunStore
+from mlplat.manifest import ModelManifest
 
 FIELD = "steps.train.params.init_from"
 
 
-def resolve_model_dir(ref: str, runs_root: Path | None) -> Path:
-    path = Path(ref).expanduser()
-    if (path / modeldir.MODEL_JSON).is_file():
-        return path
-    if (path / "model" / modeldir.MODEL_JSON).is_file():
-        return path / "model"
-    if os.sep in ref or path.is_absolute():
-        raise UsageError(f"{FIELD}: no model directory at {path}")
-    root = runs_root or Path(os.environ.get("MLPLAT_RUNS_DIR", "runs"))
+def source_model_dir(ref: str, runs_root: Path | None) -> Path:
+    """`init_from` resolved by the core's resolver (`mlplat.modeldir.resolve_model`); errors name the field."""
     try:
-        run = RunStore(root).get(ref)
+        return modeldir.resolve_model(ref, runs_root).path
     except UsageError as exc:
         raise UsageError(f"{FIELD}: {exc}") from None
-    if not (run.model_dir / modeldir.MODEL_JSON).is_file():
-        raise UsageError(f"{FIELD}: run {run.id} has no published model (status: {run.record().get('status')})")
-    return run.model_dir
 
 
-def _check_features(manifest: Mapping[str, Any], info: DatasetInfo, model_dir: Path) -> None:
-    features = [f["name"] for f in manifest.get("features", [])]
+def _manifest(model_dir: Path) -> ModelManifest:
+    try:
+        return modeldir.ModelDir(model_dir).read()
+    except UsageError as exc:
+        raise UsageError(f"{FIELD}: {exc}") from None
+
+
+def _check_features(manifest: ModelManifest, info: DatasetInfo, model_dir: Path) -> None:
+    features = manifest.feature_names
     if features != list(info.feature_names):
         missing = [f for f in info.feature_names if f not in features]
         extra = [f for f in features if f not in info.feature_names]
@@ -54,11 +50,9 @@ def _check_features(manifest: Mapping[str, Any], info: DatasetInfo, model_dir: P
 
 def source_preprocessing(model_dir: Path, info: DatasetInfo) -> dict[str, Any]:
     """The source model's preprocessing statistics (model.json `preprocessing`), for the new model to reuse."""
-    manifest = modeldir.read_manifest(model_dir)
+    manifest = _manifest(model_dir)
     _check_features(manifest, info, model_dir)
-    if "preprocessing" not in manifest:
-        raise UsageError(f"{FIELD}: {model_dir} records no preprocessing statistics; its inputs' scaling is unknown")
-    return dict(manifest["preprocessing"])
+    return manifest.preprocessing.model_dump()
 
 
 def load_compatible_state(model_dir: Path, info: DatasetInfo, architecture: Mapping[str, Any],
@@ -66,14 +60,14 @@ def load_compatible_state(model_dir: Path, info: DatasetInfo, architecture: Mapp
     """The previous model's weights, after checking features, classes and tensor shapes match."""
     from safetensors.torch import load_file
 
-    manifest = modeldir.read_manifest(model_dir)
+    manifest = _manifest(model_dir)
     _check_features(manifest, info, model_dir)
-    if list(manifest.get("classes", [])) != list(info.classes):
-        raise UsageError(f"{FIELD}: class mismatch with {model_dir}: model has {manifest.get('classes')}, data has {info.classes}")
-    previous = manifest.get("architecture", {})
+    if list(manifest.classes) != list(info.classes):
+        raise UsageError(f"{FIELD}: class mismatch with {model_dir}: model has {manifest.classes}, data has {info.classes}")
+    previous = manifest.architecture
     if previous.get("type") != architecture.get("type"):
         raise UsageError(f"{FIELD}: architecture type mismatch: model is {previous.get('type')!r}, trainer builds {architecture.get('type')!r}")
-    state = load_file(str(model_dir / modeldir.WEIGHTS))
+    state = load_file(str(modeldir.ModelDir(model_dir).weights))
     target = network.state_dict()
     wrong = [f"{k}: model {tuple(state[k].shape)} vs new {tuple(v.shape)}" for k, v in target.items() if k in state and state[k].shape != v.shape]
     absent = sorted(set(target) ^ set(state))

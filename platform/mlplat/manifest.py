@@ -1,0 +1,177 @@
+"""`model.json` as a typed, versioned record: the only code that parses or serializes it.
+
+`ModelManifest.from_json` accepts the current format and migrates older ones (`_MIGRATIONS`);
+anything else, an unknown field or a missing one, is a `ModelDirError` naming the field path.
+Plugin state is recorded as a `PluginRef` (plugin, distribution, version, params), so a model
+says which package, in which version, must be installed to serve it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlplat.errors import ModelDirError
+
+FORMAT_VERSION: Literal[2] = 2  # bump with a migration in _MIGRATIONS for the previous version
+DRIFT_REFERENCE = "drift_reference.json"  # the drift detector's fitted state, in the model directory
+
+# The model's task. Add a value here (and its metrics) to support another task, e.g. "regression".
+Task = Literal["classification"]
+
+
+class _Record(BaseModel):
+    # a misspelled or foreign field is refused, not silently dropped
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")  # NaN metrics stay NaN, as json.dumps wrote them
+
+
+class Feature(_Record):
+    """One input column as serving validates it. (A `kind`, numeric/categorical/boolean, fits here later.)"""
+
+    name: str
+    dtype: Literal["float32"] = "float32"
+    min: float | None = None  # training range; None when the column had no finite value
+    max: float | None = None
+
+
+class Standardization(_Record):
+    """z = (x - mean) / scale per feature; `mlplat.preprocessing.Standardizer` applies it."""
+
+    kind: Literal["standardize"] = "standardize"
+    mean: list[float]
+    scale: list[float]
+
+
+class Metrics(_Record):
+    train: dict[str, float] = Field(default_factory=dict)  # the trainer's final train/validation metrics
+    test: dict[str, float] | None = None  # written by the evaluate step
+
+
+class Spread(_Record):
+    mean: float
+    std: float
+
+
+class CVBand(_Record):
+    """Cross-validation: each metric's spread over the folds (`val_accuracy`, `gap_loss`, ...) and the folds' rows."""
+
+    folds: int
+    bands: dict[str, Spread] = Field(default_factory=dict)
+    per_fold: list[dict[str, float]] = Field(default_factory=list)
+
+    @classmethod
+    def from_trainer(cls, cv: Mapping[str, Any]) -> CVBand:
+        """From a trainer's `TrainedModel.cv` ({metric: {mean, std}, "folds": K, "per_fold": [...]})."""
+        return cls.model_validate(_cv_fields(cv))
+
+
+class PluginRef(_Record):
+    """A plugin that left state in the model directory: what must be installed to load it again."""
+
+    plugin: str
+    distribution: str = ""  # the Python distribution that ships the plugin ("" if unknown)
+    version: str = ""  # that distribution's version when the model was written
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, kind: str, plugin: str, params: Mapping[str, Any], **extra: Any) -> Self:
+        """The reference for an installed plugin: its distribution and version come from the registry."""
+        from mlplat import registry
+
+        found = registry.discover(registry.StageKind(kind)).get(plugin)
+        distribution = found.distribution if found else ""
+        try:
+            version = metadata.version(distribution) if distribution else ""
+        except metadata.PackageNotFoundError:
+            version = ""
+        return cls(plugin=plugin, distribution=distribution, version=version, params=dict(params), **extra)
+
+
+class ExplainerRef(PluginRef):
+    config: dict[str, Any] = Field(default_factory=dict)  # the fitted explainer's config (ExplainerState.config)
+    arrays: list[str] = Field(default_factory=list)  # names of its arrays in explainer.safetensors
+
+
+class DriftDetectorRef(PluginRef):
+    state: str = DRIFT_REFERENCE  # file in the model directory holding the fitted reference summary
+
+
+class ModelManifest(_Record):
+    format_version: Literal[2] = FORMAT_VERSION
+    name: str
+    task: Task = "classification"
+    label: str
+    features: list[Feature]
+    classes: list[str]
+    image_shape: list[int] | None = None  # (channels, height, width) for image models
+    preprocessing: Standardization
+    trainer: PluginRef
+    architecture: dict[str, Any]  # the trainer's own description; its build_network(architecture) rebuilds the net
+    metrics: Metrics = Field(default_factory=Metrics)
+    cv: CVBand | None = None
+    seed: int
+    created_at: float  # Unix time
+    training_wall_s: float | None = None
+    explainer: ExplainerRef | None = None
+    global_importance: dict[str, float] | None = None  # feature -> mean |attribution|, from the explain step
+    drift_detector: DriftDetectorRef | None = None
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model.json") -> ModelManifest:
+        """Parse and migrate; every problem is a ModelDirError that names `source` and the field."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ModelDirError(f"{source}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ModelDirError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        try:
+            return cls.model_validate(_migrated(data, source))
+        except ValidationError as exc:  # also from a migration's typed parts
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+                                 for e in exc.errors())
+            raise ModelDirError(f"{source}: invalid model manifest: {problems}") from None
+
+
+def _migrated(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """`data` brought to FORMAT_VERSION one migration at a time; an unknown version is refused."""
+    version = data.get("format_version")
+    while version != FORMAT_VERSION:
+        migrate = _MIGRATIONS.get(version) if isinstance(version, int) else None
+        if migrate is None:
+            known = ", ".join(str(v) for v in [*_MIGRATIONS, FORMAT_VERSION])
+            raise ModelDirError(f"{source}: unsupported format_version {version!r} (this mlplat reads {known}); "
+                                "a newer mlplat wrote it, or the file is corrupt")
+        data = migrate(data)
+        version = data.get("format_version")
+    return data
+
+
+def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 (an untyped dict): the drift detector was under `monitor`, the CV band was the trainer's dict."""
+    data = {**data, "format_version": 2}
+    if "monitor" in data:
+        data["drift_detector"] = data.pop("monitor")
+    if isinstance(data.get("cv"), Mapping):
+        data["cv"] = _cv_fields(data["cv"])
+    return data
+
+
+def _cv_fields(cv: Mapping[str, Any]) -> dict[str, Any]:
+    per_fold = list(cv.get("per_fold") or [])
+    bands = {k: v for k, v in cv.items() if isinstance(v, Mapping)}
+    return {"folds": cv.get("folds", len(per_fold)), "bands": bands, "per_fold": per_fold}
+
+
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_v1}
