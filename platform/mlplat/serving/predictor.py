@@ -111,7 +111,7 @@ class MlplatModel(kserve.Model):
         super().__init__(loaded.name)
 
     def load(self) -> bool:
-        from mlplat.explanations import load_explainer
+        from mlplat.serving.explainer_loader import load_explainer
 
         self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows)
         self.classes = np.array(self.loaded.class_names, dtype=object)
