@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client import REGISTRY
-from test_serving import BAD_INPUTS, MAX_BODY, MAX_ROWS, bad_request
-
 from mlplat.modeldir import LoadedModel
 from mlplat.monitoring.monitor import MonitorSettings
 from mlplat.serving.predictor import ServingOptions
 from mlplat.serving.server import ServingApp, build_app
+from prometheus_client import REGISTRY
+from test_serving import BAD_INPUTS, MAX_BODY, MAX_ROWS, bad_request
 
 QUIET_MONITOR = MonitorSettings(interval_s=3600)  # routes and window, no evaluation during a test
 
@@ -69,7 +68,6 @@ def test_build_app_leaves_kserve_globals_and_argv_alone(trained_model_dir: Path)
 def test_kserve_reads_none_of_the_serve_options() -> None:
     # kserve parses sys.argv when it is imported; `mlplat serve`'s own options must not be read as its flags
     from kserve.model_server import parser
-
     from mlplat.cli.serve_cmd import serve
 
     flags = [decl for p in inspect.signature(serve).parameters.values()

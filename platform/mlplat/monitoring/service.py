@@ -156,7 +156,7 @@ class PayloadLogSink:
         return headers["ce-type"], headers["ce-id"], payload, headers.get("ce-inferenceservicename")
 
     def _monitor(self, model: str | None) -> Monitor:
-        if model in self.monitors:
+        if model is not None and model in self.monitors:
             return self.monitors[model]
         if len(self.monitors) == 1:  # the InferenceService name need not equal the model name
             return next(iter(self.monitors.values()))
