@@ -364,7 +364,9 @@ def test_service_feedback_and_cloudevents(model_dir: Path) -> None:
     assert ok.status_code == 200 and ok.json() == {"accepted": 3, "unknown_ids": []}
     by_event = client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["event-1/0"], "labels": [0]})
     assert by_event.json() == {"accepted": 0, "unknown_ids": ["event-1/0"]}
-    assert client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["client-1/0"], "labels": [7]}).status_code == 422
+    unknown_class = client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["client-1/0"], "labels": [7]})
+    assert unknown_class.status_code == 422 and unknown_class.json() == {
+        "error": f"labels: 7 is neither a class index 0..{len(monitor.classes) - 1} nor one of {monitor.classes}"}
     missing = client.post(f"/v1/models/{monitor.name}/feedback", json={"labels": [1]})
     assert missing.status_code == 422 and "request_id" in missing.text
     assert client.post("/v1/models/nope/feedback", json={"request_id": "x", "labels": [1]}).status_code == 404
