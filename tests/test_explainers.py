@@ -14,7 +14,7 @@ import pytest
 
 from mlplat import modeldir, registry, steps
 from mlplat.contracts.context import StepContext
-from mlplat.explanations import load_explainer
+from mlplat.serving.explainer_loader import load_explainer
 from mlplat.modeldir import LoadedModel
 from mlplat.registry import StageKind
 from mlplat.spec import parse_spec, resolve
@@ -140,7 +140,7 @@ def test_explainer_reloads_in_a_fresh_process_from_the_saved_files(decisive_run:
         "import json, sys, numpy as np\n"
         "from pathlib import Path\n"
         "from mlplat.modeldir import LoadedModel\n"
-        "from mlplat.explanations import load_explainer\n"
+        "from mlplat.serving.explainer_loader import load_explainer\n"
         "loaded = LoadedModel.load(Path(sys.argv[1]))\n"
         "x = np.array([[0.1, -0.2, 1.8, 0.3, 0.0]], dtype=np.float32)\n"
         "print(json.dumps(load_explainer(loaded).explain(x)))\n"

@@ -236,10 +236,12 @@ def test_report_is_written_at_the_first_evaluation_without_a_state_dir(model_dir
     from fastapi.testclient import TestClient
 
     from mlplat.monitoring.service import router
+    from mlplat.serving.http_errors import add_error_handler
 
     reference, features = _rows(model_dir)
     monitor = Monitor(model_dir, MonitorSettings(interval_s=3600))  # what `mlplat serve` gets by default
     app = FastAPI()
+    add_error_handler(app)  # the router raises mlplat errors; the app's handler gives them their status
     app.include_router(router({monitor.name: monitor}))
     client = TestClient(app)
     url = f"/v1/models/{monitor.name}/monitor/report"
@@ -356,7 +358,9 @@ def test_service_feedback_and_cloudevents(model_dir: Path) -> None:
     assert ok.status_code == 200 and ok.json() == {"accepted": 3, "unknown_ids": []}
     by_event = client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["event-1/0"], "labels": [0]})
     assert by_event.json() == {"accepted": 0, "unknown_ids": ["event-1/0"]}
-    assert client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["client-1/0"], "labels": [7]}).status_code == 422
+    unknown_class = client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["client-1/0"], "labels": [7]})
+    assert unknown_class.status_code == 422 and unknown_class.json() == {
+        "error": f"labels: 7 is neither a class index 0..{len(monitor.classes) - 1} nor one of {monitor.classes}"}
     missing = client.post(f"/v1/models/{monitor.name}/feedback", json={"labels": [1]})
     assert missing.status_code == 422 and "request_id" in missing.text
     assert client.post("/v1/models/nope/feedback", json={"request_id": "x", "labels": [1]}).status_code == 404
@@ -380,14 +384,14 @@ def test_service_feedback_and_cloudevents(model_dir: Path) -> None:
     assert both.json() == {"accepted": 2, "unknown_ids": []}
     assert list(monitor.window.frame()[PREDICTION_COLUMN]) == [0, 1, 1, 1, 1]
     wrong_ids = logged("event-5", {"instances": rows}, {"predictions": [0, 1, 1], "request_ids": ["a", "b"]})
-    assert wrong_ids.status_code == 400 and "request_ids" in wrong_ids.json()["detail"]
+    assert wrong_ids.status_code == 400 and "request_ids" in wrong_ids.json()["error"]
 
     bad = client.post("/", content=json.dumps({"instances": [[1.0, 2.0]]}),
                       headers={**headers, "ce-id": "req-2", "ce-type": request_type})
     assert bad.status_code == 200  # held until its response arrives; the shape is checked when paired
     paired = client.post("/", content=json.dumps({"predictions": [0]}),
                          headers={**headers, "ce-id": "req-2", "ce-type": response_type})
-    assert paired.status_code == 400 and "instances" in paired.json()["detail"]
+    assert paired.status_code == 400 and "instances" in paired.json()["error"]
     assert client.post("/", content=b"{}", headers={"ce-id": "x"}).status_code == 400
     metrics = client.get("/metrics").text
     assert f'mlplat_monitor_records_total{{model="{monitor.name}"}} 5.0' in metrics

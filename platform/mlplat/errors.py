@@ -16,7 +16,8 @@
     │   ├── Busy                       503: try again later (an explanation still runs)
     │   └── Timeout                    504: the work took longer than its limit
     └── MonitoringError              monitoring refused an input; `status` as for ServingError
-        ├── BadFeedback                400: labels of the wrong type, unknown classes, unknown request ids
+        ├── BadFeedback                422: a label that is no class of the model (as FastAPI answers a feedback
+        │                                   body that fails its schema; unknown request ids are reported, not refused)
         └── BadEvent                   400: a malformed payload-logger CloudEvent
 
 `http_status(exc)` is the one place an exception becomes a status code.
@@ -125,7 +126,7 @@ class MonitoringError(MlplatError):
 
 
 class BadFeedback(MonitoringError):
-    status = 400
+    status = 422
 
 
 class BadEvent(MonitoringError):

@@ -27,6 +27,7 @@ import pandas as pd
 
 from mlplat import modeldir, registry
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN, DriftResult
+from mlplat.errors import BadFeedback
 from mlplat.manifest import DriftDetectorRef
 from mlplat.monitoring import metrics as m
 from mlplat.monitoring.window import LABEL_COLUMN, FeedbackResult, Window
@@ -152,12 +153,12 @@ class Monitor:
     def class_index(self, label: Any) -> int:
         """A label as a class index: an index, or a class name from model.json."""
         if isinstance(label, bool):
-            raise ValueError(f"label {label!r} is neither a class index nor a class name")
+            raise BadFeedback(f"labels: {label!r} is neither a class index nor a class name")
         if isinstance(label, (int, np.integer)) and 0 <= int(label) < len(self.classes):
             return int(label)
         if isinstance(label, str) and label in self.classes:
             return self.classes.index(label)
-        raise ValueError(f"label {label!r} is neither a class index 0..{len(self.classes) - 1} nor one of {self.classes}")
+        raise BadFeedback(f"labels: {label!r} is neither a class index 0..{len(self.classes) - 1} nor one of {self.classes}")
 
     def feedback(self, keys: list[str], labels: list[Any]) -> FeedbackResult:
         return self.window.add_labels(keys, [self.class_index(v) for v in labels])

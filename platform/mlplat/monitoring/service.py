@@ -14,13 +14,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mlplat.errors import BadEvent, NotFound
 from mlplat.monitoring.http_metrics import RequestMetricsMiddleware
 from mlplat.monitoring.monitor import Monitor
 from mlplat.monitoring.window import from_explainer, row_key
+from mlplat.serving.http_errors import add_error_handler
 
 REQUEST_EVENT, RESPONSE_EVENT = "org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response"
 MAX_PENDING = 10_000  # logged requests waiting for their response event (and vice versa)
@@ -62,21 +64,20 @@ def _json_safe(value: Any) -> Any:
 
 
 def router(monitors: Mapping[str, Monitor]) -> APIRouter:
+    """Feedback and monitor routes. They raise mlplat errors: mount them on an app with
+    `mlplat.serving.http_errors.add_error_handler` (both servers do)."""
     api = APIRouter()
 
     def get(name: str) -> Monitor:
         if name not in monitors:
-            raise HTTPException(404, f"unknown model {name!r}; monitored: {sorted(monitors)}")
+            raise NotFound(f"unknown model {name!r}; monitored: {sorted(monitors)}")
         return monitors[name]
 
     @api.post("/v1/models/{name}/feedback")
     def feedback(name: str, body: Feedback) -> dict[str, Any]:
         monitor = get(name)
         keys, labels = body.pairs()
-        try:
-            result = monitor.feedback(keys, labels)
-        except ValueError as exc:
-            raise HTTPException(422, f"labels: {exc}") from None
+        result = monitor.feedback(keys, labels)  # BadFeedback for a label that is no class of the model
         return {"accepted": result.accepted, "unknown_ids": result.unknown}
 
     @api.get("/v1/models/{name}/monitor")
@@ -91,7 +92,7 @@ def router(monitors: Mapping[str, Monitor]) -> APIRouter:
     def report(name: str) -> Response:
         path = get(name).report_path
         if path is None or not path.is_file():
-            raise HTTPException(404, "no drift report yet (written by the background evaluation)")
+            raise NotFound("no drift report yet (written by the background evaluation)")
         return FileResponse(path, media_type="text/html")
 
     return api
@@ -113,7 +114,7 @@ class PayloadLogSink:
     def accept(self, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         event_type, event_id, data, model = self._parse(headers, body)
         if event_type not in (REQUEST_EVENT, RESPONSE_EVENT):
-            raise HTTPException(400, f"ce-type: expected {REQUEST_EVENT} or {RESPONSE_EVENT}, got {event_type!r}")
+            raise BadEvent(f"ce-type: expected {REQUEST_EVENT} or {RESPONSE_EVENT}, got {event_type!r}")
         monitor = self._monitor(model)
         key = (monitor.name, event_id)
         kind = "request" if event_type == REQUEST_EVENT else "response"
@@ -130,7 +131,7 @@ class PayloadLogSink:
         rows = request_rows(request, monitor.feature_names)
         predictions = response_classes(response, monitor.classes)
         if len(predictions) != len(rows):
-            raise HTTPException(400, f"response has {len(predictions)} predictions for {len(rows)} request rows")
+            raise BadEvent(f"response has {len(predictions)} predictions for {len(rows)} request rows")
         monitor.window.record(rows, predictions, response_ids(response, len(rows)) or [event_id])
         return {"recorded": len(rows)}
 
@@ -138,25 +139,28 @@ class PayloadLogSink:
         try:
             payload = json.loads(body or b"null")
         except json.JSONDecodeError as exc:
-            raise HTTPException(400, f"body: invalid JSON ({exc.msg})") from None
+            raise BadEvent(f"body: invalid JSON ({exc.msg})") from None
         if headers.get("content-type", "").startswith("application/cloudevents+json"):  # structured mode
             if not isinstance(payload, dict):
-                raise HTTPException(400, "body: a structured CloudEvent must be a JSON object")
+                raise BadEvent("body: a structured CloudEvent must be a JSON object")
             data = payload.get("data")
             if isinstance(data, str):
-                data = json.loads(data)
+                try:
+                    data = json.loads(data)
+                except json.JSONDecodeError as exc:
+                    raise BadEvent(f"data: invalid JSON ({exc.msg})") from None
             return (str(payload.get("type")), str(payload.get("id")), data,
                     payload.get("inferenceservicename") or payload.get("source"))
         if "ce-id" not in headers or "ce-type" not in headers:  # binary mode (what the KServe logger sends)
-            raise HTTPException(400, "headers: ce-id and ce-type are required (KServe payload-logger CloudEvent)")
+            raise BadEvent("headers: ce-id and ce-type are required (KServe payload-logger CloudEvent)")
         return headers["ce-type"], headers["ce-id"], payload, headers.get("ce-inferenceservicename")
 
     def _monitor(self, model: str | None) -> Monitor:
-        if model in self.monitors:
+        if model is not None and model in self.monitors:
             return self.monitors[model]
         if len(self.monitors) == 1:  # the InferenceService name need not equal the model name
             return next(iter(self.monitors.values()))
-        raise HTTPException(404, f"ce-inferenceservicename {model!r} is not monitored here: {sorted(self.monitors)}")
+        raise NotFound(f"ce-inferenceservicename {model!r} is not monitored here: {sorted(self.monitors)}")
 
 
 def request_rows(payload: Any, feature_names: list[str]) -> np.ndarray:
@@ -167,16 +171,28 @@ def request_rows(payload: Any, feature_names: list[str]) -> np.ndarray:
             try:
                 instances = [[row[f] for f in feature_names] for row in instances]
             except KeyError as exc:
-                raise HTTPException(400, f"instances[].{exc.args[0]}: missing feature") from None
-        rows = np.asarray(instances, dtype=np.float32)
-    elif isinstance(payload, dict) and payload.get("inputs"):
+                raise BadEvent(f"instances[].{exc.args[0]}: missing feature") from None
+        rows = _float_rows(instances, "instances")
+    elif isinstance(payload, dict) and isinstance(payload.get("inputs"), list) and payload["inputs"] \
+            and isinstance(payload["inputs"][0], dict):
         tensor = payload["inputs"][0]
-        rows = np.asarray(tensor.get("data"), dtype=np.float32).reshape(tensor.get("shape") or (-1, len(feature_names)))
+        rows = _float_rows(tensor.get("data"), "inputs[0].data")
+        try:
+            rows = rows.reshape(tensor.get("shape") or (-1, len(feature_names)))
+        except (ValueError, TypeError) as exc:
+            raise BadEvent(f"inputs[0]: data does not match shape {tensor.get('shape')}: {exc}") from None
     else:
-        raise HTTPException(400, "body: expected an inference request with 'instances' (v1) or 'inputs' (v2)")
+        raise BadEvent("body: expected an inference request with 'instances' (v1) or 'inputs' (v2)")
     if rows.ndim != 2 or rows.shape[1] != len(feature_names):
-        raise HTTPException(400, f"instances: expected rows of {len(feature_names)} features, got shape {list(rows.shape)}")
+        raise BadEvent(f"instances: expected rows of {len(feature_names)} features, got shape {list(rows.shape)}")
     return rows
+
+
+def _float_rows(values: Any, where: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float32)
+    except (ValueError, TypeError) as exc:  # ragged rows, strings, nulls
+        raise BadEvent(f"{where}: expected numbers: {exc}") from None
 
 
 def response_classes(payload: Any, classes: list[str]) -> np.ndarray:
@@ -187,7 +203,7 @@ def response_classes(payload: Any, classes: list[str]) -> np.ndarray:
         outputs = payload["outputs"]  # mlplat's own V2 answer carries `predicted_class` beside the probabilities
         values = next((o for o in outputs if o.get("name") == "predicted_class"), outputs[0]).get("data", [])
     else:
-        raise HTTPException(400, "body: expected an inference response with 'predictions' (v1) or 'outputs' (v2)")
+        raise BadEvent("body: expected an inference response with 'predictions' (v1) or 'outputs' (v2)")
     out = []
     for i, value in enumerate(values):
         if isinstance(value, dict):  # e.g. {"class": ..., "probabilities": ...}
@@ -199,7 +215,7 @@ def response_classes(payload: Any, classes: list[str]) -> np.ndarray:
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= int(value) < len(classes):
             out.append(int(value))
         else:
-            raise HTTPException(400, f"predictions[{i}]: {value!r} is not a class of this model")
+            raise BadEvent(f"predictions[{i}]: {value!r} is not a class of this model")
     return np.asarray(out, dtype=np.int64)
 
 
@@ -210,7 +226,7 @@ def response_ids(payload: Any, rows: int) -> list[str] | None:
     if "request_ids" in payload:
         ids = payload["request_ids"]
         if not (isinstance(ids, list) and len(ids) == rows and all(isinstance(i, str) and i for i in ids)):
-            raise HTTPException(400, f"request_ids: expected {rows} non-empty string ids, one per row, got {str(ids)[:100]}")
+            raise BadEvent(f"request_ids: expected {rows} non-empty string ids, one per row, got {str(ids)[:100]}")
         return ids
     if isinstance(payload.get("id"), str) and payload["id"] and "outputs" in payload:
         return [payload["id"]]
@@ -235,6 +251,7 @@ def create_app(monitors: Mapping[str, Monitor]) -> FastAPI:
 
     app = FastAPI(title="mlplat monitor", lifespan=lifespan)
     app.add_middleware(RequestMetricsMiddleware)
+    add_error_handler(app)
     app.include_router(router(monitors))
 
     @app.post("/")

@@ -19,12 +19,13 @@ import kserve
 import numpy as np
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from mlplat.errors import Busy, InvalidInput, NotFound, Timeout, UpstreamError
 from mlplat.modeldir import LoadedModel
 from mlplat.monitoring.window import EXPLAINER_PARAMETERS, from_explainer, row_key
 from mlplat.serving import metrics
 from mlplat.serving.batching import AdaptiveBatcher
 from mlplat.serving.guard import count_rejection
-from mlplat.serving.validation import FeatureSchema, RejectedInput
+from mlplat.serving.validation import FeatureSchema
 
 
 @dataclass(frozen=True)
@@ -39,18 +40,6 @@ class ServingOptions:
     inline_forward_ms: float = 0.5  # passes measured cheaper than this run on the event loop (batching.py)
 
 
-class ExplainUnavailable(Exception):
-    """The model was published without an explain step (HTTP 404)."""
-
-
-class ExplainTimeout(Exception):
-    """The explanation took longer than its own timeout (HTTP 504)."""
-
-
-class ExplainBusy(Exception):
-    """A timed-out explanation still runs on the explain worker (HTTP 503): refused, not queued behind it."""
-
-
 @dataclass
 class Batch:
     rows: np.ndarray
@@ -63,10 +52,6 @@ class Batch:
 class Prediction:
     batch: Batch
     probabilities: np.ndarray
-
-
-class PredictorError(Exception):
-    """The explainer role's predictor refused or failed a request (HTTP 502)."""
 
 
 @dataclass
@@ -90,9 +75,9 @@ class RemoteModel(LoadedModel):
                 response = self._client.post(f"/v1/models/{self.name}:predict",
                                              json={"instances": chunk, "parameters": EXPLAINER_PARAMETERS})
             except httpx.HTTPError as exc:
-                raise PredictorError(f"predictor at {self.predictor_url} unreachable: {exc}") from None
+                raise UpstreamError(f"predictor at {self.predictor_url} unreachable: {exc}") from None
             if response.status_code != 200:
-                raise PredictorError(f"predictor at {self.predictor_url} answered HTTP {response.status_code}: "
+                raise UpstreamError(f"predictor at {self.predictor_url} answered HTTP {response.status_code}: "
                                      f"{response.text[:300]}")
             parts.append(np.asarray(response.json()["probabilities"], dtype=np.float32))
         return np.concatenate(parts)
@@ -111,7 +96,7 @@ class MlplatModel(kserve.Model):
         super().__init__(loaded.name)
 
     def load(self) -> bool:
-        from mlplat.explanations import load_explainer
+        from mlplat.serving.explainer_loader import load_explainer
 
         self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows)
         self.classes = np.array(self.loaded.class_names, dtype=object)
@@ -144,8 +129,8 @@ class MlplatModel(kserve.Model):
             if isinstance(payload, InferRequest):
                 return Batch(self.schema.v2_rows(payload), payload.id or request_id, "v2")
             return Batch(self.schema.v1_rows(payload), request_id, "v1", not from_explainer(payload))
-        except RejectedInput as exc:
-            count_rejection(self.name, exc.rejection_reason)
+        except InvalidInput as exc:
+            count_rejection(self.name, exc.reason)
             raise
 
     async def predict(self, batch: Batch, headers: dict[str, str] | None = None) -> Prediction:
@@ -173,10 +158,10 @@ class MlplatModel(kserve.Model):
     async def explain(self, batch: Batch, headers: dict[str, str] | None = None) -> dict[str, Any]:
         if self.explainer is None:
             count_rejection(self.name, "no_explainer")
-            raise ExplainUnavailable(f"model {self.name!r} was published without an explain step; add `explain:` "
+            raise NotFound(f"model {self.name!r} was published without an explain step; add `explain:` "
                                      f"to its pipeline spec")
         if self._timed_out is not None and not self._timed_out.done():
-            raise ExplainBusy(f"the explainer is busy finishing a timed-out explanation (longer than "
+            raise Busy(f"the explainer is busy finishing a timed-out explanation (longer than "
                               f"{self.options.explain_timeout_s:g} s); retry later or send fewer rows")
         started = time.perf_counter()
         work = self._explain_executor.submit(self.explainer.explain, batch.rows)
@@ -185,7 +170,7 @@ class MlplatModel(kserve.Model):
             explanations = await asyncio.wait_for(asyncio.wrap_future(work), self.options.explain_timeout_s)
         except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             self._timed_out = work
-            raise ExplainTimeout(f"explanation took longer than {self.options.explain_timeout_s:g} s "
+            raise Timeout(f"explanation took longer than {self.options.explain_timeout_s:g} s "
                                  f"({len(batch.rows)} rows, {self.explain_method})") from None
         metrics.EXPLAIN_SECONDS.labels(self.name, self.explain_method).observe(time.perf_counter() - started)
         return {"explanations": explanations, "method": self.explain_method, "request_id": batch.request_id}

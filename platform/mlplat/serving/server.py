@@ -1,66 +1,107 @@
-"""Run a model with KServe's ModelServer: loopback binding, request guard, monitoring, metrics.
+"""Serve a model with KServe: an app built per model directory, run by KServe's ModelServer on loopback.
 
-KServe's REST server always binds 0.0.0.0; `LoopbackModelServer` binds where it is told
-(127.0.0.1 by default). Everything else is KServe's own app, extended through FastAPI's
-public hooks: middleware, routers, exception handlers and startup/shutdown events.
+`build_app` assembles a fresh FastAPI app from KServe's own pieces (a ModelRepository, a DataPlane
+and the routes, handlers and middleware its RESTServer installs) plus mlplat's request guard,
+request metrics, monitoring routes and one handler for every `MlplatError`. It touches no global:
+not kserve's module-level app, not `sys.argv` (kserve parses it at import with `parse_known_args`,
+which leaves `mlplat serve`'s options alone), so tests build servers in-process.
+
+`serve` runs such an app with KServe's ModelServer: its signal handling and graceful shutdown, bound
+where it is told (127.0.0.1 by default; KServe's own REST server always binds 0.0.0.0).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from collections.abc import AsyncIterator, Callable
+from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+from kserve.model_repository import ModelRepository
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+from kserve.protocol.rest.server import RESTServer
 
 from mlplat.heap import freeze_startup_heap
+from mlplat.monitoring.http_metrics import RequestMetricsMiddleware
 from mlplat.serving.guard import RequestGuard
-from mlplat.serving.predictor import (ExplainBusy, ExplainTimeout, ExplainUnavailable, MlplatModel, PredictorError,
-                                      ServingOptions)
+from mlplat.serving.http_errors import add_error_handler
+from mlplat.serving.predictor import MlplatModel, ServingOptions
 
 if TYPE_CHECKING:
     from mlplat.monitoring.monitor import MonitorSettings
+
+Hook = tuple[Callable[[], None], Callable[[], None]]  # (on startup, on shutdown)
+
+
+class ServingApp(NamedTuple):
+    app: FastAPI
+    model: MlplatModel  # loaded and registered
+    repository: ModelRepository  # what the app's KServe routes look models up in
+
+
+class PrebuiltRESTServer(RESTServer):
+    """KServe's REST server (uvicorn config, graceful shutdown) for an app built by `build_app`.
+
+    `RESTServer.create_application` installs KServe's middleware, routes and exception handlers on
+    kserve's module-level app; `install` puts the same ones on the app it is given instead."""
+
+    def install(self, app: FastAPI) -> None:
+        self._add_middlewares(app)
+        self._register_endpoints(app)
+        self._add_exception_handlers(app)
+
+    def create_application(self) -> None:
+        """Nothing left to create: the app this server runs was installed by `build_app`."""
+
+
+def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 << 20,
+              monitor: MonitorSettings | None = None) -> ServingApp:
+    """A new ASGI app serving the model in `model_dir`: V1/V2 predict, explain, metadata, health, /metrics,
+    and with `monitor` the feedback and monitor routes. The app's lifespan starts and stops the monitor's
+    background evaluation and the model's worker threads."""
+    attachment = _attach(model_dir, monitor) if monitor and not options.predictor_url else None
+    model = MlplatModel(model_dir, options, attachment.recorder if attachment else None)
+    model.load()
+    repository = ModelRepository()
+    repository.update(model)
+    hooks: list[Hook] = [(lambda: None, model.stop)]
+    if attachment is not None:
+        hooks.append(attachment.hooks)
+    app = FastAPI(title="KServe ModelServer", version=metadata.version("kserve"), docs_url=None, redoc_url=None,
+                  default_response_class=ORJSONResponse, lifespan=_lifespan(hooks))
+    # added first, so they run inside KServe's timing middleware, as on KServe's own app
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, model=model.name)
+    app.add_middleware(RequestMetricsMiddleware)
+    add_error_handler(app)
+    for router in attachment.routers if attachment is not None else []:
+        app.include_router(router)
+    PrebuiltRESTServer(app, DataPlane(model_registry=repository), ModelRepositoryExtension(model_registry=repository),
+                       http_port=0).install(app)
+    return ServingApp(app, model, repository)
 
 
 def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", port: int = 8080,
           max_body_bytes: int = 4 << 20, monitor: MonitorSettings | None = None,
           access_log: bool = False) -> None:
     """Serve until SIGTERM/SIGINT. Blocks. `monitor` None: no drift monitoring."""
-    sys.argv = sys.argv[:1]  # kserve parses sys.argv at import; our CLI options are not its flags
     import asyncio
 
-    from fastapi.responses import ORJSONResponse
     from kserve import ModelServer
-    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-    from kserve.model_server import app
-    from kserve.protocol.rest.server import RESTServer
 
-    from mlplat.monitoring.http_metrics import RequestMetricsMiddleware
-
-    attachment = _attach(model_dir, monitor) if monitor and not options.predictor_url else None
-    model = MlplatModel(model_dir, options, attachment.recorder if attachment else None)
-    model.load()
-
-    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, model=model.name)
-    app.add_middleware(RequestMetricsMiddleware)
-    app.add_exception_handler(ExplainUnavailable, _error_handler(404, ORJSONResponse))
-    app.add_exception_handler(ExplainTimeout, _error_handler(504, ORJSONResponse))
-    app.add_exception_handler(ExplainBusy, _error_handler(503, ORJSONResponse))
-    app.add_exception_handler(PredictorError, _error_handler(502, ORJSONResponse))
-    hooks: list[tuple[Callable[[], None], Callable[[], None]]] = [(lambda: None, model.stop)]
-    if attachment is not None:
-        for router in attachment.routers:
-            app.include_router(router)
-        hooks.append(attachment.hooks)
-    _run_with_lifespan(app, hooks)
+    served = build_app(model_dir, options, max_body_bytes, monitor)
 
     class LoopbackModelServer(ModelServer):
         def start(self, models: list[Any]) -> None:
             self._register_and_check_atleast_one_model_is_ready(models)
-            self._rest_server = RESTServer(FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
-                                           self.http_port, workers=1, grace_period=self.grace_period,
-                                           event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive)
+            self._rest_server = PrebuiltRESTServer(served.app, self.dataplane, self.model_repository_extension,
+                                                   self.http_port, workers=1, grace_period=self.grace_period,
+                                                   event_loop=self.event_loop,
+                                                   timeout_keep_alive=self.timeout_keep_alive)
             self._rest_server.config.host = host
             self.servers.append(self._rest_server.start())
             self.setup_event_loop()
@@ -72,40 +113,32 @@ def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", por
                 self._rest_server._server.should_exit = True  # uvicorn's graceful exit, runs shutdown events
             super().stop(sig)
 
-    server = LoopbackModelServer(http_port=port, enable_grpc=False, workers=1, enable_latency_logging=False)
+    server = LoopbackModelServer(http_port=port, registered_models=served.repository, enable_grpc=False, workers=1,
+                                 enable_latency_logging=False)
     if not access_log:  # per-request log lines cost more than a small model's forward pass
         for name in ("kserve.trace", "uvicorn.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
     freeze_startup_heap()
-    server.start([model])
+    server.start([served.model])
 
 
-def _run_with_lifespan(app: Any, hooks: list[tuple[Callable[[], None], Callable[[], None]]]) -> None:
+def _lifespan(hooks: list[Hook]) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     """Start hooks run when the server starts, stop hooks (reversed) when it shuts down."""
-    inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
-    async def lifespan(application: Any) -> AsyncIterator[Any]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for start, _ in hooks:
             start()
         try:
-            async with inner(application) as state:
-                yield state
+            yield
         finally:
             for _, stop in reversed(hooks):
                 stop()
 
-    app.router.lifespan_context = lifespan
+    return lifespan
 
 
 def _attach(model_dir: Path, settings: MonitorSettings) -> Any:
     from mlplat.monitoring import attach
 
     return attach(model_dir, settings)
-
-
-def _error_handler(status: int, response_class: Any) -> Any:
-    async def handler(request: Any, exc: Exception) -> Any:
-        return response_class(status_code=status, content={"error": str(exc)})
-
-    return handler

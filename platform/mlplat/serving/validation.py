@@ -1,8 +1,8 @@
 """Request validation against the model's feature schema.
 
-Every rejection is a `RejectedInput` (KServe's `InvalidInput`, so HTTP 400) carrying a short
-machine-readable reason for the rejected-requests metric and a message that names the problem:
-which instance, which feature, what was expected and what came.
+Every rejection is an `mlplat.errors.InvalidInput` (HTTP 400) carrying a short machine-readable
+`reason` for the rejected-requests metric and a message that names the problem: which instance,
+which feature, what was expected and what came.
 """
 
 from __future__ import annotations
@@ -11,16 +11,11 @@ import math
 from typing import Any
 
 import numpy as np
-from kserve.errors import InvalidInput
+
+from mlplat.errors import InvalidInput
 
 _NUMBER_TYPES = frozenset({int, float})  # exact types: bool, an int subclass, is not a number here
 _NUMERIC_V2 = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
-
-
-class RejectedInput(InvalidInput):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.rejection_reason = reason
 
 
 class FeatureSchema:
@@ -38,13 +33,13 @@ class FeatureSchema:
     # ---- V1: {"instances": [[...], ...]} or [{"feature": value, ...}, ...] ----------------------
     def v1_rows(self, payload: Any) -> np.ndarray:
         if not isinstance(payload, dict):
-            raise RejectedInput("malformed", f"request body must be a JSON object with 'instances', got {_kind(payload)}")
+            raise InvalidInput(reason="malformed", message=f"request body must be a JSON object with 'instances', got {_kind(payload)}")
         if "instances" not in payload:
             unknown = sorted(set(payload) - {"instances", "parameters"})
-            raise RejectedInput("malformed", "missing 'instances'" + (f" (got keys {unknown})" if unknown else ""))
+            raise InvalidInput(reason="malformed", message="missing 'instances'" + (f" (got keys {unknown})" if unknown else ""))
         instances = payload["instances"]
         if not isinstance(instances, list):
-            raise RejectedInput("malformed", f"'instances' must be a list of rows, got {_kind(instances)}")
+            raise InvalidInput(reason="malformed", message=f"'instances' must be a list of rows, got {_kind(instances)}")
         self._check_count(len(instances))
         rows = np.empty((len(instances), self.width), dtype=np.float32)
         for i, instance in enumerate(instances):
@@ -53,13 +48,13 @@ class FeatureSchema:
             elif isinstance(instance, dict):
                 self._fill_record(rows[i], instance, i)
             else:
-                raise RejectedInput("shape", f"instances[{i}] must be a list of {self.width} numbers or an object "
+                raise InvalidInput(reason="shape", message=f"instances[{i}] must be a list of {self.width} numbers or an object "
                                              f"keyed by feature name, got {_kind(instance)}")
         return rows
 
     def _fill_row(self, out: np.ndarray, values: list[Any], i: int) -> None:
         if len(values) != self.width:
-            raise RejectedInput("shape", f"instances[{i}] has {len(values)} values, the model expects {self.width} "
+            raise InvalidInput(reason="shape", message=f"instances[{i}] has {len(values)} values, the model expects {self.width} "
                                          f"features ({self.names[0]!r} ... {self.names[-1]!r})")
         if set(map(type, values)) <= _NUMBER_TYPES:  # the common case, checked in C
             with np.errstate(over="ignore"):
@@ -74,8 +69,8 @@ class FeatureSchema:
             unknown = sorted(k for k in record if k not in self.index)
             missing = [n for n in self.names if n not in record]
             parts = [f"unknown feature(s) {unknown[:5]}" if unknown else "", f"missing feature(s) {missing[:5]}" if missing else ""]
-            raise RejectedInput("unknown_feature" if unknown else "missing_feature",
-                                f"instances[{i}]: " + "; ".join(p for p in parts if p))
+            raise InvalidInput(reason="unknown_feature" if unknown else "missing_feature",
+                                message=f"instances[{i}]: " + "; ".join(p for p in parts if p))
         for name, value in record.items():
             out[self.index[name]] = self._number(value, f"instances[{i}] feature {name!r}")
 
@@ -84,22 +79,22 @@ class FeatureSchema:
         # bool is an int subclass: a JSON true must not become 1.0 silently
         if type(value) not in _NUMBER_TYPES:
             reason = "null" if value is None else "dtype"
-            raise RejectedInput(reason, f"{where}: expected a number, got {_kind(value)} {_show(value)}")
+            raise InvalidInput(reason=reason, message=f"{where}: expected a number, got {_kind(value)} {_show(value)}")
         if not math.isfinite(value) or abs(value) > 3.4e38:
-            raise RejectedInput("non_finite", f"{where}: {value!r} is not a finite float32 number")
+            raise InvalidInput(reason="non_finite", message=f"{where}: {value!r} is not a finite float32 number")
         return value
 
     # ---- V2: one [n, F] tensor, or one [n] / [n, 1] tensor per feature ----------------------------
     def v2_rows(self, request: Any) -> np.ndarray:
         inputs = list(request.inputs)
         if not inputs:
-            raise RejectedInput("empty", "the request has no inputs")
+            raise InvalidInput(reason="empty", message="the request has no inputs")
         if len(inputs) == 1 and inputs[0].name not in self.index:
             rows = self._tensor(inputs[0])
             if rows.ndim == 1 and self.width == 1:
                 rows = rows.reshape(-1, 1)
             if rows.ndim != 2 or rows.shape[1] != self.width:
-                raise RejectedInput("shape", f"input {inputs[0].name!r} has shape {list(rows.shape)}, "
+                raise InvalidInput(reason="shape", message=f"input {inputs[0].name!r} has shape {list(rows.shape)}, "
                                              f"expected [N, {self.width}]")
             self._check_count(rows.shape[0])
             return self._finite(rows, inputs[0].name)
@@ -107,12 +102,12 @@ class FeatureSchema:
         unknown = sorted(set(names) - set(self.index))
         missing = [n for n in self.names if n not in names]
         if unknown or missing or len(names) != len(set(names)):
-            raise RejectedInput("unknown_feature" if unknown else "missing_feature",
-                                f"per-feature inputs must name each feature once: unknown {unknown[:5]}, missing {missing[:5]}")
+            raise InvalidInput(reason="unknown_feature" if unknown else "missing_feature",
+                                message=f"per-feature inputs must name each feature once: unknown {unknown[:5]}, missing {missing[:5]}")
         columns = {i.name: self._tensor(i).reshape(-1) for i in inputs}
         lengths = {len(c) for c in columns.values()}
         if len(lengths) != 1:
-            raise RejectedInput("shape", f"per-feature inputs have different lengths {sorted(lengths)}")
+            raise InvalidInput(reason="shape", message=f"per-feature inputs have different lengths {sorted(lengths)}")
         self._check_count(lengths.pop())
         rows = np.stack([columns[n] for n in self.names], axis=1).astype(np.float32)
         return self._finite(rows, "inputs")
@@ -120,32 +115,32 @@ class FeatureSchema:
     @staticmethod
     def _tensor(tensor: Any) -> np.ndarray:
         if tensor.datatype not in _NUMERIC_V2:
-            raise RejectedInput("dtype", f"input {tensor.name!r}: datatype {tensor.datatype} is not numeric "
+            raise InvalidInput(reason="dtype", message=f"input {tensor.name!r}: datatype {tensor.datatype} is not numeric "
                                          f"(use FP32, FP64 or an INT type)")
         try:
             data = tensor.data
             if isinstance(data, list) and any(type(v) not in _NUMBER_TYPES for v in _flat(data)):
                 bad = next(v for v in _flat(data) if type(v) not in _NUMBER_TYPES)
-                raise RejectedInput("null" if bad is None else "dtype",
-                                    f"input {tensor.name!r}: expected numbers, got {_kind(bad)} {_show(bad)}")
+                raise InvalidInput(reason="null" if bad is None else "dtype",
+                                    message=f"input {tensor.name!r}: expected numbers, got {_kind(bad)} {_show(bad)}")
             return tensor.as_numpy().astype(np.float32, copy=False)
-        except RejectedInput:
+        except InvalidInput:
             raise
         except (ValueError, TypeError) as exc:
-            raise RejectedInput("shape", f"input {tensor.name!r}: data does not match shape {tensor.shape}: {exc}") from None
+            raise InvalidInput(reason="shape", message=f"input {tensor.name!r}: data does not match shape {tensor.shape}: {exc}") from None
 
     def _finite(self, rows: np.ndarray, where: str) -> np.ndarray:
         bad = ~np.isfinite(rows)
         if bad.any():
             r, c = map(int, np.argwhere(bad)[0])
-            raise RejectedInput("non_finite", f"{where}[{r}][{c}] (feature {self.names[c]!r}) is not finite: {rows[r, c]}")
+            raise InvalidInput(reason="non_finite", message=f"{where}[{r}][{c}] (feature {self.names[c]!r}) is not finite: {rows[r, c]}")
         return rows
 
     def _check_count(self, n: int) -> None:
         if n == 0:
-            raise RejectedInput("empty", "empty batch: send at least one instance")
+            raise InvalidInput(reason="empty", message="empty batch: send at least one instance")
         if n > self.max_rows:
-            raise RejectedInput("too_many_rows", f"{n} instances in one request; the limit is {self.max_rows}")
+            raise InvalidInput(reason="too_many_rows", message=f"{n} instances in one request; the limit is {self.max_rows}")
 
 
 def _flat(data: list[Any]) -> Any:

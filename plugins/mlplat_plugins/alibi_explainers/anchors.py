@@ -9,7 +9,7 @@ import numpy as np
 
 from mlplat.contracts.context import StepContext
 from mlplat.contracts.explainer import ExplainerState, ModelHandle
-from mlplat.explanations import sample_rows
+from mlplat.explainer_kit import sample_rows
 from mlplat_plugins.alibi_explainers import AnchorsConfig
 
 

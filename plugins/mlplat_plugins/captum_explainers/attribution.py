@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from mlplat.contracts.explainer import ExplainerState, ModelHandle
-from mlplat.explanations import BackgroundAttributionExplainer, attribution_records
+from mlplat.explainer_kit import BackgroundAttributionExplainer, attribution_records
 from mlplat_plugins.captum_explainers import IntegratedGradientsConfig, LimeConfig
 
 

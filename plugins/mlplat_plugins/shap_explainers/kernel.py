@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from mlplat.contracts.explainer import ExplainerState, ModelHandle
-from mlplat.explanations import BackgroundAttributionExplainer, attribution_records
+from mlplat.explainer_kit import BackgroundAttributionExplainer, attribution_records
 from mlplat_plugins.shap_explainers import ShapKernelConfig
 
 

@@ -1,0 +1,161 @@
+"""The serving app built in-process by `build_app`: KServe's routes on a fresh app, mlplat errors
+mapped to HTTP statuses by one handler, and nothing global touched. test_serving.py runs the same
+bad inputs against the real `mlplat serve` process."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from mlplat.modeldir import LoadedModel
+from mlplat.monitoring.monitor import MonitorSettings
+from mlplat.serving.predictor import ServingOptions
+from mlplat.serving.server import ServingApp, build_app
+from prometheus_client import REGISTRY
+from test_serving import BAD_INPUTS, MAX_BODY, MAX_ROWS, bad_request
+
+QUIET_MONITOR = MonitorSettings(interval_s=3600)  # routes and window, no evaluation during a test
+
+
+@pytest.fixture(scope="module")
+def model(trained_model_dir: Path) -> LoadedModel:
+    return LoadedModel.load(trained_model_dir)
+
+
+@pytest.fixture(scope="module")
+def rows(model: LoadedModel) -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(4, len(model.feature_names))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def served(trained_model_dir: Path) -> Iterator[ServingApp]:
+    yield build_app(trained_model_dir, ServingOptions(max_request_rows=MAX_ROWS), MAX_BODY, QUIET_MONITOR)
+
+
+@pytest.fixture(scope="module")
+def client(served: ServingApp) -> Iterator[TestClient]:
+    with TestClient(served.app, raise_server_exceptions=False) as c:  # `with`: runs the app's lifespan
+        yield c
+
+
+def rejected(model: str, reason: str) -> float:
+    return REGISTRY.get_sample_value("mlplat_rejected_requests_total", {"model": model, "reason": reason}) or 0.0
+
+
+def test_build_app_leaves_kserve_globals_and_argv_alone(trained_model_dir: Path) -> None:
+    from kserve import model_server
+
+    argv = list(sys.argv)
+    global_app = model_server.app
+    before = (len(global_app.routes), len(global_app.user_middleware), dict(global_app.exception_handlers))
+    first = build_app(trained_model_dir, ServingOptions())
+    second = build_app(trained_model_dir, ServingOptions())
+    assert sys.argv == argv
+    assert (len(global_app.routes), len(global_app.user_middleware), dict(global_app.exception_handlers)) == before
+    assert first.app is not second.app and first.model is not second.model
+    assert first.repository is not second.repository
+    for built in (first, second):
+        built.model.stop()
+
+
+def test_kserve_reads_none_of_the_serve_options() -> None:
+    # kserve parses sys.argv when it is imported; `mlplat serve`'s own options must not be read as its flags
+    from kserve.model_server import parser
+    from mlplat.cli.serve_cmd import serve
+
+    flags = [decl for p in inspect.signature(serve).parameters.values()
+             for decl in getattr(p.default, "param_decls", None) or () if decl.startswith("--")]
+    assert len(flags) > 10 and "--port" in flags
+    argv = [token for flag in flags for token in (flag, "1")]
+    assert vars(parser.parse_known_args(argv)[0]) == vars(parser.parse_known_args([])[0])
+
+
+def test_predict_in_process_matches_the_model(client: TestClient, model: LoadedModel, rows: np.ndarray) -> None:
+    reply = client.post(f"/v1/models/{model.name}:predict", json={"instances": rows.tolist()})
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(reply.json()["probabilities"], model.predict_proba(rows), atol=1e-5)
+    assert client.get(f"/v2/models/{model.name}/ready").status_code == 200
+
+
+@pytest.mark.parametrize(("case", "request_kwargs", "status", "message"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_in_process(client: TestClient, model: LoadedModel, case: str, request_kwargs: dict[str, Any],
+                              status: int, message: str) -> None:
+    path, kwargs = bad_request(model, request_kwargs)
+    reply = client.post(path, **kwargs)
+    assert reply.status_code == status, (case, reply.text)
+    assert message in reply.text, (case, reply.text)
+    assert "Traceback" not in reply.text
+
+
+def test_invalid_input_is_counted_by_its_reason(client: TestClient, model: LoadedModel) -> None:
+    shape, malformed = rejected(model.name, "shape"), rejected(model.name, "malformed")
+    reply = client.post(f"/v1/models/{model.name}:predict", json={"instances": [[1.0] * 3]})
+    assert reply.status_code == 400 and "has 3 values" in reply.json()["error"]
+    assert rejected(model.name, "shape") == shape + 1 and rejected(model.name, "malformed") == malformed
+
+
+def test_explain_without_an_explainer_is_404(client: TestClient, model: LoadedModel, rows: np.ndarray) -> None:
+    before = rejected(model.name, "no_explainer")
+    reply = client.post(f"/v1/models/{model.name}:explain", json={"instances": rows[:1].tolist()})
+    assert reply.status_code == 404 and "without an explain step" in reply.json()["error"]
+    assert rejected(model.name, "no_explainer") == before + 1
+
+
+class StuckExplainer:
+    """Blocks until released, like an explanation that outlasts its timeout."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def explain(self, X: np.ndarray) -> list[dict[str, Any]]:
+        self.release.wait(30)
+        return [{"attributions": {}} for _ in X]
+
+
+def test_explain_timeout_is_504_then_busy_503(trained_model_dir: Path, model: LoadedModel, rows: np.ndarray) -> None:
+    served = build_app(trained_model_dir, ServingOptions(explain_timeout_s=0.05))
+    stuck = StuckExplainer()
+    served.model.explainer = stuck
+    url = f"/v1/models/{model.name}:explain"
+    with TestClient(served.app) as c:
+        slow = c.post(url, json={"instances": rows[:1].tolist()})
+        assert slow.status_code == 504 and "longer than 0.05 s" in slow.json()["error"]
+        busy = c.post(url, json={"instances": rows[:1].tolist()})
+        assert busy.status_code == 503 and "busy finishing a timed-out explanation" in busy.json()["error"]
+        assert c.post(f"/v1/models/{model.name}:predict", json={"instances": rows.tolist()}).status_code == 200
+        stuck.release.set()
+
+
+def test_unreachable_predictor_is_502(trained_model_dir: Path, model: LoadedModel, rows: np.ndarray) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    served = build_app(trained_model_dir, ServingOptions(predictor_url=f"http://127.0.0.1:{port}"))
+    with TestClient(served.app) as c:
+        reply = c.post(f"/v1/models/{model.name}:predict", json={"instances": rows.tolist()})
+    assert reply.status_code == 502 and f"predictor at http://127.0.0.1:{port} unreachable" in reply.json()["error"]
+
+
+def test_two_apps_in_one_process_share_no_state(trained_model_dir: Path, model: LoadedModel, rows: np.ndarray) -> None:
+    strict = build_app(trained_model_dir, ServingOptions(max_request_rows=2), monitor=QUIET_MONITOR)
+    loose = build_app(trained_model_dir, ServingOptions(max_request_rows=10), monitor=QUIET_MONITOR)
+    url = f"/v1/models/{model.name}:predict"
+    with TestClient(strict.app) as a, TestClient(loose.app) as b:
+        assert a.post(url, json={"instances": rows[:3].tolist()}).status_code == 400  # its own row limit
+        answered = b.post(url, json={"instances": rows[:3].tolist()})
+        assert answered.status_code == 200
+        assert a.post(url, json={"instances": rows[:1].tolist()}).status_code == 200
+        assert (strict.model.recorder.total, loose.model.recorder.total) == (1, 3)  # each its own window
+        feedback = f"/v1/models/{model.name}/feedback"
+        ids = answered.json()["request_ids"]
+        assert a.post(feedback, json={"ids": ids, "labels": [0] * 3}).json() == {"accepted": 0, "unknown_ids": ids}
+        assert b.post(feedback, json={"ids": ids, "labels": [0] * 3}).json() == {"accepted": 3, "unknown_ids": []}
