@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,19 +15,7 @@ from mlplat.spec import parse_spec, resolve
 
 from conftest import REPO, TINY_SPEC
 
-
-def make_distribution(root: Path, name: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str]) -> None:
-    """A real installed distribution: a .dist-info with METADATA and entry_points.txt, plus its modules."""
-    info = root / f"{name}-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    lines = []
-    for group, eps in entry_points.items():
-        lines.append(f"[{group}]")
-        lines += [f"{k} = {v}" for k, v in eps.items()]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    for module, source in modules.items():
-        (root / f"{module}.py").write_text(textwrap.dedent(source))
+EXAMPLE_PROJECT = REPO / "tests" / "thirdparty" / "mlplat_example"
 
 
 # The light spec module an entry point names, and the implementation its factory loads lazily.
@@ -77,12 +64,9 @@ LINEAR_MODULES = {"thirdparty_linear": LINEAR_SPEC, "thirdparty_linear_impl": LI
 
 
 @pytest.fixture
-def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    make_distribution(tmp_path, "thirdparty-linear", {"mlplat.trainers": {"linear": "thirdparty_linear:SPEC"}}, LINEAR_MODULES)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    for module in LINEAR_MODULES:  # each test imports the fake distribution afresh
-        monkeypatch.delitem(sys.modules, module, raising=False)
-    return tmp_path
+def third_party(mlplat_distribution) -> Path:
+    """The linear trainer as an installed distribution, imported afresh by each test."""
+    return mlplat_distribution("thirdparty-linear", {"mlplat.trainers": {"linear": "thirdparty_linear:SPEC"}}, LINEAR_MODULES)
 
 
 def test_builtins_are_found_through_entry_points() -> None:
@@ -106,20 +90,17 @@ def test_invalid_params_name_the_field() -> None:
     assert "greater than or equal to 1" in str(err.value)
 
 
-def test_two_distributions_offering_one_name_is_an_error_naming_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    make_distribution(tmp_path, "shadow-mlp", {"mlplat.trainers": {"mlp": "shadow_mlp:SPEC"}},
-                      {"shadow_mlp": "raise RuntimeError('must not be imported before the conflict is found')"})
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_two_distributions_offering_one_name_is_an_error_naming_both(mlplat_distribution) -> None:
+    mlplat_distribution("shadow-mlp", {"mlplat.trainers": {"mlp": "shadow_mlp:SPEC"}},
+                        {"shadow_mlp": "raise RuntimeError('must not be imported before the conflict is found')"})
     with pytest.raises(PluginUnavailable, match=r"'mlp' is offered by two distributions: .*(mlplat.*shadow-mlp|shadow-mlp.*mlplat)"):
         registry.get("trainer", "mlp")
 
 
-def test_entry_point_must_resolve_to_a_matching_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    make_distribution(tmp_path, "wrong-kind", {"mlplat.tuners": {"oops": "wrong_kind:SPEC"}},
-                      {"wrong_kind": "from thirdparty_linear import SPEC"})
-    make_distribution(tmp_path / "x", "thirdparty-linear", {}, LINEAR_MODULES)
-    monkeypatch.syspath_prepend(str(tmp_path / "x"))
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_entry_point_must_resolve_to_a_matching_spec(mlplat_distribution) -> None:
+    mlplat_distribution("wrong-kind", {"mlplat.tuners": {"oops": "wrong_kind:SPEC"}},
+                        {"wrong_kind": "from thirdparty_linear import SPEC"})
+    mlplat_distribution("thirdparty-linear", {}, LINEAR_MODULES)
     with pytest.raises(PluginUnavailable, match="must resolve to a PluginSpec of kind 'tuner' named 'oops'"):
         registry.discover(StageKind.TUNER)
 
@@ -146,3 +127,23 @@ def test_third_party_trainer_replaces_builtin_by_configuration_alone(third_party
     assert result.metrics["test"]["accuracy"] > 0.9
     model = LoadedModel.load(result.model_dir)  # serving rebuilds it through the third-party plugin
     assert type(model.network).__name__ == "Linear"
+
+
+def test_third_party_augmenter_package_runs_in_a_pipeline(mlplat_project, tmp_path: Path) -> None:
+    """The example package in tests/thirdparty (the README's), selected by name in a spec, runs in-process."""
+    import pandas as pd
+
+    from mlplat.data import Splits
+    from mlplat.runner import run_pipeline
+    from mlplat.runs import RunStore
+
+    mlplat_project(EXAMPLE_PROJECT)
+    data = json.loads(json.dumps(TINY_SPEC))
+    data["steps"]["augment"] = [{"plugin": "clip_outliers", "params": {"quantile": 0.2}}]
+    result = run_pipeline(resolve(parse_spec(data)), REPO, RunStore(tmp_path / "runs"))
+    augment_dir = result.run.dir / "steps" / "augment"
+    assert [row["augmenter"] for row in json.loads((augment_dir / "augment.json").read_text())] == ["input", "clip_outliers"]
+    ingested = Splits.load(result.run.dir / "steps" / "ingest").train.features
+    augmented = pd.read_parquet(augment_dir / "train.parquet")[ingested.columns]
+    assert (augmented.max() <= ingested.quantile(0.8) + 1e-9).all() and (augmented.min() >= ingested.quantile(0.2) - 1e-9).all()
+    assert result.metrics["test"]["accuracy"] > 0.8
