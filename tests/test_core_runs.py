@@ -116,3 +116,13 @@ def test_file_sources(tmp_path: Path, suffix: str) -> None:
     splits.save(tmp_path / "out")
     again = Splits.load(tmp_path / "out")
     assert again.info == splits.info and np.array_equal(again.train.row_ids, splits.train.row_ids)
+
+
+def test_plugin_log_lines_reach_the_run_log(tmp_path: Path) -> None:
+    """A plugin's context.log line (SMOTE reports what it added) lands in runs/<id>/run.log."""
+    from mlplat.runner import RUN_LOG
+
+    spec = resolve(parse_spec({**TINY_SPEC, "steps": {**TINY_SPEC["steps"], "augment": [{"plugin": "smote"}]}}))
+    result = run_pipeline(spec, tmp_path, RunStore(tmp_path / "runs"))
+    log = (result.run.dir / RUN_LOG).read_text()
+    assert "mlplat.step.augment.0: SMOTE: added" in log, log

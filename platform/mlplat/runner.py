@@ -7,13 +7,16 @@ metrics, and publishes the model atomically only when every gate has passed.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlplat import steps
+from mlplat.contracts.context import STEP_LOGGER
 from mlplat.errors import GateFailed
 from mlplat.plan import GateResult, build_plan
 from mlplat.runs import METRICS_JSON, SPEC_YAML, Run, RunStore, write_json_atomic
@@ -28,6 +31,27 @@ class Progress:
     def step_finished(self, step: str, seconds: float) -> None: ...
 
     def epoch(self, epoch: int, metrics: Mapping[str, float]) -> None: ...
+
+
+RUN_LOG = "run.log"
+
+
+@contextlib.contextmanager
+def run_log(run: Run) -> Iterator[None]:
+    """While a run executes, the plugins' `context.log` lines (and mlplat's warnings) go to runs/<id>/run.log."""
+    handler = logging.FileHandler(run.dir / RUN_LOG, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("mlplat")
+    previous = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+        handler.close()
 
 
 @dataclass
@@ -66,7 +90,9 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
         run.update(step_seconds=seconds)
         return result
 
+    log = contextlib.ExitStack()
     try:
+        log.enter_context(run_log(run))
         data = run.step_dir("ingest")
         timed("ingest", lambda: steps.ingest(spec, spec_dir, data))
         findings = schema = None
@@ -105,6 +131,8 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
     except BaseException as exc:  # interrupted or crashed: record it, publish nothing
         finish(run, metrics, seconds, "failed", f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        log.close()
     finish(run, metrics, seconds, "succeeded", None)
     return RunSummary(run, published, metrics, seconds)
 

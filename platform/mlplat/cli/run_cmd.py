@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
@@ -57,6 +58,14 @@ def run(
     console.print(f"latest:  {store.root / 'latest'} -> {result.run.id}")
 
 
+class _ConsoleLogHandler(logging.Handler):
+    """Plugins' `context.log` lines, printed above the progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        step = record.name.split(".", 2)[-1]  # mlplat.step.<step>
+        console.print(f"  [dim]{step}:[/] {record.getMessage()}", highlight=False)
+
+
 class RichProgress:
     """Rich progress bars for steps and training epochs."""
 
@@ -66,12 +75,19 @@ class RichProgress:
         self._bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                               TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False)
         self._epochs: Any = None
+        self._log_handler = _ConsoleLogHandler()
 
     def __enter__(self) -> RichProgress:
         self._bars.__enter__()
+        from mlplat.contracts.context import STEP_LOGGER
+
+        logging.getLogger(STEP_LOGGER).addHandler(self._log_handler)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        from mlplat.contracts.context import STEP_LOGGER
+
+        logging.getLogger(STEP_LOGGER).removeHandler(self._log_handler)
         self._bars.__exit__(*exc)
 
     def step_started(self, step: str) -> None:

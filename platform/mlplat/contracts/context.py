@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,7 @@ def _ignore_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
     return None
 
 
-def _ignore_log(message: str) -> None:
-    return None
+STEP_LOGGER = "mlplat.step"  # plugins' context.log lines go to mlplat.step.<step>; runners attach the handlers
 
 
 @dataclass
@@ -31,6 +31,9 @@ class StepContext:
       suspects for a noise-handling augmenter.
     - `resume`: the run is being resumed (`mlplat run --resume`): continue from checkpoints.
     - `runs_root`: the run store's directory, for plugins that resolve run ids (warm start).
+    - `log`: one line for the user. By default it goes to the `mlplat.step.<step>` logger, which the
+      runners route to the run's log file (`runs/<id>/run.log`), the CLI's progress display, and a
+      KFP step's stderr (the Kubeflow UI's logs).
     - `reports`: write human reports (HTML/PNG) into `work_dir`. A tuner's trials set it False:
       only their metrics are used, and plotting can cost more than training a small model.
     """
@@ -40,8 +43,12 @@ class StepContext:
     info: DatasetInfo
     seed: int = 0
     on_epoch: EpochCallback = _ignore_epoch
-    log: Callable[[str], None] = _ignore_log
+    log: Callable[[str], None] = None  # type: ignore[assignment]  # set in __post_init__
     findings: Mapping[str, Any] = field(default_factory=dict)
     resume: bool = False
     runs_root: Path | None = None
     reports: bool = True
+
+    def __post_init__(self) -> None:
+        if self.log is None:
+            self.log = logging.getLogger(f"{STEP_LOGGER}.{self.step}").info

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 import time
@@ -124,6 +125,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     cli = parser()
     args = cli.parse_args(argv)
+    # plugins' context.log lines: the container's stderr is what the Kubeflow UI shows as the step's logs
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s: %(message)s")
     if args.require_passed and args.kind != "validate":
         cli.error("--require-passed works with the validate step only")
     spec = spec_for_step(args.spec, args.kind, args.plugin, args.params)
