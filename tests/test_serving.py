@@ -202,7 +202,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("form encoded", {"content": b"a=1", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415, "send application/json"),
     ("xml", {"content": b"<x/>", "headers": {"content-type": "application/xml"}}, 415, "'application/xml'"),
     ("body over the limit", {"json": {"instances": [[123456.789] * 30] * 700}}, 413, f"exceeds the {MAX_BODY}-byte limit"),
-    ("chunked body over the limit", {"content": iter([b" " * 100_000] * 3), "headers": {"content-type": "application/json"}}, 413, "exceeds"),
+    ("chunked body over the limit", {"chunks": [b" " * 100_000] * 3, "headers": {"content-type": "application/json"}}, 413, "exceeds"),
     ("too many rows", bad_v1([ROW] * (MAX_ROWS + 1)), 400, f"the limit is {MAX_ROWS}"),
     ("unknown model", {"path": "/v1/models/nope:predict", "json": {"instances": [ROW]}}, 404, "nope"),
     ("V2 bytes datatype", {"path": "v2", "json": {"inputs": [{"name": "input-0", "shape": [1, 1], "datatype": "BYTES", "data": ["x"]}]}}, 400, "BYTES is not numeric"),
@@ -231,6 +231,8 @@ def bad_request(model: Any, request_kwargs: dict[str, Any]) -> tuple[str, dict[s
     path = kwargs.pop("path", predict_url(model))
     path = {"v2": f"/v2/models/{model.name}/infer", "v2 versioned": f"/v2/models/{model.name}/versions/1/infer",
             "explain": f"/v1/models/{model.name}:explain", "feedback": f"/v1/models/{model.name}/feedback"}.get(path, path)
+    if "chunks" in kwargs:  # a fresh iterator per request: httpx sends it chunked, and an iterator is spent once
+        kwargs["content"] = iter(kwargs.pop("chunks"))
     if "record" in kwargs:
         drop, values = kwargs.pop("record")
         kwargs["json"] = {"instances": [{**{n: 1.0 for n in model.feature_names if n not in drop}, **values}]}
