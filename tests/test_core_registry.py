@@ -93,16 +93,19 @@ def test_invalid_params_name_the_field() -> None:
 def test_two_distributions_offering_one_name_is_an_error_naming_both(mlplat_distribution) -> None:
     mlplat_distribution("shadow-mlp", {"mlplat.trainers": {"mlp": "shadow_mlp:SPEC"}},
                         {"shadow_mlp": "raise RuntimeError('must not be imported before the conflict is found')"})
-    with pytest.raises(PluginUnavailable, match=r"'mlp' is offered by two distributions: .*(mlplat.*shadow-mlp|shadow-mlp.*mlplat)"):
+    with pytest.raises(PluginUnavailable,
+                       match=r"'mlp' .*is broken: offered by two distributions: .*(mlplat.*shadow-mlp|shadow-mlp.*mlplat)"):
         registry.get("trainer", "mlp")
+    assert "cnn" in registry.discover(StageKind.TRAINER)  # the clash breaks only the name it is about
 
 
 def test_entry_point_must_resolve_to_a_matching_spec(mlplat_distribution) -> None:
     mlplat_distribution("wrong-kind", {"mlplat.tuners": {"oops": "wrong_kind:SPEC"}},
                         {"wrong_kind": "from thirdparty_linear import SPEC"})
     mlplat_distribution("thirdparty-linear", {}, LINEAR_MODULES)
+    assert "oops" not in registry.discover(StageKind.TUNER) and "grid" in registry.discover(StageKind.TUNER)
     with pytest.raises(PluginUnavailable, match="must resolve to a PluginSpec of kind 'tuner' named 'oops'"):
-        registry.discover(StageKind.TUNER)
+        registry.get(StageKind.TUNER, "oops")
 
 
 def test_listing_does_not_import_the_implementation(third_party: Path) -> None:
@@ -147,3 +150,56 @@ def test_third_party_augmenter_package_runs_in_a_pipeline(mlplat_project, tmp_pa
     augmented = pd.read_parquet(augment_dir / "train.parquet")[ingested.columns]
     assert (augmented.max() <= ingested.quantile(0.8) + 1e-9).all() and (augmented.min() >= ingested.quantile(0.2) - 1e-9).all()
     assert result.metrics["test"]["accuracy"] > 0.8
+
+
+BROKEN_VALIDATOR = {"broken_validator": "raise ImportError('no module named sklearnx')"}
+
+
+def test_a_broken_entry_point_breaks_only_the_runs_that_select_it(mlplat_distribution) -> None:
+    import subprocess
+
+    import os
+
+    info = mlplat_distribution("broken-validator", {"mlplat.validators": {"strict": "broken_validator:SPEC"}}, BROKEN_VALIDATOR)
+    path = os.pathsep.join(p for p in (str(info.parent), os.environ.get("PYTHONPATH", "")) if p)
+    listing = subprocess.run([sys.executable, "-m", "mlplat", "plugins", "list"], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": path, "COLUMNS": "300"})
+    assert listing.returncode == 0, listing.stderr
+    assert "strict" in listing.stdout and "broken" in listing.stdout and "sklearnx" in listing.stdout
+    assert "tabular" in listing.stdout
+    resolve(parse_spec(TINY_SPEC))  # the built-in validator still resolves
+    data = json.loads(json.dumps(TINY_SPEC))
+    data["steps"]["validate"] = {"plugin": "strict"}
+    with pytest.raises(SpecError) as err:
+        resolve(parse_spec(data))
+    assert err.value.exit_code == 2
+    assert err.value.problems[0][0] == "steps.validate.plugin"
+    assert "'strict'" in str(err.value) and "broken-validator" in str(err.value) and "sklearnx" in str(err.value)
+
+
+def test_resolve_imports_the_factory_so_a_typo_fails_before_any_work(mlplat_distribution) -> None:
+    spec_module = LINEAR_SPEC.replace("thirdparty_linear_impl:LinearTrainer", "thirdparty_linear_impl:LinearTrainr")
+    mlplat_distribution("typo-linear", {"mlplat.trainers": {"linear": "thirdparty_linear:SPEC"}},
+                        {"thirdparty_linear": spec_module, "thirdparty_linear_impl": LINEAR_TRAINER})
+    data = json.loads(json.dumps(TINY_SPEC))
+    data["steps"]["train"] = {"plugin": "linear"}
+    with pytest.raises(SpecError) as err:
+        resolve(parse_spec(data))
+    message = str(err.value)
+    assert "steps.train.plugin" in message and "LinearTrainr" in message and "typo-linear" in message
+
+
+def test_plugins_show_prints_the_config_without_importing_torch() -> None:
+    import os
+    import subprocess
+
+    code = ("import sys; from typer.testing import CliRunner; from mlplat.cli import app; "
+            "r = CliRunner().invoke(app, ['plugins', 'show', 'trainer', 'mlp'], terminal_width=300); "
+            "print(r.output); print('TORCH', 'torch' in sys.modules); sys.exit(r.exit_code)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"})
+    assert shown.returncode == 0, shown.stderr
+    assert "TORCH False" in shown.stdout
+    assert "early_stopping_patience" in shown.stdout and "epochs without val improvement" in shown.stdout
+    assert "mlplat_plugins.torch_trainers" in shown.stdout  # where it comes from
+    unknown = subprocess.run([sys.executable, "-m", "mlplat", "plugins", "show", "nokind", "x"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and "not a stage kind" in unknown.stderr

@@ -61,7 +61,8 @@ class PluginSpec:
         try:
             return getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as exc:
-            raise PluginUnavailable(f"{self.kind.value} plugin {self.name!r} failed to load {self.factory}: {exc}") from exc
+            raise PluginUnavailable(f"{self.kind.value} plugin {self.name!r} failed to load {self.factory}: "
+                                    f"{type(exc).__name__}: {exc}") from exc
 
     def create(self, params: Mapping[str, Any] | BaseModel | None = None, path: str = "params") -> Any:
         config = params if isinstance(params, BaseModel) else self.parse_config(params, path)
@@ -87,52 +88,82 @@ class Discovered:
     entry_point: str
 
 
+@dataclass(frozen=True)
+class Broken:
+    """An entry point that cannot be used: it fails to import, names the wrong object, or clashes with another."""
+
+    kind: StageKind
+    name: str
+    distribution: str
+    entry_point: str
+    error: str
+
+    def unavailable(self) -> PluginUnavailable:
+        return PluginUnavailable(f"{self.kind.value} plugin {self.name!r} ({self.entry_point} in {self.distribution}) "
+                                 f"is broken: {self.error}")
+
+
 def _distribution_name(ep: EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     return dist.metadata["Name"] if dist is not None else "<unknown distribution>"
 
 
-def discover(kind: StageKind) -> dict[str, Discovered]:
-    """All plugins of one kind, by name. Two distributions offering one name is an error.
+def scan(kind: StageKind) -> tuple[dict[str, Discovered], dict[str, Broken]]:
+    """Every plugin of one kind: the usable ones and the broken ones, by name.
 
-    Conflicts are found from entry-point metadata alone, before any plugin module is imported.
+    A broken entry point is recorded, not raised, so it breaks only the runs that select it. Two
+    distributions offering one name make that name broken, found from metadata before any import.
     """
-    offered: dict[str, tuple[EntryPoint, str]] = {}
+    offered: dict[str, list[tuple[EntryPoint, str]]] = {}
     for ep in entry_points(group=kind.group):
         dist = _distribution_name(ep)
-        if ep.name in offered:
-            seen, seen_dist = offered[ep.name]
-            if (seen_dist, seen.value) == (dist, ep.value):
-                continue  # the same distribution seen twice on sys.path
-            raise PluginUnavailable(
-                f"{kind.value} plugin {ep.name!r} is offered by two distributions: "
-                f"{seen_dist} ({seen.value}) and {dist} ({ep.value}); uninstall one of them"
-            )
-        offered[ep.name] = (ep, dist)
+        seen = offered.setdefault(ep.name, [])
+        if all((d, e.value) != (dist, ep.value) for e, d in seen):  # the same distribution twice on sys.path
+            seen.append((ep, dist))
     found: dict[str, Discovered] = {}
-    for name, (ep, dist) in offered.items():
+    broken: dict[str, Broken] = {}
+    for name, offers in offered.items():
+        ep, dist = offers[0]
+        if len(offers) > 1:
+            (_, first), (other_ep, other) = offers[0], offers[1]
+            broken[name] = Broken(kind, name, f"{first}, {other}", ep.value,
+                                  f"offered by two distributions: {first} ({ep.value}) and {other} ({other_ep.value}); "
+                                  "uninstall one of them")
+            continue
         try:
             spec = ep.load()
-        except Exception as exc:  # name the broken plugin instead of a bare traceback
-            raise PluginUnavailable(f"entry point {ep.name} = {ep.value} in {dist} failed to load: {exc}") from exc
+        except Exception as exc:  # a third-party import error must not break the other plugins
+            broken[name] = Broken(kind, name, dist, ep.value, f"failed to load: {type(exc).__name__}: {exc}")
+            continue
         if not isinstance(spec, PluginSpec) or spec.kind is not kind or spec.name != name:
-            raise PluginUnavailable(
-                f"entry point {ep.name} = {ep.value} in {dist} must resolve to a PluginSpec "
-                f"of kind {kind.value!r} named {name!r}"
-            )
+            broken[name] = Broken(kind, name, dist, ep.value,
+                                  f"must resolve to a PluginSpec of kind {kind.value!r} named {name!r}")
+            continue
         found[name] = Discovered(spec, dist, ep.value)
-    return found
+    return found, broken
 
 
-def get(kind: StageKind | str, name: str) -> PluginSpec:
-    """The plugin spec for `name`; an unknown name lists the available ones."""
+def discover(kind: StageKind) -> dict[str, Discovered]:
+    """The usable plugins of one kind, by name (`scan` also gives the broken ones)."""
+    return scan(kind)[0]
+
+
+def lookup(kind: StageKind | str, name: str) -> Discovered:
+    """A usable plugin with its distribution; an unknown name lists the available ones, a broken one says why."""
     kind = StageKind(kind)
-    available = discover(kind)
+    available, broken = scan(kind)
+    if name in broken:
+        raise broken[name].unavailable()
     if name not in available:
         names = ", ".join(sorted(available)) or "none installed"
         raise PluginUnavailable(f"unknown {kind.value} plugin {name!r}; available: {names}")
-    return available[name].spec
+    return available[name]
 
 
-def discover_all() -> dict[StageKind, dict[str, Discovered]]:
-    return {kind: discover(kind) for kind in StageKind}
+def get(kind: StageKind | str, name: str) -> PluginSpec:
+    """The plugin spec for `name` (see `lookup`)."""
+    return lookup(kind, name).spec
+
+
+def discover_all() -> dict[StageKind, tuple[dict[str, Discovered], dict[str, Broken]]]:
+    return {kind: scan(kind) for kind in StageKind}

@@ -163,10 +163,16 @@ def resolve(spec: PipelineSpec, source: str = "") -> PipelineSpec:
     resolved = spec.model_copy(deep=True)
     for path, step in resolved.steps.plugin_steps():
         try:
-            plugin = registry.get(step_kind(path), step.plugin)
+            found = registry.lookup(step_kind(path), step.plugin)
         except PluginUnavailable as exc:
             problems.append((f"steps.{path}.plugin", str(exc)))
             continue
+        try:
+            found.spec.load()  # import the factory now: a typo in it fails before any work, not after training
+        except PluginUnavailable as exc:
+            problems.append((f"steps.{path}.plugin", f"{exc} (distribution {found.distribution})"))
+            continue
+        plugin = found.spec
         try:
             step.params = plugin.parse_config(step.params, f"steps.{path}.params").model_dump(mode="json")
         except SpecError as exc:
