@@ -203,3 +203,64 @@ def test_plugins_show_prints_the_config_without_importing_torch() -> None:
     assert "mlplat_plugins.torch_trainers" in shown.stdout  # where it comes from
     unknown = subprocess.run([sys.executable, "-m", "mlplat", "plugins", "show", "nokind", "x"], capture_output=True, text=True)
     assert unknown.returncode == 2 and "not a stage kind" in unknown.stderr
+
+
+FAILING_TRAINER = LINEAR_TRAINER + '''
+    def fit(self, data, context):
+        raise RuntimeError("the GPU caught fire")
+
+    def build_network(self, architecture):
+        raise NotImplementedError
+'''
+DICT_VALIDATOR_SPEC = '''
+from pydantic import BaseModel
+from mlplat.registry import PluginSpec, StageKind
+
+class Nothing(BaseModel):
+    pass
+
+
+SPEC = PluginSpec("dicty", StageKind.VALIDATOR, Nothing, "dict_validator:DictValidator")
+
+
+class DictValidator:
+    def __init__(self, config):
+        pass
+
+    def validate(self, splits, context):
+        return {"passed": True}
+'''
+
+
+def test_a_plugin_that_raises_exits_1_naming_step_plugin_and_distribution(mlplat_distribution, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    import yaml
+
+    info = mlplat_distribution("fiery-linear", {"mlplat.trainers": {"linear": "thirdparty_linear:SPEC"}},
+                               {"thirdparty_linear": LINEAR_SPEC, "thirdparty_linear_impl": FAILING_TRAINER})
+    data = json.loads(json.dumps(TINY_SPEC))
+    data["steps"] = {"train": {"plugin": "linear"}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(info.parent), os.environ.get("PYTHONPATH", "")) if p)}
+    command = [sys.executable, "-m", "mlplat", "run", str(tmp_path / "spec.yaml"), "--runs-dir", str(tmp_path / "runs")]
+    plain = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert plain.returncode == 1, plain.stderr
+    assert "step train" in plain.stderr and "'linear'" in plain.stderr and "fiery-linear" in plain.stderr
+    assert "the GPU caught fire" in plain.stderr and "Traceback" not in plain.stderr
+    debug = subprocess.run([sys.executable, "-m", "mlplat", "--debug", *command[3:]], capture_output=True, text=True, env=env)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "RuntimeError" in debug.stderr
+
+
+def test_a_wrong_return_type_is_a_plugin_error_naming_the_expected_type(mlplat_distribution, tmp_path: Path) -> None:
+    from mlplat.errors import PluginError
+    from mlplat.testing import step_context, tiny_splits
+
+    mlplat_distribution("dict-validator", {"mlplat.validators": {"dicty": "dict_validator:SPEC"}},
+                        {"dict_validator": DICT_VALIDATOR_SPEC})
+    validator = registry.create(StageKind.VALIDATOR, "dicty", {}, step="validate")
+    splits = tiny_splits()
+    with pytest.raises(PluginError, match=r"step validate, plugin 'dicty', from dict-validator: validate\(\) returned dict; "
+                                          r"the validator contract expects ValidationReport"):
+        validator.validate(splits, step_context(tmp_path, splits))

@@ -183,7 +183,7 @@ class LoadedModel:
         manifest = model_dir.read()
         if not model_dir.weights.is_file():
             raise ModelDirError(f"{model_dir.path}: {WEIGHTS} is missing")
-        trainer = registry.get("trainer", manifest.trainer.plugin).create({})
+        trainer = registry.create("trainer", manifest.trainer.plugin, {}, step="load")
         network = trainer.build_network(manifest.architecture)
         network.load_state_dict(load_file(str(model_dir.weights), device=device))
         network.to(device).eval()

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from mlplat.errors import PluginUnavailable, SpecError
+from mlplat.errors import MlplatError, PluginError, PluginUnavailable, SpecError
 
 
 class StageKind(str, enum.Enum):
@@ -167,3 +167,74 @@ def get(kind: StageKind | str, name: str) -> PluginSpec:
 
 def discover_all() -> dict[StageKind, tuple[dict[str, Discovered], dict[str, Broken]]]:
     return {kind: scan(kind) for kind in StageKind}
+
+
+def _contract(kind: StageKind) -> tuple[type, dict[str, type]]:
+    """The kind's Protocol and, per contract method, the type its result must have (imported lazily: light discovery)."""
+    from mlplat.contracts.augmenter import Augmenter
+    from mlplat.contracts.drift_detector import DriftDetector, DriftResult
+    from mlplat.contracts.explainer import Explainer, ExplainerState
+    from mlplat.contracts.trainer import TrainedModel, Trainer
+    from mlplat.contracts.tuner import Tuner, TuneResult
+    from mlplat.contracts.validator import ValidationReport, Validator
+    from mlplat.data import Table
+
+    return {
+        StageKind.VALIDATOR: (Validator, {"validate": ValidationReport}),
+        StageKind.AUGMENTER: (Augmenter, {"augment": Table}),
+        StageKind.TRAINER: (Trainer, {"fit": TrainedModel}),
+        StageKind.TUNER: (Tuner, {"tune": TuneResult}),
+        StageKind.EXPLAINER: (Explainer, {"fit": ExplainerState}),
+        StageKind.DRIFT_DETECTOR: (DriftDetector, {"fit": dict, "detect": DriftResult}),
+    }[kind]
+
+
+class GuardedPlugin:
+    """A created plugin as the core calls it: contract methods that raise, or return the wrong type, become a
+    `PluginError` naming the step, plugin and distribution; everything else is the plugin's own attribute."""
+
+    def __init__(self, target: Any, found: Discovered, step: str) -> None:
+        self._target, self._found, self._step = target, found, step
+        self._returns = _contract(found.spec.kind)[1]
+
+    def _error(self, message: str) -> PluginError:
+        return PluginError(message, step=self._step, plugin=self._found.spec.name, distribution=self._found.distribution)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        expected = self._returns.get(name)
+        if expected is None or not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = value(*args, **kwargs)
+            except MlplatError:
+                raise  # already says what is wrong (a usage error in the plugin's params, a failed gate)
+            except Exception as exc:
+                raise self._error(f"{name}() raised {type(exc).__name__}: {exc}") from exc
+            if not isinstance(result, expected):
+                raise self._error(f"{name}() returned {type(result).__name__}; the {self._found.spec.kind.value} contract "
+                                  f"expects {expected.__name__}")
+            return result
+
+        return call
+
+
+def create(kind: StageKind | str, name: str, params: Mapping[str, Any] | BaseModel | None = None, *, step: str,
+           path: str = "params") -> Any:
+    """Look the plugin up, validate its params, create it and check it against its kind's Protocol; returns it guarded."""
+    found = lookup(kind, name)
+    try:
+        made = found.spec.create(params, path)
+    except MlplatError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"creating it raised {type(exc).__name__}: {exc}", step=step, plugin=name,
+                          distribution=found.distribution) from exc
+    protocol = _contract(found.spec.kind)[0]
+    if not isinstance(made, protocol):
+        missing = [m for m in dir(protocol) if not m.startswith("_") and not hasattr(made, m)]
+        raise PluginError(f"its factory returned {type(made).__name__}, which lacks {', '.join(missing) or 'the contract'} "
+                          f"of the {found.spec.kind.value} contract", step=step, plugin=name, distribution=found.distribution)
+    return GuardedPlugin(made, found, step)

@@ -49,7 +49,7 @@ def validate(spec: PipelineSpec, data: Path, out: Path) -> Any:
     step = spec.steps.validate_
     assert step is not None
     splits = Splits.load(data)
-    validator = registry.get(StageKind.VALIDATOR, step.plugin).create(step.params)
+    validator = registry.create(StageKind.VALIDATOR, step.plugin, step.params, step="validate")
     report = validator.validate(splits, _context(spec, "validate", out, splits))
     write_validation_report(report, out, title=f"Data validation: {spec.name}")
     write_json(out / modeldir.SCHEMA, report.schema)
@@ -64,7 +64,7 @@ def augment(spec: PipelineSpec, data: Path, out: Path, findings: Path | None = N
     train = splits.train
     rows: list[dict[str, Any]] = [{"augmenter": "input", "rows": len(train), "synthetic": int(train.synthetic.sum())}]
     for i, step in enumerate(spec.steps.augment):
-        augmenter = registry.get(StageKind.AUGMENTER, step.plugin).create(step.params)
+        augmenter = registry.create(StageKind.AUGMENTER, step.plugin, step.params, step=f"augment.{i}")
         train = augmenter.augment(train, _context(spec, f"augment.{i}", out, splits, findings=found))
         rows.append({"augmenter": step.plugin, "rows": len(train), "synthetic": int(train.synthetic.sum())})
     augmented = splits.with_train(train)
@@ -144,7 +144,8 @@ def tune_objective(spec: PipelineSpec, splits: Splits, out: Path) -> Any:
     trials_dir = out / "trials"
 
     def objective(params: dict[str, Any], report: Any) -> float:
-        trainer = trainer_spec.create(trial_params(spec, params), "steps.tune.search_space")
+        trainer = registry.create(StageKind.TRAINER, spec.steps.train.plugin, trial_params(spec, params), step="tune.trial",
+                                  path="steps.tune.search_space")
         trials_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="trial-", dir=trials_dir))  # parallel trials must not share checkpoints
         try:
@@ -167,7 +168,7 @@ def tune(spec: PipelineSpec, data: Path, out: Path, resume: bool = False) -> dic
     assert step is not None
     splits = Splits.load(data)
     objective = tune_objective(spec, splits, out)
-    tuner = registry.get(StageKind.TUNER, step.plugin).create(step.params)
+    tuner = registry.create(StageKind.TUNER, step.plugin, step.params, step="tune")
     started = time.perf_counter()
     direction = tune_direction(spec)
     result = tuner.tune(objective, step.search_space, _context(spec, "tune", out, splits, resume=resume), direction)
@@ -198,8 +199,7 @@ def train_model(
     and drift (their `loaded=`) instead of each step loading it again."""
     splits = Splits.load(data)
     params = trainer_params(spec, best_params)
-    plugin = registry.get(StageKind.TRAINER, spec.steps.train.plugin)
-    trainer = plugin.create(params, "steps.train.params")
+    trainer = registry.create(StageKind.TRAINER, spec.steps.train.plugin, params, step="train", path="steps.train.params")
     context = _context(spec, "train", out, splits, on_epoch=on_epoch, resume=resume, runs_root=runs_root)
     training, standardizer = prepare_training(splits, inherited_preprocessing(trainer, context))
     started = time.perf_counter()
@@ -211,7 +211,7 @@ def train_model(
     trainer_config = trainer.config.model_dump(mode="json") if hasattr(trainer, "config") else params
     manifest = ModelManifest(
         name=spec.name,
-        trainer=PluginRef.of(StageKind.TRAINER, plugin.name, trainer_config),
+        trainer=PluginRef.of(StageKind.TRAINER, spec.steps.train.plugin, trainer_config),
         architecture=trained.architecture,
         features=modeldir.feature_schema(real.features),
         image_shape=splits.info.image_shape,
@@ -273,7 +273,7 @@ def explain(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
     assert step is not None
     splits = Splits.load(data)
     loaded = _loaded(model, loaded)
-    explainer = registry.get(StageKind.EXPLAINER, step.plugin).create(step.params)
+    explainer = registry.create(StageKind.EXPLAINER, step.plugin, step.params, step="explain")
     background = splits.train.features[loaded.feature_names].to_numpy()[~splits.train.synthetic]
     state = explainer.fit(loaded, background, _context(spec, "explain", out, splits))
     if state.arrays:
@@ -291,7 +291,7 @@ def monitor(spec: PipelineSpec, model: Path, out: Path, *, loaded: modeldir.Load
     step = spec.steps.monitor
     assert step is not None
     loaded = _loaded(model, loaded)
-    detector = registry.get(StageKind.DRIFT_DETECTOR, step.plugin).create(step.params)
+    detector = registry.create(StageKind.DRIFT_DETECTOR, step.plugin, step.params, step="monitor")
     ctx = StepContext(step="monitor", work_dir=out, info=_info_from_manifest(loaded.manifest), seed=spec.seed)
     out.mkdir(parents=True, exist_ok=True)
     # the explain step (if it ran) wrote global importances: drift in ignored features pages nobody

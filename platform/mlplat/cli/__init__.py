@@ -31,9 +31,22 @@ app.command("submit")(kfp_cmd.submit_cmd)
 app.command("trainjob")(kfp_cmd.trainjob_cmd)
 
 
+_debug = {"on": False}  # set by the --debug option before any command runs
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show the traceback of errors (default: one line)")) -> None:
+    """mlplat: plugin-based MLOps for deep learning on Kubeflow."""
+    _debug["on"] = debug
+
+
 def main() -> None:
     try:
         app()
     except MlplatError as exc:
+        if _debug["on"]:
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
         console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

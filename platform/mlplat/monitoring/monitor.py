@@ -85,7 +85,7 @@ class Monitor:
         self.feature_names = self.manifest.feature_names
         # a model published without a drift step gets the default detector, fitted at startup
         section = self.manifest.drift_detector or DriftDetectorRef(plugin=DEFAULT_DETECTOR)
-        self.detector = registry.get(StageKind.DRIFT_DETECTOR, section.plugin).create(section.params)
+        self.detector = registry.create(StageKind.DRIFT_DETECTOR, section.plugin, section.params, step="monitor")
         self._reference: pd.DataFrame | None = None
         self.reference_state = self._reference_state(section.state)
         self.window = Window(self.feature_names, self.settings.capacity)

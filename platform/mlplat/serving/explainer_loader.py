@@ -40,5 +40,5 @@ def load_explainer(loaded: LoadedModel) -> BoundExplainer | None:
         return None
     entry = loaded.manifest.explainer
     assert entry is not None  # load_state found it
-    plugin = registry.get(StageKind.EXPLAINER, entry.plugin).create(entry.params)
+    plugin = registry.create(StageKind.EXPLAINER, entry.plugin, entry.params, step="serve")
     return plugin.load(loaded, state)
