@@ -10,7 +10,7 @@ SPEC ?= pipelines/demo.yaml
 SYSTEM_PACKAGES := prometheus prometheus-alertmanager wrk
 SYSTEM_BINARIES := prometheus promtool prometheus-alertmanager wrk
 
-.PHONY: demo test install sysdeps clean
+.PHONY: demo test lint install sysdeps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ sysdeps:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) > /dev/null; \
 	  else echo "missing:$$missing -- install with: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; fi; \
 	fi
+
+# ruff (style, imports, bug patterns) and mypy (types); settings live in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check platform plugins tests benchmarks
+	$(BIN)/mypy -p mlplat -p mlplat_plugins
 
 test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

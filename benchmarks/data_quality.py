@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from mlplat import registry
 from mlplat.contracts import StepContext
 from mlplat.data import Splits, Table, load_source, split_frame

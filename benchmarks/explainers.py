@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from mlplat import registry
 from mlplat.contracts.context import StepContext
 from mlplat.modeldir import LoadedModel

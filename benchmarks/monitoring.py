@@ -31,7 +31,6 @@ import time
 
 import numpy as np
 import pandas as pd
-
 from mlplat import registry
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN
 from mlplat.monitoring.monitor import Hysteresis

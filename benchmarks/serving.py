@@ -84,7 +84,6 @@ def write_model(directory: Path, hidden: list[int], seed: int = 0) -> Path:
     """A model directory for an MLP with random weights, through the repo's own model-dir code."""
     import pandas as pd
     import torch
-
     from mlplat.manifest import ModelManifest, PluginRef
     from mlplat.modeldir import ModelDir, feature_schema
     from mlplat.preprocessing import Standardizer
@@ -114,7 +113,6 @@ def naive_server(model_dir: Path, port: int) -> None:
     import logging
 
     import kserve
-
     from mlplat.modeldir import LoadedModel
 
     class NaiveModel(kserve.Model):

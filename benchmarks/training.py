@@ -46,14 +46,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
-
 from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData, TrainingData
 from mlplat.data import DatasetInfo
 from mlplat_plugins.torch_trainers import MLPConfig
 from mlplat_plugins.torch_trainers.mlp import MLPTrainer
 from mlplat_plugins.torch_trainers.networks import build_network
+from torch.nn import functional as F
 
 
 @dataclass

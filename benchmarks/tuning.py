@@ -140,7 +140,6 @@ def run_replicate(args: argparse.Namespace, seed: int, tmp: Path) -> dict[str, A
     import statistics
 
     import torch
-
     from mlplat import steps
     from mlplat.contracts import StepContext
     from mlplat.data import Splits

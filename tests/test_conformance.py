@@ -5,7 +5,6 @@ so that plugin authors run the same ones."""
 from __future__ import annotations
 
 import pytest
-
 from mlplat import registry
 from mlplat.registry import StageKind
 from mlplat.testing import ConformanceError, check_plugin

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from mlplat.data import load_source
 from mlplat.errors import UsageError
 

@@ -9,12 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
-
 from mlplat import modeldir
 from mlplat.errors import ModelDirError, UsageError
 from mlplat.manifest import FORMAT_VERSION, ModelManifest
 from mlplat.modeldir import LoadedModel, ModelDir, resolve_model
+from pydantic import ValidationError
 
 
 @pytest.fixture
@@ -138,7 +137,6 @@ def test_one_resolver_for_run_ids_latest_paths_and_uris(trained_run, tmp_path: P
 
 def test_an_in_process_run_loads_the_model_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from conftest import REPO, TINY_SPEC
-
     from mlplat.runner import run_pipeline
     from mlplat.runs import RunStore
     from mlplat.spec import parse_spec, resolve

@@ -10,14 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
+from conftest import REPO, TINY_SPEC
 from mlplat.data import Splits, load_source, split_frame
 from mlplat.errors import GateFailed, UsageError
 from mlplat.runner import run_pipeline
 from mlplat.runs import RunStore
 from mlplat.spec import parse_spec, resolve
-
-from conftest import REPO, TINY_SPEC
 
 
 def tiny_spec(**train_params: object):
@@ -27,9 +25,8 @@ def tiny_spec(**train_params: object):
 
 
 def test_published_model_is_safetensors_plus_json_and_reloads(trained_run) -> None:
-    from safetensors.torch import load_file
-
     from mlplat.modeldir import LoadedModel
+    from safetensors.torch import load_file
 
     files = sorted(p.name for p in trained_run.model_dir.iterdir())
     assert {"model.json", "weights.safetensors", "reference.parquet", "schema.json"} <= set(files)

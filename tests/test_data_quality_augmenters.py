@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from mlplat import registry
 from mlplat.contracts import StepContext
 from mlplat.data import Splits, Table, load_source, split_frame

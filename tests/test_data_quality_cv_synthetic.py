@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mlplat import registry
 from mlplat.contracts import StepContext
 from mlplat.data import Splits, load_source, split_frame

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from mlplat.errors import GateFailed
 from mlplat.runner import run_pipeline
 from mlplat.runs import RunStore

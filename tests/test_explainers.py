@@ -11,12 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-
 from mlplat import modeldir, registry, steps
 from mlplat.contracts.context import StepContext
-from mlplat.serving.explainer_loader import load_explainer
 from mlplat.modeldir import LoadedModel
 from mlplat.registry import StageKind
+from mlplat.serving.explainer_loader import load_explainer
 from mlplat.spec import parse_spec, resolve
 
 FEATURES = ["noise_a", "noise_b", "decisive", "noise_c", "noise_d"]

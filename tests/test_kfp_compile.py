@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from mlplat import steps
 from mlplat.errors import MlplatError, SpecError, UsageError
 from mlplat.k8s import trainjob

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import REPO, SMALL_DATA_STEPS, TINY_SPEC
 from mlplat.errors import GateFailed
 from mlplat.kfp.local import KFP_ROOT, run_kfp_local

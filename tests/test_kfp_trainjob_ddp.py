@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import REPO, SMALL_DATA_STEPS
 from mlplat import steps
 from mlplat.data import Splits

@@ -13,7 +13,6 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-
 from mlplat import registry
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN
 from mlplat.manifest import CVBand, Spread
@@ -196,11 +195,10 @@ def test_gap_uses_cv_band_and_falls_back_without_cv(model_dir: Path) -> None:
 
 def test_cv_band_has_macro_f1_and_the_f1_gap_uses_it(model_dir: Path) -> None:
     import torch
-    from sklearn.metrics import f1_score
-
     from mlplat.contracts.trainer import ArrayData
     from mlplat.modeldir import LoadedModel
     from mlplat_plugins.torch_trainers import TrainingConfig, cv
+    from sklearn.metrics import f1_score
 
     loaded = LoadedModel.load(model_dir)
     reference, features = _rows(model_dir)
@@ -234,7 +232,6 @@ def test_cv_band_has_macro_f1_and_the_f1_gap_uses_it(model_dir: Path) -> None:
 def test_report_is_written_at_the_first_evaluation_without_a_state_dir(model_dir: Path) -> None:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
-
     from mlplat.monitoring.service import router
     from mlplat.serving.http_errors import add_error_handler
 
@@ -339,7 +336,6 @@ def test_a_killed_monitor_restarts_with_its_rows_and_labels(model_dir: Path, tmp
 
 def test_service_feedback_and_cloudevents(model_dir: Path) -> None:
     from fastapi.testclient import TestClient
-
     from mlplat.monitoring.service import create_app
 
     reference, features = _rows(model_dir)
@@ -399,9 +395,9 @@ def test_service_feedback_and_cloudevents(model_dir: Path) -> None:
 
 
 def test_monitor_step_fits_state_with_importance_and_monitor_uses_it(model_dir: Path, tmp_path: Path) -> None:
+    from conftest import TINY_SPEC
     from mlplat import steps
     from mlplat.spec import parse_spec, resolve
-    from conftest import TINY_SPEC
 
     features = ModelDir(model_dir).read().feature_names
     ModelDir(model_dir).update(global_importance={features[0]: 1.0})  # as the explain step writes it
@@ -426,7 +422,6 @@ def test_cli_monitor_rejects_a_non_model_dir(tmp_path: Path) -> None:
 def test_attach_gives_a_server_recorder_routes_and_hooks(model_dir: Path, tmp_path: Path) -> None:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
-
     from mlplat.monitoring import attach
 
     reference, features = _rows(model_dir)

@@ -28,10 +28,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
-
 from mlplat.modeldir import LoadedModel, copy_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +54,7 @@ class Webhook:
         received = self.alerts
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 received.extend(body["alerts"])
                 self.send_response(200)

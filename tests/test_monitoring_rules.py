@@ -84,7 +84,6 @@ def queried_metrics() -> set[str]:
 
 def test_dashboard_and_rules_query_metrics_the_server_exports(trained_model_dir: Path, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
-
     from mlplat.modeldir import copy_model_dir
     from mlplat.monitoring.monitor import Monitor, MonitorSettings
     from mlplat.monitoring.service import create_app

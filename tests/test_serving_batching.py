@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-
 from mlplat.serving.batching import AdaptiveBatcher
 
 

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-
-from mlplat.k8s import inferenceservice as deploy
 from mlplat.errors import UsageError
+from mlplat.k8s import inferenceservice as deploy
 
 REPO = Path(__file__).resolve().parents[1]
 KUSTOMIZE_DIRS = [REPO / deploy.BASE_DIR, REPO / "manifests/overlays/dev", REPO / "manifests/overlays/prod"]

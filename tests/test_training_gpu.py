@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData, TrainingData
 from mlplat.data import DatasetInfo

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from mlplat import modeldir
 from mlplat.data import Splits
 from mlplat.runner import Progress, run_pipeline
 from mlplat.runs import RunStore
 from mlplat.spec import load_spec, parse_spec, resolve
+from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,10 +115,9 @@ def test_cnn_trains_on_an_image_tensor_file(tmp_path: Path) -> None:
 
 
 def test_tensor_file_without_labels_is_refused(tmp_path: Path) -> None:
-    from safetensors.numpy import save_file
-
     from mlplat.data import load_source
     from mlplat.errors import UsageError
+    from safetensors.numpy import save_file
 
     save_file({"images": np.zeros((4, 3, 3), np.float32)}, str(tmp_path / "bad.safetensors"))
     with pytest.raises(UsageError, match="needs tensors 'images'.*'labels'"):

@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from mlplat import modeldir
 from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData, TrainingData
@@ -17,6 +15,7 @@ from mlplat.errors import UsageError
 from mlplat.preprocessing import Standardizer
 from mlplat_plugins.torch_trainers import MLPConfig
 from mlplat_plugins.torch_trainers.mlp import MLPTrainer
+from safetensors.torch import load_file
 
 # tests/conftest.py TINY_SPEC: breast cancer, mlp hidden [16]
 BASE = dict(hidden=[16], epochs=3, lr=1e-2, early_stopping_patience=None, checkpoint_every=0)

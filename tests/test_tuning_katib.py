@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-
-from mlplat.k8s import katib
 from mlplat.errors import SpecError
+from mlplat.k8s import katib
 from mlplat.search_space import parse_search_space
 from mlplat.spec import load_spec, parse_spec, resolve
 

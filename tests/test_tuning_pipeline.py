@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mlplat import modeldir, steps
 from mlplat.runner import Progress, run_pipeline
 from mlplat.runs import RunStore

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel, Field
-
 from mlplat.errors import SpecError
 from mlplat.search_space import check_against_config, parse_search_space
 from mlplat.spec import parse_spec, resolve, tune_direction
+from pydantic import BaseModel, Field
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC: dict[str, Any] = {

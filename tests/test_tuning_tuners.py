@@ -11,7 +11,6 @@ from typing import Any
 
 import optuna
 import pytest
-
 from mlplat.contracts import StepContext
 from mlplat.data import DatasetInfo
 from mlplat.errors import MlplatError

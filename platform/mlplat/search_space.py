@@ -114,7 +114,7 @@ class CategoricalParam(_Param):
         return list(self.choices)
 
 
-ParamSpec = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+ParamSpec = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
 
 
 class SearchSpace(RootModel[dict[str, ParamSpec]]):

@@ -12,9 +12,9 @@ Trainer configs must be constructible with defaults (serving builds one to call
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-from collections.abc import Mapping
 
 import numpy as np
 

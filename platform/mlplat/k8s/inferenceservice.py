@@ -105,8 +105,7 @@ def _pod_fields() -> dict[str, Any]:
 
 def build_inference_service(d: Deployment) -> Any:
     """The InferenceService (a kserve V1beta1InferenceService) serving `d`'s model."""
-    from kserve import (V1beta1ExplainerSpec, V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1LoggerSpec,
-                        V1beta1PredictorSpec)
+    from kserve import V1beta1ExplainerSpec, V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1LoggerSpec, V1beta1PredictorSpec
     from kubernetes import client as k
 
     labels = {"app.kubernetes.io/name": d.name, "app.kubernetes.io/part-of": "mlplat", "mlplat.io/model": d.name}

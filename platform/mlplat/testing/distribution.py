@@ -7,9 +7,10 @@ and entry_points.txt) in any sys.path entry, so writing one is all an install me
 from __future__ import annotations
 
 import textwrap
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+
+import tomllib
 
 
 def make_distribution(root: Path, name: str, entry_points: Mapping[str, Mapping[str, str]],

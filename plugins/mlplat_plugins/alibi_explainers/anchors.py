@@ -6,10 +6,10 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-
 from mlplat.contracts.context import StepContext
 from mlplat.contracts.explainer import ExplainerState, ModelHandle
 from mlplat.explainer_kit import sample_rows
+
 from mlplat_plugins.alibi_explainers import AnchorsConfig
 
 

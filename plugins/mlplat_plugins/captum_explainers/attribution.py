@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from mlplat.contracts.explainer import ExplainerState, ModelHandle
 from mlplat.explainer_kit import BackgroundAttributionExplainer, attribution_records
+
 from mlplat_plugins.captum_explainers import IntegratedGradientsConfig, LimeConfig
 
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-
 from mlplat.contracts.context import StepContext
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN, DriftResult, FeatureDrift
 from mlplat.errors import UsageError
+from scipy import stats
+
 from mlplat_plugins.evidently_drift import EvidentlyDriftConfig
 
 STATE_VERSION = 1

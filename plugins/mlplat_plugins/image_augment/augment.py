@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-
 from mlplat.contracts import StepContext
 from mlplat.data import Table, require_numeric
 from mlplat.errors import UsageError
+
 from mlplat_plugins.image_augment import ImageAugmentConfig
 
 if TYPE_CHECKING:

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from mlplat.contracts import StepContext
 from mlplat.data import Table, require_numeric
+
 from mlplat_plugins.imbalance import RandomOversampleConfig, SmoteConfig
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-
 from mlplat.contracts import StepContext
 from mlplat.data import Table
 from mlplat.errors import UsageError
+
 from mlplat_plugins.label_noise import NoiseHandlingConfig
 
 

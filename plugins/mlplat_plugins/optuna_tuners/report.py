@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-
 from mlplat.reports import html_image, html_page, html_table, markdown_table
 
 PLOTS = {

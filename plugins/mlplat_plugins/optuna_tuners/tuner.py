@@ -22,12 +22,12 @@ from typing import Any, Literal
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
-
 from mlplat.contracts import StepContext
 from mlplat.contracts.tuner import Objective, TuneResult
 from mlplat.errors import MlplatError
 from mlplat.search_space import CategoricalParam, FloatParam, IntParam, SearchSpace, decode_choice, encode_choice, parse_search_space
+from optuna.trial import TrialState
+
 from mlplat_plugins.optuna_tuners import BayesianConfig, GPConfig, GridConfig, OptunaTunerConfig, RandomConfig
 
 STUDY_DB, STUDY_NAME = "study.db", "tune"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from mlplat.contracts import StepContext
 from mlplat.data import Table, require_numeric
+
 from mlplat_plugins.synthetic import GaussianCopulaConfig
 from mlplat_plugins.synthetic.fidelity import write_fidelity_report
 

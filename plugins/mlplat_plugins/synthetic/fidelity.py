@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from mlplat.reports import html_page, html_table, write_json
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from mlplat.contracts import StepContext
 from mlplat.data import Table, require_numeric
+
 from mlplat_plugins.tabular_augment import GaussianNoiseConfig, MixupConfig
 
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-
 from mlplat.contracts.validator import CheckResult, Severity
 
 SevFn = Callable[[str], Severity]

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from mlplat.contracts.validator import CheckResult, Severity
 
 SCHEMA_VERSION = 1

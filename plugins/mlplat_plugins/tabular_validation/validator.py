@@ -9,14 +9,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from mlplat.contracts import StepContext
 from mlplat.contracts.validator import CheckResult, Severity, ValidationReport
 from mlplat.data import RESERVED, Splits
 from mlplat.errors import UsageError
 from mlplat.reports import html_image, html_table
-from mlplat_plugins.tabular_validation import DEFAULT_SEVERITY, TabularValidatorConfig
-from mlplat_plugins.tabular_validation import quality
+
+from mlplat_plugins.tabular_validation import DEFAULT_SEVERITY, TabularValidatorConfig, quality
 from mlplat_plugins.tabular_validation.schema import check_against_schema, infer_schema
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlplat.data import DatasetInfo
+
 from mlplat_plugins.torch_trainers import CNNConfig
 from mlplat_plugins.torch_trainers.networks import check_image_shape
 from mlplat_plugins.torch_trainers.trainer import TorchTrainer

@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from mlplat.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
+    from mlplat.contracts.trainer import ArrayData
     from torch import nn
 
-    from mlplat.contracts.trainer import ArrayData
     from mlplat_plugins.torch_trainers import TrainingConfig
 
 METRICS = ("accuracy", "loss", "f1")  # f1: macro F1, the monitor's `mlplat_generalization_gap{metric="f1"}`

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData, TrainingData
 from mlplat.data import DatasetInfo

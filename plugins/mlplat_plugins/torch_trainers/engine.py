@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
-
 from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData
 from mlplat.errors import UsageError
+from torch import nn
+from torch.nn import functional as F
+
 from mlplat_plugins.torch_trainers import TrainingConfig
 
 CHECKPOINT_WEIGHTS, CHECKPOINT_STATE, LAST = "weights.safetensors", "train_state.pt", "LAST"

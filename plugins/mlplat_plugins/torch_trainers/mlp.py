@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlplat.data import DatasetInfo
+
 from mlplat_plugins.torch_trainers import MLPConfig
 from mlplat_plugins.torch_trainers.networks import mlp_hidden
 from mlplat_plugins.torch_trainers.trainer import TorchTrainer

@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import nn
-
 from mlplat.errors import UsageError
+from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 

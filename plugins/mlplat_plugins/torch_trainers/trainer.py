@@ -15,12 +15,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch import nn
-
 from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData, TrainedModel, TrainingData
 from mlplat.data import DatasetInfo
 from mlplat.errors import UsageError
+from torch import nn
+
 from mlplat_plugins.torch_trainers import TrainingConfig, cv, engine, networks, warmstart
 from mlplat_plugins.torch_trainers.compute import ComputeMeter
 

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-
 from mlplat import modeldir
 from mlplat.data import DatasetInfo
 from mlplat.errors import UsageError
 from mlplat.manifest import ModelManifest
+from torch import nn
 
 FIELD = "steps.train.params.init_from"
 

@@ -1,6 +1,6 @@
 """Light: imported when plugins are listed. The implementation loads only when used."""
-from pydantic import BaseModel, ConfigDict, Field
 from mlplat.registry import PluginSpec, StageKind
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ClipConfig(BaseModel):
