@@ -7,13 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
+from conftest import REPO, TINY_SPEC
 from mlplat import registry
 from mlplat.errors import PluginUnavailable, SpecError
 from mlplat.registry import StageKind
 from mlplat.spec import parse_spec, resolve
-
-from conftest import REPO, TINY_SPEC
 
 EXAMPLE_PROJECT = REPO / "tests" / "thirdparty" / "mlplat_example"
 
@@ -135,7 +133,6 @@ def test_third_party_trainer_replaces_builtin_by_configuration_alone(third_party
 def test_third_party_augmenter_package_runs_in_a_pipeline(mlplat_project, tmp_path: Path) -> None:
     """The example package in tests/thirdparty (the README's), selected by name in a spec, runs in-process."""
     import pandas as pd
-
     from mlplat.data import Splits
     from mlplat.runner import run_pipeline
     from mlplat.runs import RunStore
@@ -156,9 +153,8 @@ BROKEN_VALIDATOR = {"broken_validator": "raise ImportError('no module named skle
 
 
 def test_a_broken_entry_point_breaks_only_the_runs_that_select_it(mlplat_distribution) -> None:
-    import subprocess
-
     import os
+    import subprocess
 
     info = mlplat_distribution("broken-validator", {"mlplat.validators": {"strict": "broken_validator:SPEC"}}, BROKEN_VALIDATOR)
     path = os.pathsep.join(p for p in (str(info.parent), os.environ.get("PYTHONPATH", "")) if p)

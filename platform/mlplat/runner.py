@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from mlplat import steps
-from mlplat.contracts.context import STEP_LOGGER
 from mlplat.errors import GateFailed
 from mlplat.plan import GateResult, build_plan
 from mlplat.runs import METRICS_JSON, SPEC_YAML, Run, RunStore, write_json_atomic

@@ -15,9 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlplat import plan, registry
 from mlplat.errors import PluginUnavailable, SpecError, UsageError
 from mlplat.registry import StageKind, config_problems
-from mlplat import plan, registry
 
 STEP_KINDS: dict[str, StageKind] = plan.plugin_kinds()  # spec step key -> stage kind, from the plan's node table
 KFP_GPU_COUNTS = (0, 1, 2, 4, 8, 16)

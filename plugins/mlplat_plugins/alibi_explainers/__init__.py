@@ -6,9 +6,8 @@ license swaps `explain.plugin` for the Apache-licensed captum or shap explainers
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from mlplat.registry import PluginSpec, StageKind
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class KernelShapConfig(BaseModel):

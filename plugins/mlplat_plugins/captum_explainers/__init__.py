@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from mlplat.registry import PluginSpec, StageKind
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class IntegratedGradientsConfig(BaseModel):

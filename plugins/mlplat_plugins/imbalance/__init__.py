@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from mlplat.registry import PluginSpec, StageKind
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class RandomOversampleConfig(BaseModel):

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from mlplat.registry import PluginSpec, StageKind
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class TrainingConfig(BaseModel):
