@@ -189,6 +189,29 @@ def _contract(kind: StageKind) -> tuple[type, dict[str, type]]:
     }[kind]
 
 
+_FROM_CALLER = "_mlplat_from_caller"
+
+
+def _tagging_context(value: Any) -> Any:
+    """A StepContext whose on_epoch marks what it raises, so the guard passes the caller's own exceptions through."""
+    from dataclasses import replace
+
+    from mlplat.contracts.context import StepContext
+
+    if not isinstance(value, StepContext):
+        return value
+    callback = value.on_epoch
+
+    def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
+        try:
+            callback(epoch, metrics)
+        except Exception as exc:
+            setattr(exc, _FROM_CALLER, True)
+            raise
+
+    return replace(value, on_epoch=on_epoch)
+
+
 class GuardedPlugin:
     """A created plugin as the core calls it: contract methods that raise, or return the wrong type, become a
     `PluginError` naming the step, plugin and distribution; everything else is the plugin's own attribute."""
@@ -207,11 +230,15 @@ class GuardedPlugin:
             return value
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            args = tuple(_tagging_context(a) for a in args)
+            kwargs = {k: _tagging_context(v) for k, v in kwargs.items()}
             try:
                 result = value(*args, **kwargs)
             except MlplatError:
                 raise  # already says what is wrong (a usage error in the plugin's params, a failed gate)
             except Exception as exc:
+                if getattr(exc, _FROM_CALLER, False):
+                    raise  # the runner's own callback raised it (a pruned trial, an interruption): not the plugin's failure
                 raise self._error(f"{name}() raised {type(exc).__name__}: {exc}") from exc
             if not isinstance(result, expected):
                 raise self._error(f"{name}() returned {type(result).__name__}; the {self._found.spec.kind.value} contract "
