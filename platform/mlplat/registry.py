@@ -48,6 +48,7 @@ class PluginSpec:
     factory: str
     summary: str = ""
     needs: frozenset[str] = field(default_factory=frozenset)  # e.g. {"gpu"}: runners use it for resources
+    extra: str | None = None  # the distribution's extra that installs the implementation's libraries, e.g. "alibi"
 
     def parse_config(self, params: Mapping[str, Any] | None, path: str = "params") -> BaseModel:
         """Validate params against the config model; errors name the offending field."""
@@ -60,6 +61,15 @@ class PluginSpec:
         module_name, _, attribute = self.factory.partition(":")
         try:
             return getattr(importlib.import_module(module_name), attribute)
+        except ModuleNotFoundError as exc:
+            if self.extra and exc.name and not exc.name.startswith(module_name.split(".")[0]):
+                from mlplat.extras import install_hint
+
+                distribution = _distribution_of(module_name)
+                raise PluginUnavailable(f"{self.kind.value} plugin {self.name!r} needs {exc.name}, which is not installed: "
+                                        f"{install_hint(self.extra, distribution)}") from exc
+            raise PluginUnavailable(f"{self.kind.value} plugin {self.name!r} failed to load {self.factory}: "
+                                    f"{type(exc).__name__}: {exc}") from exc
         except (ImportError, AttributeError) as exc:
             raise PluginUnavailable(f"{self.kind.value} plugin {self.name!r} failed to load {self.factory}: "
                                     f"{type(exc).__name__}: {exc}") from exc
@@ -67,6 +77,14 @@ class PluginSpec:
     def create(self, params: Mapping[str, Any] | BaseModel | None = None, path: str = "params") -> Any:
         config = params if isinstance(params, BaseModel) else self.parse_config(params, path)
         return self.load()(config)
+
+
+def _distribution_of(module_name: str) -> str:
+    """The installed distribution that ships `module_name`'s top-level package ("mlplat" when unknown)."""
+    from importlib.metadata import packages_distributions
+
+    names = packages_distributions().get(module_name.split(".")[0], [])
+    return names[0] if names else "mlplat"
 
 
 def config_problems(exc: ValidationError, prefix: str) -> list[tuple[str, str]]:
@@ -236,6 +254,13 @@ class GuardedPlugin:
                 result = value(*args, **kwargs)
             except MlplatError:
                 raise  # already says what is wrong (a usage error in the plugin's params, a failed gate)
+            except ModuleNotFoundError as exc:
+                if not self._found.spec.extra:
+                    raise self._error(f"{name}() raised ModuleNotFoundError: {exc}") from exc
+                from mlplat.extras import install_hint
+
+                raise self._error(f"{name}() needs {exc.name}, which is not installed: "
+                                  f"{install_hint(self._found.spec.extra, self._found.distribution)}") from exc
             except Exception as exc:
                 if getattr(exc, _FROM_CALLER, False):
                     raise  # the runner's own callback raised it (a pruned trial, an interruption): not the plugin's failure

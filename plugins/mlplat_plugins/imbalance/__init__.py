@@ -27,6 +27,7 @@ class SmoteConfig(BaseModel):
 RANDOM_SPEC = PluginSpec(
     name="random_oversample",
     kind=StageKind.AUGMENTER,
+    extra="imbalance",
     config_model=RandomOversampleConfig,
     factory="mlplat_plugins.imbalance.oversample:RandomOversampler",
     summary="Random oversampling of minority classes (imbalanced-learn RandomOverSampler)",
@@ -34,6 +35,7 @@ RANDOM_SPEC = PluginSpec(
 SMOTE_SPEC = PluginSpec(
     name="smote",
     kind=StageKind.AUGMENTER,
+    extra="imbalance",
     config_model=SmoteConfig,
     factory="mlplat_plugins.imbalance.oversample:SmoteOversampler",
     summary="SMOTE interpolation between minority neighbours (imbalanced-learn)",

@@ -56,7 +56,7 @@ class GPConfig(OptunaTunerConfig):
 
 def _spec(name: str, config: type[OptunaTunerConfig], cls: str, summary: str) -> PluginSpec:
     return PluginSpec(name=name, kind=StageKind.TUNER, config_model=config,
-                      factory=f"mlplat_plugins.optuna_tuners.tuner:{cls}", summary=summary)
+                      factory=f"mlplat_plugins.optuna_tuners.tuner:{cls}", summary=summary, extra="optuna")
 
 
 GRID_SPEC = _spec("grid", GridConfig, "GridTuner", "Optuna grid search (grid_points per float/int param)")

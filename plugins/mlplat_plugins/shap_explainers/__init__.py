@@ -19,6 +19,7 @@ class ShapKernelConfig(BaseModel):
 SHAP_KERNEL_SPEC = PluginSpec(
     name="shap_kernel",
     kind=StageKind.EXPLAINER,
+    extra="shap",
     config_model=ShapKernelConfig,
     factory="mlplat_plugins.shap_explainers.kernel:ShapKernel",
     summary="shap KernelExplainer (MIT) on a k-means background: per-feature Shapley attributions",

@@ -89,6 +89,7 @@ class CNNConfig(TrainingConfig):
 MLP_SPEC = PluginSpec(
     name="mlp",
     kind=StageKind.TRAINER,
+    extra="torch",
     config_model=MLPConfig,
     factory="mlplat_plugins.torch_trainers.mlp:MLPTrainer",
     summary="Tabular MLP (PyTorch): norm/dropout/L1/L2, early stopping, CV, AMP, DDP, checkpoints, warm start",
@@ -97,6 +98,7 @@ MLP_SPEC = PluginSpec(
 CNN_SPEC = PluginSpec(
     name="cnn",
     kind=StageKind.TRAINER,
+    extra="torch",
     config_model=CNNConfig,
     factory="mlplat_plugins.torch_trainers.cnn:CNNTrainer",
     needs=frozenset({"image"}),  # pixel features with DatasetInfo.image_shape (e.g. sklearn:digits)
