@@ -13,11 +13,15 @@ import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from mlplat.errors import MlplatError, PluginError, PluginUnavailable, SpecError
+
+
+Direction = Literal["maximize", "minimize"]
 
 
 class StageKind(str, enum.Enum):
@@ -47,8 +51,35 @@ class PluginSpec:
     config_model: type[BaseModel]
     factory: str
     summary: str = ""
-    needs: frozenset[str] = field(default_factory=frozenset)  # e.g. {"gpu"}: runners use it for resources
+    # What the plugin asks of the rest of the spec, checked at resolve time: "image" (an image dataset) or
+    # "step:NAME" (a NAME step in the plan, e.g. the validator's findings). Anything else is refused.
+    needs: frozenset[str] = field(default_factory=frozenset)
     extra: str | None = None  # the distribution's extra that installs the implementation's libraries, e.g. "alibi"
+    # trainers: the metrics they report that a tuner may optimize, with the better direction
+    tune_metrics: Mapping[str, Direction] = field(default_factory=dict, hash=False)
+    # trainers: params every tune trial overrides (a trial needs one score: no CV band, no checkpoints)
+    tune_trial_params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    # tuners: the Katib suggestion algorithm that runs the same search on a cluster (None: no Katib equivalent)
+    katib_algorithm: str | None = None
+
+    def __post_init__(self) -> None:
+        from mlplat.plan import NODES  # the plan's node names are the steps a plugin may need
+
+        steps = {node.name for node in NODES}
+        unknown = sorted(n for n in self.needs if n != "image" and not (n.startswith("step:") and n[5:] in steps))
+        if unknown:
+            raise ValueError(f"{self.kind.value} plugin {self.name!r}: unknown needs {unknown}; "
+                             f"declare 'image' or 'step:NAME' with NAME one of {', '.join(sorted(steps))}")
+        if self.tune_metrics and self.kind is not StageKind.TRAINER:
+            raise ValueError(f"{self.kind.value} plugin {self.name!r}: only trainers declare tune_metrics")
+        if self.katib_algorithm is not None and self.kind is not StageKind.TUNER:
+            raise ValueError(f"{self.kind.value} plugin {self.name!r}: only tuners declare a katib_algorithm")
+        bad = {m: d for m, d in self.tune_metrics.items() if d not in ("maximize", "minimize")}
+        if bad:
+            raise ValueError(f"{self.kind.value} plugin {self.name!r}: tune_metrics directions must be maximize|minimize: {bad}")
+        # read-only views: a spec is shared by every run in the process
+        object.__setattr__(self, "tune_metrics", MappingProxyType(dict(self.tune_metrics)))
+        object.__setattr__(self, "tune_trial_params", MappingProxyType(dict(self.tune_trial_params)))
 
     def parse_config(self, params: Mapping[str, Any] | None, path: str = "params") -> BaseModel:
         """Validate params against the config model; errors name the offending field."""
@@ -187,7 +218,7 @@ def discover_all() -> dict[StageKind, tuple[dict[str, Discovered], dict[str, Bro
     return {kind: scan(kind) for kind in StageKind}
 
 
-def _contract(kind: StageKind) -> tuple[type, dict[str, type]]:
+def _contract(kind: StageKind) -> tuple[type, dict[str, type | tuple[type, ...]]]:
     """The kind's Protocol and, per contract method, the type its result must have (imported lazily: light discovery)."""
     from mlplat.contracts.augmenter import Augmenter
     from mlplat.contracts.drift_detector import DriftDetector, DriftResult
@@ -200,7 +231,7 @@ def _contract(kind: StageKind) -> tuple[type, dict[str, type]]:
     return {
         StageKind.VALIDATOR: (Validator, {"validate": ValidationReport}),
         StageKind.AUGMENTER: (Augmenter, {"augment": Table}),
-        StageKind.TRAINER: (Trainer, {"fit": TrainedModel}),
+        StageKind.TRAINER: (Trainer, {"fit": TrainedModel, "inherited_preprocessing": (dict, type(None))}),
         StageKind.TUNER: (Tuner, {"tune": TuneResult}),
         StageKind.EXPLAINER: (Explainer, {"fit": ExplainerState}),
         StageKind.DRIFT_DETECTOR: (DriftDetector, {"fit": dict, "detect": DriftResult}),
@@ -234,8 +265,8 @@ class GuardedPlugin:
     """A created plugin as the core calls it: contract methods that raise, or return the wrong type, become a
     `PluginError` naming the step, plugin and distribution; everything else is the plugin's own attribute."""
 
-    def __init__(self, target: Any, found: Discovered, step: str) -> None:
-        self._target, self._found, self._step = target, found, step
+    def __init__(self, target: Any, found: Discovered, step: str, path: str = "params") -> None:
+        self._target, self._found, self._step, self._path = target, found, step, path
         self._returns = _contract(found.spec.kind)[1]
 
     def _error(self, message: str) -> PluginError:
@@ -252,6 +283,8 @@ class GuardedPlugin:
             kwargs = {k: _tagging_context(v) for k, v in kwargs.items()}
             try:
                 result = value(*args, **kwargs)
+            except SpecError as exc:
+                raise _under(self._path, exc) from exc
             except MlplatError:
                 raise  # already says what is wrong (a usage error in the plugin's params, a failed gate)
             except ModuleNotFoundError as exc:
@@ -266,19 +299,26 @@ class GuardedPlugin:
                     raise  # the runner's own callback raised it (a pruned trial, an interruption): not the plugin's failure
                 raise self._error(f"{name}() raised {type(exc).__name__}: {exc}") from exc
             if not isinstance(result, expected):
+                names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
                 raise self._error(f"{name}() returned {type(result).__name__}; the {self._found.spec.kind.value} contract "
-                                  f"expects {expected.__name__}")
+                                  f"expects {names}")
             return result
 
         return call
 
 
 def create(kind: StageKind | str, name: str, params: Mapping[str, Any] | BaseModel | None = None, *, step: str,
-           path: str = "params") -> Any:
-    """Look the plugin up, validate its params, create it and check it against its kind's Protocol; returns it guarded."""
+           path: str | None = None) -> Any:
+    """Look the plugin up, validate its params, create it and check it against its kind's Protocol; returns it guarded.
+
+    `path` is where the params live in the spec (default `steps.<step>.params`): a plugin that refuses one of its
+    params raises `SpecError([(field, message)])`, and the guard names the field under that path."""
+    path = path or f"steps.{step}.params"
     found = lookup(kind, name)
     try:
         made = found.spec.create(params, path)
+    except SpecError as exc:
+        raise exc if exc.problems and exc.problems[0][0].startswith(path) else _under(path, exc) from exc
     except MlplatError:
         raise
     except Exception as exc:
@@ -289,4 +329,9 @@ def create(kind: StageKind | str, name: str, params: Mapping[str, Any] | BaseMod
         missing = [m for m in dir(protocol) if not m.startswith("_") and not hasattr(made, m)]
         raise PluginError(f"its factory returned {type(made).__name__}, which lacks {', '.join(missing) or 'the contract'} "
                           f"of the {found.spec.kind.value} contract", step=step, plugin=name, distribution=found.distribution)
-    return GuardedPlugin(made, found, step)
+    return GuardedPlugin(made, found, step, path)
+
+
+def _under(path: str, exc: SpecError) -> SpecError:
+    """A plugin's refusal of one of its own params (`SpecError([("device", ...)])`), named by its spec path."""
+    return SpecError([(f"{path}.{field}" if field else path, message) for field, message in exc.problems], exc.source)

@@ -223,9 +223,8 @@ def _resolve_search_space(spec: PipelineSpec) -> list[tuple[str, str]]:
 
 def tune_metrics(trainer_plugin: str) -> dict[str, Literal["maximize", "minimize"]]:
     """Metrics the trainer reports every epoch and at the end that a tuner may optimize, each with
-    the direction that is better ("maximize" | "minimize"): its config model's `tune_metrics`."""
-    config_model = registry.get(StageKind.TRAINER, trainer_plugin).config_model
-    return dict(getattr(config_model, "tune_metrics", {}))
+    the direction that is better ("maximize" | "minimize"): its plugin spec's `tune_metrics`."""
+    return dict(registry.get(StageKind.TRAINER, trainer_plugin).tune_metrics)
 
 
 def tune_direction(spec: PipelineSpec) -> Literal["maximize", "minimize"]:

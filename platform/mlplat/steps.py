@@ -16,6 +16,7 @@ import numpy as np
 
 from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
+from mlplat.contracts.trainer import InheritsPreprocessing
 from mlplat.data import Splits, image_shape, load_source, split_frame
 from mlplat.errors import UsageError
 from mlplat.manifest import CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef
@@ -94,10 +95,9 @@ def trainer_params(spec: PipelineSpec, best_params: Path | None) -> dict[str, An
 
 def inherited_preprocessing(trainer: Any, context: StepContext) -> dict[str, Any] | None:
     """Preprocessing statistics the trainer must reuse instead of fitting new ones, or None. A trainer
-    opts in with `inherited_preprocessing(context)`; a warm start returns its source model's, because
+    opts in by satisfying `InheritsPreprocessing`; a warm start returns its source model's, because
     the layers it keeps (frozen or not) were trained on inputs scaled that way."""
-    method = getattr(trainer, "inherited_preprocessing", None)
-    return method(context) if callable(method) else None
+    return trainer.inherited_preprocessing(context) if isinstance(trainer, InheritsPreprocessing) else None
 
 
 def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None) -> tuple[Any, Any]:
@@ -123,10 +123,10 @@ def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None
 
 def trial_params(spec: PipelineSpec, params: dict[str, Any]) -> dict[str, Any]:
     """A tune trial's trainer params: the train step's, then what the trainer switches off for trials
-    (its config model's `tune_trial_params`, e.g. CV and checkpoints: a trial needs one score, and its
+    (its plugin spec's `tune_trial_params`, e.g. CV and checkpoints: a trial needs one score, and its
     directory is deleted), then the trial's own values. The retrain of the best params keeps the spec's."""
-    config_model = registry.get(StageKind.TRAINER, spec.steps.train.plugin).config_model
-    return {**spec.steps.train.params, **getattr(config_model, "tune_trial_params", {}), **params}
+    overrides = registry.get(StageKind.TRAINER, spec.steps.train.plugin).tune_trial_params
+    return {**spec.steps.train.params, **overrides, **params}
 
 
 def tune_objective(spec: PipelineSpec, splits: Splits, out: Path) -> Any:

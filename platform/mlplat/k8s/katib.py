@@ -38,11 +38,10 @@ PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 
 
 def katib_algorithm(tuner_plugin: str) -> str:
-    """The Katib suggestion algorithm the tuner plugin declares (its config model's `katib_algorithm`)."""
-    plugin = registry.get(StageKind.TUNER, tuner_plugin)
-    algorithm = getattr(plugin.config_model, "katib_algorithm", None)
+    """The Katib suggestion algorithm the tuner plugin declares (`PluginSpec.katib_algorithm`)."""
+    algorithm = registry.get(StageKind.TUNER, tuner_plugin).katib_algorithm
     if algorithm not in ALGORITHMS:
-        raise UsageError(f"tuner plugin {tuner_plugin!r} has no Katib algorithm (its config model declares "
+        raise UsageError(f"tuner plugin {tuner_plugin!r} has no Katib algorithm (its plugin spec declares "
                          f"katib_algorithm={algorithm!r}; Katib offers {', '.join(ALGORITHMS)})")
     return str(algorithm)
 

@@ -12,7 +12,7 @@ import pandas as pd
 from mlplat.contracts import StepContext
 from mlplat.contracts.validator import CheckResult, Severity, ValidationReport
 from mlplat.data import RESERVED, Splits
-from mlplat.errors import UsageError
+from mlplat.errors import SpecError, UsageError
 from mlplat.reports import html_image, html_table
 
 from mlplat_plugins.tabular_validation import DEFAULT_SEVERITY, TabularValidatorConfig, quality
@@ -100,11 +100,11 @@ class TabularValidator:
     def _load_serving(self, label: str) -> pd.DataFrame:
         path = Path(self.config.serving_sample or "")
         if not path.is_file():
-            raise UsageError(f"steps.validate.params.serving_sample: file not found: {path}")
+            raise SpecError([("serving_sample", f"file not found: {path}")])
         try:
             frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
         except Exception as exc:  # malformed file: name it
-            raise UsageError(f"steps.validate.params.serving_sample: cannot read {path}: {exc}") from None
+            raise SpecError([("serving_sample", f"cannot read {path}: {exc}")]) from None
         return frame.drop(columns=[c for c in (label, *RESERVED) if c in frame.columns])
 
     def _skew(self, train: pd.DataFrame, serving: pd.DataFrame) -> tuple[list[CheckResult], dict[str, Any]]:

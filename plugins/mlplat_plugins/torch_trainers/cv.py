@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from mlplat.errors import UsageError
+from mlplat.errors import SpecError, UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -30,7 +30,7 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray,
     present = np.bincount(y)
     smallest = int(present[present > 0].min()) if len(y) else 0
     if smallest < k:  # sklearn would only warn; a fold without some class gives a misleading band
-        raise UsageError(f"steps.train.params.cv_folds: {k} folds need at least {k} training rows per class; the smallest class has {smallest}")
+        raise SpecError([("cv_folds", f"{k} folds need at least {k} training rows per class; the smallest class has {smallest}")])
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed % 2**32)
     return [(train, held) for train, held in splitter.split(np.zeros(len(y)), y)]
 

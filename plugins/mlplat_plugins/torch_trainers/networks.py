@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from mlplat.errors import UsageError
+from mlplat.errors import SpecError, UsageError
 from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -97,11 +97,11 @@ def build_network(architecture: Mapping[str, Any]) -> nn.Module:
 def check_image_shape(image_shape: list[int] | None, n_features: int) -> list[int]:
     """The [C, H, W] a CNN reshapes flat rows to; refuses shapes that do not match the features."""
     if image_shape is None:
-        raise UsageError("steps.train.params.image_shape: the dataset has no image shape; "
-                         "set image_shape: [channels, height, width]")
+        raise SpecError([("image_shape", "the dataset has no image shape; "
+                         "set image_shape: [channels, height, width]")])
     if len(image_shape) != 3 or any(int(v) < 1 for v in image_shape):
-        raise UsageError(f"steps.train.params.image_shape: expected 3 positive ints, got {image_shape}")
+        raise SpecError([("image_shape", f"expected 3 positive ints, got {image_shape}")])
     if math.prod(image_shape) != n_features:
-        raise UsageError(f"steps.train.params.image_shape: {image_shape} has {math.prod(image_shape)} pixels "
-                         f"but the data has {n_features} features")
+        raise SpecError([("image_shape", f"{image_shape} has {math.prod(image_shape)} pixels "
+                         f"but the data has {n_features} features")])
     return [int(v) for v in image_shape]
