@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,38 +92,12 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
     log = contextlib.ExitStack()
     try:
         log.enter_context(run_log(run))
-        data = run.step_dir("ingest")
-        timed("ingest", lambda: steps.ingest(spec, spec_dir, data))
-        findings = schema = None
-        if spec.steps.validate_:
-            out = run.step_dir("validate")
-            report = timed("validate", lambda: steps.validate(spec, data, out))
-            metrics["validation"] = {"passed": report.passed, "blocking": len(report.blocking), "warnings": len(report.warnings)}
-            GateResult("validation", report.passed, [c.reason for c in report.blocking], str(out / "report.html")).require()
-            findings, schema = out / steps.FINDINGS_JSON, out / "schema.json"
-        if spec.steps.augment:
-            out = run.step_dir("augment")
-            timed("augment", lambda: steps.augment(spec, data, out, findings))
-            data = out
-        best = None
-        if spec.steps.tune:
-            out = run.step_dir("tune")
-            metrics["tune"] = timed("tune", lambda: steps.tune(spec, data, out, resume))
-            best = out / steps.BEST_PARAMS_JSON
-        out = run.step_dir("train")
-        # loaded once here; evaluate, explain and drift reuse it (and keep its manifest in step with model.json)
-        loaded = timed("train", lambda: steps.train_model(spec, data, out, best, schema, progress.epoch, resume, store.root))
-        model = loaded.directory
-        metrics["train"] = _read_json(out / steps.METRICS_JSON).get("final", {})
-        evaluation = timed("evaluate", lambda: steps.evaluate(spec, data, model, run.step_dir("evaluate"), loaded=loaded))
-        metrics["test"] = {k: v for k, v in evaluation["test"].items() if isinstance(v, (int, float))}
-        metrics["evaluation_gate"] = evaluation["gate"]
-        GateResult("evaluation", evaluation["gate"]["passed"], evaluation["gate"]["failures"]).require()
-        if spec.steps.explain:
-            timed("explain", lambda: steps.explain(spec, data, model, run.step_dir("explain"), loaded=loaded))
-        if spec.steps.monitor:
-            timed("monitor", lambda: steps.monitor(spec, model, run.step_dir("monitor"), loaded=loaded))
-        published = timed("publish", lambda: store.publish(run, model))
+        state = _RunState(spec, spec_dir, store, run, resume, progress, metrics, data=run.step_dir("ingest"))
+        for node in build_plan(spec).nodes:
+            timed(node.name, lambda node=node: _EXECUTE[node.name](state))
+            if node.gate:
+                state.gates[node.gate].require()
+        assert state.published is not None
     except GateFailed as exc:
         finish(run, metrics, seconds, "failed", str(exc))
         raise
@@ -133,7 +107,90 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
     finally:
         log.close()
     finish(run, metrics, seconds, "succeeded", None)
-    return RunSummary(run, published, metrics, seconds)
+    return RunSummary(run, state.published, metrics, seconds)
+
+
+@dataclass
+class _RunState:
+    """The artifacts the in-process nodes hand each other (the plan's Artifact names), and what they report."""
+
+    spec: PipelineSpec
+    spec_dir: Path
+    store: RunStore
+    run: Run
+    resume: bool
+    progress: Progress
+    metrics: dict[str, Any]
+    data: Path
+    findings: Path | None = None
+    schema: Path | None = None
+    best_params: Path | None = None
+    loaded: Any = None  # LoadedModel: loaded once by train; evaluate, explain and drift reuse it
+    gates: dict[str, GateResult] = field(default_factory=dict)
+    published: Path | None = None
+
+    def out(self, node: str) -> Path:
+        return self.run.step_dir(node)
+
+
+def _ingest(s: _RunState) -> None:
+    out = s.out("ingest")
+    steps.ingest(s.spec, s.spec_dir, out)
+
+
+def _validate(s: _RunState) -> None:
+    out = s.out("validate")
+    report = steps.validate(s.spec, s.data, out)
+    s.metrics["validation"] = {"passed": report.passed, "blocking": len(report.blocking), "warnings": len(report.warnings)}
+    s.gates["validation"] = GateResult("validation", report.passed, [c.reason for c in report.blocking], str(out / "report.html"))
+    s.findings, s.schema = out / steps.FINDINGS_JSON, out / "schema.json"
+
+
+def _augment(s: _RunState) -> None:
+    out = s.out("augment")
+    steps.augment(s.spec, s.data, out, s.findings)
+    s.data = out
+
+
+def _tune(s: _RunState) -> None:
+    out = s.out("tune")
+    s.metrics["tune"] = steps.tune(s.spec, s.data, out, s.resume)
+    s.best_params = out / steps.BEST_PARAMS_JSON
+
+
+def _train(s: _RunState) -> None:
+    out = s.out("train")
+    s.loaded = steps.train_model(s.spec, s.data, out, s.best_params, s.schema, s.progress.epoch, s.resume, s.store.root)
+    s.metrics["train"] = _read_json(out / steps.METRICS_JSON).get("final", {})
+
+
+def _evaluate(s: _RunState) -> None:
+    out = s.out("evaluate")
+    evaluation = steps.evaluate(s.spec, s.data, s.loaded.directory, out, loaded=s.loaded)
+    s.metrics["test"] = {k: v for k, v in evaluation["test"].items() if isinstance(v, (int, float))}
+    s.metrics["evaluation_gate"] = evaluation["gate"]
+    s.gates["evaluation"] = GateResult("evaluation", evaluation["gate"]["passed"], evaluation["gate"]["failures"])
+
+
+def _explain(s: _RunState) -> None:
+    out = s.out("explain")
+    steps.explain(s.spec, s.data, s.loaded.directory, out, loaded=s.loaded)
+
+
+def _drift(s: _RunState) -> None:
+    out = s.out("monitor")
+    steps.monitor(s.spec, s.loaded.directory, out, loaded=s.loaded)
+
+
+def _publish(s: _RunState) -> None:
+    s.published = s.store.publish(s.run, s.loaded.directory)  # atomic; reached only when every gate passed
+
+
+# One executor per plan node, run in the plan's order; a test checks they match `plan.NODES`.
+_EXECUTE: dict[str, Callable[[_RunState], None]] = {
+    "ingest": _ingest, "validate": _validate, "augment": _augment, "tune": _tune, "train": _train,
+    "evaluate": _evaluate, "explain": _explain, "monitor": _drift, "publish": _publish,
+}
 
 
 def finish(run: Run, metrics: dict[str, Any], seconds: dict[str, float], status: str, error: str | None) -> None:
