@@ -57,9 +57,9 @@ def _finite(value: Any) -> float | None:
 
 def _write_atomic(path: Path, text: str) -> None:
     """Readers (a server starting, a concurrent step) see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
+    from mlplat.runs import write_text_atomic
+
+    write_text_atomic(path, text)
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def resolve_model(ref: str, runs_dir: Path | None) -> ModelDir:
         raise UsageError(f"{ref!r} is not a path, and no run store was given to look it up as a run id")
     run = RunStore(runs_dir).get(ref)
     if not ModelDir(run.model_dir).exists():
-        raise ModelDirError(f"run {run.id} has no published model (status: {run.record().get('status')}; "
+        raise ModelDirError(f"run {run.id} has no published model (status: {run.status()}; "
                             "did it fail a gate?)")
     return ModelDir(run.model_dir)
 
