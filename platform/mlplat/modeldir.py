@@ -97,8 +97,8 @@ class ModelDir:
     def file(self, name: str, field: str) -> Path:
         """The file `name` of this directory, refused unless it stays inside it: no absolute path, no `..`,
         no symlink that leads out. `field` is what referenced it (a manifest field), for the error."""
-        parts = PurePosixPath(name.replace("\\", "/")).parts
-        if not name or Path(name).is_absolute() or name.startswith("/") or ".." in parts:
+        parts = PurePosixPath(name.replace("\\", "/")).parts  # a Windows-style `..\x` is refused too
+        if not parts or parts[0].startswith("/") or ".." in parts:
             raise ModelDirError(f"{self.manifest_path}: {field}: {name!r} is not a file name inside the model directory")
         path = self.path.joinpath(*parts)
         root, target = self.path.resolve(), path.resolve()
