@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from mlplat import steps
-from mlplat.errors import GateFailed
+from mlplat.errors import GateFailed, MlplatError
 from mlplat.plan import GateResult, build_plan
-from mlplat.runs import METRICS_JSON, SPEC_YAML, Run, RunStore, write_json_atomic
+from mlplat.runs import METRICS_JSON, SPEC_YAML, Run, RunStore, is_disk_full, write_json_atomic
 from mlplat.spec import PipelineSpec, to_yaml
 
 
@@ -73,8 +73,14 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
                  run_id: str | None = None) -> RunSummary:
     """Run every step of a resolved spec; publish only if all gates pass."""
     progress = progress or Progress()
-    run = store.get(run_id) if run_id else store.create(spec.name)
     resume = run_id is not None
+    if run_id:
+        run = store.get(run_id)
+        store.check_resumable(run)  # before anything is written: a refused resume leaves the run as it was
+        run.clean_leftovers()
+        run.claim()
+    else:
+        run = store.create(spec.name)
     (run.dir / SPEC_YAML).write_text(to_yaml(spec))
     run.update(spec_name=spec.name, steps=plan(spec), resume_count=run.record().get("resume_count", -1) + 1)
     seconds: dict[str, float] = {}
@@ -91,6 +97,7 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
 
     log = contextlib.ExitStack()
     try:
+        log.enter_context(run.heartbeat())
         log.enter_context(run_log(run))
         state = _RunState(spec, spec_dir, store, run, resume, progress, metrics, data=run.step_dir("ingest"))
         for node in build_plan(spec).nodes:
@@ -102,7 +109,10 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
         finish(run, metrics, seconds, "failed", str(exc))
         raise
     except BaseException as exc:  # interrupted or crashed: record it, publish nothing
-        finish(run, metrics, seconds, "failed", f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        finish(run, metrics, seconds, "failed", error)
+        if is_disk_full(exc):  # the user's problem, not a bug: one line, no traceback chain
+            raise MlplatError(f"run {run.id} failed: {error}") from None
         raise
     finally:
         log.close()
@@ -194,9 +204,19 @@ _EXECUTE: dict[str, Callable[[_RunState], None]] = {
 
 
 def finish(run: Run, metrics: dict[str, Any], seconds: dict[str, float], status: str, error: str | None) -> None:
-    """Every runner's last act: metrics.json with the step times, then the run's status in run.json."""
-    write_json_atomic(run.dir / METRICS_JSON, {**metrics, "step_seconds": seconds})
-    run.update(status=status, error=error, finished_at=time.time())
+    """Every runner's last act: metrics.json with the step times, then the run's status in run.json.
+
+    A failed run's status is recorded even when metrics.json cannot be written (a full disk), and the
+    temporary files its writes left are removed."""
+    try:
+        write_json_atomic(run.dir / METRICS_JSON, {**metrics, "step_seconds": seconds})
+    except OSError as exc:
+        if status == "succeeded" or not is_disk_full(exc):
+            raise
+        logging.getLogger(__name__).warning("run %s: metrics.json not written: %s", run.id, exc)
+    if status != "succeeded":
+        run.clean_leftovers()
+    run.update(status=status, error=error and " ".join(error.split()), finished_at=time.time())
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -26,7 +26,8 @@ def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Pipeline spec (YAML)"),
     runs_dir: Path = RUNS_DIR_OPTION,
     runner: RunnerName = typer.Option(RunnerName.in_process, "--runner", help="Where the steps run"),
-    resume: str = typer.Option(None, "--resume", metavar="RUN", help="Resume a crashed run from its checkpoints"),
+    resume: str = typer.Option(None, "--resume", metavar="RUN",
+                               help="Resume an interrupted or failed run from its checkpoints (a finished run is refused)"),
 ) -> None:
     """Run a pipeline spec end to end and publish the model if every gate passes."""
     from mlplat.runs import RunStore
@@ -110,7 +111,7 @@ class RichProgress:
 
 @runs_app.command("list")
 def list_runs(runs_dir: Path = RUNS_DIR_OPTION) -> None:
-    """List runs, oldest first; `*` marks the published `latest`."""
+    """List runs, oldest first; `*` marks the published `latest`; a run whose process is gone shows "interrupted"."""
     from mlplat.runs import RunStore
 
     store = RunStore(runs_dir)
@@ -118,7 +119,7 @@ def list_runs(runs_dir: Path = RUNS_DIR_OPTION) -> None:
     table = Table("", "run", "status", "accuracy", "f1", "error")
     for r in store.list():
         record, test = r.record(), r.metrics().get("test", {})
-        table.add_row("*" if r.id == latest else "", r.id, record.get("status", "?"), _fmt(test.get("accuracy")),
+        table.add_row("*" if r.id == latest else "", r.id, r.status(), _fmt(test.get("accuracy")),
                       _fmt(test.get("f1")), (record.get("error") or "")[:80])
     console.print(table)
 
@@ -129,7 +130,7 @@ def show_run(run_id: str = typer.Argument(..., metavar="RUN", help="Run id or 'l
     from mlplat.runs import RunStore
 
     run = RunStore(runs_dir).get(run_id)
-    console.print_json(json.dumps({"run": run.record(), "metrics": run.metrics(),
+    console.print_json(json.dumps({"run": {**run.record(), "status": run.status()}, "metrics": run.metrics(),
                                    "model": str(run.model_dir) if run.model_dir.is_dir() else None}, default=str))
 
 

@@ -105,16 +105,17 @@ class Monitor:
 
     # ---- setup -----------------------------------------------------------------------------
     def _reference_state(self, state_file: str) -> dict[str, Any]:
-        path = self.model_dir / state_file
+        model_dir = modeldir.ModelDir(self.model_dir)
+        path = model_dir.file(state_file, "drift_detector.state")  # never a file outside the model directory
         if path.is_file():
-            return json.loads(path.read_text())
+            return model_dir.read_state(state_file, "drift_detector.state")
         # model trained without a monitor step: fit the reference summary now (seconds, once)
         log.info("no %s in %s; fitting the drift reference now", state_file, self.model_dir)
         return self.detector.fit(self.reference(), None, self.manifest.global_importance)
 
     def reference(self) -> pd.DataFrame:
         if self._reference is None:
-            self._reference = pd.read_parquet(self.model_dir / modeldir.REFERENCE)
+            self._reference = pd.read_parquet(modeldir.ModelDir(self.model_dir).file(modeldir.REFERENCE, "reference"))
         return self._reference
 
     def _restore(self) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from mlplat import modeldir
 from mlplat.data import DatasetInfo
-from mlplat.errors import SpecError, UsageError
+from mlplat.errors import ModelDirError, SpecError, UsageError
 from mlplat.manifest import ModelManifest
 from torch import nn
 
@@ -57,8 +57,6 @@ def source_preprocessing(model_dir: Path, info: DatasetInfo) -> dict[str, Any]:
 def load_compatible_state(model_dir: Path, info: DatasetInfo, architecture: Mapping[str, Any],
                           network: nn.Module) -> dict[str, torch.Tensor]:
     """The previous model's weights, after checking features, classes and tensor shapes match."""
-    from safetensors.torch import load_file
-
     manifest = _manifest(model_dir)
     _check_features(manifest, info, model_dir)
     if list(manifest.classes) != list(info.classes):
@@ -66,7 +64,10 @@ def load_compatible_state(model_dir: Path, info: DatasetInfo, architecture: Mapp
     previous = manifest.architecture
     if previous.get("type") != architecture.get("type"):
         raise SpecError([(FIELD, f"architecture type mismatch: model is {previous.get('type')!r}, trainer builds {architecture.get('type')!r}")])
-    state = load_file(str(modeldir.ModelDir(model_dir).weights))
+    try:  # the core's integrity-checked load: a corrupt source model is refused naming its file
+        state = modeldir.LoadedModel.load(model_dir).network.state_dict()
+    except ModelDirError as exc:
+        raise SpecError([(FIELD, str(exc))]) from None
     target = network.state_dict()
     wrong = [f"{k}: model {tuple(state[k].shape)} vs new {tuple(v.shape)}" for k, v in target.items() if k in state and state[k].shape != v.shape]
     absent = sorted(set(target) ^ set(state))
