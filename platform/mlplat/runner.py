@@ -94,6 +94,7 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
         log.enter_context(run_log(run))
         data = run.step_dir("ingest")
         timed("ingest", lambda: steps.ingest(spec, spec_dir, data))
+        run.update(data=steps.read_fingerprints(data))  # which version of each file this run read
         findings = schema = None
         if spec.steps.validate_:
             out = run.step_dir("validate")

@@ -109,7 +109,12 @@ class Steps(Strict):
 
 
 class DatasetSpec(Strict):
-    source: str = Field(description="'sklearn:NAME' or a CSV/Parquet path (relative to the spec)")
+    source: str = Field(description="'sklearn:NAME', a CSV/Parquet/safetensors path (relative to the spec) or a URI: "
+                                    "file://, http(s)://, s3://, gs:// (see mlplat.sources)")
+    validation_source: str | None = Field(None, description="held-out validation file (same columns as source); "
+                                                            "then `validation` is not split off the source")
+    test_source: str | None = Field(None, description="held-out test file that evaluate scores (same columns as source); "
+                                                      "then `test` is not split off the source")
     label: str | None = None
     features: list[str] | None = None
     validation: float = Field(0.2, gt=0, lt=1)

@@ -16,7 +16,7 @@ import numpy as np
 
 from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
-from mlplat.data import Splits, image_shape, load_source, split_frame
+from mlplat.data import HELD_OUT_FIELDS, Splits, check_same_columns, image_shape, read_source, split_frame
 from mlplat.errors import UsageError
 from mlplat.manifest import CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef
 from mlplat.registry import StageKind
@@ -24,6 +24,7 @@ from mlplat.reports import write_json
 from mlplat.spec import PipelineSpec, tune_direction
 
 FINDINGS_JSON, BEST_PARAMS_JSON, METRICS_JSON = "findings.json", "best_params.json", "metrics.json"
+SOURCES_JSON = "sources.json"  # ingest: {dataset field: fingerprint} of every file it read
 REFERENCE_ROWS = 5000
 
 
@@ -33,13 +34,28 @@ def _context(spec: PipelineSpec, step: str, out: Path, splits: Splits, **extra: 
 
 
 def ingest(spec: PipelineSpec, spec_dir: Path, out: Path) -> Splits:
-    """Load the dataset source and write the seeded, stratified splits."""
+    """Load the dataset source (and the held-out validation/test files, if any) and write the seeded,
+    stratified splits, plus sources.json: the fingerprint of every file read (see mlplat.sources)."""
     ds = spec.dataset
-    frame, label = load_source(ds.source, ds.label, ds.features, spec_dir)
+    frame, label, fingerprint = read_source(ds.source, ds.label, ds.features, spec_dir)
+    fingerprints = {"source": fingerprint.to_json()}
+    held_out = {}
+    for split, field in HELD_OUT_FIELDS.items():
+        if location := getattr(ds, field):
+            held_out[split], _, found = read_source(location, label, ds.features, spec_dir, f"dataset.{field}")
+            check_same_columns(frame, held_out[split], f"dataset.{field}")
+            fingerprints[field] = found.to_json()
     shape = image_shape(ds.source, spec_dir)
-    splits = split_frame(frame, label, spec.name, ds.validation, ds.test, spec.seed, ds.stratify, shape)
+    splits = split_frame(frame, label, spec.name, ds.validation, ds.test, spec.seed, ds.stratify, shape, held_out)
     splits.save(out)
+    write_json(out / SOURCES_JSON, fingerprints)
     return splits
+
+
+def read_fingerprints(data: Path) -> dict[str, Any]:
+    """The fingerprints an ingest step recorded for its data directory ({} before there were any)."""
+    path = data / SOURCES_JSON
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def validate(spec: PipelineSpec, data: Path, out: Path) -> Any:
