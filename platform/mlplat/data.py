@@ -133,22 +133,27 @@ def read_source(source: str, label: str | None, features: list[str] | None, base
 
         frame, label = _load_sklearn(source.removeprefix("sklearn:"))
         return _select_features(frame, label, features, source), label, Fingerprint(source, "builtin", f"scikit-learn {sklearn.__version__}")
-    fetched = fetch(source, base_dir, field)
-    try:
-        if fetched.suffix in TENSOR_SUFFIXES:
-            frame, label = _load_tensor_file(fetched), label or TENSOR_LABEL
-        else:
-            with fetched.open() as handle:
-                frame = pd.read_parquet(handle) if fetched.suffix in (".parquet", ".pq") else pd.read_csv(handle)
-    except UsageError:
-        raise
-    except Exception as exc:  # malformed file: name it, no traceback
-        raise UsageError(f"{field}: cannot read {fetched.uri}: {exc}") from None
+    frame, fetched = read_frame(source, base_dir, field)
+    label = label or (TENSOR_LABEL if fetched.suffix in TENSOR_SUFFIXES else None)
     if label is None:
         raise UsageError("dataset.label: required for file sources")
     if label not in frame.columns:
         raise UsageError(f"dataset.label: column {label!r} not in {fetched.name} (columns: {', '.join(map(str, frame.columns))})")
     return _select_features(frame, label, features, fetched.name), label, fetched.fingerprint
+
+
+def read_frame(location: str, base_dir: Path, field: str = "dataset.source") -> tuple[pd.DataFrame, Fetched]:
+    """One CSV, Parquet or safetensors file (path or URI) as a frame, and what was fetched (name, fingerprint)."""
+    fetched = fetch(location, base_dir, field)
+    try:
+        if fetched.suffix in TENSOR_SUFFIXES:
+            return _load_tensor_file(fetched), fetched
+        with fetched.open() as handle:
+            return (pd.read_parquet(handle) if fetched.suffix in (".parquet", ".pq") else pd.read_csv(handle)), fetched
+    except UsageError:
+        raise
+    except Exception as exc:  # malformed file: name it, no traceback
+        raise UsageError(f"{field}: cannot read {fetched.uri}: {exc}") from None
 
 
 def _select_features(frame: pd.DataFrame, label: str, features: list[str] | None, where: str) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from mlplat.errors import UsageError
 from mlplat.manifest import CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
-from mlplat.spec import PipelineSpec, tune_direction
+from mlplat.spec import EvaluateGate, PipelineSpec, tune_direction
 
 FINDINGS_JSON, BEST_PARAMS_JSON, METRICS_JSON = "findings.json", "best_params.json", "metrics.json"
 SOURCES_JSON = "sources.json"  # ingest: {dataset field: fingerprint} of every file it read
@@ -262,19 +262,54 @@ def _loaded(model: Path, loaded: modeldir.LoadedModel | None) -> modeldir.Loaded
 
 def evaluate(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
              loaded: modeldir.LoadedModel | None = None) -> dict[str, Any]:
-    """Test-set metrics and the evaluation gate. Writes metrics.json and records them in model.json."""
-    from mlplat.evaluation import classification_metrics, gate_failures
-
-    out.mkdir(parents=True, exist_ok=True)
+    """Test-set metrics and the evaluation gate. Writes metrics.json and report.md; records the metrics in model.json."""
     splits = Splits.load(data)
     loaded = _loaded(model, loaded)
-    proba = loaded.predict_proba(splits.test.features[loaded.feature_names].to_numpy())
-    metrics = classification_metrics(splits.test.labels, proba, splits.info.classes)
-    failures = gate_failures(metrics, spec.steps.evaluate.params)
+    result = score(loaded, splits.test.features, splits.test.labels, spec.steps.evaluate.params, out)
+    test = {k: v for k, v in result["test"].items() if isinstance(v, float)}
+    loaded.update_manifest(metrics=Metrics(train=loaded.manifest.metrics.train, test=test))
+    return result
+
+
+def score(loaded: modeldir.LoadedModel, features: Any, labels: np.ndarray, gate: EvaluateGate, out: Path) -> dict[str, Any]:
+    """The one scoring of labeled rows (labels: indices into the model's classes) against a gate:
+    writes metrics.json ({"test": metrics, "gate": {passed, failures}}) and report.md; returns the former."""
+    from mlplat.evaluation import classification_metrics, gate_failures
+    from mlplat.kfp.runtime import evaluation_summary
+
+    out.mkdir(parents=True, exist_ok=True)
+    proba = loaded.predict_proba(features[loaded.feature_names].to_numpy())
+    metrics = classification_metrics(labels, proba, loaded.class_names)
+    failures = gate_failures(metrics, gate)
     result = {"test": metrics, "gate": {"passed": not failures, "failures": failures}}
     write_json(out / METRICS_JSON, result)
-    test = {k: v for k, v in metrics.items() if isinstance(v, float)}
-    loaded.update_manifest(metrics=Metrics(train=loaded.manifest.metrics.train, test=test))
+    (out / "report.md").write_text(evaluation_summary(result))
+    return result
+
+
+def evaluate_file(model: modeldir.ModelDir, location: str, out: Path, base_dir: Path | None = None,
+                  gate: EvaluateGate | None = None) -> dict[str, Any]:
+    """`mlplat evaluate`: score a published model on any labeled file (path or URI) as the evaluate step
+    scores the test split; the model directory is not changed. metrics.json also records the data's fingerprint."""
+    from mlplat.data import read_frame, require_numeric
+
+    loaded = modeldir.LoadedModel.load(model)
+    frame, fetched = read_frame(location, base_dir or Path.cwd(), "DATA")
+    label = loaded.manifest.label
+    missing = [c for c in [*loaded.feature_names, label] if c not in frame.columns]
+    if missing:
+        raise UsageError(f"DATA: {fetched.name} lacks the model's columns: {', '.join(map(str, missing))}")
+    index = {name: i for i, name in enumerate(loaded.class_names)}
+    values = frame[label].astype(str)
+    unknown = sorted(set(values) - set(index))
+    if unknown:
+        raise UsageError(f"DATA: column {label!r} has values that are no class of the model: {', '.join(unknown[:10])} "
+                         f"(classes: {', '.join(loaded.class_names)})")
+    require_numeric(frame[loaded.feature_names])  # what training required of the same columns
+    features = frame[loaded.feature_names].astype("float64")
+    result = score(loaded, features, values.map(index).to_numpy(), gate or EvaluateGate(), out)
+    result["data"] = fetched.fingerprint.to_json()
+    write_json(out / METRICS_JSON, result)
     return result
 
 
