@@ -23,7 +23,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 
@@ -136,18 +135,22 @@ def copy_model_dir(source: Path, target: Path) -> None:
 
 
 def resolve_model(ref: str, runs_dir: Path | None) -> ModelDir:
-    """`RUN | latest | run dir | model dir | file:// URI` → the model directory it names.
+    """`RUN | latest | run dir | model dir | model store (path or URI) | model URI` → the model directory it names.
 
-    A run id needs `runs_dir` (the run store); paths and URIs don't."""
+    A run id needs `runs_dir` (the run store); paths and URIs don't. Store URIs (s3://, gs://, pvc://,
+    file://) resolve through mlplat.modelstore: a store root to its `latest` version, downloaded with
+    KServe's storage code when it is remote."""
     from mlplat.runs import RunStore
 
+    from mlplat import modelstore
+
     if "://" in ref:
-        uri = urlparse(ref)
-        if uri.scheme != "file":
-            raise UsageError(f"{ref}: remote model stores ({uri.scheme}://) come with the cluster path; "
-                             "copy the model directory here and pass its path")
-        ref = unquote(uri.path)
+        if not modelstore.is_store_uri(ref):
+            raise UsageError(f"{ref}: not a model store URI (use {', '.join(f'{s}://' for s in modelstore.STORE_SCHEMES)})")
+        return ModelDir(modelstore.resolve(ref))
     path = Path(ref).expanduser()
+    if (path / modelstore.LATEST).is_file() and not (path / modelstore.LATEST).is_symlink():
+        return ModelDir(modelstore.resolve(str(path.resolve())))  # a model store on local disk: its latest version
     for candidate in (ModelDir(path), ModelDir(path / "model")):
         if candidate.exists():
             return candidate

@@ -124,7 +124,7 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
             timed("explain", lambda: steps.explain(spec, data, model, run.step_dir("explain"), loaded=loaded))
         if spec.steps.monitor:
             timed("monitor", lambda: steps.monitor(spec, model, run.step_dir("monitor"), loaded=loaded))
-        published = timed("publish", lambda: store.publish(run, model))
+        published = timed("publish", lambda: publish(spec, store, run, model))
     except GateFailed as exc:
         finish(run, metrics, seconds, "failed", str(exc))
         raise
@@ -135,6 +135,16 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
         log.close()
     finish(run, metrics, seconds, "succeeded", None)
     return RunSummary(run, published, metrics, seconds)
+
+
+def publish(spec: PipelineSpec, store: RunStore, run: Run, model: Path) -> Path:
+    """Publish to the spec's model store first (`publish.uri`), then to the run store: if the upload
+    fails, neither `latest` moves and the run fails."""
+    if spec.publish.uri:
+        from mlplat.modelstore import ModelStore
+
+        run.update(published_uri=ModelStore(spec.publish.uri).publish(model, run.id))
+    return store.publish(run, model)
 
 
 def finish(run: Run, metrics: dict[str, Any], seconds: dict[str, float], status: str, error: str | None) -> None:

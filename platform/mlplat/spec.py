@@ -128,6 +128,12 @@ class DatasetSpec(Strict):
         return self
 
 
+class PublishSpec(Strict):
+    """Where a run that passes every gate publishes its model, besides the run store (see mlplat.modelstore)."""
+
+    uri: str | None = Field(None, description="model store URI: s3://BUCKET/PATH, gs://..., pvc://CLAIM/PATH, file:// or a path")
+
+
 class PipelineSpec(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="DNS-1123 label: lowercase letters, digits, '-'")
     description: str = ""
@@ -135,6 +141,7 @@ class PipelineSpec(Strict):
     image: str = "ghcr.io/mlplat/mlplat:0.1.0"
     dataset: DatasetSpec
     steps: Steps
+    publish: PublishSpec = Field(default_factory=PublishSpec)
 
 
 def parse_spec(data: Any, source: str = "") -> PipelineSpec:
