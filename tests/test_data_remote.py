@@ -173,3 +173,24 @@ def test_held_out_file_with_other_columns_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"dataset.test_source: columns differ from dataset.source "
                                          r"\(missing mean texture; not in dataset.source: extra\)"):
         ingest(tmp_path, source="train.csv", test_source="test.csv")
+
+
+def test_ingest_cache_key_follows_the_data(s3: object, tmp_path: Path) -> None:
+    from mlplat import steps
+    from mlplat.kfp import submit
+    from mlplat.spec import load_spec, resolve
+
+    s3.put_object(Bucket=BUCKET, Key="key/train.csv", Body=breast_cancer(slice(0, 200)).to_csv(index=False).encode())
+    spec = resolve(load_spec(write_spec(tmp_path / "spec.yaml", {"source": f"s3://{BUCKET}/key/train.csv"})))
+    before = steps.data_fingerprint(spec, tmp_path)
+    assert before == f"source=etag:{s3.head_object(Bucket=BUCKET, Key='key/train.csv')['ETag'].strip(chr(34))}"
+    prepared = submit.prepare(spec, tmp_path / "submit")
+    assert prepared.arguments == {"data_fingerprint": before}  # a run starts with the data as it is now
+    ir = yaml.safe_load(Path(prepared.pipeline_file).read_text())
+    ingest_inputs = ir["root"]["dag"]["tasks"]["ingest"]["inputs"]["parameters"]
+    assert ingest_inputs["data_fingerprint"] == {"componentInputParameter": "data_fingerprint"}  # part of the cache key
+    steps.ingest(spec, tmp_path, tmp_path / "data", before)
+    s3.put_object(Bucket=BUCKET, Key="key/train.csv", Body=breast_cancer(slice(100, 300)).to_csv(index=False).encode())
+    assert steps.data_fingerprint(spec, tmp_path) != before
+    with pytest.raises(UsageError, match="the data changed since this run was started"):
+        steps.ingest(spec, tmp_path, tmp_path / "data2", before)

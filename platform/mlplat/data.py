@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mlplat.errors import UsageError
-from mlplat.sources import Fetched, Fingerprint, fetch, is_remote, local_path
+from mlplat.sources import Fetched, Fingerprint, fetch, fingerprint, is_remote, local_path
 
 LABEL, ROW_ID, WEIGHT, SYNTHETIC = "__label__", "__row_id__", "__weight__", "__synthetic__"
 RESERVED = (LABEL, ROW_ID, WEIGHT, SYNTHETIC)
@@ -129,10 +129,8 @@ def read_source(source: str, label: str | None, features: list[str] | None, base
     """`load_source`, plus the fingerprint of what was read (see mlplat.sources). `source` is
     'sklearn:NAME', a path (relative to `base_dir`) or a URI; `field` names it in errors."""
     if source.startswith("sklearn:"):
-        import sklearn
-
         frame, label = _load_sklearn(source.removeprefix("sklearn:"))
-        return _select_features(frame, label, features, source), label, Fingerprint(source, "builtin", f"scikit-learn {sklearn.__version__}")
+        return _select_features(frame, label, features, source), label, fingerprint(source, base_dir, field)
     frame, fetched = read_frame(source, base_dir, field)
     label = label or (TENSOR_LABEL if fetched.suffix in TENSOR_SUFFIXES else None)
     if label is None:

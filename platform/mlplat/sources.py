@@ -154,13 +154,8 @@ def fetch(location: str, base_dir: Path, field: str = "dataset.source") -> Fetch
     fs, path = filesystem(location)
     try:
         if scheme(location) in OBJECT_STORES:
-            info = fs.info(path)
-            if info.get("type") == "directory":
-                raise FileNotFoundError(location)
+            found = _object_fingerprint(fs.info(path), location)
             content = fs.cat_file(path)
-            version, etag = info.get("VersionId") or info.get("generation"), info.get("ETag") or info.get("etag")
-            found = Fingerprint(location, "version", str(version), len(content)) if version else \
-                Fingerprint(location, "etag", str(etag or "").strip('"'), len(content))
         else:
             content = fs.cat_file(path)
             found = Fingerprint(location, "sha256", hashlib.sha256(content).hexdigest(), len(content))
@@ -171,6 +166,39 @@ def fetch(location: str, base_dir: Path, field: str = "dataset.source") -> Fetch
     except Exception as exc:  # credentials, endpoint, permissions: name the URI, no traceback
         raise UsageError(f"{field}: cannot read {location}: {type(exc).__name__}: {exc}") from None
     return Fetched(location, found, content=content)
+
+
+def fingerprint(location: str, base_dir: Path, field: str = "dataset.source") -> Fingerprint:
+    """A file's fingerprint without keeping its bytes: object stores answer from metadata alone."""
+    if location.startswith("sklearn:"):
+        import sklearn
+
+        return Fingerprint(location, "builtin", f"scikit-learn {sklearn.__version__}")
+    if scheme(location) in OBJECT_STORES:
+        fs, path = filesystem(location)
+        try:
+            return _object_fingerprint(fs.info(path), location)
+        except FileNotFoundError:
+            raise UsageError(f"{field}: no such object: {location}") from None
+        except Exception as exc:
+            raise UsageError(f"{field}: cannot read {location}: {type(exc).__name__}: {exc}") from None
+    return fetch(location, base_dir, field).fingerprint
+
+
+def _object_fingerprint(info: Mapping[str, Any], location: str) -> Fingerprint:
+    """An object's VersionId (S3) or generation (GCS) when the bucket keeps versions, else its ETag."""
+    if info.get("type") == "directory":
+        raise FileNotFoundError(location)
+    version, etag = info.get("VersionId") or info.get("generation"), info.get("ETag") or info.get("etag")
+    size = info.get("size")
+    return Fingerprint(location, "version", str(version), size) if version else \
+        Fingerprint(location, "etag", str(etag or "").strip('"'), size)
+
+
+def cache_key(fingerprints: Mapping[str, Fingerprint]) -> str:
+    """One string for every file a step reads (`field=kind:value;...`): the part of a cache key that
+    changes when the data does, whatever the spec says."""
+    return ";".join(f"{field}={found.key}" for field, found in sorted(fingerprints.items()))
 
 
 def sha256_file(path: Path) -> str:

@@ -21,6 +21,7 @@ from mlplat.errors import UsageError
 from mlplat.manifest import CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
+from mlplat.sources import cache_key, fingerprint
 from mlplat.spec import EvaluateGate, PipelineSpec, tune_direction
 
 FINDINGS_JSON, BEST_PARAMS_JSON, METRICS_JSON = "findings.json", "best_params.json", "metrics.json"
@@ -33,23 +34,36 @@ def _context(spec: PipelineSpec, step: str, out: Path, splits: Splits, **extra: 
     return StepContext(step=step, work_dir=out, info=splits.info, seed=spec.seed, **extra)
 
 
-def ingest(spec: PipelineSpec, spec_dir: Path, out: Path) -> Splits:
+def ingest(spec: PipelineSpec, spec_dir: Path, out: Path, expected_fingerprint: str = "") -> Splits:
     """Load the dataset source (and the held-out validation/test files, if any) and write the seeded,
-    stratified splits, plus sources.json: the fingerprint of every file read (see mlplat.sources)."""
+    stratified splits, plus sources.json: the fingerprint of every file read (see mlplat.sources).
+
+    `expected_fingerprint` is the `data_fingerprint` a KFP run was started with (its ingest cache key):
+    data that changed since then is refused, so a cached ingest always matches the data it claims."""
     ds = spec.dataset
-    frame, label, fingerprint = read_source(ds.source, ds.label, ds.features, spec_dir)
-    fingerprints = {"source": fingerprint.to_json()}
+    frame, label, found = read_source(ds.source, ds.label, ds.features, spec_dir)
+    fingerprints = {"source": found}
     held_out = {}
     for split, field in HELD_OUT_FIELDS.items():
         if location := getattr(ds, field):
-            held_out[split], _, found = read_source(location, label, ds.features, spec_dir, f"dataset.{field}")
+            held_out[split], _, fingerprints[field] = read_source(location, label, ds.features, spec_dir, f"dataset.{field}")
             check_same_columns(frame, held_out[split], f"dataset.{field}")
-            fingerprints[field] = found.to_json()
+    read = cache_key(fingerprints)
+    if expected_fingerprint and read != expected_fingerprint:
+        raise UsageError(f"dataset: the data changed since this run was started (expected {expected_fingerprint}, "
+                         f"read {read}); start a new run")
     shape = image_shape(ds.source, spec_dir)
     splits = split_frame(frame, label, spec.name, ds.validation, ds.test, spec.seed, ds.stratify, shape, held_out)
     splits.save(out)
-    write_json(out / SOURCES_JSON, fingerprints)
+    write_json(out / SOURCES_JSON, {field: f.to_json() for field, f in fingerprints.items()})
     return splits
+
+
+def data_fingerprint(spec: PipelineSpec, spec_dir: Path) -> str:
+    """The ingest cache key's data part for a spec's files as they are now (object stores: metadata only)."""
+    ds = spec.dataset
+    fields = {"source": ds.source} | {f: getattr(ds, f) for f in HELD_OUT_FIELDS.values() if getattr(ds, f)}
+    return cache_key({field: fingerprint(location, spec_dir, f"dataset.{field}") for field, location in fields.items()})
 
 
 def read_fingerprints(data: Path) -> dict[str, Any]:
