@@ -30,6 +30,7 @@ from mlplat.contracts.drift_detector import PREDICTION_COLUMN
 from mlplat.errors import ModelDirError, UsageError
 from mlplat.manifest import DRIFT_REFERENCE, FORMAT_VERSION, Feature, ModelManifest
 from mlplat.preprocessing import Standardizer
+from mlplat.sources import local_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,7 +148,9 @@ def resolve_model(ref: str, runs_dir: Path | None) -> ModelDir:
     if "://" in ref:
         if not modelstore.is_store_uri(ref):
             raise UsageError(f"{ref}: not a model store URI (use {', '.join(f'{s}://' for s in modelstore.STORE_SCHEMES)})")
-        return ModelDir(modelstore.resolve(ref))
+        if modelstore.is_remote_store(ref):
+            return ModelDir(modelstore.resolve(ref))
+        ref = str(local_path(ref))  # file:// and pvc:// name local directories: resolved like paths below
     path = Path(ref).expanduser()
     if (path / modelstore.LATEST).is_file() and not (path / modelstore.LATEST).is_symlink():
         return ModelDir(modelstore.resolve(str(path.resolve())))  # a model store on local disk: its latest version

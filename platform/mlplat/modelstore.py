@@ -39,6 +39,11 @@ def is_store_uri(ref: str) -> bool:
     return scheme(ref) in STORE_SCHEMES
 
 
+def is_remote_store(ref: str) -> bool:
+    """Whether a store URI is an object store (downloaded), not a filesystem (resolved in place)."""
+    return scheme(ref) in OBJECT_STORES
+
+
 @dataclass(frozen=True)
 class ModelStore:
     uri: str
