@@ -17,10 +17,9 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from s3_server import moto_s3, s3_client  # noqa: E402
-
-from mlplat.errors import UsageError  # noqa: E402
-from mlplat.sources import fetch, s3_options  # noqa: E402
+from mlplat.errors import UsageError
+from mlplat.sources import fetch, s3_options
+from s3_server import moto_s3, s3_client
 
 BUCKET = "data"
 

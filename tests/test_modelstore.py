@@ -14,11 +14,10 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from s3_server import moto_s3, s3_client  # noqa: E402
-
-from mlplat.errors import ModelDirError  # noqa: E402
-from mlplat.modeldir import LoadedModel, resolve_model  # noqa: E402
-from mlplat.modelstore import ModelStore, model_uri  # noqa: E402
+from mlplat.errors import ModelDirError
+from mlplat.modeldir import LoadedModel, resolve_model
+from mlplat.modelstore import ModelStore, model_uri
+from s3_server import moto_s3, s3_client
 
 BUCKET = "models"
 

@@ -286,7 +286,8 @@ def check_same_columns(source: pd.DataFrame, other: pd.DataFrame, field: str) ->
     missing = [str(c) for c in source.columns if c not in other.columns]
     extra = [str(c) for c in other.columns if c not in source.columns]
     if missing or extra:
-        problems = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"not in dataset.source: {', '.join(extra)}"] if extra else [])
+        problems = [f"missing {', '.join(missing)}"] if missing else []
+        problems += [f"not in dataset.source: {', '.join(extra)}"] if extra else []
         raise UsageError(f"{field}: columns differ from dataset.source ({'; '.join(problems)})")
 
 

@@ -141,9 +141,8 @@ def resolve_model(ref: str, runs_dir: Path | None) -> ModelDir:
     A run id needs `runs_dir` (the run store); paths and URIs don't. Store URIs (s3://, gs://, pvc://,
     file://) resolve through mlplat.modelstore: a store root to its `latest` version, downloaded with
     KServe's storage code when it is remote."""
-    from mlplat.runs import RunStore
-
     from mlplat import modelstore
+    from mlplat.runs import RunStore
 
     if "://" in ref:
         if not modelstore.is_store_uri(ref):

@@ -25,7 +25,6 @@ def deploy(
     """Write an InferenceService (predictor + explainer) for a published model; apply with `kubectl apply -k DIR`."""
     from mlplat.k8s.inferenceservice import Deployment, isvc_name, write
     from mlplat.modeldir import resolve_model
-
     from mlplat.modelstore import is_store_uri, model_uri
 
     manifest = resolve_model(ref, runs_dir).read()
