@@ -25,7 +25,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 
@@ -33,6 +32,7 @@ from mlplat.contracts.drift_detector import PREDICTION_COLUMN
 from mlplat.errors import ModelDirError, UsageError
 from mlplat.manifest import DRIFT_REFERENCE, FORMAT_VERSION, Feature, ModelManifest
 from mlplat.preprocessing import Standardizer
+from mlplat.sources import local_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -171,18 +171,23 @@ def copy_model_dir(source: Path, target: Path) -> None:
 
 
 def resolve_model(ref: str, runs_dir: Path | None) -> ModelDir:
-    """`RUN | latest | run dir | model dir | file:// URI` → the model directory it names.
+    """`RUN | latest | run dir | model dir | model store (path or URI) | model URI` → the model directory it names.
 
-    A run id needs `runs_dir` (the run store); paths and URIs don't."""
+    A run id needs `runs_dir` (the run store); paths and URIs don't. Store URIs (s3://, gs://, pvc://,
+    file://) resolve through mlplat.modelstore: a store root to its `latest` version, downloaded with
+    KServe's storage code when it is remote."""
+    from mlplat import modelstore
     from mlplat.runs import RunStore
 
     if "://" in ref:
-        uri = urlparse(ref)
-        if uri.scheme != "file":
-            raise UsageError(f"{ref}: remote model stores ({uri.scheme}://) come with the cluster path; "
-                             "copy the model directory here and pass its path")
-        ref = unquote(uri.path)
+        if not modelstore.is_store_uri(ref):
+            raise UsageError(f"{ref}: not a model store URI (use {', '.join(f'{s}://' for s in modelstore.STORE_SCHEMES)})")
+        if modelstore.is_remote_store(ref):
+            return ModelDir(modelstore.resolve(ref))
+        ref = str(local_path(ref))  # file:// and pvc:// name local directories: resolved like paths below
     path = Path(ref).expanduser()
+    if (path / modelstore.LATEST).is_file() and not (path / modelstore.LATEST).is_symlink():
+        return ModelDir(modelstore.resolve(str(path.resolve())))  # a model store on local disk: its latest version
     for candidate in (ModelDir(path), ModelDir(path / "model")):
         if candidate.exists():
             return candidate

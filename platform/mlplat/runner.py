@@ -146,6 +146,7 @@ class _RunState:
 def _ingest(s: _RunState) -> None:
     out = s.out("ingest")
     steps.ingest(s.spec, s.spec_dir, out)
+    s.run.update(data=steps.read_fingerprints(out))  # which version of each file this run read
 
 
 def _validate(s: _RunState) -> None:
@@ -193,7 +194,7 @@ def _drift(s: _RunState) -> None:
 
 
 def _publish(s: _RunState) -> None:
-    s.published = s.store.publish(s.run, s.loaded.directory)  # atomic; reached only when every gate passed
+    s.published = publish(s.spec, s.store, s.run, s.loaded.directory)  # atomic; reached only when every gate passed
 
 
 # One executor per plan node, run in the plan's order; a test checks they match `plan.NODES`.
@@ -201,6 +202,16 @@ _EXECUTE: dict[str, Callable[[_RunState], None]] = {
     "ingest": _ingest, "validate": _validate, "augment": _augment, "tune": _tune, "train": _train,
     "evaluate": _evaluate, "explain": _explain, "monitor": _drift, "publish": _publish,
 }
+
+
+def publish(spec: PipelineSpec, store: RunStore, run: Run, model: Path) -> Path:
+    """Publish to the spec's model store first (`publish.uri`), then to the run store: if the upload
+    fails, neither `latest` moves and the run fails."""
+    if spec.publish.uri:
+        from mlplat.modelstore import ModelStore
+
+        run.update(published_uri=ModelStore(spec.publish.uri).publish(model, run.id))
+    return store.publish(run, model)
 
 
 def finish(run: Run, metrics: dict[str, Any], seconds: dict[str, float], status: str, error: str | None) -> None:

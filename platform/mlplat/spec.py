@@ -109,7 +109,12 @@ class Steps(Strict):
 
 
 class DatasetSpec(Strict):
-    source: str = Field(description="'sklearn:NAME' or a CSV/Parquet path (relative to the spec)")
+    source: str = Field(description="'sklearn:NAME', a CSV/Parquet/safetensors path (relative to the spec) or a URI: "
+                                    "file://, http(s)://, s3://, gs:// (see mlplat.sources)")
+    validation_source: str | None = Field(None, description="held-out validation file (same columns as source); "
+                                                            "then `validation` is not split off the source")
+    test_source: str | None = Field(None, description="held-out test file that evaluate scores (same columns as source); "
+                                                      "then `test` is not split off the source")
     label: str | None = None
     features: list[str] | None = None
     validation: float = Field(0.2, gt=0, lt=1)
@@ -123,6 +128,12 @@ class DatasetSpec(Strict):
         return self
 
 
+class PublishSpec(Strict):
+    """Where a run that passes every gate publishes its model, besides the run store (see mlplat.modelstore)."""
+
+    uri: str | None = Field(None, description="model store URI: s3://BUCKET/PATH, gs://..., pvc://CLAIM/PATH, file:// or a path")
+
+
 class PipelineSpec(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="DNS-1123 label: lowercase letters, digits, '-'")
     description: str = ""
@@ -130,6 +141,7 @@ class PipelineSpec(Strict):
     image: str = "ghcr.io/mlplat/mlplat:0.1.0"
     dataset: DatasetSpec
     steps: Steps
+    publish: PublishSpec = Field(default_factory=PublishSpec)
 
 
 def parse_spec(data: Any, source: str = "") -> PipelineSpec:

@@ -17,14 +17,16 @@ import numpy as np
 from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
 from mlplat.contracts.trainer import InheritsPreprocessing
-from mlplat.data import Splits, image_shape, load_source, split_frame
+from mlplat.data import HELD_OUT_FIELDS, Splits, check_same_columns, image_shape, read_source, split_frame
 from mlplat.errors import UsageError
 from mlplat.manifest import CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
-from mlplat.spec import PipelineSpec, tune_direction
+from mlplat.sources import cache_key, fingerprint
+from mlplat.spec import EvaluateGate, PipelineSpec, tune_direction
 
 FINDINGS_JSON, BEST_PARAMS_JSON, METRICS_JSON = "findings.json", "best_params.json", "metrics.json"
+SOURCES_JSON = "sources.json"  # ingest: {dataset field: fingerprint} of every file it read
 REFERENCE_ROWS = 5000
 
 
@@ -33,14 +35,42 @@ def _context(spec: PipelineSpec, step: str, out: Path, splits: Splits, **extra: 
     return StepContext(step=step, work_dir=out, info=splits.info, seed=spec.seed, **extra)
 
 
-def ingest(spec: PipelineSpec, spec_dir: Path, out: Path) -> Splits:
-    """Load the dataset source and write the seeded, stratified splits."""
+def ingest(spec: PipelineSpec, spec_dir: Path, out: Path, expected_fingerprint: str = "") -> Splits:
+    """Load the dataset source (and the held-out validation/test files, if any) and write the seeded,
+    stratified splits, plus sources.json: the fingerprint of every file read (see mlplat.sources).
+
+    `expected_fingerprint` is the `data_fingerprint` a KFP run was started with (its ingest cache key):
+    data that changed since then is refused, so a cached ingest always matches the data it claims."""
     ds = spec.dataset
-    frame, label = load_source(ds.source, ds.label, ds.features, spec_dir)
+    frame, label, found = read_source(ds.source, ds.label, ds.features, spec_dir)
+    fingerprints = {"source": found}
+    held_out = {}
+    for split, field in HELD_OUT_FIELDS.items():
+        if location := getattr(ds, field):
+            held_out[split], _, fingerprints[field] = read_source(location, label, ds.features, spec_dir, f"dataset.{field}")
+            check_same_columns(frame, held_out[split], f"dataset.{field}")
+    read = cache_key(fingerprints)
+    if expected_fingerprint and read != expected_fingerprint:
+        raise UsageError(f"dataset: the data changed since this run was started (expected {expected_fingerprint}, "
+                         f"read {read}); start a new run")
     shape = image_shape(ds.source, spec_dir)
-    splits = split_frame(frame, label, spec.name, ds.validation, ds.test, spec.seed, ds.stratify, shape)
+    splits = split_frame(frame, label, spec.name, ds.validation, ds.test, spec.seed, ds.stratify, shape, held_out)
     splits.save(out)
+    write_json(out / SOURCES_JSON, {field: f.to_json() for field, f in fingerprints.items()})
     return splits
+
+
+def data_fingerprint(spec: PipelineSpec, spec_dir: Path) -> str:
+    """The ingest cache key's data part for a spec's files as they are now (object stores: metadata only)."""
+    ds = spec.dataset
+    fields = {"source": ds.source} | {f: getattr(ds, f) for f in HELD_OUT_FIELDS.values() if getattr(ds, f)}
+    return cache_key({field: fingerprint(location, spec_dir, f"dataset.{field}") for field, location in fields.items()})
+
+
+def read_fingerprints(data: Path) -> dict[str, Any]:
+    """The fingerprints an ingest step recorded for its data directory ({} before there were any)."""
+    path = data / SOURCES_JSON
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def validate(spec: PipelineSpec, data: Path, out: Path) -> Any:
@@ -246,19 +276,54 @@ def _loaded(model: Path, loaded: modeldir.LoadedModel | None) -> modeldir.Loaded
 
 def evaluate(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
              loaded: modeldir.LoadedModel | None = None) -> dict[str, Any]:
-    """Test-set metrics and the evaluation gate. Writes metrics.json and records them in model.json."""
-    from mlplat.evaluation import classification_metrics, gate_failures
-
-    out.mkdir(parents=True, exist_ok=True)
+    """Test-set metrics and the evaluation gate. Writes metrics.json and report.md; records the metrics in model.json."""
     splits = Splits.load(data)
     loaded = _loaded(model, loaded)
-    proba = loaded.predict_proba(splits.test.features[loaded.feature_names].to_numpy())
-    metrics = classification_metrics(splits.test.labels, proba, splits.info.classes)
-    failures = gate_failures(metrics, spec.steps.evaluate.params)
+    result = score(loaded, splits.test.features, splits.test.labels, spec.steps.evaluate.params, out)
+    test = {k: v for k, v in result["test"].items() if isinstance(v, float)}
+    loaded.update_manifest(metrics=Metrics(train=loaded.manifest.metrics.train, test=test))
+    return result
+
+
+def score(loaded: modeldir.LoadedModel, features: Any, labels: np.ndarray, gate: EvaluateGate, out: Path) -> dict[str, Any]:
+    """The one scoring of labeled rows (labels: indices into the model's classes) against a gate:
+    writes metrics.json ({"test": metrics, "gate": {passed, failures}}) and report.md; returns the former."""
+    from mlplat.evaluation import classification_metrics, gate_failures
+    from mlplat.kfp.runtime import evaluation_summary
+
+    out.mkdir(parents=True, exist_ok=True)
+    proba = loaded.predict_proba(features[loaded.feature_names].to_numpy())
+    metrics = classification_metrics(labels, proba, loaded.class_names)
+    failures = gate_failures(metrics, gate)
     result = {"test": metrics, "gate": {"passed": not failures, "failures": failures}}
     write_json(out / METRICS_JSON, result)
-    test = {k: v for k, v in metrics.items() if isinstance(v, float)}
-    loaded.update_manifest(metrics=Metrics(train=loaded.manifest.metrics.train, test=test))
+    (out / "report.md").write_text(evaluation_summary(result))
+    return result
+
+
+def evaluate_file(model: modeldir.ModelDir, location: str, out: Path, base_dir: Path | None = None,
+                  gate: EvaluateGate | None = None) -> dict[str, Any]:
+    """`mlplat evaluate`: score a published model on any labeled file (path or URI) as the evaluate step
+    scores the test split; the model directory is not changed. metrics.json also records the data's fingerprint."""
+    from mlplat.data import read_frame, require_numeric
+
+    loaded = modeldir.LoadedModel.load(model)
+    frame, fetched = read_frame(location, base_dir or Path.cwd(), "DATA")
+    label = loaded.manifest.label
+    missing = [c for c in [*loaded.feature_names, label] if c not in frame.columns]
+    if missing:
+        raise UsageError(f"DATA: {fetched.name} lacks the model's columns: {', '.join(map(str, missing))}")
+    index = {name: i for i, name in enumerate(loaded.class_names)}
+    values = frame[label].astype(str)
+    unknown = sorted(set(values) - set(index))
+    if unknown:
+        raise UsageError(f"DATA: column {label!r} has values that are no class of the model: {', '.join(unknown[:10])} "
+                         f"(classes: {', '.join(loaded.class_names)})")
+    require_numeric(frame[loaded.feature_names])  # what training required of the same columns
+    features = frame[loaded.feature_names].astype("float64")
+    result = score(loaded, features, values.map(index).to_numpy(), gate or EvaluateGate(), out)
+    result["data"] = fetched.fingerprint.to_json()
+    write_json(out / METRICS_JSON, result)
     return result
 
 

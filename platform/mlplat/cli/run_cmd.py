@@ -28,17 +28,25 @@ def run(
     runner: RunnerName = typer.Option(RunnerName.in_process, "--runner", help="Where the steps run"),
     resume: str = typer.Option(None, "--resume", metavar="RUN",
                                help="Resume an interrupted or failed run from its checkpoints (a finished run is refused)"),
+    publish_to: str = typer.Option(None, "--publish-to", metavar="URI",
+                                   help="Also publish the model to this model store (s3://, gs://, pvc://, path); "
+                                        "overrides the spec's publish.uri"),
 ) -> None:
     """Run a pipeline spec end to end and publish the model if every gate passes."""
     from mlplat.runs import RunStore
     from mlplat.spec import load_spec, resolve
 
     spec = resolve(load_spec(spec_path), str(spec_path))
+    if publish_to:
+        spec.publish.uri = publish_to
     store = RunStore(runs_dir)
     if runner is RunnerName.kfp_local:
         from mlplat.errors import UsageError
         from mlplat.kfp.local import run_kfp_local
 
+        if spec.publish.uri:
+            raise UsageError("publish.uri / --publish-to works with --runner in-process only for now "
+                             "(the KFP publish component writes to the run store)")
         if resume:
             raise UsageError("--resume works with --runner in-process only (kfp.local reruns every step)")
         done = run_kfp_local(spec, spec_path.parent, store)
@@ -57,6 +65,8 @@ def run(
     console.print(f"model:   {result.model_dir}")
     console.print(f"reports: {result.run.dir / 'steps'} (*/report.html, */report.md)")
     console.print(f"latest:  {store.root / 'latest'} -> {result.run.id}")
+    if spec.publish.uri:
+        console.print(f"store:   {result.run.record().get('published_uri')} (latest in {spec.publish.uri})")
 
 
 class _ConsoleLogHandler(logging.Handler):

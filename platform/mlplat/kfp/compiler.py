@@ -60,8 +60,10 @@ def build_pipeline(spec: PipelineSpec) -> Any:
             published = task(c.publish, "publish", None, "publish", model=model, runs_dir=runs_dir, run_id=run_id)
             published.set_caching_options(False)  # publishing has an effect outside KFP; never skip it
 
-    def pipeline(data_root: str = "", runs_dir: str = "", run_id: str = "") -> None:
-        data = task(c.ingest, "ingest", None, "ingest", spec=payload, data_root=data_root).outputs["data"]
+    def pipeline(data_root: str = "", runs_dir: str = "", run_id: str = "", data_fingerprint: str = "") -> None:
+        # data_fingerprint (set by the runner that starts the run) is part of ingest's cache key: edited data is re-read
+        data = task(c.ingest, "ingest", None, "ingest", spec=payload, data_root=data_root,
+                    data_fingerprint=data_fingerprint).outputs["data"]
         if spec.steps.validate_:
             validated = task(c.validate, "validate", spec.steps.validate_, "validate", data=data)
             with dsl.If(validated.outputs["Output"] == True, name="validation-gate-passed"):  # noqa: E712
@@ -70,7 +72,7 @@ def build_pipeline(spec: PipelineSpec) -> Any:
             after_validation(data, None, runs_dir, run_id)
 
     # KFP reads parameter types from real annotation objects, not this module's postponed strings
-    pipeline.__annotations__ = {"data_root": str, "runs_dir": str, "run_id": str}
+    pipeline.__annotations__ = {"data_root": str, "runs_dir": str, "run_id": str, "data_fingerprint": str}
     return dsl.pipeline(name=spec.name, description=spec.description or f"mlplat pipeline {spec.name}")(pipeline)
 
 

@@ -18,10 +18,10 @@ component = dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 
 
 @component
-def ingest(spec: str, data_root: str, data: Output[Dataset]):
+def ingest(spec: str, data_root: str, data: Output[Dataset], data_fingerprint: str = ""):
     from mlplat.kfp import runtime
 
-    runtime.ingest(spec, data_root, data)
+    runtime.ingest(spec, data_root, data, data_fingerprint)
 
 
 @component

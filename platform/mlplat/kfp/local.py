@@ -60,6 +60,7 @@ def run_kfp_local(spec: PipelineSpec, spec_dir: Path, store: RunStore, run_id: s
     from kfp import components, local
 
     from mlplat.kfp.compiler import compile_spec
+    from mlplat.steps import data_fingerprint
 
     warn_ignored_settings(spec)
     run = store.get(run_id) if run_id else store.create(spec.name)
@@ -73,7 +74,8 @@ def run_kfp_local(spec: PipelineSpec, spec_dir: Path, store: RunStore, run_id: s
         with warnings.catch_warnings():
             # kfp.local warns that the image is not a Python image; the step runs in this environment instead.
             warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
-            pipeline(data_root=str(spec_dir.resolve()), runs_dir=str(store.root), run_id=run.id)
+            pipeline(data_root=str(spec_dir.resolve()), runs_dir=str(store.root), run_id=run.id,
+                     data_fingerprint=data_fingerprint(spec, spec_dir.resolve()))
     except BaseException as exc:
         _finish(run, collect(root), "failed", f"{type(exc).__name__}: {exc}")
         raise

@@ -115,8 +115,9 @@ def publish(model: Any, published: Any, runs_dir: str, run_id: str) -> None:
 # One function per component: the component body only imports this module and calls it, so
 # the compiled YAML stays small and the logic stays here, where it is tested.
 
-def ingest(spec: str, data_root: str, data: Any) -> None:
-    launch("ingest", spec, data, data_root=data_root)
+def ingest(spec: str, data_root: str, data: Any, data_fingerprint: str = "") -> None:
+    # data_fingerprint is an input so that it is part of KFP's cache key; the step checks the data still matches it
+    launch("ingest", spec, data, data_root=data_root, data_fingerprint=data_fingerprint)
 
 
 def validate(spec: str, plugin: str, params: str, data: Any, result: Any, report: Any, summary: Any) -> bool:

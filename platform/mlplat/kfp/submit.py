@@ -37,8 +37,16 @@ def prepare(spec: PipelineSpec, workdir: Path, experiment: str | None = None) ->
 
     package = compile_spec(spec, workdir / f"{spec.name}.yaml")
     run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    # On a cluster relative dataset paths resolve inside the image; there is no local run store.
-    return Submission(str(package), run_name, experiment or spec.name, {})
+    # On a cluster relative dataset paths resolve inside the image; there is no local run store. Data at URIs
+    # is fingerprinted here (metadata for object stores), so ingest's cache key names the data as it is now;
+    # a local file or a scikit-learn dataset is the cluster's own copy, which this machine cannot fingerprint.
+    from mlplat.sources import is_remote
+    from mlplat.steps import data_fingerprint
+
+    ds = spec.dataset
+    located = [s for s in (ds.source, ds.validation_source, ds.test_source) if s]
+    arguments = {"data_fingerprint": data_fingerprint(spec, workdir)} if all(map(is_remote, located)) else {}
+    return Submission(str(package), run_name, experiment or spec.name, arguments)
 
 
 def submit(submission: Submission, host: str, client_factory: Any = None) -> str:
