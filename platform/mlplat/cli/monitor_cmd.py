@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mlplat.cli.common import RUNS_DIR_OPTION
+from mlplat.monitoring.inputs import DEFAULT_MAX_BODY_BYTES
 
 
 def monitor(
@@ -21,6 +22,11 @@ def monitor(
     min_new_rows: int = typer.Option(100, "--min-new-rows", min=0, help="New rows before a window counts toward hysteresis"),
     min_labels: int = typer.Option(50, "--min-labels", min=1, help="Labeled rows before accuracy and the gap are exported"),
     report_interval: float = typer.Option(300.0, "--report-interval", min=0, help="Seconds between Evidently HTML reports"),
+    token_file: Path = typer.Option(None, "--token-file",
+                                 help="Bearer token that events, feedback and evaluate need (403 without one)"),
+    insecure_monitoring_inputs: bool = typer.Option(False, "--insecure-monitoring-inputs",
+                                                    help="No token: take events, feedback, evaluate from anyone"),
+    max_body_bytes: int = typer.Option(DEFAULT_MAX_BODY_BYTES, "--max-body-bytes", min=1, help="Larger bodies get HTTP 413"),
 ) -> None:
     """Serve the monitor: POST CloudEvents to / (InferenceService logger.url), feedback to
     /v1/models/NAME/feedback, scrape /metrics."""
@@ -29,9 +35,11 @@ def monitor(
     from mlplat.errors import UsageError
     from mlplat.heap import freeze_startup_heap
     from mlplat.modeldir import resolve_model
+    from mlplat.monitoring.inputs import InputPolicy
     from mlplat.monitoring.monitor import Monitor, MonitorSettings
     from mlplat.monitoring.service import create_app
 
+    inputs = InputPolicy.from_options(token_file, insecure_monitoring_inputs, max_body_bytes)
     monitors: dict[str, Monitor] = {}
     for ref in models:
         model_dir = resolve_model(ref, runs_dir)
@@ -40,8 +48,8 @@ def monitor(
             raise UsageError(f"MODEL: two model directories are both named {name!r}")
         settings = MonitorSettings(window, interval, consecutive, min_new_rows, min_labels,
                                    report_interval_s=report_interval,
-                                   state_dir=state_dir / name if state_dir is not None else None)
+                                   state_dir=state_dir / name if state_dir is not None else None, inputs=inputs)
         monitors[name] = Monitor(model_dir.path, settings)
-    app = create_app(monitors)
+    app = create_app(monitors, inputs)
     freeze_startup_heap()
     uvicorn.run(app, host=host, port=port, log_level="warning")
