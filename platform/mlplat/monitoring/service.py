@@ -234,8 +234,8 @@ def response_classes(payload: Any, classes: list[str]) -> np.ndarray:
             out.append(int(np.argmax(value)))
         elif isinstance(value, str) and value in classes:
             out.append(classes.index(value))
-        elif is_finite_number(value) and float(value).is_integer() and 0 <= int(value) < len(classes):
-            out.append(int(value))
+        elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(classes):
+            out.append(value)  # a class index, as servers other than mlplat's answer
         else:
             raise BadEvent(f"predictions[{i}]: {str(value)[:100]!r} is not a class of this model")
     return np.asarray(out, dtype=np.int64)
