@@ -20,9 +20,8 @@ from mlplat.monitoring.monitor import MonitorSettings
 from mlplat.serving.predictor import ServingOptions
 from mlplat.serving.server import ServingApp, build_app
 from prometheus_client import REGISTRY
-from test_serving import BAD_INPUTS, MAX_BODY, MAX_ROWS, bad_request
+from test_serving import BAD_INPUTS, MAX_BODY, MAX_ROWS, MONITORING_TOKEN, bad_request
 
-MONITORING_TOKEN = "serving-app-token-0123456789"
 QUIET_MONITOR = MonitorSettings(interval_s=3600, inputs=InputPolicy(token=MONITORING_TOKEN))  # no evaluation during a test
 
 
