@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -425,3 +426,41 @@ def test_fuzz_cloudevents(fuzz_service: tuple[Monitor, TestClient], instances: A
         assert not valid, (instances, predictions, reply.text)
     recorded = monitor.window.frame()[monitor.feature_names].to_numpy()
     assert np.isfinite(recorded).all()
+
+
+def test_the_events_port_takes_the_payload_logger_without_a_token(model_dir: Path, tmp_path: Path) -> None:
+    """KServe's logger sends no Authorization header: `--events-port` serves the sink alone, without a
+    token (for a NetworkPolicy to keep to the predictor pods); feedback stays behind the token."""
+    import httpx
+    from serving_server import free_port
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    port, events_port = free_port(), free_port()
+    proc = subprocess.Popen([MLPLAT, "monitor", str(model_dir), "--port", str(port), "--events-port", str(events_port),
+                             "--token-file", str(token_file), "--interval", "3600"],
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "log").open("wb"))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "log").read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        name = ModelDir(model_dir).read().name
+        row = Monitor(model_dir).reference()[ModelDir(model_dir).read().feature_names].head(1).to_numpy().tolist()
+        headers = {"ce-id": "e", "ce-specversion": "1.0", "ce-source": "kserve", "content-type": "application/json"}
+        events = f"http://127.0.0.1:{events_port}/"
+        assert httpx.post(events, json={"instances": row}, headers={**headers, "ce-type": REQUEST}).status_code == 200
+        logged = httpx.post(events, json={"predictions": [0], "request_ids": ["x"]}, headers={**headers, "ce-type": RESPONSE})
+        assert logged.json() == {"recorded": 1}
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.post(base, json={"instances": row}, headers={**headers, "ce-type": REQUEST}).status_code == 401
+        assert httpx.post(f"{events}v1/models/{name}/feedback", json={"ids": ["x"], "label_indices": [0]}).status_code == 404
+        assert httpx.post(f"{base}/v1/models/{name}/feedback", json={"ids": ["x"], "label_indices": [0]},
+                          headers=AUTH).json() == {"accepted": 1, "unknown_ids": []}
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) is not None  # SIGTERM stops both servers

@@ -26,10 +26,14 @@ def monitor(
                                  help="Bearer token that events, feedback and evaluate need (403 without one)"),
     insecure_monitoring_inputs: bool = typer.Option(False, "--insecure-monitoring-inputs",
                                                     help="No token: take events, feedback, evaluate from anyone"),
+    events_port: int = typer.Option(None, "--events-port", min=1, max=65535,
+                                    help="Also serve the CloudEvents sink here, without a token (for KServe's logger)"),
     max_body_bytes: int = typer.Option(DEFAULT_MAX_BODY_BYTES, "--max-body-bytes", min=1, help="Larger bodies get HTTP 413"),
 ) -> None:
     """Serve the monitor: POST CloudEvents to / (InferenceService logger.url), feedback to
     /v1/models/NAME/feedback, scrape /metrics."""
+    import asyncio
+
     import uvicorn
 
     from mlplat.errors import UsageError
@@ -37,7 +41,7 @@ def monitor(
     from mlplat.modeldir import resolve_model
     from mlplat.monitoring.inputs import InputPolicy
     from mlplat.monitoring.monitor import Monitor, MonitorSettings
-    from mlplat.monitoring.service import create_app
+    from mlplat.monitoring.service import create_app, create_events_app
 
     inputs = InputPolicy.from_options(token_file, insecure_monitoring_inputs, max_body_bytes)
     monitors: dict[str, Monitor] = {}
@@ -51,5 +55,16 @@ def monitor(
                                    state_dir=state_dir / name if state_dir is not None else None, inputs=inputs)
         monitors[name] = Monitor(model_dir.path, settings)
     app = create_app(monitors, inputs)
+    servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))]
+    if events_port is not None:
+        if events_port == port:
+            raise UsageError("--events-port must differ from --port: it is the port without a token")
+        events = create_events_app(app.state.sink, max_body_bytes)
+        servers.append(uvicorn.Server(uvicorn.Config(events, host=host, port=events_port, log_level="warning",
+                                                     lifespan="off")))
     freeze_startup_heap()
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+    async def serve_all() -> None:  # SIGTERM reaches each server in turn (uvicorn passes it on)
+        await asyncio.gather(*(server.serve() for server in servers))
+
+    asyncio.run(serve_all())

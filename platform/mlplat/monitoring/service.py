@@ -274,16 +274,11 @@ def create_app(monitors: Mapping[str, Monitor], policy: InputPolicy) -> FastAPI:
             monitor.stop()
 
     app = FastAPI(title="mlplat monitor", lifespan=lifespan)
+    app.state.sink = sink
     app.add_middleware(RequestMetricsMiddleware)
     add_error_handler(app)
     app.include_router(router(monitors, policy))
-
-    @app.post("/")
-    @app.post("/events")
-    async def events(request: Request) -> JSONResponse:
-        body = await policy.read_body(request, EVENT_CONTENT_TYPES)
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        return JSONResponse(await run_in_threadpool(sink.accept, headers, body))
+    app.include_router(_sink_routes(sink, policy))
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -297,3 +292,27 @@ def create_app(monitors: Mapping[str, Monitor], policy: InputPolicy) -> FastAPI:
         return JSONResponse({"status": "ok", "models": sorted(monitors)})
 
     return app
+
+
+def create_events_app(sink: PayloadLogSink, max_body_bytes: int) -> FastAPI:
+    """The sink alone, without a token, for `mlplat monitor --events-port`: KServe's payload logger
+    sends no Authorization header, so this port is for a NetworkPolicy to keep to the predictor pods.
+    Content types and body limits still apply; the explainer marker still needs its proof."""
+    app = FastAPI(title="mlplat monitor events")
+    app.add_middleware(RequestMetricsMiddleware)
+    add_error_handler(app)
+    app.include_router(_sink_routes(sink, InputPolicy(insecure=True, max_body_bytes=max_body_bytes)))
+    return app
+
+
+def _sink_routes(sink: PayloadLogSink, policy: InputPolicy) -> APIRouter:
+    api = APIRouter()
+
+    @api.post("/")
+    @api.post("/events")
+    async def events(request: Request) -> JSONResponse:
+        body = await policy.read_body(request, EVENT_CONTENT_TYPES)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return JSONResponse(await run_in_threadpool(sink.accept, headers, body))
+
+    return api
