@@ -464,3 +464,29 @@ def test_the_events_port_takes_the_payload_logger_without_a_token(model_dir: Pat
     finally:
         proc.terminate()
         assert proc.wait(timeout=60) is not None  # SIGTERM stops both servers
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_the_manifests_wire_the_token_secret_and_the_events_port() -> None:
+    import yaml
+    from conftest import REPO
+
+    rendered = subprocess.run(["kubectl", "kustomize", str(REPO / "manifests" / "overlays" / "prod")],
+                              capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered.stdout) if d}
+    pod = docs[("Deployment", "mlplat-monitor")]["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    token_path = args[args.index("--token-file") + 1]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets == {"monitoring-token": "mlplat-monitoring-token"} and token_path.startswith(mounts["monitoring-token"])
+    events_port = int(args[args.index("--events-port") + 1])
+    isvc = next(d for (kind, _), d in docs.items() if kind == "InferenceService")
+    assert isvc["spec"]["predictor"]["logger"]["url"].endswith(f":{events_port}/")
+    explainer = isvc["spec"]["explainer"]["containers"][0]
+    assert "--token-file" in explainer["args"]  # the explainer proves its marker with the same Secret
+    policy = docs[("NetworkPolicy", "mlplat-monitor")]["spec"]
+    events_rule = next(r for r in policy["ingress"] if any(p["port"] == events_port for p in r["ports"]))
+    assert events_rule["from"] == [{"podSelector": {"matchLabels": {"component": "predictor",
+                                                                    "app.kubernetes.io/part-of": "mlplat"}}}]
