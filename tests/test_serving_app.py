@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from mlplat.modeldir import LoadedModel
+from mlplat.monitoring.inputs import InputPolicy
 from mlplat.monitoring.monitor import MonitorSettings
 from mlplat.serving.predictor import ServingOptions
 from mlplat.serving.server import ServingApp, build_app
 from prometheus_client import REGISTRY
-from test_serving import BAD_INPUTS, MAX_BODY, MAX_ROWS, bad_request
+from test_serving import BAD_INPUTS, MAX_BODY, MAX_ROWS, MONITORING_TOKEN, bad_request
 
-QUIET_MONITOR = MonitorSettings(interval_s=3600)  # routes and window, no evaluation during a test
+QUIET_MONITOR = MonitorSettings(interval_s=3600, inputs=InputPolicy(token=MONITORING_TOKEN))  # no evaluation during a test
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +150,8 @@ def test_two_apps_in_one_process_share_no_state(trained_model_dir: Path, model: 
     strict = build_app(trained_model_dir, ServingOptions(max_request_rows=2), monitor=QUIET_MONITOR)
     loose = build_app(trained_model_dir, ServingOptions(max_request_rows=10), monitor=QUIET_MONITOR)
     url = f"/v1/models/{model.name}:predict"
-    with TestClient(strict.app) as a, TestClient(loose.app) as b:
+    auth = {"authorization": f"Bearer {MONITORING_TOKEN}"}
+    with TestClient(strict.app, headers=auth) as a, TestClient(loose.app, headers=auth) as b:
         assert a.post(url, json={"instances": rows[:3].tolist()}).status_code == 400  # its own row limit
         answered = b.post(url, json={"instances": rows[:3].tolist()})
         assert answered.status_code == 200
@@ -157,5 +159,5 @@ def test_two_apps_in_one_process_share_no_state(trained_model_dir: Path, model: 
         assert (strict.model.recorder.total, loose.model.recorder.total) == (1, 3)  # each its own window
         feedback = f"/v1/models/{model.name}/feedback"
         ids = answered.json()["request_ids"]
-        assert a.post(feedback, json={"ids": ids, "labels": [0] * 3}).json() == {"accepted": 0, "unknown_ids": ids}
-        assert b.post(feedback, json={"ids": ids, "labels": [0] * 3}).json() == {"accepted": 3, "unknown_ids": []}
+        assert a.post(feedback, json={"ids": ids, "label_indices": [0] * 3}).json() == {"accepted": 0, "unknown_ids": ids}
+        assert b.post(feedback, json={"ids": ids, "label_indices": [0] * 3}).json() == {"accepted": 3, "unknown_ids": []}

@@ -24,6 +24,10 @@ def serve(
     no_monitor: bool = typer.Option(False, "--no-monitor", help="Don't record requests for drift monitoring"),
     monitor_interval_s: float = typer.Option(30.0, "--monitor-interval-s", min=0.05, help="Seconds between drift evaluations"),
     state_dir: Path = typer.Option(None, "--state-dir", help="Persist the monitoring window and labels here"),
+    token_file: Path = typer.Option(None, "--token-file",
+                                 help="Bearer token for /feedback, monitor/evaluate and the explainer's marker"),
+    insecure_monitoring_inputs: bool = typer.Option(False, "--insecure-monitoring-inputs",
+                                                    help="No token: take feedback and evaluate from anyone"),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (KServe timings and access lines)"),
     explainer: bool = typer.Option(False, "--explainer", help="Run as the explainer component; predictions come from --predictor-url"),
     predictor_url: str = typer.Option(None, "--predictor-url", help="Predictor base URL for --explainer, e.g. http://127.0.0.1:8080"),
@@ -40,11 +44,13 @@ def serve(
 
     model_dir = resolve_model(ref, runs_dir).path
 
+    from mlplat.monitoring.inputs import InputPolicy
     from mlplat.monitoring.monitor import MonitorSettings
     from mlplat.serving.predictor import ServingOptions
     from mlplat.serving.server import serve as run_server
 
+    inputs = InputPolicy.from_options(token_file, insecure_monitoring_inputs)
     options = ServingOptions(max_batch_size, max_latency_ms, not no_batching, max_rows, explain_timeout_s, predictor_url,
-                             predictor_batch_rows, inline_forward_ms)
-    settings = MonitorSettings(interval_s=monitor_interval_s, state_dir=state_dir)
+                             predictor_batch_rows, inline_forward_ms, inputs.token)
+    settings = MonitorSettings(interval_s=monitor_interval_s, state_dir=state_dir, inputs=inputs)
     run_server(model_dir, options, host, port, max_body_bytes, None if no_monitor else settings, access_log)

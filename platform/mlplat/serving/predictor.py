@@ -21,7 +21,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from mlplat.errors import Busy, InvalidInput, NotFound, Timeout, UpstreamError
 from mlplat.modeldir import LoadedModel
-from mlplat.monitoring.window import EXPLAINER_PARAMETERS, from_explainer, row_key
+from mlplat.monitoring.window import explainer_parameters, from_explainer, row_key
 from mlplat.serving import metrics
 from mlplat.serving.batching import AdaptiveBatcher
 from mlplat.serving.guard import count_rejection
@@ -38,6 +38,7 @@ class ServingOptions:
     predictor_url: str | None = None  # explainer role: where the predictor listens
     predictor_batch_rows: int = 256  # explainer role: most rows per request to the predictor
     inline_forward_ms: float = 0.5  # passes measured cheaper than this run on the event loop (batching.py)
+    monitoring_token: str | None = None  # --token-file: the explainer proves its marker with it, the predictor checks it
 
 
 @dataclass
@@ -60,6 +61,7 @@ class RemoteModel(LoadedModel):
 
     predictor_url: str = ""
     batch_rows: int = 256  # rows per request: KernelShap's coalitions must fit the predictor's body/row limits
+    monitoring_token: str | None = None  # proves the explainer marker (window.explainer_parameters)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         import httpx
@@ -73,7 +75,7 @@ class RemoteModel(LoadedModel):
             try:
                 # marked, so neither the predictor's monitor nor the payload-logger sink records them
                 response = self._client.post(f"/v1/models/{self.name}:predict",
-                                             json={"instances": chunk, "parameters": EXPLAINER_PARAMETERS})
+                                             json={"instances": chunk, "parameters": explainer_parameters(self.monitoring_token)})
             except httpx.HTTPError as exc:
                 raise UpstreamError(f"predictor at {self.predictor_url} unreachable: {exc}") from None
             if response.status_code != 200:
@@ -91,7 +93,8 @@ class MlplatModel(kserve.Model):
         loaded = LoadedModel.load(self.model_dir)
         if self.options.predictor_url:
             loaded = RemoteModel(loaded.directory, loaded.manifest, loaded.network, loaded.standardizer,
-                                 self.options.predictor_url.rstrip("/"), self.options.predictor_batch_rows)
+                                 self.options.predictor_url.rstrip("/"), self.options.predictor_batch_rows,
+                                 self.options.monitoring_token)
         self.loaded = loaded
         super().__init__(loaded.name)
 
@@ -128,7 +131,8 @@ class MlplatModel(kserve.Model):
         try:
             if isinstance(payload, InferRequest):
                 return Batch(self.schema.v2_rows(payload), payload.id or request_id, "v2")
-            return Batch(self.schema.v1_rows(payload), request_id, "v1", not from_explainer(payload))
+            return Batch(self.schema.v1_rows(payload), request_id, "v1",
+                         not from_explainer(payload, self.options.monitoring_token))
         except InvalidInput as exc:
             count_rejection(self.name, exc.reason)
             raise
