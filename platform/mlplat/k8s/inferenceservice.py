@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 API_VERSION, KIND = "serving.kserve.io/v1beta1", "InferenceService"
 CONTAINER = "kserve-container"  # the name KServe looks for STORAGE_URI and the model mount on
 PORT, MODEL_MOUNT, DEFAULT_STORAGE_URI = 8080, "/mnt/models", "pvc://mlplat-models"
@@ -173,7 +171,9 @@ def from_dict(data: Any, klass: Any = "V1beta1InferenceService") -> Any:
 
 def render(d: Deployment) -> dict[str, str]:
     """File name → YAML text of the deployable kustomize directory."""
-    dump = lambda obj: yaml.safe_dump(obj, sort_keys=False, width=120)  # noqa: E731
+    from mlplat.k8s import goyaml
+
+    dump = lambda obj: goyaml.dump(obj, width=120)  # noqa: E731
     return {
         "inferenceservice.yaml": dump(to_dict(build_inference_service(d))),
         "podmonitor.yaml": dump(pod_monitor(d.name)),

@@ -20,9 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mlplat.errors import SpecError, UsageError
+from mlplat.k8s import goyaml
 from mlplat.kfp.step import step_parameters
 from mlplat.plan import build_plan
 from mlplat.spec import PipelineSpec
@@ -130,16 +129,16 @@ def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, 
 
 
 def to_yaml(job: Any) -> str:
-    return yaml.safe_dump(job.to_dict(), sort_keys=False, width=120)
+    return goyaml.dump(job.to_dict(), width=120)
 
 
 def output_pvc_yaml(name: str = OUTPUT_PVC, size: str = "10Gi") -> str:
     """Shared by every node of the TrainJob (ReadWriteMany); rank 0 writes the model there."""
-    return yaml.safe_dump({
+    return goyaml.dump({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "mlplat"}},
         "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": size}}},
-    }, sort_keys=False)
+    })
 
 
 BASE_DIR = "manifests/base/trainjob"
