@@ -124,7 +124,7 @@ def test_resources_gpus_retries_caching_node_selector_in_compiled_yaml(gpu_pipel
     assert resources["cpuRequest"] == resources["cpuLimit"] == 4
     assert resources["memoryRequest"] == resources["memoryLimit"] == pytest.approx(8 * 1.073741824)
     assert "resources" not in ir["deploymentSpec"]["executors"]["exec-evaluate"]["container"]
-    inner = inner_tasks(ir, by_name(ir["root"]["dag"]["tasks"], "validation-gate-passed"))
+    inner = {t["taskInfo"]["name"]: t for t in ir["root"]["dag"]["tasks"].values()}
     assert inner["train"]["retryPolicy"]["maxRetryCount"] == 3
     assert inner["train"]["cachingOptions"] == {}  # enableCache false is omitted
     assert inner["evaluate"]["cachingOptions"] == {"enableCache": True}
@@ -132,17 +132,36 @@ def test_resources_gpus_retries_caching_node_selector_in_compiled_yaml(gpu_pipel
     assert selector["labels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
 
 
-def test_gates_are_dsl_if_conditions(gpu_pipeline: Path) -> None:
+def test_gates_are_tasks_that_every_later_step_waits_for(gpu_pipeline: Path) -> None:
+    """A gate is a task after the step that decides it; everything after it depends on it, so a failed gate
+    fails the run (a green run with nothing trained was the old dsl.If) and the deciding step keeps its report."""
     ir, _ = compiled_docs(gpu_pipeline)
     root = ir["root"]["dag"]["tasks"]
-    assert {t["taskInfo"]["name"] for t in root.values()} == {"ingest", "validate", "validation-gate-passed"}
-    validation = by_name(root, "validation-gate-passed")
-    assert validation["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--validate-Output'] == true"
-    outer = inner_tasks(ir, validation)
-    assert {"train", "evaluate"} <= set(outer) and "publish" not in outer
-    evaluation = by_name(outer, "evaluation-gate-passed")
-    assert evaluation["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--evaluate-Output'] == true"
-    assert "publish" in inner_tasks(ir, evaluation)
+    names = {key: t["taskInfo"]["name"] for key, t in root.items()}
+    gate_keys = {name: key for key, name in names.items() if name.endswith("-gate")}
+    assert set(gate_keys) == {"validation-gate", "evaluation-gate"}
+    assert not any("triggerPolicy" in t for t in root.values())
+    validation, evaluation = root[gate_keys["validation-gate"]], root[gate_keys["evaluation-gate"]]
+    assert validation["dependentTasks"] == ["validate"]
+    assert validation["inputs"]["artifacts"]["result"]["taskOutputArtifact"] == {"outputArtifactKey": "result", "producerTask": "validate"}
+    assert evaluation["inputs"]["artifacts"]["result"]["taskOutputArtifact"]["producerTask"] == "evaluate"
+    for name in ("train", "evaluate"):
+        assert gate_keys["validation-gate"] in by_name(root, name)["dependentTasks"]
+    assert {gate_keys["validation-gate"], gate_keys["evaluation-gate"]} <= set(by_name(root, "publish")["dependentTasks"])
+
+
+def test_a_gate_task_raises_the_in_process_runners_words(tmp_path: Path) -> None:
+    from mlplat.errors import GateFailed
+    from mlplat.kfp import runtime
+
+    work = tmp_path / "workdir"
+    work.mkdir()
+    (work / "metrics.json").write_text(json.dumps({"gate": {"passed": False, "failures": ["test accuracy 0.5 < 0.9"]}}))
+    artifact = type("Artifact", (), {"path": str(work)})()
+    with pytest.raises(GateFailed, match=r"^evaluation gate failed: test accuracy 0.5 < 0.9$"):
+        runtime.gate("evaluation", artifact)
+    (work / "metrics.json").write_text(json.dumps({"gate": {"passed": True, "failures": []}}))
+    runtime.gate("evaluation", artifact)
 
 
 def test_bad_gpu_count_is_refused_with_a_clear_message(tmp_path: Path) -> None:
@@ -300,8 +319,8 @@ def test_validate_step_process_with_require_passed_stops_on_a_failed_gate(tmp_pa
     payload = compiler.spec_json(spec)
     assert step.main(["ingest", "--spec", payload, "--out", str(tmp_path / "data")]) == 0
     validate = ["validate", "--spec", payload, "--data", str(tmp_path / "data"), "--out", str(tmp_path / "validate")]
-    assert step.main(validate) == 0  # a KFP component reads the outcome; dsl.If decides
-    assert step.main([*validate, "--require-passed"]) == 1  # a TrainJob has no dsl.If: the script stops here
+    assert step.main(validate) == 0  # a KFP component reads the outcome; its gate task fails the run
+    assert step.main([*validate, "--require-passed"]) == 1  # a TrainJob has no gate task: the script stops here
     assert "validation gate failed: outliers" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         step.main(["ingest", "--spec", payload, "--out", str(tmp_path / "x"), "--require-passed"])

@@ -1,9 +1,10 @@
 """Spec → KFP v2 pipeline → IR YAML.
 
 The graph mirrors the in-process runner: ingest → validate → [gate] → augment → tune →
-train → evaluate → [gate] → explain → monitor → publish. Each gate is a `dsl.If` on the
-step's boolean output, so a failed gate skips what follows both on a cluster and in
-kfp.local. Every step's image, resources, retries, caching and node selector come from
+train → evaluate → [gate] → explain → monitor → publish. Each gate is a task of its own
+after the step that decides it: it fails (exit 1, GateFailed's words) when the gate did not
+pass, so the run fails and nothing after it runs, while the deciding step succeeded and its
+report artifact is in the UI (KFP uploads a failed task's outputs never). Every step's image, resources, retries, caching and node selector come from
 the spec. Pipeline parameters: `data_root` (where relative dataset paths resolve),
 `runs_dir` and `run_id` (set by the kfp-local runner so publish lands in the run store).
 """
@@ -33,16 +34,29 @@ def build_pipeline(spec: PipelineSpec) -> Any:
 
     payload = spec_json(spec)
 
+    gates: list[Any] = []  # every task created after a gate waits for it
+
     def task(component: Any, kind: str, step: StepLike | None, path: str, **inputs: Any) -> Any:
-        if kind != "ingest" and component is not c.publish:
+        if kind not in ("ingest", "gate") and component is not c.publish:
             plugin, params = step_parameters(spec, kind)
             inputs = {"spec": payload, "plugin": plugin, "params": params, **inputs}
         made = component(**inputs)
+        if gates:
+            made.after(*gates)
         configure(made, spec, step, path)
         return made
 
-    def after_validation(data: Any, findings: Any, runs_dir: Any, run_id: Any) -> None:
+    def gate(name: str, result: Any) -> None:
+        gates.append(task(c.gate, "gate", None, f"{name}-gate", gate=name, result=result).set_display_name(f"{name}-gate"))
+
+    def pipeline(data_root: str = "", runs_dir: str = "", run_id: str = "") -> None:
         steps = spec.steps
+        data = task(c.ingest, "ingest", None, "ingest", spec=payload, data_root=data_root).outputs["data"]
+        findings = None
+        if steps.validate_:
+            validated = task(c.validate, "validate", steps.validate_, "validate", data=data)
+            findings = validated.outputs["result"]
+            gate("validation", findings)
         if steps.augment:
             aug = task(c.augment, "augment", chain_options(steps.augment), "augment", data=data, **_given(findings=findings))
             data = aug.outputs["augmented"]
@@ -51,23 +65,14 @@ def build_pipeline(spec: PipelineSpec) -> Any:
             best = task(c.tune, "tune", steps.tune, "tune", data=data).outputs["best"]
         trained = task(c.train, "train", steps.train, "train", data=data, **_given(best=best, findings=findings))
         evaluated = task(c.evaluate, "evaluate", steps.evaluate, "evaluate", data=data, model=trained.outputs["model"])
-        with dsl.If(evaluated.outputs["Output"] == True, name="evaluation-gate-passed"):  # noqa: E712 (KFP builds a condition)
-            model = evaluated.outputs["evaluated"]
-            if steps.explain:
-                model = task(c.explain, "explain", steps.explain, "explain", data=data, model=model).outputs["explained"]
-            if steps.monitor:
-                model = task(c.monitor, "monitor", steps.monitor, "monitor", model=model).outputs["monitored"]
-            published = task(c.publish, "publish", None, "publish", model=model, runs_dir=runs_dir, run_id=run_id)
-            published.set_caching_options(False)  # publishing has an effect outside KFP; never skip it
-
-    def pipeline(data_root: str = "", runs_dir: str = "", run_id: str = "") -> None:
-        data = task(c.ingest, "ingest", None, "ingest", spec=payload, data_root=data_root).outputs["data"]
-        if spec.steps.validate_:
-            validated = task(c.validate, "validate", spec.steps.validate_, "validate", data=data)
-            with dsl.If(validated.outputs["Output"] == True, name="validation-gate-passed"):  # noqa: E712
-                after_validation(data, validated.outputs["result"], runs_dir, run_id)
-        else:
-            after_validation(data, None, runs_dir, run_id)
+        gate("evaluation", evaluated.outputs["workdir"])
+        model = evaluated.outputs["evaluated"]
+        if steps.explain:
+            model = task(c.explain, "explain", steps.explain, "explain", data=data, model=model).outputs["explained"]
+        if steps.monitor:
+            model = task(c.monitor, "monitor", steps.monitor, "monitor", model=model).outputs["monitored"]
+        published = task(c.publish, "publish", None, "publish", model=model, runs_dir=runs_dir, run_id=run_id)
+        published.set_caching_options(False)  # publishing has an effect outside KFP; never skip it
 
     # KFP reads parameter types from real annotation objects, not this module's postponed strings
     pipeline.__annotations__ = {"data_root": str, "runs_dir": str, "run_id": str}
