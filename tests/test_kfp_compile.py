@@ -123,7 +123,8 @@ def test_resources_gpus_retries_caching_node_selector_in_compiled_yaml(gpu_pipel
     assert int(resources["accelerator"]["resourceCount"]) == 2
     assert resources["cpuRequest"] == resources["cpuLimit"] == 4
     assert resources["memoryRequest"] == resources["memoryLimit"] == pytest.approx(8 * 1.073741824)
-    assert "resources" not in ir["deploymentSpec"]["executors"]["exec-evaluate"]["container"]
+    evaluate = ir["deploymentSpec"]["executors"]["exec-evaluate"]["container"]["resources"]  # no resources: the defaults
+    assert evaluate["resourceCpuRequest"] == evaluate["resourceCpuLimit"] == "1" and evaluate["resourceMemoryLimit"] == "2Gi"
     inner = {t["taskInfo"]["name"]: t for t in ir["root"]["dag"]["tasks"].values()}
     assert inner["train"]["retryPolicy"]["maxRetryCount"] == 3
     assert inner["train"]["cachingOptions"] == {}  # enableCache false is omitted

@@ -4,7 +4,8 @@ Built from the kserve SDK's `V1beta1*` models and the kubernetes client's `V1*` 
 every field is checked against the InferenceService schema. Both components run the mlplat
 image: the predictor `mlplat serve /mnt/models`, the explainer `mlplat serve --explainer`
 calling the predictor at `http://<name>-predictor.<namespace>` (KServe's predictor Service;
-its built-in explainers get the same host as `--predictor_host`), in RawDeployment mode. The
+its built-in explainers get the same host as `--predictor_host`), in Standard mode (plain
+Deployments; `RawDeployment` is its deprecated name since KServe 0.16). The
 model directory comes from `STORAGE_URI` on the `kserve-container`: KServe's storage initializer
 puts it at /mnt/models (a `pvc://` URI is mounted read-only in place).
 
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlplat.k8s.security import UID  # the one user every emitted pod runs as
+
 API_VERSION, KIND = "serving.kserve.io/v1beta1", "InferenceService"
 CONTAINER = "kserve-container"  # the name KServe looks for STORAGE_URI and the model mount on
 PORT, MODEL_MOUNT, DEFAULT_STORAGE_URI = 8080, "/mnt/models", "pvc://mlplat-models"
@@ -29,7 +32,6 @@ FILES = ("inferenceservice.yaml", "podmonitor.yaml", "kustomization.yaml")
 MONITOR_URL = "http://mlplat-monitor:8090/"  # the monitoring base's Service, same namespace
 BASE_DIR = "manifests/base/serving"
 DEMO_NAME = "breast-cancer"  # the checked-in base serves pipelines/breast_cancer.yaml's model
-UID = 10001
 DEFAULT_IMAGE = "ghcr.io/mlplat/mlplat:0.1.0"  # the spec's default image
 
 
@@ -121,10 +123,10 @@ def build_inference_service(d: Deployment) -> Any:
                                ({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "4Gi"}))])
     return V1beta1InferenceService(
         api_version=API_VERSION, kind=KIND,
-        # RawDeployment: plain Deployments, so the restricted pod security context and the /tmp emptyDir need
+        # Standard (formerly RawDeployment): plain Deployments, so the restricted pod security context and the /tmp emptyDir need
         # no Knative feature flags, and no queue-proxy sidecar runs outside that security context
         metadata=k.V1ObjectMeta(name=d.name, labels=labels,
-                                annotations={"serving.kserve.io/deploymentMode": "RawDeployment", **scrape_annotations()}),
+                                annotations={"serving.kserve.io/deploymentMode": "Standard", **scrape_annotations()}),
         spec=V1beta1InferenceServiceSpec(predictor=predictor, explainer=explainer))
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from mlplat import registry
 from mlplat.errors import SpecError, UsageError
+from mlplat.k8s import security
 from mlplat.registry import StageKind
 from mlplat.search_space import CategoricalParam, FloatParam, IntParam, SearchSpace, encode_choice, parse_search_space
 from mlplat.spec import PipelineSpec, to_yaml, tune_direction
@@ -102,13 +103,12 @@ def parameter(name: str, param: FloatParam | IntParam | CategoricalParam, grid: 
 
 
 def _container_resources(spec: PipelineSpec) -> dict[str, Any]:
+    """requests = limits: the tune step's cpu, memory and GPUs, the defaults for what it leaves out."""
+    from mlplat.k8s.security import resources
+
     res = spec.steps.tune.resources if spec.steps.tune else None
-    limits: dict[str, Any] = {}
-    if res is not None:
-        limits.update({k: v for k, v in (("cpu", res.cpu), ("memory", res.memory)) if v})
-        if res.gpus:
-            limits[res.accelerator_type] = str(res.gpus)
-    return {"requests": dict(limits), "limits": dict(limits)} if limits else {}
+    gpus = {res.accelerator_type: str(res.gpus)} if res is not None and res.gpus else {}
+    return resources(res.cpu if res else None, res.memory if res else None, gpus)
 
 
 def config_map_name(spec: PipelineSpec) -> str:
@@ -139,10 +139,9 @@ def experiment(spec: PipelineSpec) -> dict[str, Any]:
         "name": CONTAINER, "image": tune.image or spec.image, "command": command,
         "env": [{"name": v, "value": threads} for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")],
         "volumeMounts": [{"name": "pipeline-spec", "mountPath": SPEC_MOUNT, "readOnly": True}],
+        "resources": _container_resources(spec), "securityContext": security.container_security_context(),
     }
-    if resources := _container_resources(spec):
-        container["resources"] = resources
-    pod: dict[str, Any] = {"containers": [container], "restartPolicy": "Never",
+    pod: dict[str, Any] = {"containers": [container], "restartPolicy": "Never", "securityContext": security.pod_security_context(),
                            "volumes": [{"name": "pipeline-spec", "configMap": {"name": config_map_name(spec)}}]}
     if tune.node_selector:
         pod["nodeSelector"] = dict(tune.node_selector)

@@ -4,7 +4,8 @@ The graph mirrors the in-process runner: ingest → validate → [gate] → augm
 train → evaluate → [gate] → explain → monitor → publish. Each gate is a task of its own
 after the step that decides it: it fails (exit 1, GateFailed's words) when the gate did not
 pass, so the run fails and nothing after it runs, while the deciding step succeeded and its
-report artifact is in the UI (KFP uploads a failed task's outputs never). Every step's image, resources, retries, caching and node selector come from
+report artifact is in the UI (KFP never uploads a failed task's outputs).
+Every step's image, resources, retries, caching and node selector come from
 the spec. Pipeline parameters: `data_root` (where relative dataset paths resolve),
 `runs_dir` and `run_id` (set by the kfp-local runner so publish lands in the run store).
 """
@@ -126,28 +127,30 @@ def chain_options(chain: list[StepSpec]) -> StepOptions:
 
 
 def configure(task: Any, spec: PipelineSpec, step: StepLike | None, path: str) -> None:
-    """Image, resources (requests = limits), GPUs, retries, caching and node selector of one task."""
+    """Image, resources (requests = limits; defaults for what the step leaves out), GPUs, retries, caching, node
+    selector and a non-root security context of one task. kfp-kubernetes sets the user; the KFP backend adds the
+    rest of Pod Security "restricted" (no privilege escalation, capabilities dropped, RuntimeDefault seccomp)."""
+    from kfp import kubernetes
+
+    from mlplat.k8s.security import DEFAULT_CPU, DEFAULT_MEMORY, UID
+
     task.set_container_image(step.image if step and step.image else spec.image)
-    if step is None:
-        return
-    res, where = step.resources, f"steps.{path}"
+    kubernetes.set_security_context(task, run_as_user=UID, run_as_group=UID, run_as_non_root=True)
+    res, where = (step.resources if step else Resources()), f"steps.{path}"
     try:
-        if res.cpu:
-            task.set_cpu_request(res.cpu).set_cpu_limit(res.cpu)
-        if res.memory:
-            task.set_memory_request(res.memory).set_memory_limit(res.memory)
+        task.set_cpu_request(res.cpu or DEFAULT_CPU).set_cpu_limit(res.cpu or DEFAULT_CPU)
+        task.set_memory_request(res.memory or DEFAULT_MEMORY).set_memory_limit(res.memory or DEFAULT_MEMORY)
     except ValueError as exc:
         raise SpecError([(f"{where}.resources", str(exc))]) from None
+    if step is None:
+        return
     if res.gpus:
         task.set_accelerator_type(res.accelerator_type).set_accelerator_limit(res.gpus)
     if step.retries:
         task.set_retry(step.retries)
     task.set_caching_options(step.caching)
-    if step.node_selector:
-        from kfp import kubernetes
-
-        for key, value in sorted(step.node_selector.items()):
-            kubernetes.add_node_selector(task, key, value)
+    for key, value in sorted(step.node_selector.items()):
+        kubernetes.add_node_selector(task, key, value)
 
 
 def compile_spec(spec: PipelineSpec, package_path: Path) -> Path:
