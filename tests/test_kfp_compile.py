@@ -235,17 +235,45 @@ def test_submit_prepares_a_loadable_package_and_names_the_run(tmp_path: Path) ->
     calls: list[dict[str, Any]] = []
 
     class RecordingClient:  # stands in for a cluster, which does not exist here
-        def __init__(self, host: str) -> None:
-            calls.append({"host": host})
+        def __init__(self, host: str, namespace: str, existing_token: str | None) -> None:
+            calls.append({"host": host, "namespace": namespace, "token": existing_token})
 
         def create_run_from_pipeline_package(self, **kwargs: Any) -> Any:
             calls.append(kwargs)
             return type("Run", (), {"run_id": "run-123"})()
 
-    assert submit.submit(prepared, "http://kfp.example.com:8080/", RecordingClient) == "run-123"
-    assert calls == [{"host": "http://kfp.example.com:8080"},
+        def wait_for_run_completion(self, run_id: str, timeout: float) -> Any:
+            calls.append({"wait": run_id})
+            return type("Run", (), {"state": "FAILED" if run_id == "run-bad" else "SUCCEEDED", "error": "step train failed"})()
+
+    assert submit.submit(prepared, "http://kfp.example.com:8080/", client_factory=RecordingClient) == "run-123"
+    assert calls == [{"host": "http://kfp.example.com:8080", "namespace": "kubeflow", "token": None},
                      {"pipeline_file": prepared.pipeline_file, "run_name": prepared.run_name,
-                      "experiment_name": "breast-cancer", "arguments": {}}]
+                      "experiment_name": "breast-cancer", "arguments": {}, "namespace": None}]
+    calls.clear()  # multi-user Kubeflow: the profile namespace and the token go with the client and the run
+    assert submit.submit(prepared, "https://kf.example.com/pipeline", "team-a", "tok", RecordingClient) == "run-123"
+    assert calls[0] == {"host": "https://kf.example.com/pipeline", "namespace": "team-a", "token": "tok"}
+    assert calls[1]["namespace"] == "team-a"
+    assert submit.wait("run-123", "https://kf.example.com/pipeline", "team-a", "tok", client_factory=RecordingClient) == "SUCCEEDED"
+    with pytest.raises(MlplatError, match="run run-bad on https://kf.example.com/pipeline ended FAILED: step train failed") as info:
+        submit.wait("run-bad", "https://kf.example.com/pipeline", client_factory=RecordingClient)
+    assert info.value.exit_code == 1
+
+
+def test_the_submit_token_comes_from_the_file_the_environment_or_the_service_account(tmp_path: Path) -> None:
+    account = tmp_path / "sa-token"
+    assert submit.read_token(None, {}, account) is None  # standalone KFP: no token
+    account.write_text("sa\n")
+    assert submit.read_token(None, {}, account) == "sa"
+    assert submit.read_token(None, {"KF_PIPELINES_TOKEN": "env"}, account) == "env"
+    given = tmp_path / "token"
+    given.write_text("file\n")
+    assert submit.read_token(given, {"KF_PIPELINES_TOKEN": "env"}, account) == "file"
+    given.write_text("")
+    with pytest.raises(UsageError, match="--token-file: .* is empty"):
+        submit.read_token(given, {}, account)
+    with pytest.raises(UsageError, match="does not exist"):
+        submit.read_token(tmp_path / "missing", {}, account)
 
 
 def test_submit_refuses_a_bad_host_and_names_an_unreachable_one(tmp_path: Path) -> None:
