@@ -96,7 +96,7 @@ def test_checked_in_pipelines_are_fresh(tmp_path: Path) -> None:
     for name in sorted(fresh_files):
         assert (CHECKED_IN / "compiled" / name).read_text() == (fresh / "compiled" / name).read_text(), \
             f"manifests/base/pipelines/compiled/{name} is stale; {REGENERATE}"
-    assert (CHECKED_IN / "kustomization.yaml").read_text() == (fresh / "kustomization.yaml").read_text(), REGENERATE
+    assert not (CHECKED_IN / "kustomization.yaml").exists()  # files to upload, not ConfigMaps KFP never reads
 
 
 @pytest.mark.parametrize("path", sorted((CHECKED_IN / "compiled").glob("*.yaml")), ids=lambda p: p.stem)
@@ -260,6 +260,28 @@ def test_submit_prepares_a_loadable_package_and_names_the_run(tmp_path: Path) ->
     assert info.value.exit_code == 1
 
 
+def test_upload_sends_each_compiled_pipeline_under_its_name(tmp_path: Path) -> None:
+    calls: list[Any] = []
+
+    class RecordingClient:  # stands in for a cluster, which does not exist here
+        def __init__(self, host: str, namespace: str, existing_token: str | None) -> None:
+            calls.append((host, namespace, existing_token))
+
+        def upload_pipeline(self, path: str, **kwargs: Any) -> Any:
+            calls.append((path, kwargs))
+            return type("Pipeline", (), {"pipeline_id": "p-1"})()
+
+    package = CHECKED_IN / "compiled" / "breast_cancer.yaml"
+    assert submit.upload(package, "http://kfp:8080", "team-a", "tok", RecordingClient) == "p-1"
+    assert calls[0] == ("http://kfp:8080", "team-a", "tok")
+    assert calls[1][0] == str(package) and calls[1][1]["pipeline_name"] == "breast-cancer"
+    assert calls[1][1]["namespace"] == "team-a"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: ConfigMap\n")
+    with pytest.raises(UsageError, match="not a compiled KFP pipeline"):
+        submit.upload(bad, "http://kfp:8080", client_factory=RecordingClient)
+
+
 def test_the_submit_token_comes_from_the_file_the_environment_or_the_service_account(tmp_path: Path) -> None:
     account = tmp_path / "sa-token"
     assert submit.read_token(None, {}, account) is None  # standalone KFP: no token
@@ -402,9 +424,8 @@ def test_overlays_render_the_pipelines_and_the_trainjob(overlay: str) -> None:
     assert done.returncode == 0, done.stderr
     docs = [d for d in yaml.safe_load_all(done.stdout) if d]
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    assert ("ConfigMap", "pipeline-breast-cancer") in names and ("TrainJob", "breast-cancer-train") in names
-    pipeline = next(d for d in docs if d["metadata"]["name"] == "pipeline-breast-cancer")
-    assert yaml.safe_load_all(pipeline["data"]["pipeline.yaml"]).__next__()["pipelineInfo"]["name"] == "breast-cancer"
+    assert ("TrainJob", "breast-cancer-train") in names
+    assert not any(name.startswith("pipeline-") for _, name in names)  # pipelines are uploaded, not applied
 
 
 def test_cli_compiles_to_the_working_directory_and_refuses_resume_with_kfp_local(tmp_path: Path) -> None:

@@ -95,3 +95,20 @@ def wait(run_id: str, host: str, namespace: str | None = None, token: str | None
         detail = getattr(finished, "error", None)
         raise MlplatError(f"run {run_id} on {host} ended {state}" + (f": {detail}" if detail else ""))
     return state
+
+
+def upload(package: Path, host: str, namespace: str | None = None, token: str | None = None,
+           client_factory: Any = None) -> str:
+    """Upload a compiled pipeline (IR YAML) to KFP under its pipelineInfo name; returns the pipeline id."""
+    import yaml
+
+    try:
+        info = next(yaml.safe_load_all(package.read_text()))["pipelineInfo"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, StopIteration) as exc:
+        raise UsageError(f"{package}: not a compiled KFP pipeline (IR YAML with pipelineInfo): {exc}") from None
+    try:
+        uploaded = client(host, namespace, token, client_factory).upload_pipeline(
+            str(package), pipeline_name=info["name"], description=info.get("description"), namespace=namespace)
+    except Exception as exc:
+        raise MlplatError(f"could not upload {package} to {host}: {type(exc).__name__}: {exc}") from exc
+    return str(uploaded.pipeline_id)
