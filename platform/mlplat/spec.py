@@ -9,6 +9,7 @@ against the plugin's config model, filling in defaults, so a run records exactly
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,9 +147,12 @@ class PipelineSpec(Strict):
 
 def parse_spec(data: Any, source: str = "") -> PipelineSpec:
     try:
-        return PipelineSpec.model_validate(data)
+        spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError([(p.replace("validate_", "validate"), m) for p, m in config_problems(exc, "")], source) from None
+    if problems := cluster_problems(spec):  # once, at load: every target the spec may be emitted for
+        raise SpecError(problems, source)
+    return spec
 
 
 def load_spec(path: Path) -> PipelineSpec:
@@ -264,3 +268,61 @@ def to_yaml(spec: PipelineSpec) -> str:
 def run_id_ok(run_id: str) -> bool:
     return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id) is not None and ".." not in run_id
 
+
+
+# --- Cluster targets: names and quantities every emitted object needs -------------------------------
+# The spec's name becomes the KFP pipeline name, the TrainJob `<name>-train` (Trainer's webhook: RFC 1035
+# label, at most 63), the Katib Experiment `<name>-tune` (Katib's webhook: at most 40) and the
+# InferenceService (a DNS-1035 label KServe extends with -predictor-...: at most 45). Resources are the
+# same strings on KFP tasks, TrainJob nodes and Katib trials, so they must pass KFP's stricter patterns
+# and be Kubernetes quantities.
+
+RFC1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# (target, suffix the target adds, longest name it allows, whether it applies to a spec)
+NAME_TARGETS: tuple[tuple[str, str, int, Callable[[PipelineSpec], bool]], ...] = (
+    ("the TrainJob", "-train", 63, lambda spec: True),
+    ("the Katib Experiment", "-tune", 40, lambda spec: spec.steps.tune is not None),
+    ("the InferenceService", "", 45, lambda spec: True),
+)
+KFP_CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")  # kfp.dsl.PipelineTask._validate_cpu_request_limit
+KFP_MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")  # ..._validate_memory_request_limit
+
+
+def name_problems(name: str) -> list[tuple[str, str]]:
+    """Why `name` cannot name each cluster object derived from it (empty when it can)."""
+    problems = []
+    if not RFC1035_LABEL.match(name):
+        problems.append(("name", f"{name!r} must start with a letter and end with a letter or digit "
+                                 "(an RFC 1035 label: the TrainJob, Katib and KServe need one)"))
+    return problems
+
+
+def quantity_problems(path: str, resources: Resources) -> list[tuple[str, str]]:
+    """A cpu or memory string that KFP or Kubernetes would refuse, named by its field path."""
+    from kubernetes.utils.quantity import parse_quantity
+
+    problems = []
+    for field, pattern, example in (("cpu", KFP_CPU, "'2' or '500m'"), ("memory", KFP_MEMORY, "'512Mi' or '4Gi'")):
+        value = getattr(resources, field)
+        if value is None:
+            continue
+        try:
+            ok = pattern.match(value) is not None and parse_quantity(value) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            problems.append((f"{path}.resources.{field}", f"{value!r} is not a Kubernetes quantity KFP accepts, e.g. {example}"))
+    return problems
+
+
+def cluster_problems(spec: PipelineSpec) -> list[tuple[str, str]]:
+    """Every name and quantity the spec's cluster objects (KFP, TrainJob, Katib, KServe) would be refused for."""
+    problems = name_problems(spec.name)
+    for target, suffix, limit, applies in NAME_TARGETS:
+        if applies(spec) and len(spec.name + suffix) > limit:
+            problems.append(("name", f"{spec.name!r} is {len(spec.name)} characters; {target} "
+                                     f"{spec.name + suffix!r} may have at most {limit}, so at most {limit - len(suffix)}"))
+    steps = [(f"steps.{path}", step) for path, step in spec.steps.plugin_steps()] + [("steps.evaluate", spec.steps.evaluate)]
+    for path, step in steps:
+        problems += quantity_problems(path, step.resources)
+    return problems

@@ -31,6 +31,7 @@ app.command("deploy")(deploy_cmd.deploy)
 app.command("monitor")(monitor_cmd.monitor)
 app.command("compile")(kfp_cmd.compile_cmd)
 app.command("submit")(kfp_cmd.submit_cmd)
+app.command("upload")(kfp_cmd.upload_cmd)
 app.command("trainjob")(kfp_cmd.trainjob_cmd)
 
 

@@ -4,7 +4,8 @@ Built from the kserve SDK's `V1beta1*` models and the kubernetes client's `V1*` 
 every field is checked against the InferenceService schema. Both components run the mlplat
 image: the predictor `mlplat serve /mnt/models`, the explainer `mlplat serve --explainer`
 calling the predictor at `http://<name>-predictor.<namespace>` (KServe's predictor Service;
-its built-in explainers get the same host as `--predictor_host`), in RawDeployment mode. The
+its built-in explainers get the same host as `--predictor_host`), in Standard mode (plain
+Deployments; `RawDeployment` is its deprecated name since KServe 0.16). The
 model directory comes from `STORAGE_URI` on the `kserve-container`: KServe's storage initializer
 puts it at /mnt/models (a `pvc://` URI is mounted read-only in place).
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mlplat.k8s.security import UID  # the one user every emitted pod runs as
 
 API_VERSION, KIND = "serving.kserve.io/v1beta1", "InferenceService"
 CONTAINER = "kserve-container"  # the name KServe looks for STORAGE_URI and the model mount on
@@ -34,7 +35,6 @@ MONITOR_URL = "http://mlplat-monitor:8091/"
 TOKEN_SECRET, TOKEN_DIR = "mlplat-monitoring-token", "/var/run/secrets/mlplat"
 BASE_DIR = "manifests/base/serving"
 DEMO_NAME = "breast-cancer"  # the checked-in base serves pipelines/breast_cancer.yaml's model
-UID = 10001
 DEFAULT_IMAGE = "ghcr.io/mlplat/mlplat:0.1.0"  # the spec's default image
 
 
@@ -130,10 +130,10 @@ def build_inference_service(d: Deployment) -> Any:
                                ({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "4Gi"}), token=True)])
     return V1beta1InferenceService(
         api_version=API_VERSION, kind=KIND,
-        # RawDeployment: plain Deployments, so the restricted pod security context and the /tmp emptyDir need
+        # Standard (formerly RawDeployment): plain Deployments, so the restricted pod security context and the /tmp emptyDir need
         # no Knative feature flags, and no queue-proxy sidecar runs outside that security context
         metadata=k.V1ObjectMeta(name=d.name, labels=labels,
-                                annotations={"serving.kserve.io/deploymentMode": "RawDeployment", **scrape_annotations()}),
+                                annotations={"serving.kserve.io/deploymentMode": "Standard", **scrape_annotations()}),
         spec=V1beta1InferenceServiceSpec(predictor=predictor, explainer=explainer))
 
 
@@ -180,7 +180,9 @@ def from_dict(data: Any, klass: Any = "V1beta1InferenceService") -> Any:
 
 def render(d: Deployment) -> dict[str, str]:
     """File name → YAML text of the deployable kustomize directory."""
-    dump = lambda obj: yaml.safe_dump(obj, sort_keys=False, width=120)  # noqa: E731
+    from mlplat.k8s import goyaml
+
+    dump = lambda obj: goyaml.dump(obj, width=120)  # noqa: E731
     return {
         "inferenceservice.yaml": dump(to_dict(build_inference_service(d))),
         "podmonitor.yaml": dump(pod_monitor(d.name)),

@@ -86,3 +86,12 @@ def publish(model: Input[Model], runs_dir: str, run_id: str, published: Output[M
     from mlplat.kfp import runtime
 
     runtime.publish(model, published, runs_dir, run_id)
+
+
+@component
+def gate(gate: str, result: Input[Artifact]):
+    """Fails the run when the validation or evaluation gate did not pass. A task of its own, after the step that
+    decided: KFP uploads a task's artifacts only when it succeeds, so the step's report stays in the UI."""
+    from mlplat.kfp import runtime
+
+    runtime.gate(gate, result)
