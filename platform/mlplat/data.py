@@ -32,6 +32,13 @@ class DatasetInfo:
     feature_names: list[str]
     classes: list[str]
     image_shape: list[int] | None = None  # [channels, height, width] when features are pixels
+    # per feature: numeric | categorical | boolean (mlplat.columns); empty = all numeric (older splits)
+    column_types: dict[str, str] = field(default_factory=dict)
+    # cells of numeric columns that are no number: {column, row_id, value}; the validator reports them
+    bad_cells: list[dict[str, Any]] = field(default_factory=list)
+    id_column: str | None = None  # the column whose values are the row ids, when the spec names one
+    # the network input's layout (mlplat.columns.TabularPreprocessor.input_layout), set for the trainer only
+    input_layout: dict[str, Any] | None = None
 
     @property
     def n_features(self) -> int:
@@ -115,7 +122,8 @@ class Splits:
         return replace(self, train=train)
 
 
-def load_source(source: str, label: str | None, features: list[str] | None, base_dir: Path) -> tuple[pd.DataFrame, str]:
+def load_source(source: str, label: str | None, features: list[str] | None, base_dir: Path,
+                na_values: list[str] | None = None) -> tuple[pd.DataFrame, str]:
     """Read a dataset source into one frame; return it with the label column's name."""
     if source.startswith("sklearn:"):
         frame, label = _load_sklearn(source.removeprefix("sklearn:"))
@@ -128,7 +136,7 @@ def load_source(source: str, label: str | None, features: list[str] | None, base
         if path.suffix in TENSOR_SUFFIXES:
             frame, label = _load_tensor_file(path), label or TENSOR_LABEL
         else:
-            frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+            frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path, **csv_na_options(na_values))
     except UsageError:
         raise
     except Exception as exc:  # malformed file: name it, no traceback
@@ -138,6 +146,13 @@ def load_source(source: str, label: str | None, features: list[str] | None, base
     if label not in frame.columns:
         raise UsageError(f"dataset.label: column {label!r} not in {path.name} (columns: {', '.join(map(str, frame.columns))})")
     return _select_features(frame, label, features, path.name), label
+
+
+def csv_na_options(na_values: list[str] | None) -> dict[str, Any]:
+    """read_csv options: only the listed cell texts (and empty cells) are missing, nothing else silently."""
+    from mlplat.columns import DEFAULT_NA_VALUES
+
+    return {"keep_default_na": False, "na_values": list(DEFAULT_NA_VALUES if na_values is None else na_values) + [""]}
 
 
 def _select_features(frame: pd.DataFrame, label: str, features: list[str] | None, where: str) -> pd.DataFrame:
@@ -215,14 +230,14 @@ def _load_sklearn(name: str) -> tuple[pd.DataFrame, str]:
 
 def split_frame(
     frame: pd.DataFrame, label: str, name: str, validation: float, test: float, seed: int, stratify: bool = True,
-    image_shape: list[int] | None = None,
+    image_shape: list[int] | None = None, *, row_ids: np.ndarray | None = None, weights: np.ndarray | None = None,
+    column_types: dict[str, str] | None = None, bad_cells: list[dict[str, Any]] | None = None, id_column: str | None = None,
 ) -> Splits:
-    """Seeded, stratified train/validation/test split; row ids are positions in the source."""
+    """Seeded, stratified train/validation/test split; row ids are `row_ids` (the id column) or positions in the source."""
     from sklearn.model_selection import train_test_split
 
     features = frame.drop(columns=[label])
-    # Non-numeric columns are kept as they are so that the validator can report them as type
-    # anomalies (the gate then stops the run); training refuses them (see require_numeric).
+    # Numeric (and bool) columns become float64; categorical ones stay text (mlplat.columns encodes them).
     numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])]
     features = features.astype({c: "float64" for c in numeric})
     if frame[label].isna().any():
@@ -231,13 +246,15 @@ def split_frame(
     if len(classes) < 2:
         raise UsageError(f"dataset.label: column {label!r} needs at least 2 classes, found {len(classes)}")
     index = {c: i for i, c in enumerate(classes)}
-    table = Table(features, frame[label].astype(str).map(index).to_numpy(), np.arange(len(frame)))
+    ids = np.arange(len(frame)) if row_ids is None else row_ids
+    table = Table(features, frame[label].astype(str).map(index).to_numpy(), ids, weights)
     positions = np.arange(len(table))
     strat = table.labels if stratify else None
     rest, test_pos = train_test_split(positions, test_size=test, random_state=seed, stratify=strat)
     strat_rest = table.labels[rest] if stratify else None
     train_pos, val_pos = train_test_split(rest, test_size=validation / (1 - test), random_state=seed, stratify=strat_rest)
-    info = DatasetInfo(name, label, [str(c) for c in features.columns], classes, image_shape)
+    info = DatasetInfo(name, label, [str(c) for c in features.columns], classes, image_shape, dict(column_types or {}),
+                       list(bad_cells or []), id_column)
     return Splits(info, table.take(train_pos), table.take(val_pos), table.take(test_pos))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
@@ -34,10 +35,16 @@ def _context(spec: PipelineSpec, step: str, out: Path, splits: Splits, **extra: 
 
 def ingest(spec: PipelineSpec, spec_dir: Path, out: Path) -> Splits:
     """Load the dataset source and write the seeded, stratified splits."""
+    from mlplat.columns import split_roles
+
     ds = spec.dataset
-    frame, label = load_source(ds.source, ds.label, ds.features, spec_dir)
+    frame, label = load_source(ds.source, ds.label, None, spec_dir, ds.na_values)
     shape = image_shape(ds.source, spec_dir)
-    splits = split_frame(frame, label, spec.name, ds.validation, ds.test, spec.seed, ds.stratify, shape)
+    pixels = {str(c): "numeric" for c in frame.columns if c != label} if shape else {}  # images: no type inference
+    roles = split_roles(frame, label, ds.features, ds.exclude, ds.weight, ds.id, {**pixels, **ds.column_types})
+    splits = split_frame(roles.features.assign(**{label: roles.label}), label, spec.name, ds.validation, ds.test, spec.seed,
+                         ds.stratify, shape, row_ids=roles.row_ids, weights=roles.weights, column_types=roles.types,
+                         bad_cells=roles.bad_cells, id_column=ds.id)
     splits.save(out)
     return splits
 
@@ -100,25 +107,47 @@ def inherited_preprocessing(trainer: Any, context: StepContext) -> dict[str, Any
     return method(context) if callable(method) else None
 
 
-def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """Fit preprocessing on real training rows, or reuse `preprocessing` (a model's saved statistics);
-    return (TrainingData, Standardizer). Training rows keep their synthetic tag (CV holds out real rows only)."""
-    from mlplat.contracts.trainer import ArrayData, TrainingData
-    from mlplat.data import require_numeric
-    from mlplat.preprocessing import Standardizer
+def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None,
+                     encodings: list[Any] | None = None) -> tuple[Any, Any]:
+    """Fit the input encoding (vocabularies) and preprocessing (imputation, indicators, standardization) on real
+    training rows, or reuse `preprocessing` and `encodings` (a model's saved ones); return (TrainingData,
+    TabularPreprocessor). Training rows keep their synthetic tag (CV holds out real rows only)."""
+    from dataclasses import replace
 
-    for table in (splits.train, splits.validation):
-        require_numeric(table.features)
+    from mlplat.columns import TabularPreprocessor, encode_frame, fit_encodings
+    from mlplat.contracts.trainer import ArrayData, TrainingData
+    from mlplat.modeldir import preprocessor_from_json
+
+    refuse_bad_cells(splits.info.bad_cells)
     real = ~splits.train.synthetic
+    fitted_on = splits.train.take(np.flatnonzero(real)) if real.any() else splits.train
+    encodings = encodings or fit_encodings(fitted_on.features, splits.info.column_types)
+    X_train = encode_frame(splits.train.features, encodings)
     if preprocessing is not None:
-        standardizer = Standardizer.from_json(preprocessing)
+        preprocessor = preprocessor_from_json(preprocessing)
     else:
-        standardizer = Standardizer.fit(splits.train.features.to_numpy()[real] if real.any() else splits.train.features.to_numpy())
+        preprocessor = TabularPreprocessor.fit(X_train[real] if real.any() else X_train, encodings)
     weights = splits.train.weights
-    train = ArrayData(standardizer.transform(splits.train.features.to_numpy()), splits.train.labels,
+    train = ArrayData(preprocessor.transform(X_train), splits.train.labels,
                       None if np.all(weights == 1) else weights, splits.train.synthetic)
-    val = ArrayData(standardizer.transform(splits.validation.features.to_numpy()), splits.validation.labels)
-    return TrainingData(train, val, splits.info), standardizer
+    val = ArrayData(preprocessor.transform(encode_frame(splits.validation.features, encodings)), splits.validation.labels)
+    layout = getattr(preprocessor, "input_layout", None)
+    return TrainingData(train, val, replace(splits.info, input_layout=layout)), preprocessor
+
+
+def refuse_bad_cells(cells: list[dict[str, Any]]) -> None:
+    """Training never turns a bad cell into a missing value silently (the validator reports them, too)."""
+    if cells:
+        shown = "; ".join(f"{c['column']} row {c['row_id']}: {c['value']!r}" for c in cells[:5])
+        raise UsageError(f"dataset: {len(cells)}{'+' if len(cells) >= 100 else ''} cells of numeric columns are not numbers "
+                         f"({shown}); fix them, list them in dataset.na_values, or set dataset.column_types")
+
+
+def model_encodings(splits: Splits) -> list[Any]:
+    from mlplat.columns import fit_encodings
+
+    real = splits.train.take(np.flatnonzero(~splits.train.synthetic))
+    return fit_encodings(real.features if len(real) else splits.train.features, splits.info.column_types)
 
 
 def trial_params(spec: PipelineSpec, params: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +230,8 @@ def train_model(
     params = trainer_params(spec, best_params)
     trainer = registry.create(StageKind.TRAINER, spec.steps.train.plugin, params, step="train", path="steps.train.params")
     context = _context(spec, "train", out, splits, on_epoch=on_epoch, resume=resume, runs_root=runs_root)
-    training, standardizer = prepare_training(splits, inherited_preprocessing(trainer, context))
+    encodings = model_encodings(splits)
+    training, standardizer = prepare_training(splits, inherited_preprocessing(trainer, context), encodings)
     started = time.perf_counter()
     trained = trainer.fit(training, context)
     wall = time.perf_counter() - started
@@ -213,7 +243,7 @@ def train_model(
         name=spec.name,
         trainer=PluginRef.of(StageKind.TRAINER, spec.steps.train.plugin, trainer_config),
         architecture=trained.architecture,
-        features=modeldir.feature_schema(real.features),
+        features=modeldir.feature_schema(real.features, encodings),
         image_shape=splits.info.image_shape,
         label=splits.info.label,
         classes=splits.info.classes,
@@ -227,6 +257,8 @@ def train_model(
     model_dir.write_weights(trained.network)
     model_dir.write(manifest)
     loaded = modeldir.LoadedModel.load(model_dir)  # the one load of this run: also proves the directory loads
+    # the reference holds model input rows (codes for categories, NaN for missing), as the serving window records them
+    reference = pd.DataFrame(loaded.encode(reference), columns=loaded.feature_names)
     reference[modeldir.PREDICTION_COLUMN] = loaded.predict_proba(reference[loaded.feature_names].to_numpy()).argmax(1)
     reference.reset_index(drop=True).to_parquet(model_dir.reference, index=False)
     if schema and schema.is_file():
@@ -252,7 +284,7 @@ def evaluate(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
     out.mkdir(parents=True, exist_ok=True)
     splits = Splits.load(data)
     loaded = _loaded(model, loaded)
-    proba = loaded.predict_proba(splits.test.features[loaded.feature_names].to_numpy())
+    proba = loaded.predict_proba(loaded.encode(splits.test.features))
     metrics = classification_metrics(splits.test.labels, proba, splits.info.classes)
     failures = gate_failures(metrics, spec.steps.evaluate.params)
     result = {"test": metrics, "gate": {"passed": not failures, "failures": failures}}
@@ -274,7 +306,8 @@ def explain(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
     splits = Splits.load(data)
     loaded = _loaded(model, loaded)
     explainer = registry.create(StageKind.EXPLAINER, step.plugin, step.params, step="explain")
-    background = splits.train.features[loaded.feature_names].to_numpy()[~splits.train.synthetic]
+    # imputed: explainers summarize and perturb with background rows (k-means takes no NaN)
+    background = loaded.impute(loaded.encode(splits.train.features))[~splits.train.synthetic]
     state = explainer.fit(loaded, background, _context(spec, "explain", out, splits))
     if state.arrays:
         save_file({k: np.ascontiguousarray(v) for k, v in state.arrays.items()}, str(loaded.model_dir.explainer_arrays))
@@ -305,5 +338,5 @@ def _info_from_manifest(manifest: ModelManifest) -> Any:
     from mlplat.data import DatasetInfo
 
     return DatasetInfo(manifest.name, manifest.label, manifest.feature_names, list(manifest.classes),
-                       manifest.image_shape)
+                       manifest.image_shape, {f.name: f.kind for f in manifest.features})
 

@@ -26,11 +26,17 @@ def column_type(series: pd.Series) -> str:
     return "string"
 
 
-def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray) -> dict[str, Any]:
+def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray,
+                 kinds: dict[str, str] | None = None) -> dict[str, Any]:
+    """Per column: storage `type` (float | bool | string), `kind` (numeric | categorical | boolean, mlplat.columns),
+    missing-value rate and row count, range or domain."""
+    from mlplat.columns import infer_type
+
     columns = []
     for name in features.columns:
         s = features[name]
-        entry: dict[str, Any] = {"name": str(name), "type": column_type(s), "missing_rate": float(s.isna().mean())}
+        entry: dict[str, Any] = {"name": str(name), "type": column_type(s), "kind": (kinds or {}).get(str(name)) or infer_type(s),
+                                 "missing_rate": float(s.isna().mean()), "rows": int(len(s))}
         if entry["type"] == "float":
             entry.update(min=float(s.min()), max=float(s.max()), mean=float(s.mean()), std=float(s.std(ddof=0)))
         else:
@@ -44,7 +50,7 @@ def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray)
 def check_against_schema(
     schema: dict[str, Any], frame: pd.DataFrame, split: str, severity: Callable[[str], Severity],
     max_missing_rate: float, range_tolerance: float, max_out_of_range_share: float, max_mean_shift: float,
-    labels: np.ndarray | None = None, classes: list[str] | None = None,
+    labels: np.ndarray | None = None, classes: list[str] | None = None, missing_alpha: float = 0.01,
 ) -> list[CheckResult]:
     """Columns present, types, missing-value rates, ranges, mean shifts, categorical domains and label classes
     of `frame` vs `schema`. The range check catches gross errors (units, sign, sentinels) without false alarms;
@@ -72,10 +78,7 @@ def check_against_schema(
         same_type = observed_type == col["type"]
         out.append(CheckResult("schema.dtype", same_type, severity("schema.dtype"), f"{split}: {name} type", name,
                                col["type"], observed_type if same_type else f"{observed_type} ({series.dtype})"))
-        allowed = max(max_missing_rate, col["missing_rate"])
-        rate = float(series.isna().mean())
-        out.append(CheckResult("schema.missing", rate <= allowed, severity("schema.missing"),
-                               f"{split}: {name} missing-value rate", name, f"<= {allowed:.3f}", round(rate, 4)))
+        out.append(missing_rate_check(series, col, split, severity, max_missing_rate, missing_alpha))
         if not same_type or series.dropna().empty:
             continue
         if col["type"] != "float":
@@ -101,6 +104,31 @@ def check_against_schema(
     if labels is not None and classes is not None:
         out += _label_checks(schema, labels, classes, split, severity)
     return out
+
+
+def missing_rate_check(series: pd.Series, col: dict[str, Any], split: str, severity: Callable[[str], Severity],
+                       max_missing_rate: float, alpha: float) -> CheckResult:
+    """A split's missing values vs training's: fails above `max_missing_rate`, or when a one-sided two-proportion
+    z-test says the split misses values more often than training (p < `alpha`, already Bonferroni-corrected by
+    the caller). Values missing at random at the training rate pass, whatever that rate and the split sizes."""
+    from scipy.stats import norm
+
+    n, missing = len(series), int(series.isna().sum())
+    rate = missing / n if n else 0.0
+    n_train = int(col.get("rows") or n)
+    train_missing = col["missing_rate"] * n_train
+    pooled = (missing + train_missing) / (n + n_train) if n else 0.0
+    if 0 < pooled < 1:
+        z = (rate - col["missing_rate"]) / np.sqrt(pooled * (1 - pooled) * (1 / n + 1 / n_train))
+        p_value = float(norm.sf(z))
+    else:
+        p_value = 1.0
+    passed = rate <= max_missing_rate and p_value >= alpha
+    return CheckResult("schema.missing", passed, severity("schema.missing"),
+                       f"{split}: {col['name']}: {missing} of {n} rows missing ({rate:.1%}; training {col['missing_rate']:.1%}, "
+                       f"p = {p_value:.2g})", col["name"],
+                       f"<= {max_missing_rate:.1%} and not above training (z-test p >= {alpha:.2g})", missing,
+                       details={"rows": missing, "rate": rate, "training_rate": col["missing_rate"], "p_value": p_value})
 
 
 def _domain_check(col: dict[str, Any], series: pd.Series, split: str, severity: Callable[[str], Severity]) -> CheckResult:
