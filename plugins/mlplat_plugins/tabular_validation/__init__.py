@@ -56,6 +56,9 @@ class TabularValidatorConfig(BaseModel):
     missing_alpha: float = Field(
         0.01, gt=0, lt=1, description="family-wise significance of the missing-rate z-tests (split vs training rate), "
                                       "Bonferroni-divided over columns and splits")
+    max_unseen_category_share: float = Field(
+        0.05, ge=0, le=1, description="share of a split's rows whose category is not in the training domain above which "
+                                      "schema.domain fires (below it, the model's unknown bucket takes them)")
     range_tolerance: float = Field(
         1.0, ge=0, description="allowed overshoot of the training range, as a fraction of its width (catches unit/sign "
                                "errors; moderate shifts are max_mean_shift's)")

@@ -51,6 +51,7 @@ def check_against_schema(
     schema: dict[str, Any], frame: pd.DataFrame, split: str, severity: Callable[[str], Severity],
     max_missing_rate: float, range_tolerance: float, max_out_of_range_share: float, max_mean_shift: float,
     labels: np.ndarray | None = None, classes: list[str] | None = None, missing_alpha: float = 0.01,
+    max_unseen_share: float = 0.0,
 ) -> list[CheckResult]:
     """Columns present, types, missing-value rates, ranges, mean shifts, categorical domains and label classes
     of `frame` vs `schema`. The range check catches gross errors (units, sign, sentinels) without false alarms;
@@ -83,7 +84,7 @@ def check_against_schema(
             continue
         if col["type"] != "float":
             if col.get("domain") is not None:
-                out.append(_domain_check(col, series, split, severity))
+                out.append(_domain_check(col, series, split, severity, max_unseen_share))
             continue
         slack = range_tolerance * (col["max"] - col["min"])
         lo, hi = col["min"] - slack, col["max"] + slack
@@ -131,8 +132,10 @@ def missing_rate_check(series: pd.Series, col: dict[str, Any], split: str, sever
                        details={"rows": missing, "rate": rate, "training_rate": col["missing_rate"], "p_value": p_value})
 
 
-def _domain_check(col: dict[str, Any], series: pd.Series, split: str, severity: Callable[[str], Severity]) -> CheckResult:
-    """TFDV's "unexpected string values": every value of a categorical column must be in its domain."""
+def _domain_check(col: dict[str, Any], series: pd.Series, split: str, severity: Callable[[str], Severity],
+                  max_unseen_share: float = 0.0) -> CheckResult:
+    """TFDV's "unexpected string values": a categorical column's values must be in its domain, but for a share of
+    at most `max_unseen_share` of its rows (the model predicts those through its unknown bucket)."""
     domain = col["domain"]
     values = series.dropna().astype(str)
     seen = values.unique()
@@ -140,7 +143,7 @@ def _domain_check(col: dict[str, Any], series: pd.Series, split: str, severity: 
     shown = domain[:SHOWN_DOMAIN] + ([f"... ({len(domain)} values)"] if len(domain) > SHOWN_DOMAIN else [])
     rows = int(values.isin(unexpected).sum())
     message = f"{split}: {col['name']} has {rows} values not in the domain" if unexpected else f"{split}: {col['name']} within its domain"
-    return CheckResult("schema.domain", not unexpected, severity("schema.domain"), message, col["name"],
+    return CheckResult("schema.domain", rows <= max_unseen_share * len(values), severity("schema.domain"), message, col["name"],
                        f"one of {shown}", unexpected[:SHOWN_DOMAIN] if unexpected else len(seen),
                        details={"unexpected": unexpected[:MAX_DOMAIN], "rows": rows})
 

@@ -64,7 +64,8 @@ class TabularValidator:
                        labels: np.ndarray | None = None, classes: list[str] | None = None) -> list[CheckResult]:
         return check_against_schema(schema, frame, split, self.severity, self.config.max_missing_rate,
                                     self.config.range_tolerance, self.config.max_out_of_range_share,
-                                    self.config.max_mean_shift, labels, classes, self._missing_alpha)
+                                    self.config.max_mean_shift, labels, classes, self._missing_alpha,
+                                    self.config.max_unseen_category_share)
 
     def _bad_cells(self, cells: list[dict[str, Any]]) -> list[CheckResult]:
         """Cells of numeric columns that are no number: named by column, row id and value, never silently NaN."""
