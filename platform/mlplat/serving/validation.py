@@ -22,6 +22,7 @@ from mlplat.columns import UNKNOWN_CODE, ColumnEncoding
 from mlplat.errors import InvalidInput
 
 _NUMBER_TYPES = frozenset({int, float})  # exact types: bool, an int subclass, is not a number here
+_ALL_NUMBERS = object()  # sentinel: no offending value found
 _NUMERIC_V2 = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
 
@@ -132,7 +133,8 @@ class FeatureSchema:
                 raise InvalidInput(reason="shape", message=f"input {inputs[0].name!r} has shape {list(rows.shape)}, "
                                              f"expected [N, {self.width}]")
             self._check_count(rows.shape[0])
-            return self._finite(rows, inputs[0].name)
+            # JSON data has no NaN (the literal is refused before parsing): a NaN here is a null, to impute
+            return self._finite(rows, inputs[0].name, allow_nan=self.impute and isinstance(inputs[0].data, list))
         names = [i.name for i in inputs]
         unknown = sorted(set(names) - set(self.index))
         missing = [n for n in self.names if n not in names]
@@ -161,15 +163,18 @@ class FeatureSchema:
         decoded = [v.decode() if isinstance(v, bytes) else v for v in values]
         return np.array([self._value(j, v, f"input {tensor.name!r}[{k}]") for k, v in enumerate(decoded)], np.float64)
 
-    @staticmethod
-    def _tensor(tensor: Any) -> np.ndarray:
+    def _tensor(self, tensor: Any) -> np.ndarray:
         if tensor.datatype not in _NUMERIC_V2:
             raise InvalidInput(reason="dtype", message=f"input {tensor.name!r}: datatype {tensor.datatype} is not numeric "
                                          f"(use FP32, FP64 or an INT type)")
         try:
             data = tensor.data
             if isinstance(data, list) and any(type(v) not in _NUMBER_TYPES for v in _flat(data)):
-                bad = next(v for v in _flat(data) if type(v) not in _NUMBER_TYPES)
+                allowed = (*_NUMBER_TYPES, type(None)) if self.impute else tuple(_NUMBER_TYPES)
+                bad = next((v for v in _flat(data) if type(v) not in allowed), _ALL_NUMBERS)
+                if bad is _ALL_NUMBERS:  # numbers and nulls: nulls become NaN, imputed by the model
+                    values = np.array([np.nan if v is None else v for v in _flat(data)], np.float64)
+                    return values.reshape(tensor.shape).astype(np.float32)
                 raise InvalidInput(reason="null" if bad is None else "dtype",
                                     message=f"input {tensor.name!r}: expected numbers, got {_kind(bad)} {_show(bad)}")
             return tensor.as_numpy().astype(np.float32, copy=False)
@@ -178,8 +183,8 @@ class FeatureSchema:
         except (ValueError, TypeError) as exc:
             raise InvalidInput(reason="shape", message=f"input {tensor.name!r}: data does not match shape {tensor.shape}: {exc}") from None
 
-    def _finite(self, rows: np.ndarray, where: str) -> np.ndarray:
-        bad = ~np.isfinite(rows)
+    def _finite(self, rows: np.ndarray, where: str, allow_nan: bool = False) -> np.ndarray:
+        bad = np.isinf(rows) if allow_nan else ~np.isfinite(rows)
         if bad.any():
             r, c = map(int, np.argwhere(bad)[0])
             raise InvalidInput(reason="non_finite", message=f"{where}[{r}][{c}] (feature {self.names[c]!r}) is not finite: {rows[r, c]}")
