@@ -133,8 +133,12 @@ class FeatureSchema:
                 raise InvalidInput(reason="shape", message=f"input {inputs[0].name!r} has shape {list(rows.shape)}, "
                                              f"expected [N, {self.width}]")
             self._check_count(rows.shape[0])
-            # JSON data has no NaN (the literal is refused before parsing): a NaN here is a null, to impute
-            return self._finite(rows, inputs[0].name, allow_nan=self.impute and isinstance(inputs[0].data, list))
+            data = inputs[0].data
+            if self.impute and isinstance(data, list):  # nulls are NaN now, to impute; a NaN literal is still refused
+                nulls = np.array([v is None for v in _flat(data)]).reshape(rows.shape)
+                self._finite(np.where(nulls, 0.0, rows), inputs[0].name)
+                return rows
+            return self._finite(rows, inputs[0].name)
         names = [i.name for i in inputs]
         unknown = sorted(set(names) - set(self.index))
         missing = [n for n in self.names if n not in names]
@@ -183,8 +187,8 @@ class FeatureSchema:
         except (ValueError, TypeError) as exc:
             raise InvalidInput(reason="shape", message=f"input {tensor.name!r}: data does not match shape {tensor.shape}: {exc}") from None
 
-    def _finite(self, rows: np.ndarray, where: str, allow_nan: bool = False) -> np.ndarray:
-        bad = np.isinf(rows) if allow_nan else ~np.isfinite(rows)
+    def _finite(self, rows: np.ndarray, where: str) -> np.ndarray:
+        bad = ~np.isfinite(rows)
         if bad.any():
             r, c = map(int, np.argwhere(bad)[0])
             raise InvalidInput(reason="non_finite", message=f"{where}[{r}][{c}] (feature {self.names[c]!r}) is not finite: {rows[r, c]}")
