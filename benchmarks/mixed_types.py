@@ -12,15 +12,18 @@ ingest code (mlplat.columns.split_roles + mlplat.data.split_frame):
 Throughput: epoch seconds (median over epochs, the trainer's own history) of the encoder network
 vs a numeric-only MLP of the same width (input = the encoder's output width), same rows, batch
 size and hidden layers. Target: ratio (numeric-only time / encoder time) >= 0.9.
-Run: .venv/bin/python benchmarks/mixed_types.py [--rows N] [--device cpu|cuda]
+Measured (CPU, 2 cores shared with 4 other jobs, load ~13, so absolute times are slow; ratios from one run):
+  accuracy mlp 0.8765 (15 epochs) vs HistGradientBoosting 0.8622 on the same 4,000 test rows;
+  epoch 14.30 s with encoders vs 14.34 s numeric-only at the same width 64: 1.00x (target >= 0.9x).
+Run: .venv/bin/python benchmarks/mixed_types.py [--rows N] [--device cpu|cuda] [--skip-accuracy]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-from dataclasses import replace
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
