@@ -95,6 +95,23 @@ def test_bad_input_in_process(client: TestClient, model: LoadedModel, case: str,
     assert "Traceback" not in reply.text
 
 
+def test_a_null_is_imputed_with_the_training_value_and_counted(client: TestClient, model: LoadedModel,
+                                                               rows: np.ndarray) -> None:
+    """The documented policy (README "missing values"): a null is the training fill value, never a 400 or a NaN."""
+    feature = model.feature_names[2]
+    before = REGISTRY.get_sample_value("mlplat_imputed_values_total", {"model": model.name, "feature": feature}) or 0.0
+    row = rows[0].tolist()
+    row[2] = None
+    v1 = client.post(f"/v1/models/{model.name}:predict", json={"instances": [row]})
+    v2 = client.post(f"/v2/models/{model.name}/infer", json={"inputs": [
+        {"name": "input-0", "shape": [1, len(row)], "datatype": "FP32", "data": row}]})
+    assert v1.status_code == 200 and v2.status_code == 200, v1.text + v2.text
+    filled = rows[:1].astype(np.float64).copy()
+    filled[0, 2] = model.standardizer.fill[2]
+    np.testing.assert_allclose(v1.json()["probabilities"], model.predict_proba(filled), atol=1e-5)
+    assert REGISTRY.get_sample_value("mlplat_imputed_values_total", {"model": model.name, "feature": feature}) == before + 2
+
+
 def test_invalid_input_is_counted_by_its_reason(client: TestClient, model: LoadedModel) -> None:
     shape, malformed = rejected(model.name, "shape"), rejected(model.name, "malformed")
     reply = client.post(f"/v1/models/{model.name}:predict", json={"instances": [[1.0] * 3]})

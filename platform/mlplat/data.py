@@ -35,6 +35,13 @@ class DatasetInfo:
     feature_names: list[str]
     classes: list[str]
     image_shape: list[int] | None = None  # [channels, height, width] when features are pixels
+    # per feature: numeric | categorical | boolean (mlplat.columns); empty = all numeric (older splits)
+    column_types: dict[str, str] = field(default_factory=dict)
+    # cells of numeric columns that are no number: {column, row_id, value}; the validator reports them
+    bad_cells: list[dict[str, Any]] = field(default_factory=list)
+    id_column: str | None = None  # the column whose values are the row ids, when the spec names one
+    # the network input's layout (mlplat.columns.TabularPreprocessor.input_layout), set for the trainer only
+    input_layout: dict[str, Any] | None = None
 
     @property
     def n_features(self) -> int:
@@ -118,20 +125,21 @@ class Splits:
         return replace(self, train=train)
 
 
-def load_source(source: str, label: str | None, features: list[str] | None, base_dir: Path) -> tuple[pd.DataFrame, str]:
+def load_source(source: str, label: str | None, features: list[str] | None, base_dir: Path,
+                na_values: list[str] | None = None) -> tuple[pd.DataFrame, str]:
     """Read a dataset source into one frame; return it with the label column's name."""
-    frame, label, _ = read_source(source, label, features, base_dir)
+    frame, label, _ = read_source(source, label, features, base_dir, na_values=na_values)
     return frame, label
 
 
 def read_source(source: str, label: str | None, features: list[str] | None, base_dir: Path,
-                field: str = "dataset.source") -> tuple[pd.DataFrame, str, Fingerprint]:
+                field: str = "dataset.source", na_values: list[str] | None = None) -> tuple[pd.DataFrame, str, Fingerprint]:
     """`load_source`, plus the fingerprint of what was read (see mlplat.sources). `source` is
     'sklearn:NAME', a path (relative to `base_dir`) or a URI; `field` names it in errors."""
     if source.startswith("sklearn:"):
         frame, label = _load_sklearn(source.removeprefix("sklearn:"))
         return _select_features(frame, label, features, source), label, fingerprint(source, base_dir, field)
-    frame, fetched = read_frame(source, base_dir, field)
+    frame, fetched = read_frame(source, base_dir, field, na_values)
     label = label or (TENSOR_LABEL if fetched.suffix in TENSOR_SUFFIXES else None)
     if label is None:
         raise UsageError("dataset.label: required for file sources")
@@ -140,18 +148,28 @@ def read_source(source: str, label: str | None, features: list[str] | None, base
     return _select_features(frame, label, features, fetched.name), label, fetched.fingerprint
 
 
-def read_frame(location: str, base_dir: Path, field: str = "dataset.source") -> tuple[pd.DataFrame, Fetched]:
+def read_frame(location: str, base_dir: Path, field: str = "dataset.source",
+               na_values: list[str] | None = None) -> tuple[pd.DataFrame, Fetched]:
     """One CSV, Parquet or safetensors file (path or URI) as a frame, and what was fetched (name, fingerprint)."""
     fetched = fetch(location, base_dir, field)
     try:
         if fetched.suffix in TENSOR_SUFFIXES:
             return _load_tensor_file(fetched), fetched
         with fetched.open() as handle:
-            return (pd.read_parquet(handle) if fetched.suffix in (".parquet", ".pq") else pd.read_csv(handle)), fetched
+            if fetched.suffix in (".parquet", ".pq"):
+                return pd.read_parquet(handle), fetched
+            return pd.read_csv(handle, **csv_na_options(na_values)), fetched
     except UsageError:
         raise
     except Exception as exc:  # malformed file: name it, no traceback
         raise UsageError(f"{field}: cannot read {fetched.uri}: {exc}") from None
+
+
+def csv_na_options(na_values: list[str] | None) -> dict[str, Any]:
+    """read_csv options: only the listed cell texts (and empty cells) are missing, nothing else silently."""
+    from mlplat.columns import DEFAULT_NA_VALUES
+
+    return {"keep_default_na": False, "na_values": list(DEFAULT_NA_VALUES if na_values is None else na_values) + [""]}
 
 
 def _select_features(frame: pd.DataFrame, label: str, features: list[str] | None, where: str) -> pd.DataFrame:
@@ -236,13 +254,16 @@ def _load_sklearn(name: str) -> tuple[pd.DataFrame, str]:
 
 def split_frame(
     frame: pd.DataFrame, label: str, name: str, validation: float, test: float, seed: int, stratify: bool = True,
-    image_shape: list[int] | None = None, held_out: Mapping[str, pd.DataFrame] | None = None,
+    image_shape: list[int] | None = None, held_out: Mapping[str, pd.DataFrame] | None = None, *,
+    row_ids: np.ndarray | None = None, weights: np.ndarray | None = None, column_types: dict[str, str] | None = None,
+    bad_cells: list[dict[str, Any]] | None = None, id_column: str | None = None,
 ) -> Splits:
-    """Seeded, stratified train/validation/test split; row ids are positions in the source.
+    """Seeded, stratified train/validation/test split; row ids are `row_ids` (the id column) or positions.
 
     `held_out` maps "validation" and/or "test" to frames of their own (dataset.validation_source,
     dataset.test_source): those splits are exactly those rows, and `frame` is split into the rest
-    only. Held-out rows get the row ids after the source's, in the order validation, test."""
+    only. Without an id column, held-out rows get the row ids after the source's, in the order
+    validation, test. `row_ids` and `weights` cover the source rows, then the held-out ones, in that order."""
     from sklearn.model_selection import train_test_split
 
     held_out = dict(held_out or {})
@@ -253,8 +274,7 @@ def split_frame(
     origin = np.concatenate([np.full(len(part), split) for split, part in parts])
     frame = pd.concat([part for _, part in parts], ignore_index=True) if held_out else frame
     features = frame.drop(columns=[label])
-    # Non-numeric columns are kept as they are so that the validator can report them as type
-    # anomalies (the gate then stops the run); training refuses them (see require_numeric).
+    # Numeric (and bool) columns become float64; categorical ones stay text (mlplat.columns encodes them).
     numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])]
     features = features.astype({c: "float64" for c in numeric})
     if frame[label].isna().any():
@@ -263,7 +283,8 @@ def split_frame(
     if len(classes) < 2:
         raise UsageError(f"dataset.label: column {label!r} needs at least 2 classes, found {len(classes)}")
     index = {c: i for i, c in enumerate(classes)}
-    table = Table(features, frame[label].astype(str).map(index).to_numpy(), np.arange(len(frame)))
+    ids = np.arange(len(frame)) if row_ids is None else row_ids
+    table = Table(features, frame[label].astype(str).map(index).to_numpy(), ids, weights)
     positions = np.flatnonzero(origin == "source")
 
     def split_off(pool: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -274,7 +295,8 @@ def split_frame(
         train_pos, val_pos = rest, np.flatnonzero(origin == "validation")
     else:  # the validation fraction stays a fraction of the whole source, as without a held-out test file
         train_pos, val_pos = split_off(rest, validation if "test" in held_out else validation / (1 - test))
-    info = DatasetInfo(name, label, [str(c) for c in features.columns], classes, image_shape)
+    info = DatasetInfo(name, label, [str(c) for c in features.columns], classes, image_shape, dict(column_types or {}),
+                       list(bad_cells or []), id_column)
     return Splits(info, table.take(train_pos), table.take(val_pos), table.take(test_pos))
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlplat.columns import ColumnEncoding, TabularPreprocessor, encode_frame
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN
 from mlplat.errors import ModelDirError, UsageError
 from mlplat.manifest import DRIFT_REFERENCE, FORMAT_VERSION, Feature, ModelManifest
@@ -45,14 +46,29 @@ MODEL_JSON, WEIGHTS, REFERENCE, SCHEMA = "model.json", "weights.safetensors", "r
 EXPLAINER_ARRAYS = "explainer.safetensors"
 
 
-def feature_schema(frame: pd.DataFrame) -> list[Feature]:
-    """Per-feature name, dtype and training range: what serving validates requests against."""
-    return [Feature(name=str(c), min=_finite(frame[c].min()), max=_finite(frame[c].max())) for c in frame.columns]
+def feature_schema(frame: pd.DataFrame, encodings: list[ColumnEncoding] | None = None) -> list[Feature]:
+    """Per-feature name, type, vocabulary and training range: what serving validates requests against."""
+    by_name = {e.name: e for e in encodings or []}
+    out = []
+    for c in frame.columns:
+        encoding = by_name.get(str(c), ColumnEncoding(str(c), "numeric"))
+        if encoding.kind == "categorical":
+            out.append(Feature(name=str(c), dtype="string", kind="categorical", categories=encoding.categories))
+            continue
+        values = encoding.encode(frame[c])
+        finite = values[np.isfinite(values)]
+        out.append(Feature(name=str(c), kind=encoding.kind, categories=encoding.categories,  # type: ignore[arg-type]
+                           min=float(finite.min()) if len(finite) else None, max=float(finite.max()) if len(finite) else None))
+    return out
 
 
-def _finite(value: Any) -> float | None:
-    number = float(value)
-    return number if np.isfinite(number) else None
+def encodings_of(features: list[Feature]) -> list[ColumnEncoding]:
+    return [ColumnEncoding(f.name, f.kind, f.categories) for f in features]
+
+
+def preprocessor_from_json(data: dict[str, Any]) -> Standardizer | TabularPreprocessor:
+    """The saved preprocessing: `tabular` (mlplat.columns), or `standardize` (models written before it)."""
+    return TabularPreprocessor.from_json(data) if data.get("kind") == "tabular" else Standardizer.from_json(data)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -221,7 +237,7 @@ class LoadedModel:
     directory: Path
     manifest: ModelManifest
     network: torch.nn.Module
-    standardizer: Standardizer
+    standardizer: Standardizer | TabularPreprocessor  # the saved preprocessing (named so before there were two kinds)
 
     @classmethod
     def load(cls, directory: Path | ModelDir, device: str = "cpu") -> LoadedModel:
@@ -251,7 +267,7 @@ class LoadedModel:
         network = _build(trainer, manifest, model_dir.manifest_path)
         network.load_state_dict(integrity.load_tensors(weights, device=device))
         network.to(device).eval()
-        standardizer = Standardizer.from_json(manifest.preprocessing.model_dump())
+        standardizer = preprocessor_from_json(manifest.preprocessing.model_dump())
         return cls(model_dir.path, manifest, network, standardizer)
 
     @property
@@ -273,6 +289,16 @@ class LoadedModel:
     @property
     def class_names(self) -> list[str]:
         return list(self.manifest.classes)
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """Raw feature columns (strings for categories, missing cells) → this model's input rows (mlplat.columns)."""
+        return encode_frame(frame, encodings_of(self.manifest.features))
+
+    def impute(self, X: np.ndarray) -> np.ndarray:
+        """Model input rows with each missing value replaced by its training fill value (still model-input space)."""
+        fill = getattr(self.standardizer, "fill", None)
+        X = np.asarray(X, np.float64)
+        return X if fill is None else np.where(np.isnan(X), fill, X)
 
     def preprocess(self, X: np.ndarray) -> np.ndarray:
         return self.standardizer.transform(X)

@@ -117,7 +117,16 @@ class DatasetSpec(Strict):
     test_source: str | None = Field(None, description="held-out test file that evaluate scores (same columns as source); "
                                                       "then `test` is not split off the source")
     label: str | None = None
-    features: list[str] | None = None
+    # column roles and types: mlplat.columns explains each (README "Columns")
+    features: list[str] | None = Field(None, description="feature columns (default: every column not given another role)")
+    exclude: list[str] = Field(default_factory=list, description="columns that are neither features nor roles")
+    weight: str | None = Field(None, description="column of per-row loss weights (finite, >= 0)")
+    id: str | None = Field(None, description="column of unique non-negative integer row ids; reports name rows by them")
+    column_types: dict[str, Literal["numeric", "categorical", "boolean"]] = Field(
+        default_factory=dict, description="per-column type, overriding the inference rule")
+    na_values: list[str] | None = Field(
+        None, description="cell texts read as missing (default mlplat.columns.DEFAULT_NA_VALUES); others that are no number "
+                          "in a numeric column are reported as bad cells")
     validation: float = Field(0.2, gt=0, lt=1)
     test: float = Field(0.2, gt=0, lt=1)
     stratify: bool = True

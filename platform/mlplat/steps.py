@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
@@ -36,25 +37,39 @@ def _context(spec: PipelineSpec, step: str, out: Path, splits: Splits, **extra: 
 
 
 def ingest(spec: PipelineSpec, spec_dir: Path, out: Path, expected_fingerprint: str = "") -> Splits:
-    """Load the dataset source (and the held-out validation/test files, if any) and write the seeded,
-    stratified splits, plus sources.json: the fingerprint of every file read (see mlplat.sources).
+    """Load the dataset source (and the held-out validation/test files, if any), apply the column roles
+    and types, and write the seeded, stratified splits, plus sources.json: the fingerprint of every file
+    read (see mlplat.sources).
 
     `expected_fingerprint` is the `data_fingerprint` a KFP run was started with (its ingest cache key):
     data that changed since then is refused, so a cached ingest always matches the data it claims."""
+    from mlplat.columns import split_roles
+
     ds = spec.dataset
-    frame, label, found = read_source(ds.source, ds.label, ds.features, spec_dir)
+    frame, label, found = read_source(ds.source, ds.label, None, spec_dir, na_values=ds.na_values)
     fingerprints = {"source": found}
+    shape = image_shape(ds.source, spec_dir)
+    pixels = {str(c): "numeric" for c in frame.columns if c != label} if shape else {}  # images: no type inference
+    roles = split_roles(frame, label, ds.features, ds.exclude, ds.weight, ds.id, {**pixels, **ds.column_types})
+    parts = [roles]
     held_out = {}
     for split, field in HELD_OUT_FIELDS.items():
         if location := getattr(ds, field):
-            held_out[split], _, fingerprints[field] = read_source(location, label, ds.features, spec_dir, f"dataset.{field}")
-            check_same_columns(frame, held_out[split], f"dataset.{field}")
+            other, _, fingerprints[field] = read_source(location, label, None, spec_dir, f"dataset.{field}", ds.na_values)
+            check_same_columns(frame, other, f"dataset.{field}")
+            # the source's types decide: a held-out file is read as the data the model trains on
+            part = split_roles(other, label, ds.features, ds.exclude, ds.weight, ds.id, roles.types)
+            parts.append(part)
+            held_out[split] = part.features.assign(**{label: part.label})
     read = cache_key(fingerprints)
     if expected_fingerprint and read != expected_fingerprint:
         raise UsageError(f"dataset: the data changed since this run was started (expected {expected_fingerprint}, "
                          f"read {read}); start a new run")
-    shape = image_shape(ds.source, spec_dir)
-    splits = split_frame(frame, label, spec.name, ds.validation, ds.test, spec.seed, ds.stratify, shape, held_out)
+    row_ids = np.concatenate([p.row_ids for p in parts]) if ds.id else None
+    weights = np.concatenate([p.weights for p in parts]) if ds.weight else None
+    splits = split_frame(roles.features.assign(**{label: roles.label}), label, spec.name, ds.validation, ds.test, spec.seed,
+                         ds.stratify, shape, held_out, row_ids=row_ids, weights=weights, column_types=roles.types,
+                         bad_cells=[c for p in parts for c in p.bad_cells], id_column=ds.id)
     splits.save(out)
     write_json(out / SOURCES_JSON, {field: f.to_json() for field, f in fingerprints.items()})
     return splits
@@ -130,25 +145,47 @@ def inherited_preprocessing(trainer: Any, context: StepContext) -> dict[str, Any
     return trainer.inherited_preprocessing(context) if isinstance(trainer, InheritsPreprocessing) else None
 
 
-def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """Fit preprocessing on real training rows, or reuse `preprocessing` (a model's saved statistics);
-    return (TrainingData, Standardizer). Training rows keep their synthetic tag (CV holds out real rows only)."""
-    from mlplat.contracts.trainer import ArrayData, TrainingData
-    from mlplat.data import require_numeric
-    from mlplat.preprocessing import Standardizer
+def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None,
+                     encodings: list[Any] | None = None) -> tuple[Any, Any]:
+    """Fit the input encoding (vocabularies) and preprocessing (imputation, indicators, standardization) on real
+    training rows, or reuse `preprocessing` and `encodings` (a model's saved ones); return (TrainingData,
+    TabularPreprocessor). Training rows keep their synthetic tag (CV holds out real rows only)."""
+    from dataclasses import replace
 
-    for table in (splits.train, splits.validation):
-        require_numeric(table.features)
+    from mlplat.columns import TabularPreprocessor, encode_frame, fit_encodings
+    from mlplat.contracts.trainer import ArrayData, TrainingData
+    from mlplat.modeldir import preprocessor_from_json
+
+    refuse_bad_cells(splits.info.bad_cells)
     real = ~splits.train.synthetic
+    fitted_on = splits.train.take(np.flatnonzero(real)) if real.any() else splits.train
+    encodings = encodings or fit_encodings(fitted_on.features, splits.info.column_types)
+    X_train = encode_frame(splits.train.features, encodings)
     if preprocessing is not None:
-        standardizer = Standardizer.from_json(preprocessing)
+        preprocessor = preprocessor_from_json(preprocessing)
     else:
-        standardizer = Standardizer.fit(splits.train.features.to_numpy()[real] if real.any() else splits.train.features.to_numpy())
+        preprocessor = TabularPreprocessor.fit(X_train[real] if real.any() else X_train, encodings)
     weights = splits.train.weights
-    train = ArrayData(standardizer.transform(splits.train.features.to_numpy()), splits.train.labels,
+    train = ArrayData(preprocessor.transform(X_train), splits.train.labels,
                       None if np.all(weights == 1) else weights, splits.train.synthetic)
-    val = ArrayData(standardizer.transform(splits.validation.features.to_numpy()), splits.validation.labels)
-    return TrainingData(train, val, splits.info), standardizer
+    val = ArrayData(preprocessor.transform(encode_frame(splits.validation.features, encodings)), splits.validation.labels)
+    layout = getattr(preprocessor, "input_layout", None)
+    return TrainingData(train, val, replace(splits.info, input_layout=layout)), preprocessor
+
+
+def refuse_bad_cells(cells: list[dict[str, Any]]) -> None:
+    """Training never turns a bad cell into a missing value silently (the validator reports them, too)."""
+    if cells:
+        shown = "; ".join(f"{c['column']} row {c['row_id']}: {c['value']!r}" for c in cells[:5])
+        raise UsageError(f"dataset: {len(cells)}{'+' if len(cells) >= 100 else ''} cells of numeric columns are not numbers "
+                         f"({shown}); fix them, list them in dataset.na_values, or set dataset.column_types")
+
+
+def model_encodings(splits: Splits) -> list[Any]:
+    from mlplat.columns import fit_encodings
+
+    real = splits.train.take(np.flatnonzero(~splits.train.synthetic))
+    return fit_encodings(real.features if len(real) else splits.train.features, splits.info.column_types)
 
 
 def trial_params(spec: PipelineSpec, params: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +268,8 @@ def train_model(
     params = trainer_params(spec, best_params)
     trainer = registry.create(StageKind.TRAINER, spec.steps.train.plugin, params, step="train", path="steps.train.params")
     context = _context(spec, "train", out, splits, on_epoch=on_epoch, resume=resume, runs_root=runs_root)
-    training, standardizer = prepare_training(splits, inherited_preprocessing(trainer, context))
+    encodings = model_encodings(splits)
+    training, standardizer = prepare_training(splits, inherited_preprocessing(trainer, context), encodings)
     started = time.perf_counter()
     trained = trainer.fit(training, context)
     wall = time.perf_counter() - started
@@ -243,7 +281,7 @@ def train_model(
         name=spec.name,
         trainer=PluginRef.of(StageKind.TRAINER, spec.steps.train.plugin, trainer_config),
         architecture=trained.architecture,
-        features=modeldir.feature_schema(real.features),
+        features=modeldir.feature_schema(real.features, encodings),
         image_shape=splits.info.image_shape,
         label=splits.info.label,
         classes=splits.info.classes,
@@ -257,6 +295,8 @@ def train_model(
     model_dir.write_weights(trained.network)
     model_dir.write(manifest)
     loaded = modeldir.LoadedModel.load(model_dir)  # the one load of this run: also proves the directory loads
+    # the reference holds model input rows (codes for categories, NaN for missing), as the serving window records them
+    reference = pd.DataFrame(loaded.encode(reference), columns=loaded.feature_names)
     reference[modeldir.PREDICTION_COLUMN] = loaded.predict_proba(reference[loaded.feature_names].to_numpy()).argmax(1)
     reference.reset_index(drop=True).to_parquet(model_dir.reference, index=False)
     if schema and schema.is_file():
@@ -292,7 +332,7 @@ def score(loaded: modeldir.LoadedModel, features: Any, labels: np.ndarray, gate:
     from mlplat.kfp.runtime import evaluation_summary
 
     out.mkdir(parents=True, exist_ok=True)
-    proba = loaded.predict_proba(features[loaded.feature_names].to_numpy())
+    proba = loaded.predict_proba(loaded.encode(features[loaded.feature_names]))
     metrics = classification_metrics(labels, proba, loaded.class_names)
     failures = gate_failures(metrics, gate)
     result = {"test": metrics, "gate": {"passed": not failures, "failures": failures}}
@@ -305,7 +345,7 @@ def evaluate_file(model: modeldir.ModelDir, location: str, out: Path, base_dir: 
                   gate: EvaluateGate | None = None) -> dict[str, Any]:
     """`mlplat evaluate`: score a published model on any labeled file (path or URI) as the evaluate step
     scores the test split; the model directory is not changed. metrics.json also records the data's fingerprint."""
-    from mlplat.data import read_frame, require_numeric
+    from mlplat.data import read_frame
 
     loaded = modeldir.LoadedModel.load(model)
     frame, fetched = read_frame(location, base_dir or Path.cwd(), "DATA")
@@ -319,9 +359,7 @@ def evaluate_file(model: modeldir.ModelDir, location: str, out: Path, base_dir: 
     if unknown:
         raise UsageError(f"DATA: column {label!r} has values that are no class of the model: {', '.join(unknown[:10])} "
                          f"(classes: {', '.join(loaded.class_names)})")
-    require_numeric(frame[loaded.feature_names])  # what training required of the same columns
-    features = frame[loaded.feature_names].astype("float64")
-    result = score(loaded, features, values.map(index).to_numpy(), gate or EvaluateGate(), out)
+    result = score(loaded, frame[loaded.feature_names], values.map(index).to_numpy(), gate or EvaluateGate(), out)
     result["data"] = fetched.fingerprint.to_json()
     write_json(out / METRICS_JSON, result)
     return result
@@ -339,7 +377,8 @@ def explain(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
     splits = Splits.load(data)
     loaded = _loaded(model, loaded)
     explainer = registry.create(StageKind.EXPLAINER, step.plugin, step.params, step="explain")
-    background = splits.train.features[loaded.feature_names].to_numpy()[~splits.train.synthetic]
+    # imputed: explainers summarize and perturb with background rows (k-means takes no NaN)
+    background = loaded.impute(loaded.encode(splits.train.features))[~splits.train.synthetic]
     state = explainer.fit(loaded, background, _context(spec, "explain", out, splits))
     if state.arrays:
         save_file({k: np.ascontiguousarray(v) for k, v in state.arrays.items()}, str(loaded.model_dir.explainer_arrays))
@@ -370,5 +409,5 @@ def _info_from_manifest(manifest: ModelManifest) -> Any:
     from mlplat.data import DatasetInfo
 
     return DatasetInfo(manifest.name, manifest.label, manifest.feature_names, list(manifest.classes),
-                       manifest.image_shape)
+                       manifest.image_shape, {f.name: f.kind for f in manifest.features})
 

@@ -101,7 +101,14 @@ class MlplatModel(kserve.Model):
     def load(self) -> bool:
         from mlplat.serving.explainer_loader import load_explainer
 
-        self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows)
+        from mlplat.modeldir import encodings_of
+
+        self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows,
+                                    encodings_of(self.loaded.manifest.features),
+                                    impute=hasattr(self.loaded.standardizer, "fill"))
+        self._imputed = [metrics.IMPUTED.labels(self.name, f) for f in self.loaded.feature_names]
+        self._unknown = {j: metrics.UNKNOWN_CATEGORIES.labels(self.name, self.loaded.feature_names[j])
+                         for j in self.schema.categorical}
         self.classes = np.array(self.loaded.class_names, dtype=object)
         # labelled children looked up once, not per request (a dict lookup + lock each time otherwise)
         self._predicted = [metrics.PREDICTIONS.labels(self.name, c) for c in self.loaded.class_names]
@@ -119,6 +126,9 @@ class MlplatModel(kserve.Model):
 
     # ---- V2 metadata -------------------------------------------------------------------------------
     def get_input_types(self) -> list[dict[str, Any]]:
+        if not self.schema.all_numeric:  # one input per feature: categories travel as strings
+            return [{"name": e.name, "datatype": "BYTES" if e.kind == "categorical" else "FP32", "shape": [-1]}
+                    for e in self.schema.encodings]
         return [{"name": "input-0", "datatype": "FP32", "shape": [-1, self.schema.width]}]
 
     def get_output_types(self) -> list[dict[str, Any]]:
@@ -130,12 +140,27 @@ class MlplatModel(kserve.Model):
         request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
         try:
             if isinstance(payload, InferRequest):
-                return Batch(self.schema.v2_rows(payload), payload.id or request_id, "v2")
-            return Batch(self.schema.v1_rows(payload), request_id, "v1",
-                         not from_explainer(payload, self.options.monitoring_token))
+                batch = Batch(self.schema.v2_rows(payload), payload.id or request_id, "v2")
+            else:
+                batch = Batch(self.schema.v1_rows(payload), request_id, "v1",
+                              not from_explainer(payload, self.options.monitoring_token))
         except InvalidInput as exc:
             count_rejection(self.name, exc.reason)
             raise
+        self._count_inputs(batch.rows)
+        return batch
+
+    def _count_inputs(self, rows: np.ndarray) -> None:
+        """Nulls the model imputes, and categories it never saw (the unknown bucket), per feature."""
+        missing = np.isnan(rows)
+        if missing.any():
+            for j, count in enumerate(missing.sum(axis=0)):
+                if count:
+                    self._imputed[j].inc(int(count))
+        for j, counter in self._unknown.items():
+            unknown = int((rows[:, j] == 0).sum())
+            if unknown:
+                counter.inc(unknown)
 
     async def predict(self, batch: Batch, headers: dict[str, str] | None = None) -> Prediction:
         return Prediction(batch, await self.batcher(batch.rows))

@@ -71,6 +71,10 @@ class MLPConfig(TrainingConfig):
     dropout: float = Field(0.1, ge=0, lt=1)
     norm: Norm = "none"
     activation: Literal["relu", "gelu", "silu"] = "relu"
+    onehot_max_categories: int = Field(
+        16, ge=1, description="a categorical feature with at most this many codes (vocabulary + unknown) is one-hot "
+                              "encoded, a larger one gets a learned embedding")
+    embedding_dim: int = Field(8, ge=1, le=1024, description="width of each categorical embedding")
 
 
 class CNNConfig(TrainingConfig):
