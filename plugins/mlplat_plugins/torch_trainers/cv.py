@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from mlplat.errors import SpecError, UsageError
+from mlplat.errors import SpecError
 
 if TYPE_CHECKING:
     import torch

@@ -18,7 +18,7 @@ import torch
 from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData, TrainedModel, TrainingData
 from mlplat.data import DatasetInfo
-from mlplat.errors import SpecError, UsageError
+from mlplat.errors import SpecError
 from torch import nn
 
 from mlplat_plugins.torch_trainers import TrainingConfig, cv, engine, networks, warmstart
