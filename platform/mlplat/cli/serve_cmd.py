@@ -28,6 +28,7 @@ def serve(
     explainer: bool = typer.Option(False, "--explainer", help="Run as the explainer component; predictions come from --predictor-url"),
     predictor_url: str = typer.Option(None, "--predictor-url", help="Predictor base URL for --explainer, e.g. http://127.0.0.1:8080"),
     predictor_batch_rows: int = typer.Option(256, "--predictor-batch-rows", min=1, help="--explainer: most rows per request to the predictor (keep under its --max-rows)"),
+    enable_model_admin: bool = typer.Option(False, "--enable-model-admin", help="Serve KServe's /v2/repository load/unload routes (unauthenticated: any client could unload the model)"),
 ) -> None:
     """Serve a published model: V1 :predict/:explain, V2 infer + metadata, /metrics."""
     from mlplat.errors import UsageError
@@ -47,4 +48,5 @@ def serve(
     options = ServingOptions(max_batch_size, max_latency_ms, not no_batching, max_rows, explain_timeout_s, predictor_url,
                              predictor_batch_rows, inline_forward_ms)
     settings = MonitorSettings(interval_s=monitor_interval_s, state_dir=state_dir)
-    run_server(model_dir, options, host, port, max_body_bytes, None if no_monitor else settings, access_log)
+    run_server(model_dir, options, host, port, max_body_bytes, None if no_monitor else settings, access_log,
+               enable_model_admin)

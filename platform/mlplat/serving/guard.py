@@ -17,6 +17,7 @@ from mlplat.serving import metrics
 
 JSON_TYPES = {b"application/json", b"application/cloudevents+json", b"text/json"}
 GUARDED = {"predict", "explain"}
+ADMIN_PREFIX = "/v2/repository/"  # KServe's model repository routes (index, load, unload): unauthenticated
 STATUS_REASONS = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 422: "malformed"}
 # the reasons counted during the current guarded request: a mutable list, so code that runs in a copied context
 # (a task, a thread) still marks the request as counted
@@ -44,10 +45,16 @@ def non_finite_literal(body: bytes) -> str | None:
 
 
 class RequestGuard:
-    def __init__(self, app: Any, max_body_bytes: int, model: str) -> None:
+    def __init__(self, app: Any, max_body_bytes: int, model: str, admin_routes: bool = False) -> None:
         self.app, self.max_body_bytes, self.model = app, max_body_bytes, model
+        self.admin_routes = admin_routes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not self.admin_routes and scope["path"].startswith(ADMIN_PREFIX):
+            # any client could unload the model: these routes exist only with --enable-model-admin
+            await self._reject(send, 404, "admin_disabled", "the model repository routes are disabled "
+                                                           "(start the server with --enable-model-admin)")
+            return
         if scope["type"] != "http" or handler_of(scope["path"])[1] not in GUARDED:
             await self.app(scope, receive, send)
             return

@@ -93,6 +93,7 @@ class MlplatModel(kserve.Model):
             loaded = RemoteModel(loaded.directory, loaded.manifest, loaded.network, loaded.standardizer,
                                  self.options.predictor_url.rstrip("/"), self.options.predictor_batch_rows)
         self.loaded = loaded
+        self._stopped = False
         super().__init__(loaded.name)
 
     def load(self) -> bool:
@@ -113,6 +114,10 @@ class MlplatModel(kserve.Model):
         self._timed_out: Future[Any] | None = None  # the last timed-out explanation; a thread can't be stopped
         self.ready = True
         return self.ready
+
+    def answering(self) -> bool:
+        """Loaded and able to answer: not stopped (an unload stops the model's worker threads)."""
+        return bool(self.ready) and not self._stopped
 
     # ---- V2 metadata -------------------------------------------------------------------------------
     def get_input_types(self) -> list[dict[str, Any]]:
@@ -176,5 +181,6 @@ class MlplatModel(kserve.Model):
         return {"explanations": explanations, "method": self.explain_method, "request_id": batch.request_id}
 
     def stop(self) -> None:
+        self._stopped, self.ready = True, False
         self.batcher.close()
         self._explain_executor.shutdown(wait=False, cancel_futures=True)

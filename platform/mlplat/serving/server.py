@@ -44,6 +44,49 @@ class ServingApp(NamedTuple):
     repository: ModelRepository  # what the app's KServe routes look models up in
 
 
+class ServedRepository(ModelRepository):
+    """The one model this server was built for. `load` (an admin route, off by default) rebuilds it
+    after an unload; any other name is not loadable, since this server serves exactly one model directory."""
+
+    def __init__(self, rebuild: Callable[[], MlplatModel]) -> None:
+        super().__init__()
+        self.rebuild = rebuild
+
+    def load(self, name: str) -> bool:
+        current = self.get_model(name)
+        if current is not None:
+            return bool(current.ready)
+        model = self.rebuild()
+        if model.name != name:
+            model.stop()
+            return False
+        self.update(model)
+        return bool(model.ready)
+
+
+class ServingDataPlane(DataPlane):
+    """KServe's data plane, but ready only while the served model is registered, loaded and answering.
+
+    KServe's own `ready()` is always True without a predictor host, so an unloaded model left the
+    readiness probe green while every predict answered 404 (issue 14)."""
+
+    def __init__(self, model_registry: ModelRepository, model_name: str) -> None:
+        super().__init__(model_registry=model_registry)
+        self.model_name = model_name
+
+    def answering(self) -> bool:
+        model = self._model_registry.get_model(self.model_name)
+        return isinstance(model, MlplatModel) and model.answering()
+
+    async def ready(self) -> bool:
+        return self.answering()
+
+    async def model_ready(self, model_name: str, disable_predictor_health_check: bool = False) -> bool:
+        if model_name == self.model_name:  # unloaded: not ready (503), not unknown (404)
+            return self.answering()
+        return await super().model_ready(model_name, disable_predictor_health_check)
+
+
 class PrebuiltRESTServer(RESTServer):
     """KServe's REST server (uvicorn config, graceful shutdown) for an app built by `build_app`.
 
@@ -60,40 +103,54 @@ class PrebuiltRESTServer(RESTServer):
 
 
 def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 << 20,
-              monitor: MonitorSettings | None = None) -> ServingApp:
+              monitor: MonitorSettings | None = None, enable_model_admin: bool = False) -> ServingApp:
     """A new ASGI app serving the model in `model_dir`: V1/V2 predict, explain, metadata, health, /metrics,
     and with `monitor` the feedback and monitor routes. The app's lifespan starts and stops the monitor's
-    background evaluation and the model's worker threads."""
+    background evaluation and the model's worker threads.
+
+    KServe's model repository routes (/v2/repository/..., which let any client unload the model) exist
+    only with `enable_model_admin`; without it the request guard answers them 404."""
     attachment = _attach(model_dir, monitor) if monitor and not options.predictor_url else None
-    model = MlplatModel(model_dir, options, attachment.recorder if attachment else None)
-    model.load()
-    repository = ModelRepository()
+
+    def new_model() -> MlplatModel:
+        built = MlplatModel(model_dir, options, attachment.recorder if attachment else None)
+        built.load()
+        return built
+
+    model = new_model()
+    repository = ServedRepository(new_model)
     repository.update(model)
-    hooks: list[Hook] = [(lambda: None, model.stop)]
+
+    def stop_served() -> None:
+        served = repository.get_model(model.name)
+        for each in {id(m): m for m in (model, served) if isinstance(m, MlplatModel)}.values():
+            each.stop()
+
+    hooks: list[Hook] = [(lambda: None, stop_served)]
     if attachment is not None:
         hooks.append(attachment.hooks)
     app = FastAPI(title="KServe ModelServer", version=metadata.version("kserve"), docs_url=None, redoc_url=None,
                   default_response_class=ORJSONResponse, lifespan=_lifespan(hooks))
     # added first, so they run inside KServe's timing middleware, as on KServe's own app
-    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, model=model.name)
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, model=model.name, admin_routes=enable_model_admin)
     app.add_middleware(RequestMetricsMiddleware)
     add_error_handler(app)
     for router in attachment.routers if attachment is not None else []:
         app.include_router(router)
-    PrebuiltRESTServer(app, DataPlane(model_registry=repository), ModelRepositoryExtension(model_registry=repository),
+    PrebuiltRESTServer(app, ServingDataPlane(repository, model.name), ModelRepositoryExtension(model_registry=repository),
                        http_port=0).install(app)
     return ServingApp(app, model, repository)
 
 
 def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", port: int = 8080,
           max_body_bytes: int = 4 << 20, monitor: MonitorSettings | None = None,
-          access_log: bool = False) -> None:
+          access_log: bool = False, enable_model_admin: bool = False) -> None:
     """Serve until SIGTERM/SIGINT. Blocks. `monitor` None: no drift monitoring."""
     import asyncio
 
     from kserve import ModelServer
 
-    served = build_app(model_dir, options, max_body_bytes, monitor)
+    served = build_app(model_dir, options, max_body_bytes, monitor, enable_model_admin)
 
     class LoopbackModelServer(ModelServer):
         def start(self, models: list[Any]) -> None:

@@ -1,0 +1,71 @@
+"""Serving against hostile clients (issue 14): admin routes off by default, readiness that follows
+the model, bounded metrics labels, strict V2 decoding, bounded ids and request sizes, cheap rejections."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from mlplat.modeldir import LoadedModel
+from mlplat.serving.predictor import ServingOptions
+from mlplat.serving.server import ServingApp, build_app
+
+
+@pytest.fixture(scope="module")
+def model(trained_model_dir: Path) -> LoadedModel:
+    return LoadedModel.load(trained_model_dir)
+
+
+@pytest.fixture(scope="module")
+def served(trained_model_dir: Path) -> Iterator[ServingApp]:
+    yield build_app(trained_model_dir, ServingOptions(max_request_rows=50))
+
+
+@pytest.fixture(scope="module")
+def client(served: ServingApp) -> Iterator[TestClient]:
+    with TestClient(served.app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def row(model: LoadedModel) -> list[float]:
+    return np.random.default_rng(0).normal(size=len(model.feature_names)).tolist()
+
+
+# ---- 1. admin routes and readiness -----------------------------------------------------------------
+
+def test_repository_routes_are_off_by_default(client: TestClient, model: LoadedModel, row: list[float]) -> None:
+    for verb in ("unload", "load"):
+        reply = client.post(f"/v2/repository/models/{model.name}/{verb}")
+        assert reply.status_code == 404, (verb, reply.text)
+    assert client.post("/v2/repository/index").status_code == 404
+    assert client.get("/v2/health/ready").status_code == 200
+    assert client.post(f"/v1/models/{model.name}:predict", json={"instances": [row]}).status_code == 200
+
+
+def test_with_admin_unload_makes_the_server_not_ready_and_load_restores_it(trained_model_dir: Path, model: LoadedModel,
+                                                                             row: list[float]) -> None:
+    served = build_app(trained_model_dir, ServingOptions(), enable_model_admin=True)
+    with TestClient(served.app, raise_server_exceptions=False) as c:
+        assert c.get("/v2/health/ready").json() == {"ready": True}
+        assert c.get(f"/v2/models/{model.name}/ready").status_code == 200
+        assert c.post(f"/v2/repository/models/{model.name}/unload").status_code == 200
+        assert c.get("/v2/health/ready").status_code == 503
+        assert c.get(f"/v2/models/{model.name}/ready").status_code == 503
+        assert c.post(f"/v1/models/{model.name}:predict", json={"instances": [row]}).status_code == 503  # not ready
+        assert c.post(f"/v2/repository/models/{model.name}/load").status_code == 200
+        assert c.get("/v2/health/ready").json() == {"ready": True}
+        assert c.post(f"/v1/models/{model.name}:predict", json={"instances": [row]}).status_code == 200
+        assert c.post("/v2/repository/models/other/load").status_code == 503
+
+
+def test_a_stopped_model_is_not_ready(trained_model_dir: Path) -> None:
+    served = build_app(trained_model_dir, ServingOptions())
+    with TestClient(served.app, raise_server_exceptions=False) as c:
+        assert c.get("/v2/health/ready").status_code == 200
+        served.model.stop()
+        assert c.get("/v2/health/ready").status_code == 503
+        assert c.get(f"/v2/models/{served.model.name}/ready").status_code == 503
