@@ -69,3 +69,36 @@ def test_a_stopped_model_is_not_ready(trained_model_dir: Path) -> None:
         served.model.stop()
         assert c.get("/v2/health/ready").status_code == 503
         assert c.get(f"/v2/models/{served.model.name}/ready").status_code == 503
+
+
+# ---- 2. metrics cardinality --------------------------------------------------------------------------
+
+def series(metrics: str) -> set[str]:
+    """The labelled series of a Prometheus text page, without their values."""
+    return {line.rsplit(" ", 1)[0] for line in metrics.splitlines() if not line.startswith("#")}
+
+
+def test_made_up_model_names_do_not_grow_metrics(client: TestClient, model: LoadedModel, row: list[float]) -> None:
+    import secrets
+
+    def scrape() -> str:
+        return client.get("/metrics").text
+
+    for path in ("/v1/models/warmup:predict", "/v2/models/warmup/infer", "/v1/models/warmup:explain",
+                 "/v2/models/warmup/ready", "/v1/models/warmup:bogus"):  # every label combination once
+        client.post(path, json={"instances": [row]})
+        client.get(path)
+    scrape()  # the scrape's own series
+    before = scrape()
+    templates = ("/v1/models/{}:predict", "/v2/models/{}/infer", "/v1/models/{}:explain", "/v2/models/{}/ready",
+                 "/v1/models/m:{}", "/v2/models/{}/versions/{}/infer")
+    for i in range(10_000):
+        name = secrets.token_hex(8)
+        path = templates[i % len(templates)].format(name, name)
+        reply = client.get(path) if "ready" in path else client.post(path, json={"instances": [row]})
+        assert reply.status_code < 500, (path, reply.text)
+    after = scrape()
+    print(f"/metrics: {len(before)} bytes before, {len(after)} bytes after 10,000 random model names")
+    assert series(after) - series(before) == set()
+    assert len(after) <= len(before) * 1.05  # counter values grow a few digits; no new series
+    assert 'model="_unknown"' in after and name not in after
