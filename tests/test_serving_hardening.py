@@ -102,3 +102,30 @@ def test_made_up_model_names_do_not_grow_metrics(client: TestClient, model: Load
     assert series(after) - series(before) == set()
     assert len(after) <= len(before) * 1.05  # counter values grow a few digits; no new series
     assert 'model="_unknown"' in after and name not in after
+
+
+# ---- 5. cheap rejections -----------------------------------------------------------------------------
+
+def test_a_rejection_logs_one_rate_limited_line_without_traceback(client: TestClient, model: LoadedModel,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import time
+
+    from mlplat.serving.guard import REJECTION_LOG
+    from prometheus_client import REGISTRY
+
+    suppressed = REGISTRY.get_sample_value("mlplat_rejection_log_suppressed_total") or 0.0
+    bad = [("/v1/models/nope:predict", {"instances": [[1.0]]}), (f"/v1/models/{model.name}:predict", {"instances": [[1.0]]}),
+           (f"/v2/models/{model.name}/infer", {"outputs": []})]
+    caplog.set_level("INFO")
+    started = time.monotonic()
+    for i in range(300):
+        path, body = bad[i % len(bad)]
+        assert 400 <= client.post(path, json=body).status_code < 500
+    elapsed = time.monotonic() - started
+    lines = [r for r in caplog.records if r.name == "mlplat.serving.rejected"]
+    print(f"300 bad requests in {elapsed:.2f} s: {len(lines)} rejection log lines")
+    assert 1 <= len(lines) <= REJECTION_LOG.per_second * (elapsed + 1)
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in lines)
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
+    dropped = (REGISTRY.get_sample_value("mlplat_rejection_log_suppressed_total") or 0.0) - suppressed
+    assert dropped + len(lines) == 300

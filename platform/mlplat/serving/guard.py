@@ -7,6 +7,9 @@ Pure ASGI (not BaseHTTPMiddleware) so it costs microseconds per request."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from contextvars import ContextVar
 from typing import Any
 
@@ -24,9 +27,39 @@ STATUS_REASONS = {400: "malformed", 404: "not_found", 405: "method_not_allowed",
 _COUNTED: ContextVar[list[str] | None] = ContextVar("mlplat_counted_rejections", default=None)
 
 
+class RejectionLog:
+    """One WARNING line per refused request, no traceback, at most `per_second` lines a second; the
+    rest are counted in mlplat_rejection_log_suppressed_total (every refusal is in mlplat_rejected_requests_total)."""
+
+    def __init__(self, per_second: float = 10.0) -> None:
+        self.per_second = per_second
+        self.logger = logging.getLogger("mlplat.serving.rejected")
+        self._lock = threading.Lock()
+        self._tokens, self._last = per_second, time.monotonic()
+
+    def __call__(self, model: str, reason: str) -> bool:
+        """Log the refusal if the rate allows; True when a line was written."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.per_second, self._tokens + (now - self._last) * self.per_second)
+            self._last = now
+            allowed = self._tokens >= 1
+            if allowed:
+                self._tokens -= 1
+        if not allowed:
+            metrics.REJECTION_LOG_SUPPRESSED.inc()
+            return False
+        self.logger.warning("request refused: model=%s reason=%s", model, reason)
+        return True
+
+
+REJECTION_LOG = RejectionLog()
+
+
 def count_rejection(model: str, reason: str) -> None:
-    """Count one refused request; the guard then leaves its 4xx alone."""
+    """Count one refused request and log it (rate-limited); the guard then leaves its 4xx alone."""
     metrics.REJECTED.labels(model, reason).inc()
+    REJECTION_LOG(model, reason)
     counted = _COUNTED.get()
     if counted is not None:
         counted.append(reason)

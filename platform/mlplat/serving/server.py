@@ -29,7 +29,7 @@ from kserve.protocol.rest.server import RESTServer
 from mlplat.heap import freeze_startup_heap
 from mlplat.monitoring.http_metrics import RequestMetricsMiddleware
 from mlplat.serving.guard import RequestGuard
-from mlplat.serving.http_errors import add_error_handler
+from mlplat.serving.http_errors import add_error_handler, quiet_kserve_handlers
 from mlplat.serving.predictor import MlplatModel, ServingOptions
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ class PrebuiltRESTServer(RESTServer):
         self._add_middlewares(app)
         self._register_endpoints(app)
         self._add_exception_handlers(app)
+        quiet_kserve_handlers(app)
 
     def create_application(self) -> None:
         """Nothing left to create: the app this server runs was installed by `build_app`."""
