@@ -129,3 +129,25 @@ def test_a_rejection_logs_one_rate_limited_line_without_traceback(client: TestCl
     assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
     dropped = (REGISTRY.get_sample_value("mlplat_rejection_log_suppressed_total") or 0.0) - suppressed
     assert dropped + len(lines) == 300
+
+
+# ---- 4. request ids ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad_id", ["x" * 129, "a b", "../etc", "id\u00e9", "a/b"])
+def test_request_ids_are_bounded_in_length_and_charset(client: TestClient, model: LoadedModel, row: list[float],
+                                                      bad_id: str) -> None:
+    v1 = client.post(f"/v1/models/{model.name}:predict", json={"instances": [row] * 3},
+                     headers={"x-request-id": bad_id.encode()})
+    assert v1.status_code == 400 and "header x-request-id: a request id is 1-128 characters" in v1.json()["error"]
+    v2 = client.post(f"/v2/models/{model.name}/infer", json={"id": bad_id, "inputs": [
+        {"name": "input-0", "shape": [1, len(row)], "datatype": "FP32", "data": row}]})
+    assert v2.status_code == 400 and "id: a request id is 1-128 characters" in v2.json()["error"]
+
+
+def test_a_plain_request_id_is_kept(client: TestClient, model: LoadedModel, row: list[float]) -> None:
+    good = "req-1.a:B_" + "x" * 118
+    v1 = client.post(f"/v1/models/{model.name}:predict", json={"instances": [row] * 2}, headers={"x-request-id": good})
+    assert v1.status_code == 200 and v1.json()["request_ids"] == [f"{good}/0", f"{good}/1"]
+    v2 = client.post(f"/v2/models/{model.name}/infer", json={"id": good, "inputs": [
+        {"name": "input-0", "shape": [1, len(row)], "datatype": "FP32", "data": row}]})
+    assert v2.status_code == 200 and v2.json()["id"] == good

@@ -25,7 +25,7 @@ from mlplat.monitoring.window import EXPLAINER_PARAMETERS, from_explainer, row_k
 from mlplat.serving import metrics
 from mlplat.serving.batching import AdaptiveBatcher
 from mlplat.serving.guard import count_rejection
-from mlplat.serving.validation import FeatureSchema
+from mlplat.serving.validation import FeatureSchema, checked_request_id
 
 
 @dataclass(frozen=True)
@@ -129,10 +129,10 @@ class MlplatModel(kserve.Model):
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Batch:
-        request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
         try:
+            request_id = checked_request_id((headers or {}).get("x-request-id"), "header x-request-id") or uuid.uuid4().hex
             if isinstance(payload, InferRequest):
-                return Batch(self.schema.v2_rows(payload), payload.id or request_id, "v2")
+                return Batch(self.schema.v2_rows(payload), checked_request_id(payload.id, "id") or request_id, "v2")
             return Batch(self.schema.v1_rows(payload), request_id, "v1", not from_explainer(payload))
         except InvalidInput as exc:
             count_rejection(self.name, exc.reason)

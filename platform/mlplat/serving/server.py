@@ -35,6 +35,9 @@ from mlplat.serving.predictor import MlplatModel, ServingOptions
 if TYPE_CHECKING:
     from mlplat.monitoring.monitor import MonitorSettings
 
+MAX_HEAD_BYTES = 16 * 1024  # request line + headers: a 60 kB x-request-id on 5,000 rows once made a 300 MB answer
+KEEP_ALIVE_S = 5  # idle keep-alive connections close after this
+
 Hook = tuple[Callable[[], None], Callable[[], None]]  # (on startup, on shutdown)
 
 
@@ -160,7 +163,12 @@ def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", por
                                                    self.http_port, workers=1, grace_period=self.grace_period,
                                                    event_loop=self.event_loop,
                                                    timeout_keep_alive=self.timeout_keep_alive)
-            self._rest_server.config.host = host
+            config = self._rest_server.config
+            config.host = host
+            # a request's head (request line + headers) larger than this is refused by h11 before any app code;
+            # uvicorn has no header or body read timeout, so a half-sent request is bounded only by timeout_keep_alive
+            config.h11_max_incomplete_event_size = MAX_HEAD_BYTES
+            config.timeout_keep_alive = KEEP_ALIVE_S
             self.servers.append(self._rest_server.start())
             self.setup_event_loop()
             self.register_signal_handler()
