@@ -151,3 +151,74 @@ def test_a_plain_request_id_is_kept(client: TestClient, model: LoadedModel, row:
     v2 = client.post(f"/v2/models/{model.name}/infer", json={"id": good, "inputs": [
         {"name": "input-0", "shape": [1, len(row)], "datatype": "FP32", "data": row}]})
     assert v2.status_code == 200 and v2.json()["id"] == good
+
+
+# ---- 3. strict V2 decoding ---------------------------------------------------------------------------
+
+def binary_body(tensors: list[dict], payload: bytes, header_length: str | None = None) -> dict:
+    """httpx kwargs for a V2 binary request: JSON header + raw bytes."""
+    import json
+
+    header = json.dumps({"inputs": tensors}).encode()
+    return {"content": header + payload, "headers": {"inference-header-content-length": header_length or str(len(header)),
+                                                     "content-type": "application/octet-stream"}}
+
+
+def fp32_tensor(width: int, rows: int = 1, datatype: str = "FP32", size: int | None = None) -> dict:
+    item = {"FP32": 4, "FP64": 8, "BYTES": 4}[datatype]
+    return {"name": "input-0", "shape": [rows, width], "datatype": datatype,
+            "parameters": {"binary_data_size": rows * width * item if size is None else size}}
+
+
+def json_v2(datatype: str, data: list) -> dict:
+    return {"json": {"inputs": [{"name": "input-0", "shape": [1, len(data)], "datatype": datatype, "data": data}]}}
+
+
+W = 30  # the breast-cancer model's features
+STRICT_V2_CASES = [
+    ("binary short", lambda: binary_body([fp32_tensor(W)], b"\0" * (4 * W - 4)), "missing bytes"),
+    ("binary trailing bytes", lambda: binary_body([fp32_tensor(W)], b"\0" * (4 * W + 3)), "trailing bytes"),
+    ("binary size not the shape's", lambda: binary_body([fp32_tensor(W, size=8)], b"\0" * 8), "binary_data_size 8"),
+    ("FP64 bytes declared FP32", lambda: binary_body([fp32_tensor(W)], b"\0" * (8 * W)), "trailing bytes"),
+    ("header length not a number", lambda: binary_body([fp32_tensor(W)], b"\0" * 4 * W, "12x"), "Inference-Header-Content-Length '12x'"),
+    ("header length past the body", lambda: binary_body([fp32_tensor(W)], b"", "99999"), "Inference-Header-Content-Length '99999'"),
+    ("header length cuts the JSON", lambda: binary_body([fp32_tensor(W)], b"\0" * 4 * W, "10"), "are not a JSON header"),
+    ("BYTES with binary data", lambda: binary_body([fp32_tensor(W, datatype="BYTES")], b"\0" * 4 * W), "BYTES is not numeric"),
+    ("binary header without inputs", lambda: {"content": b'{"x": 1}', "headers": {
+        "inference-header-content-length": "8", "content-type": "application/octet-stream"}}, "needs an 'inputs' list"),
+    ("INT64 0.7", lambda: json_v2("INT64", [0.7] + [1] * (W - 1)), "INT64 value 0.7 at [0] is not an integer"),
+    ("UINT8 300", lambda: json_v2("UINT8", [300] + [1] * (W - 1)), "UINT8 value 300 at [0] is outside [0, 255]"),
+    ("INT8 -1000", lambda: json_v2("INT8", [-1000] + [1] * (W - 1)), "INT8 value -1000 at [0] is outside [-128, 127]"),
+    ("INT64 2**64", lambda: json_v2("INT64", [2 ** 64] + [1] * (W - 1)), "is outside [-9223372036854775808"),
+    ("UINT64 2**64", lambda: json_v2("UINT64", [2 ** 64] + [1] * (W - 1)), "is outside [0, 18446744073709551615]"),
+    ("duplicate key", lambda: {"content": b'{"inputs": [], "inputs": [{"name": "input-0", "shape": [1, 30], '
+                                          b'"datatype": "FP32", "data": [' + b"1," * 29 + b'1]}]}',
+                               "headers": {"content-type": "application/json"}}, "duplicate JSON key 'inputs'"),
+    ("shape of negative size", lambda: {"json": {"inputs": [{"name": "input-0", "shape": [-1, 30], "datatype": "FP32",
+                                                          "data": [1.0] * 30}]}}, "must be non-negative integers"),
+    ("rows x features over the limit", lambda: binary_body([fp32_tensor(W, rows=10_000)], b""), "the limit per request is 1500"),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "message"), STRICT_V2_CASES, ids=[c[0] for c in STRICT_V2_CASES])
+def test_malformed_v2_bodies_are_400_naming_the_problem(client: TestClient, model: LoadedModel, case: str,
+                                                       make: object, message: str) -> None:
+    reply = client.post(f"/v2/models/{model.name}/infer", **make())  # type: ignore[operator]
+    assert reply.status_code == 400, (case, reply.text)
+    assert message in reply.json()["error"], (case, reply.text)
+
+
+def test_a_duplicate_key_in_a_v1_body_is_400(client: TestClient, model: LoadedModel) -> None:
+    body = b'{"instances": [[' + b"1," * 29 + b'1]], "instances": [[' + b"2," * 29 + b'2]]}'
+    reply = client.post(f"/v1/models/{model.name}:predict", content=body, headers={"content-type": "application/json"})
+    assert reply.status_code == 400 and "duplicate JSON key 'instances'" in reply.json()["error"]
+
+
+def test_valid_binary_and_integer_bodies_still_predict(client: TestClient, model: LoadedModel, row: list[float]) -> None:
+    rows = np.asarray([row, row], dtype=np.float32)
+    binary = client.post(f"/v2/models/{model.name}/infer", **binary_body([fp32_tensor(W, rows=2)], rows.tobytes()))
+    assert binary.status_code == 200, binary.text
+    probabilities = np.asarray(binary.json()["outputs"][0]["data"]).reshape(2, -1)
+    np.testing.assert_allclose(probabilities, model.predict_proba(rows), atol=1e-5)
+    integers = client.post(f"/v2/models/{model.name}/infer", **json_v2("INT64", [3] * (W - 1) + [4.0]))
+    assert integers.status_code == 200, integers.text

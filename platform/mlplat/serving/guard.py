@@ -16,7 +16,9 @@ from typing import Any
 import orjson
 
 from mlplat.monitoring.http_metrics import handler_of
+from mlplat.errors import InvalidInput
 from mlplat.serving import metrics
+from mlplat.serving.v2_decoding import check_json_body, check_v2_body
 
 JSON_TYPES = {b"application/json", b"application/cloudevents+json", b"text/json"}
 GUARDED = {"predict", "explain"}
@@ -78,9 +80,11 @@ def non_finite_literal(body: bytes) -> str | None:
 
 
 class RequestGuard:
-    def __init__(self, app: Any, max_body_bytes: int, model: str, admin_routes: bool = False) -> None:
+    def __init__(self, app: Any, max_body_bytes: int, model: str, admin_routes: bool = False,
+                 max_values: int = 10_000 * 1024) -> None:
         self.app, self.max_body_bytes, self.model = app, max_body_bytes, model
         self.admin_routes = admin_routes
+        self.max_values = max_values  # rows x features of one V2 request, checked before KServe allocates
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not self.admin_routes and scope["path"].startswith(ADMIN_PREFIX):
@@ -106,22 +110,33 @@ class RequestGuard:
                                f"content type {shown!r} is not supported: send application/json")
             return
         length = headers.get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > self.max_body_bytes:
-                await self._reject(send, 413, "too_large", f"request body of {length.decode('latin-1')} bytes exceeds "
-                                                           f"the {self.max_body_bytes}-byte limit")
-                return
-            await self._forward(scope, receive, send)
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            await self._reject(send, 413, "too_large", f"request body of {length.decode('latin-1')} bytes exceeds "
+                                                       f"the {self.max_body_bytes}-byte limit")
             return
-        # chunked upload: read it up to the limit, then replay it to the app
-        body, more = b"", True
+        # read the body up to the limit (a chunked upload announces no length), check it strictly, replay it to the app
+        parts: list[bytes] = []
+        size, more = 0, True
         while more:
             message = await receive()
-            body += message.get("body", b"")
+            if message["type"] == "http.disconnect":
+                return
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
             more = message.get("more_body", False)
-            if len(body) > self.max_body_bytes:
+            if size > self.max_body_bytes:
                 await self._reject(send, 413, "too_large", f"request body exceeds the {self.max_body_bytes}-byte limit")
                 return
+        body = b"".join(parts)
+        try:
+            if scope["path"].endswith("/infer"):
+                check_v2_body(body, headers.get(b"inference-header-content-length") if binary_v2 else None,
+                              self.max_values)
+            else:
+                check_json_body(body)
+        except InvalidInput as exc:
+            await self._reject(send, 400, exc.reason, str(exc))
+            return
         replayed = False
 
         async def replay() -> dict[str, Any]:
