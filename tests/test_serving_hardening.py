@@ -222,3 +222,48 @@ def test_valid_binary_and_integer_bodies_still_predict(client: TestClient, model
     np.testing.assert_allclose(probabilities, model.predict_proba(rows), atol=1e-5)
     integers = client.post(f"/v2/models/{model.name}/infer", **json_v2("INT64", [3] * (W - 1) + [4.0]))
     assert integers.status_code == 200, integers.text
+
+
+# ---- 7. the KServe controller's arguments --------------------------------------------------------------
+
+def test_explainer_starts_with_exactly_the_controller_arguments_and_waits_for_its_predictor(
+        trained_model_dir: Path, model: LoadedModel, row: list[float]) -> None:
+    """KServe v0.20 appends `--model_name NAME --predictor_host HOST.NAMESPACE --http_port 8080` to a custom
+    explainer's args (explainer_custom.go); here the predictor starts only after the explainer."""
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    import httpx
+    from serving_server import free_port, running_server
+
+    predictor_port, explainer_port = free_port(), free_port()
+    log = tempfile.TemporaryFile()
+    explainer = subprocess.Popen([sys.executable, "-m", "mlplat", "serve", str(trained_model_dir), "--no-monitor",
+                                  "--model_name", "my-isvc", "--predictor_host", f"127.0.0.1:{predictor_port}",
+                                  "--http_port", str(explainer_port)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(3)
+        assert explainer.poll() is None, "the explainer exited while its predictor was down"
+        with pytest.raises(httpx.HTTPError):  # not listening, so not ready, while it waits
+            httpx.get(f"http://127.0.0.1:{explainer_port}/v2/health/ready", timeout=1)
+        with running_server(trained_model_dir, "--no-monitor", "--http_port", str(predictor_port)):
+            base = f"http://127.0.0.1:{explainer_port}"
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            for name in (model.name, "my-isvc"):
+                reply = httpx.post(f"{base}/v1/models/{name}:predict", json={"instances": [row]}, timeout=30)
+                assert reply.status_code == 200, reply.text
+        log.seek(0)
+        output = log.read().decode()
+        assert "not ready: unreachable" in output and "Traceback" not in output
+    finally:
+        explainer.terminate()
+        explainer.wait(timeout=30)
+        log.close()

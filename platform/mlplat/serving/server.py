@@ -82,7 +82,10 @@ class ServingDataPlane(DataPlane):
         return isinstance(model, MlplatModel) and model.answering()
 
     async def ready(self) -> bool:
-        return self.answering()
+        if not self.answering():
+            return False
+        predictor_url = self._model_registry.get_model(self.model_name).options.predictor_url
+        return await _predictor_ready(predictor_url) if predictor_url else True
 
     async def model_ready(self, model_name: str, disable_predictor_health_check: bool = False) -> bool:
         if model_name == self.model_name:  # unloaded: not ready (503), not unknown (404)
@@ -107,13 +110,15 @@ class PrebuiltRESTServer(RESTServer):
 
 
 def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 << 20,
-              monitor: MonitorSettings | None = None, enable_model_admin: bool = False) -> ServingApp:
+              monitor: MonitorSettings | None = None, enable_model_admin: bool = False,
+              alias: str | None = None) -> ServingApp:
     """A new ASGI app serving the model in `model_dir`: V1/V2 predict, explain, metadata, health, /metrics,
     and with `monitor` the feedback and monitor routes. The app's lifespan starts and stops the monitor's
     background evaluation and the model's worker threads.
 
     KServe's model repository routes (/v2/repository/..., which let any client unload the model) exist
-    only with `enable_model_admin`; without it the request guard answers them 404."""
+    only with `enable_model_admin`; without it the request guard answers them 404. `alias`: a second name the
+    model answers to (KServe's --model_name, the InferenceService's name)."""
     attachment = _attach(model_dir, monitor) if monitor and not options.predictor_url else None
 
     def new_model() -> MlplatModel:
@@ -124,6 +129,10 @@ def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 
     model = new_model()
     repository = ServedRepository(new_model)
     repository.update(model)
+    names = {model.name}
+    if alias and alias != model.name:
+        repository.update(model, name=alias)
+        names.add(alias)
 
     def stop_served() -> None:
         served = repository.get_model(model.name)
@@ -138,7 +147,7 @@ def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 
     # added first, so they run inside KServe's timing middleware, as on KServe's own app
     app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, model=model.name, admin_routes=enable_model_admin,
                        max_values=options.max_request_rows * model.schema.width)
-    app.add_middleware(RequestMetricsMiddleware, models=frozenset({model.name}))
+    app.add_middleware(RequestMetricsMiddleware, models=frozenset(names))
     add_error_handler(app)
     for router in attachment.routers if attachment is not None else []:
         app.include_router(router)
@@ -149,13 +158,16 @@ def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 
 
 def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", port: int = 8080,
           max_body_bytes: int = 4 << 20, monitor: MonitorSettings | None = None,
-          access_log: bool = False, enable_model_admin: bool = False) -> None:
-    """Serve until SIGTERM/SIGINT. Blocks. `monitor` None: no drift monitoring."""
+          access_log: bool = False, enable_model_admin: bool = False, alias: str | None = None) -> None:
+    """Serve until SIGTERM/SIGINT. Blocks. `monitor` None: no drift monitoring. The explainer role first waits
+    for its predictor (KServe starts both at once), so nothing listens, and the readiness probe fails, meanwhile."""
     import asyncio
 
     from kserve import ModelServer
 
-    served = build_app(model_dir, options, max_body_bytes, monitor, enable_model_admin)
+    if options.predictor_url:
+        wait_for_predictor(options.predictor_url)
+    served = build_app(model_dir, options, max_body_bytes, monitor, enable_model_admin, alias)
 
     class LoopbackModelServer(ModelServer):
         def start(self, models: list[Any]) -> None:
@@ -187,6 +199,42 @@ def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", por
             logging.getLogger(name).setLevel(logging.WARNING)
     freeze_startup_heap()
     server.start([served.model])
+
+
+async def _predictor_ready(base_url: str) -> bool:
+    """The explainer role is ready only while its predictor is: every explanation asks it."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=1) as client:
+            return (await client.get(f"{base_url.rstrip('/')}/v2/health/ready")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_for_predictor(base_url: str, first_wait_s: float = 0.5, max_wait_s: float = 10.0,
+                       give_up_s: float | None = None) -> bool:
+    """Block until the predictor at `base_url` answers ready, retrying with exponential backoff; one log line
+    per attempt, no traceback. False if `give_up_s` passed first."""
+    import time
+
+    import httpx
+
+    log = logging.getLogger("mlplat.serve")
+    url, wait, started = f"{base_url.rstrip('/')}/v2/health/ready", first_wait_s, time.monotonic()
+    while True:
+        try:
+            status = httpx.get(url, timeout=2).status_code
+            if status == 200:
+                return True
+            problem = f"answered HTTP {status}"
+        except httpx.HTTPError as exc:
+            problem = f"unreachable ({type(exc).__name__})"
+        if give_up_s is not None and time.monotonic() - started + wait > give_up_s:
+            return False
+        log.warning("predictor %s not ready: %s; retrying in %.1f s", url, problem, wait)
+        time.sleep(wait)
+        wait = min(max_wait_s, wait * 2)
 
 
 def _lifespan(hooks: list[Hook]) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
