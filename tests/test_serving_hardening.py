@@ -236,7 +236,7 @@ def test_explainer_starts_with_exactly_the_controller_arguments_and_waits_for_it
     import time
 
     import httpx
-    from serving_server import free_port, running_server
+    from serving_server import free_port
 
     predictor_port, explainer_port = free_port(), free_port()
     log = tempfile.TemporaryFile()
@@ -248,7 +248,9 @@ def test_explainer_starts_with_exactly_the_controller_arguments_and_waits_for_it
         assert explainer.poll() is None, "the explainer exited while its predictor was down"
         with pytest.raises(httpx.HTTPError):  # not listening, so not ready, while it waits
             httpx.get(f"http://127.0.0.1:{explainer_port}/v2/health/ready", timeout=1)
-        with running_server(trained_model_dir, "--no-monitor", "--http_port", str(predictor_port)):
+        predictor = subprocess.Popen([sys.executable, "-m", "mlplat", "serve", str(trained_model_dir), "--no-monitor",
+                                      "--http_port", str(predictor_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
             base = f"http://127.0.0.1:{explainer_port}"
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
@@ -256,10 +258,14 @@ def test_explainer_starts_with_exactly_the_controller_arguments_and_waits_for_it
                     if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
                         break
                 except httpx.HTTPError:
-                    time.sleep(0.5)
+                    pass
+                time.sleep(0.5)
             for name in (model.name, "my-isvc"):
                 reply = httpx.post(f"{base}/v1/models/{name}:predict", json={"instances": [row]}, timeout=30)
                 assert reply.status_code == 200, reply.text
+        finally:
+            predictor.terminate()
+            predictor.wait(timeout=30)
         log.seek(0)
         output = log.read().decode()
         assert "not ready: unreachable" in output and "Traceback" not in output
