@@ -273,3 +273,30 @@ def test_explainer_starts_with_exactly_the_controller_arguments_and_waits_for_it
         explainer.terminate()
         explainer.wait(timeout=30)
         log.close()
+
+
+# ---- 6. explain ---------------------------------------------------------------------------------------
+
+def test_explain_has_a_row_limit_and_a_busy_explainer_answers_503_at_once(trained_model_dir: Path, model: LoadedModel,
+                                                                          row: list[float]) -> None:
+    import threading
+    import time
+
+    from test_serving_app import StuckExplainer
+
+    served = build_app(trained_model_dir, ServingOptions(max_explain_rows=3, explain_timeout_s=20))
+    stuck = StuckExplainer()
+    served.model.explainer = stuck
+    url = f"/v1/models/{model.name}:explain"
+    with TestClient(served.app) as c:
+        over = c.post(url, json={"instances": [row] * 4})
+        assert over.status_code == 400 and "the limit per explain request is 3" in over.json()["error"]
+        first = threading.Thread(target=lambda: c.post(url, json={"instances": [row]}))
+        first.start()
+        time.sleep(1.0)  # the first explanation is running
+        started = time.monotonic()
+        busy = c.post(url, json={"instances": [row]})
+        assert busy.status_code == 503 and "busy with another explanation" in busy.json()["error"]
+        assert time.monotonic() - started < 2  # at once, not after the first one's timeout
+        stuck.release.set()
+        first.join(30)

@@ -20,6 +20,7 @@ def serve(
     inline_forward_ms: float = typer.Option(0.5, "--inline-forward-ms", min=0, help="Forward passes measured cheaper than this run on the event loop, slower ones on the forward thread (0: always the thread)"),
     max_body_bytes: int = typer.Option(4 << 20, "--max-body-bytes", min=1, help="Larger request bodies get HTTP 413"),
     max_rows: int = typer.Option(10_000, "--max-rows", min=1, help="Most instances in one request"),
+    max_explain_rows: int = typer.Option(100, "--max-explain-rows", min=1, help="Most instances in one :explain request"),
     explain_timeout_s: float = typer.Option(30.0, "--explain-timeout-s", min=0.01, help="Explanations slower than this get HTTP 504"),
     no_monitor: bool = typer.Option(False, "--no-monitor", help="Don't record requests for drift monitoring"),
     monitor_interval_s: float = typer.Option(30.0, "--monitor-interval-s", min=0.05, help="Seconds between drift evaluations"),
@@ -59,7 +60,7 @@ def serve(
     from mlplat.serving.server import serve as run_server
 
     options = ServingOptions(max_batch_size, max_latency_ms, not no_batching, max_rows, explain_timeout_s, predictor_url,
-                             predictor_batch_rows, inline_forward_ms)
+                             predictor_batch_rows, inline_forward_ms, max_explain_rows)
     settings = MonitorSettings(interval_s=monitor_interval_s, state_dir=state_dir)
     run_server(model_dir, options, host, port, max_body_bytes, None if no_monitor else settings, access_log,
                enable_model_admin, model_name)

@@ -38,6 +38,7 @@ class ServingOptions:
     predictor_url: str | None = None  # explainer role: where the predictor listens
     predictor_batch_rows: int = 256  # explainer role: most rows per request to the predictor
     inline_forward_ms: float = 0.5  # passes measured cheaper than this run on the event loop (batching.py)
+    max_explain_rows: int = 100  # rows per :explain request: one 10,000-row explanation held the explainer for minutes
 
 
 @dataclass
@@ -112,6 +113,7 @@ class MlplatModel(kserve.Model):
         self.explain_method = explainer.plugin if explainer else ""
         self._explain_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlplat-explain")
         self._timed_out: Future[Any] | None = None  # the last timed-out explanation; a thread can't be stopped
+        self._explaining: Future[Any] | None = None  # the explanation running now, if any
         self.ready = True
         return self.ready
 
@@ -165,11 +167,19 @@ class MlplatModel(kserve.Model):
             count_rejection(self.name, "no_explainer")
             raise NotFound(f"model {self.name!r} was published without an explain step; add `explain:` "
                                      f"to its pipeline spec")
+        if len(batch.rows) > self.options.max_explain_rows:
+            count_rejection(self.name, "too_many_rows")
+            raise InvalidInput(reason="too_many_rows", message=f"{len(batch.rows)} instances to explain; the limit per "
+                                                               f"explain request is {self.options.max_explain_rows}")
         if self._timed_out is not None and not self._timed_out.done():
             raise Busy(f"the explainer is busy finishing a timed-out explanation (longer than "
                               f"{self.options.explain_timeout_s:g} s); retry later or send fewer rows")
+        if self._explaining is not None and not self._explaining.done():
+            # one explanation at a time, and nobody queues behind it: a queued request would wait for a 504
+            raise Busy("the explainer is busy with another explanation; retry later")
         started = time.perf_counter()
         work = self._explain_executor.submit(self.explainer.explain, batch.rows)
+        self._explaining = work
         try:
             # on timeout wait_for cancels the wrapper: a queued explanation is dropped, a running one runs on
             explanations = await asyncio.wait_for(asyncio.wrap_future(work), self.options.explain_timeout_s)
