@@ -31,10 +31,10 @@ def serve(
     predictor_batch_rows: int = typer.Option(256, "--predictor-batch-rows", min=1, help="--explainer: most rows per request to the predictor (keep under its --max-rows)"),
     # the arguments the KServe controller (v0.20, pkg/apis/serving/v1beta1/explainer_custom.go) appends to a custom
     # explainer's container: --model_name ISVC --predictor_host PREDICTOR.NAMESPACE --http_port 8080 [--workers N]
-    model_name: str = typer.Option(None, "--model_name", help="Also serve the model under this name (KServe: the InferenceService's name)"),
-    predictor_host: str = typer.Option(None, "--predictor_host", help="KServe's explainer argument: the predictor's host[:port]; implies --explainer"),
-    workers: int = typer.Option(1, "--workers", min=1, help="KServe's worker count; one process serves here, a higher count is logged and ignored"),
-    enable_model_admin: bool = typer.Option(False, "--enable-model-admin", help="Serve KServe's /v2/repository load/unload routes (unauthenticated: any client could unload the model)"),
+    model_name: str = typer.Option(None, "--model_name", help="KServe: the InferenceService's name, served as an alias"),
+    predictor_host: str = typer.Option(None, "--predictor_host", help="KServe: the predictor's host[:port] (implies --explainer)"),
+    workers: int = typer.Option(1, "--workers", min=1, help="KServe: worker count (one process serves; more is ignored)"),
+    enable_model_admin: bool = typer.Option(False, "--enable-model-admin", help="Serve /v2/repository load/unload (unauthenticated)"),
 ) -> None:
     """Serve a published model: V1 :predict/:explain, V2 infer + metadata, /metrics."""
     from mlplat.errors import UsageError

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from mlplat.monitoring.http_metrics import handler_of
 from mlplat.errors import InvalidInput
+from mlplat.monitoring.http_metrics import handler_of
 from mlplat.serving import metrics
 from mlplat.serving.v2_decoding import check_json_body, check_v2_body
 

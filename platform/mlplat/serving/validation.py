@@ -20,7 +20,7 @@ _NUMERIC_V2 = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8
 
 
 MAX_REQUEST_ID = 128
-_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,%d}" % MAX_REQUEST_ID)
+_REQUEST_ID = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_REQUEST_ID}}}")
 
 
 def checked_request_id(value: Any, where: str) -> str | None:
