@@ -275,7 +275,7 @@ def create_app(monitors: Mapping[str, Monitor], policy: InputPolicy) -> FastAPI:
 
     app = FastAPI(title="mlplat monitor", lifespan=lifespan)
     app.state.sink = sink
-    app.add_middleware(RequestMetricsMiddleware)
+    app.add_middleware(RequestMetricsMiddleware, models=frozenset(monitors))  # unknown names: one label value
     add_error_handler(app)
     app.include_router(router(monitors, policy))
     app.include_router(_sink_routes(sink, policy))
@@ -299,7 +299,7 @@ def create_events_app(sink: PayloadLogSink, max_body_bytes: int) -> FastAPI:
     sends no Authorization header, so this port is for a NetworkPolicy to keep to the predictor pods.
     Content types and body limits still apply; the explainer marker still needs its proof."""
     app = FastAPI(title="mlplat monitor events")
-    app.add_middleware(RequestMetricsMiddleware)
+    app.add_middleware(RequestMetricsMiddleware, models=frozenset(sink.monitors))
     add_error_handler(app)
     app.include_router(_sink_routes(sink, InputPolicy(insecure=True, max_body_bytes=max_body_bytes)))
     return app

@@ -15,3 +15,4 @@ IMPUTED = Counter("mlplat_imputed_values", "Null feature values in requests, imp
                   ["model", "feature"])
 UNKNOWN_CATEGORIES = Counter("mlplat_unknown_categories", "Categorical values not in the training vocabulary "
                              "(predicted through the unknown bucket)", ["model", "feature"])
+REJECTION_LOG_SUPPRESSED = Counter("mlplat_rejection_log_suppressed", "Rejection log lines dropped by the rate limit")

@@ -25,7 +25,7 @@ from mlplat.monitoring.window import explainer_parameters, from_explainer, row_k
 from mlplat.serving import metrics
 from mlplat.serving.batching import AdaptiveBatcher
 from mlplat.serving.guard import count_rejection
-from mlplat.serving.validation import FeatureSchema
+from mlplat.serving.validation import FeatureSchema, checked_request_id
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class ServingOptions:
     predictor_batch_rows: int = 256  # explainer role: most rows per request to the predictor
     inline_forward_ms: float = 0.5  # passes measured cheaper than this run on the event loop (batching.py)
     monitoring_token: str | None = None  # --token-file: the explainer proves its marker with it, the predictor checks it
+    max_explain_rows: int = 100  # rows per :explain request: one 10,000-row explanation held the explainer for minutes
 
 
 @dataclass
@@ -96,6 +97,7 @@ class MlplatModel(kserve.Model):
                                  self.options.predictor_url.rstrip("/"), self.options.predictor_batch_rows,
                                  self.options.monitoring_token)
         self.loaded = loaded
+        self._stopped = False
         super().__init__(loaded.name)
 
     def load(self) -> bool:
@@ -121,8 +123,13 @@ class MlplatModel(kserve.Model):
         self.explain_method = explainer.plugin if explainer else ""
         self._explain_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlplat-explain")
         self._timed_out: Future[Any] | None = None  # the last timed-out explanation; a thread can't be stopped
+        self._explaining: Future[Any] | None = None  # the explanation running now, if any
         self.ready = True
         return self.ready
+
+    def answering(self) -> bool:
+        """Loaded and able to answer: not stopped (an unload stops the model's worker threads)."""
+        return bool(self.ready) and not self._stopped
 
     # ---- V2 metadata -------------------------------------------------------------------------------
     def get_input_types(self) -> list[dict[str, Any]]:
@@ -137,10 +144,10 @@ class MlplatModel(kserve.Model):
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Batch:
-        request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
         try:
+            request_id = checked_request_id((headers or {}).get("x-request-id"), "header x-request-id") or uuid.uuid4().hex
             if isinstance(payload, InferRequest):
-                batch = Batch(self.schema.v2_rows(payload), payload.id or request_id, "v2")
+                batch = Batch(self.schema.v2_rows(payload), checked_request_id(payload.id, "id") or request_id, "v2")
             else:
                 batch = Batch(self.schema.v1_rows(payload), request_id, "v1",
                               not from_explainer(payload, self.options.monitoring_token))
@@ -189,11 +196,19 @@ class MlplatModel(kserve.Model):
             count_rejection(self.name, "no_explainer")
             raise NotFound(f"model {self.name!r} was published without an explain step; add `explain:` "
                                      f"to its pipeline spec")
+        if len(batch.rows) > self.options.max_explain_rows:
+            count_rejection(self.name, "too_many_rows")
+            raise InvalidInput(reason="too_many_rows", message=f"{len(batch.rows)} instances to explain; the limit per "
+                                                               f"explain request is {self.options.max_explain_rows}")
         if self._timed_out is not None and not self._timed_out.done():
             raise Busy(f"the explainer is busy finishing a timed-out explanation (longer than "
                               f"{self.options.explain_timeout_s:g} s); retry later or send fewer rows")
+        if self._explaining is not None and not self._explaining.done():
+            # one explanation at a time, and nobody queues behind it: a queued request would wait for a 504
+            raise Busy("the explainer is busy with another explanation; retry later")
         started = time.perf_counter()
         work = self._explain_executor.submit(self.explainer.explain, batch.rows)
+        self._explaining = work
         try:
             # on timeout wait_for cancels the wrapper: a queued explanation is dropped, a running one runs on
             explanations = await asyncio.wait_for(asyncio.wrap_future(work), self.options.explain_timeout_s)
@@ -205,5 +220,6 @@ class MlplatModel(kserve.Model):
         return {"explanations": explanations, "method": self.explain_method, "request_id": batch.request_id}
 
     def stop(self) -> None:
+        self._stopped, self.ready = True, False
         self.batcher.close()
         self._explain_executor.shutdown(wait=False, cancel_futures=True)

@@ -14,6 +14,7 @@ The predictor counts unknown categories and imputed values per feature.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,22 @@ from mlplat.errors import InvalidInput
 _NUMBER_TYPES = frozenset({int, float})  # exact types: bool, an int subclass, is not a number here
 _ALL_NUMBERS = object()  # sentinel: no offending value found
 _NUMERIC_V2 = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+
+
+MAX_REQUEST_ID = 128
+_REQUEST_ID = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_REQUEST_ID}}}")
+
+
+def checked_request_id(value: Any, where: str) -> str | None:
+    """A client's request id (V2 `id`, header x-request-id), refused unless short and plain: it is copied into
+    every row's id, the monitoring window and the response, so its size must not be the client's to choose."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
+        shown = _show(value) if isinstance(value, str) else _kind(value)
+        raise InvalidInput(reason="request_id", message=f"{where}: a request id is 1-{MAX_REQUEST_ID} characters of "
+                                                        f"letters, digits and '_.:-', got {shown}")
+    return value
 
 
 class FeatureSchema:
