@@ -263,11 +263,13 @@ class LoadedModel:
         trainer = registry.create("trainer", manifest.trainer.plugin, {}, step="load")
         with torch.device("meta"):  # shapes only: an architecture the weights don't match allocates nothing
             probe = _build(trainer, manifest, model_dir.manifest_path)
-        integrity.check_network(probe, manifest, weights, model_dir.manifest_path, found)
+        standardizer = preprocessor_from_json(manifest.preprocessing.model_dump())
+        layout = getattr(standardizer, "input_layout", None)  # encoded tabular: dense inputs, then one code per category
+        width = layout["dense"] + len(layout["cardinalities"]) if layout else None
+        integrity.check_network(probe, manifest, weights, model_dir.manifest_path, found, width)
         network = _build(trainer, manifest, model_dir.manifest_path)
         network.load_state_dict(integrity.load_tensors(weights, device=device))
         network.to(device).eval()
-        standardizer = preprocessor_from_json(manifest.preprocessing.model_dump())
         return cls(model_dir.path, manifest, network, standardizer)
 
     @property
