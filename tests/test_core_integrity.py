@@ -53,7 +53,8 @@ def _preprocessing(field: str, index: int, value: float) -> Callable[[dict[str, 
 
 def _drop_first_feature(data: dict[str, Any]) -> None:
     """29 names for the 30-input network, the preprocessing trimmed alike: only the network can tell."""
-    for values in (data["features"], data["preprocessing"]["mean"], data["preprocessing"]["scale"]):
+    per_feature = [data["preprocessing"][k] for k in ("mean", "scale", "kinds", "fill") if k in data["preprocessing"]]
+    for values in (data["features"], *per_feature):
         del values[0]
 
 

@@ -73,7 +73,10 @@ def test_compiled_task_names_are_the_plan_nodes() -> None:
     tasks = set(graph.pipeline_spec.root.dag.tasks)
     for sub in graph.pipeline_spec.components.values():
         tasks |= set(sub.dag.tasks) if sub.HasField("dag") else set()
-    assert {t for t in tasks if not t.startswith("condition")} == set(plan.build_plan(spec).names)
+    built = plan.build_plan(spec)
+    gates = {t for t in tasks if t.startswith("gate")}  # one gate task after each gated node: "gate", "gate-2"
+    assert tasks - gates == set(built.names)
+    assert len(gates) == sum(1 for n in built.nodes if n.gate)
 
 
 def test_the_in_process_runner_executes_exactly_the_plan_nodes() -> None:

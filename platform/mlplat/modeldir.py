@@ -265,6 +265,10 @@ class LoadedModel:
             probe = _build(trainer, manifest, model_dir.manifest_path)
         standardizer = preprocessor_from_json(manifest.preprocessing.model_dump())
         layout = getattr(standardizer, "input_layout", None)  # encoded tabular: dense inputs, then one code per category
+        kinds = getattr(standardizer, "kinds", None)
+        if kinds is not None and len(kinds) != len(manifest.features):
+            raise ModelDirError(f"{model_dir.manifest_path}: features: {len(manifest.features)} feature names for "
+                                f"preprocessing of {len(kinds)} columns")
         width = layout["dense"] + len(layout["cardinalities"]) if layout else None
         integrity.check_network(probe, manifest, weights, model_dir.manifest_path, found, width)
         network = _build(trainer, manifest, model_dir.manifest_path)

@@ -39,7 +39,7 @@ def demo(
     from mlplat.data import Splits
     from mlplat.runs import RunStore
 
-    run(spec_path, runs_dir, RunnerName.in_process, None)
+    run(spec_path, runs_dir, RunnerName.in_process, None, None)
     store = RunStore(runs_dir)
     latest = store.get("latest")
     splits = Splits.load(latest.step_dir("ingest"))

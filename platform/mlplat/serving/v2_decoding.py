@@ -155,6 +155,8 @@ def _check_data(data: Any, datatype: str, shape: list[int], values: int, where: 
                                                    f"the shape holds {values}")
     bounds = INTEGER_RANGES.get(datatype)
     for index, value in enumerate(flat):
+        if value is None:
+            continue  # a null in JSON data: the model's schema imputes it, or refuses it naming the feature
         if type(value) not in (int, float):
             got = "null" if value is None else {str: "a string", bool: "a boolean", dict: "an object"}.get(
                 type(value), type(value).__name__)
