@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 
 from mlplat.errors import UsageError
+from mlplat.tasks import Task, resolve_task
 
 LABEL, ROW_ID, WEIGHT, SYNTHETIC = "__label__", "__row_id__", "__weight__", "__synthetic__"
 RESERVED = (LABEL, ROW_ID, WEIGHT, SYNTHETIC)
 SPLIT_NAMES = ("train", "validation", "test")
-SKLEARN_DATASETS = ("breast_cancer", "digits", "wine", "iris")
+SKLEARN_DATASETS = ("breast_cancer", "digits", "wine", "iris", "diabetes")
 IMAGE_SHAPES = {"digits": [1, 8, 8]}
 
 
@@ -30,8 +31,13 @@ class DatasetInfo:
     name: str
     label: str
     feature_names: list[str]
-    classes: list[str]
+    classes: list[str]  # empty for regression
     image_shape: list[int] | None = None  # [channels, height, width] when features are pixels
+    task: Task = "classification"  # mlplat.tasks: inferred from the label or set as dataset.task
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
 
     @property
     def n_features(self) -> int:
@@ -44,7 +50,8 @@ class DatasetInfo:
 
 @dataclass
 class Table:
-    """Labeled rows. `labels` are class indices into DatasetInfo.classes."""
+    """Labeled rows. `labels` are class indices into DatasetInfo.classes (int64), or a regression
+    target's values (float64: a float array stays float)."""
 
     features: pd.DataFrame
     labels: np.ndarray
@@ -55,7 +62,8 @@ class Table:
     def __post_init__(self) -> None:
         n = len(self.features)
         self.features = self.features.reset_index(drop=True)
-        self.labels = np.asarray(self.labels, dtype=np.int64)
+        labels = np.asarray(self.labels)
+        self.labels = labels.astype(np.float64 if labels.dtype.kind == "f" else np.int64)
         self.row_ids = np.asarray(self.row_ids, dtype=np.int64)
         self.weights = np.ones(n, np.float32) if self.weights is None else np.asarray(self.weights, np.float32)
         self.synthetic = np.zeros(n, bool) if self.synthetic is None else np.asarray(self.synthetic, bool)
@@ -88,6 +96,7 @@ class Table:
     def with_synthetic(self, features: pd.DataFrame, labels: np.ndarray, weights: np.ndarray | None = None) -> Table:
         """This table plus generated rows, tagged synthetic with row id -1 (augmenters use it)."""
         n = len(features)
+        labels = np.asarray(labels).astype(self.labels.dtype)  # generated rows keep the task's label type
         extra = Table(features[list(self.features.columns)], labels, np.full(n, -1), weights, np.ones(n, bool))
         return Table.concat([self, extra]) if n else self
 
@@ -215,9 +224,10 @@ def _load_sklearn(name: str) -> tuple[pd.DataFrame, str]:
 
 def split_frame(
     frame: pd.DataFrame, label: str, name: str, validation: float, test: float, seed: int, stratify: bool = True,
-    image_shape: list[int] | None = None,
+    image_shape: list[int] | None = None, task: Task | None = None,
 ) -> Splits:
-    """Seeded, stratified train/validation/test split; row ids are positions in the source."""
+    """Seeded train/validation/test split, stratified by class for a classification; row ids are
+    positions in the source. `task` is the spec's dataset.task (None: inferred, see mlplat.tasks)."""
     from sklearn.model_selection import train_test_split
 
     features = frame.drop(columns=[label])
@@ -227,17 +237,23 @@ def split_frame(
     features = features.astype({c: "float64" for c in numeric})
     if frame[label].isna().any():
         raise UsageError(f"dataset.label: column {label!r} has {int(frame[label].isna().sum())} missing values")
-    classes = sorted(frame[label].astype(str).unique().tolist(), key=_natural_key)
-    if len(classes) < 2:
-        raise UsageError(f"dataset.label: column {label!r} needs at least 2 classes, found {len(classes)}")
-    index = {c: i for i, c in enumerate(classes)}
-    table = Table(features, frame[label].astype(str).map(index).to_numpy(), np.arange(len(frame)))
+    task = resolve_task(frame[label], task, label)
+    if task == "regression":
+        classes: list[str] = []
+        table = Table(features, frame[label].to_numpy(dtype=np.float64), np.arange(len(frame)))
+        stratify = False  # one stratum per distinct value would be one class per value
+    else:
+        classes = sorted(frame[label].astype(str).unique().tolist(), key=_natural_key)
+        if len(classes) < 2:
+            raise UsageError(f"dataset.label: column {label!r} needs at least 2 classes, found {len(classes)}")
+        index = {c: i for i, c in enumerate(classes)}
+        table = Table(features, frame[label].astype(str).map(index).to_numpy(), np.arange(len(frame)))
     positions = np.arange(len(table))
     strat = table.labels if stratify else None
     rest, test_pos = train_test_split(positions, test_size=test, random_state=seed, stratify=strat)
     strat_rest = table.labels[rest] if stratify else None
     train_pos, val_pos = train_test_split(rest, test_size=validation / (1 - test), random_state=seed, stratify=strat_rest)
-    info = DatasetInfo(name, label, [str(c) for c in features.columns], classes, image_shape)
+    info = DatasetInfo(name, label, [str(c) for c in features.columns], classes, image_shape, task)
     return Splits(info, table.take(train_pos), table.take(val_pos), table.take(test_pos))
 
 

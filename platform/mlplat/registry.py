@@ -48,6 +48,8 @@ class PluginSpec:
     factory: str
     summary: str = ""
     needs: frozenset[str] = field(default_factory=frozenset)  # e.g. {"gpu"}: runners use it for resources
+    # the tasks (mlplat.tasks.TASKS) the plugin works for; a spec of another task is refused at resolve time
+    tasks: frozenset[str] = field(default_factory=lambda: frozenset({"classification", "regression"}))
 
     def parse_config(self, params: Mapping[str, Any] | None, path: str = "params") -> BaseModel:
         """Validate params against the config model; errors name the offending field."""

@@ -17,11 +17,12 @@ import numpy as np
 from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
 from mlplat.data import Splits, image_shape, load_source, split_frame
-from mlplat.errors import UsageError
-from mlplat.manifest import CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef
+from mlplat.errors import SpecError, UsageError
+from mlplat.manifest import (CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef,
+                             TargetStandardization)
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
-from mlplat.spec import PipelineSpec, tune_direction
+from mlplat.spec import PipelineSpec, declared_task, task_problems, tune_direction
 
 FINDINGS_JSON, BEST_PARAMS_JSON, METRICS_JSON = "findings.json", "best_params.json", "metrics.json"
 REFERENCE_ROWS = 5000
@@ -33,11 +34,16 @@ def _context(spec: PipelineSpec, step: str, out: Path, splits: Splits, **extra: 
 
 
 def ingest(spec: PipelineSpec, spec_dir: Path, out: Path) -> Splits:
-    """Load the dataset source and write the seeded, stratified splits."""
+    """Load the dataset source and write the seeded splits (stratified for a classification).
+    A task inferred from the label is checked against the spec here, before any training (exit 2)."""
     ds = spec.dataset
     frame, label = load_source(ds.source, ds.label, ds.features, spec_dir)
     shape = image_shape(ds.source, spec_dir)
-    splits = split_frame(frame, label, spec.name, ds.validation, ds.test, spec.seed, ds.stratify, shape)
+    splits = split_frame(frame, label, spec.name, ds.validation, ds.test, spec.seed, ds.stratify, shape, ds.task)
+    if declared_task(spec) is None:
+        problems = task_problems(spec, splits.info.task)
+        if problems:
+            raise SpecError(problems, f"{spec.name} (task {splits.info.task!r} inferred from label {label!r})")
     splits.save(out)
     return splits
 
@@ -102,10 +108,11 @@ def inherited_preprocessing(trainer: Any, context: StepContext) -> dict[str, Any
 
 def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """Fit preprocessing on real training rows, or reuse `preprocessing` (a model's saved statistics);
-    return (TrainingData, Standardizer). Training rows keep their synthetic tag (CV holds out real rows only)."""
+    return (TrainingData, Standardizer). Training rows keep their synthetic tag (CV holds out real rows only).
+    A regression target is standardized too (TrainingData.target), fitted on the real training rows."""
     from mlplat.contracts.trainer import ArrayData, TrainingData
     from mlplat.data import require_numeric
-    from mlplat.preprocessing import Standardizer
+    from mlplat.preprocessing import Standardizer, TargetStandardizer
 
     for table in (splits.train, splits.validation):
         require_numeric(table.features)
@@ -115,10 +122,15 @@ def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None
     else:
         standardizer = Standardizer.fit(splits.train.features.to_numpy()[real] if real.any() else splits.train.features.to_numpy())
     weights = splits.train.weights
-    train = ArrayData(standardizer.transform(splits.train.features.to_numpy()), splits.train.labels,
+    target = None
+    y_train, y_val = splits.train.labels, splits.validation.labels
+    if splits.info.regression:
+        target = TargetStandardizer.fit(y_train[real] if real.any() else y_train)
+        y_train, y_val = target.transform(y_train), target.transform(y_val)
+    train = ArrayData(standardizer.transform(splits.train.features.to_numpy()), y_train,
                       None if np.all(weights == 1) else weights, splits.train.synthetic)
-    val = ArrayData(standardizer.transform(splits.validation.features.to_numpy()), splits.validation.labels)
-    return TrainingData(train, val, splits.info), standardizer
+    val = ArrayData(standardizer.transform(splits.validation.features.to_numpy()), y_val)
+    return TrainingData(train, val, splits.info, target), standardizer
 
 
 def trial_params(spec: PipelineSpec, params: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +182,7 @@ def tune(spec: PipelineSpec, data: Path, out: Path, resume: bool = False) -> dic
     objective = tune_objective(spec, splits, out)
     tuner = registry.create(StageKind.TUNER, step.plugin, step.params, step="tune")
     started = time.perf_counter()
-    direction = tune_direction(spec)
+    direction = tune_direction(spec, splits.info.task)
     result = tuner.tune(objective, step.search_space, _context(spec, "tune", out, splits, resume=resume), direction)
     summary = {"best_params": result.best_params, "best_value": result.best_value, "metric": step.metric,
                "direction": direction,
@@ -213,6 +225,8 @@ def train_model(
         name=spec.name,
         trainer=PluginRef.of(StageKind.TRAINER, spec.steps.train.plugin, trainer_config),
         architecture=trained.architecture,
+        task=splits.info.task,
+        target=TargetStandardization(**training.target.to_json()) if training.target else None,
         features=modeldir.feature_schema(real.features),
         image_shape=splits.info.image_shape,
         label=splits.info.label,
@@ -227,7 +241,7 @@ def train_model(
     model_dir.write_weights(trained.network)
     model_dir.write(manifest)
     loaded = modeldir.LoadedModel.load(model_dir)  # the one load of this run: also proves the directory loads
-    reference[modeldir.PREDICTION_COLUMN] = loaded.predict_proba(reference[loaded.feature_names].to_numpy()).argmax(1)
+    reference[modeldir.PREDICTION_COLUMN] = loaded.predict_labels(reference[loaded.feature_names].to_numpy())
     reference.reset_index(drop=True).to_parquet(model_dir.reference, index=False)
     if schema and schema.is_file():
         model_dir.schema.write_text(schema.read_text())
@@ -247,13 +261,16 @@ def _loaded(model: Path, loaded: modeldir.LoadedModel | None) -> modeldir.Loaded
 def evaluate(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
              loaded: modeldir.LoadedModel | None = None) -> dict[str, Any]:
     """Test-set metrics and the evaluation gate. Writes metrics.json and records them in model.json."""
-    from mlplat.evaluation import classification_metrics, gate_failures
+    from mlplat.evaluation import classification_metrics, gate_failures, regression_metrics
 
     out.mkdir(parents=True, exist_ok=True)
     splits = Splits.load(data)
     loaded = _loaded(model, loaded)
-    proba = loaded.predict_proba(splits.test.features[loaded.feature_names].to_numpy())
-    metrics = classification_metrics(splits.test.labels, proba, splits.info.classes)
+    X = splits.test.features[loaded.feature_names].to_numpy()
+    if loaded.task == "regression":
+        metrics = regression_metrics(splits.test.labels, loaded.predict_values(X))
+    else:
+        metrics = classification_metrics(splits.test.labels, loaded.predict_proba(X), splits.info.classes)
     failures = gate_failures(metrics, spec.steps.evaluate.params)
     result = {"test": metrics, "gate": {"passed": not failures, "failures": failures}}
     write_json(out / METRICS_JSON, result)
@@ -305,5 +322,5 @@ def _info_from_manifest(manifest: ModelManifest) -> Any:
     from mlplat.data import DatasetInfo
 
     return DatasetInfo(manifest.name, manifest.label, manifest.feature_names, list(manifest.classes),
-                       manifest.image_shape)
+                       manifest.image_shape, manifest.task)
 

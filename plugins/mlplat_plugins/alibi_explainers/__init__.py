@@ -41,6 +41,7 @@ KERNEL_SHAP_SPEC = PluginSpec(
 
 ANCHORS_SPEC = PluginSpec(
     name="anchors",
+    tasks=frozenset({"classification"}),  # its work is per class; refused at resolve time for a regression
     kind=StageKind.EXPLAINER,
     config_model=AnchorsConfig,
     factory="mlplat_plugins.alibi_explainers.anchors:AlibiAnchors",

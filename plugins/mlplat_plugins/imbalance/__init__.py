@@ -26,6 +26,7 @@ class SmoteConfig(BaseModel):
 
 RANDOM_SPEC = PluginSpec(
     name="random_oversample",
+    tasks=frozenset({"classification"}),  # its work is per class; refused at resolve time for a regression
     kind=StageKind.AUGMENTER,
     config_model=RandomOversampleConfig,
     factory="mlplat_plugins.imbalance.oversample:RandomOversampler",
@@ -33,6 +34,7 @@ RANDOM_SPEC = PluginSpec(
 )
 SMOTE_SPEC = PluginSpec(
     name="smote",
+    tasks=frozenset({"classification"}),  # its work is per class; refused at resolve time for a regression
     kind=StageKind.AUGMENTER,
     config_model=SmoteConfig,
     factory="mlplat_plugins.imbalance.oversample:SmoteOversampler",

@@ -26,7 +26,7 @@ def column_type(series: pd.Series) -> str:
     return "string"
 
 
-def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray) -> dict[str, Any]:
+def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray, regression: bool = False) -> dict[str, Any]:
     columns = []
     for name in features.columns:
         s = features[name]
@@ -37,8 +37,13 @@ def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray)
             values = sorted(map(str, s.dropna().unique()))
             entry["domain"] = values if len(values) <= MAX_DOMAIN else None
         columns.append(entry)
-    return {"version": SCHEMA_VERSION, "columns": columns,
-            "label": {"classes": list(classes), "counts": np.bincount(labels, minlength=len(classes)).tolist()}}
+    if regression:  # a target's range and spread, not classes
+        y = np.asarray(labels, np.float64)
+        label: dict[str, Any] = {"task": "regression", "min": float(y.min()), "max": float(y.max()),
+                                 "mean": float(y.mean()), "std": float(y.std())}
+    else:
+        label = {"classes": list(classes), "counts": np.bincount(labels, minlength=len(classes)).tolist()}
+    return {"version": SCHEMA_VERSION, "columns": columns, "label": label}
 
 
 def check_against_schema(

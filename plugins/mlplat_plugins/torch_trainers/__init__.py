@@ -6,7 +6,7 @@ networks live in sibling modules that import torch when a trainer is created.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from mlplat.registry import PluginSpec, StageKind
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,6 +18,10 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # what the engine reports every epoch (and at the end) that the tune step may optimize
     tune_metrics: ClassVar[dict[str, Literal["maximize", "minimize"]]] = {"val_accuracy": "maximize", "val_loss": "minimize"}
+    task_tune_metrics: ClassVar[dict[str, dict[str, Literal["maximize", "minimize"]]]] = {
+        "classification": tune_metrics,
+        "regression": {"val_rmse": "minimize", "val_mae": "minimize", "val_r2": "maximize", "val_loss": "minimize"},
+    }
     # a tune trial needs one score: no CV band (~K+1 times the cost) and no checkpoints (its dir is deleted)
     tune_trial_params: ClassVar[dict[str, int]] = {"cv_folds": 0, "checkpoint_every": 0}
 
@@ -29,6 +33,9 @@ class TrainingConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0, description="decoupled (AdamW) weight decay")
     l1: float = Field(0.0, ge=0, description="L1 penalty on weight matrices (not biases or norms)")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    loss: Literal["auto", "cross_entropy", "mse", "huber"] = Field(
+        "auto", description="'auto': cross-entropy for a classification, MSE for a regression; 'huber' = Huber on the standardized target")
+    huber_delta: float = Field(1.0, gt=0, description="Huber threshold, in target standard deviations (loss: huber)")
     early_stopping_patience: int | None = Field(10, ge=1, description="epochs without val improvement before stopping; null = off")
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
     min_delta: float = Field(0.0, ge=0, description="smallest change of the monitored metric that counts as improvement")
@@ -56,6 +63,20 @@ class TrainingConfig(BaseModel):
     # warm start / transfer learning
     init_from: str | None = Field(None, description="model directory, run id or 'latest' to initialise weights from")
     freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes to freeze, e.g. ['body'] or ['body.0']")
+
+    @classmethod
+    def task_problems(cls, params: dict[str, Any], task: str) -> list[tuple[str, str]]:
+        """(param, message) for each set option that the task cannot use (mlplat.spec.task_problems calls it)."""
+        if task == "regression":
+            bound = {"loss": params.get("loss") == "cross_entropy", "monitor": params.get("monitor") == "val_accuracy",
+                     "class_weight": params.get("class_weight") is not None,
+                     "logit_adjustment": bool(params.get("logit_adjustment")),
+                     "label_smoothing": bool(params.get("label_smoothing"))}
+            return [(name, f"{params.get(name)!r} is a classification option; this spec is a regression "
+                     "(loss: mse | huber, monitor: val_loss)") for name, refused in bound.items() if refused]
+        if params.get("loss") in ("mse", "huber"):
+            return [("loss", f"{params['loss']!r} is a regression loss; a classification trains on cross_entropy")]
+        return []
 
     @field_validator("cv_folds")
     @classmethod

@@ -8,7 +8,7 @@ from mlplat.data import DatasetInfo
 
 from mlplat_plugins.torch_trainers import MLPConfig
 from mlplat_plugins.torch_trainers.networks import mlp_hidden
-from mlplat_plugins.torch_trainers.trainer import TorchTrainer
+from mlplat_plugins.torch_trainers.trainer import TorchTrainer, network_outputs
 
 
 class MLPTrainer(TorchTrainer):
@@ -17,6 +17,6 @@ class MLPTrainer(TorchTrainer):
 
     def architecture(self, info: DatasetInfo) -> dict[str, Any]:
         c = self.config
-        return {"type": "mlp", "in_features": info.n_features, "n_classes": info.n_classes,
+        return {"type": "mlp", "in_features": info.n_features, "n_classes": network_outputs(info),
                 "hidden": mlp_hidden(c.width, c.depth, c.hidden), "dropout": c.dropout, "norm": c.norm,
                 "activation": c.activation}
