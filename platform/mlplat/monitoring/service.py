@@ -129,7 +129,7 @@ class PayloadLogSink:
         if from_explainer(request):
             return {"recorded": 0, "skipped": "explainer"}
         rows = request_rows(request, monitor.feature_names)
-        predictions = response_classes(response, monitor.classes)
+        predictions = response_values(response) if monitor.regression else response_classes(response, monitor.classes)
         if len(predictions) != len(rows):
             raise BadEvent(f"response has {len(predictions)} predictions for {len(rows)} request rows")
         monitor.window.record(rows, predictions, response_ids(response, len(rows)) or [event_id])
@@ -193,6 +193,20 @@ def _float_rows(values: Any, where: str) -> np.ndarray:
         return np.asarray(values, dtype=np.float32)
     except (ValueError, TypeError) as exc:  # ragged rows, strings, nulls
         raise BadEvent(f"{where}: expected numbers: {exc}") from None
+
+
+def response_values(payload: Any) -> np.ndarray:
+    """A regression's predicted values from a v1 (`predictions`) or v2 (the `predictions` output) response."""
+    if isinstance(payload, dict) and "predictions" in payload:
+        values = payload["predictions"]
+    elif isinstance(payload, dict) and payload.get("outputs"):
+        outputs = payload["outputs"]
+        values = next((o for o in outputs if o.get("name") == "predictions"), outputs[0]).get("data", [])
+    else:
+        raise BadEvent("body: expected an inference response with 'predictions' (v1) or 'outputs' (v2)")
+    if not isinstance(values, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise BadEvent("predictions: a regression's predictions are a list of numbers")
+    return np.asarray(values, dtype=np.float64)
 
 
 def response_classes(payload: Any, classes: list[str]) -> np.ndarray:

@@ -50,16 +50,19 @@ class FeedbackResult:
 
 
 class Window:
-    """Ring buffer of the last `capacity` rows (raw float32 features, predicted class, labels)."""
+    """Ring buffer of the last `capacity` rows (raw float32 features, predicted class, labels).
+    A regression's window holds predicted and true values (float64); a missing label is NaN there."""
 
-    def __init__(self, feature_names: Sequence[str], capacity: int = 5000) -> None:
+    def __init__(self, feature_names: Sequence[str], capacity: int = 5000, regression: bool = False) -> None:
         if capacity < 1:
             raise UsageError("window capacity must be >= 1")
         self.feature_names = list(feature_names)
         self.capacity = capacity
+        self.dtype = np.float64 if regression else np.int64
+        self.no_label = np.nan if regression else NO_LABEL
         self.features = np.zeros((capacity, len(self.feature_names)), dtype=np.float32)
-        self.predictions = np.zeros(capacity, dtype=np.int64)
-        self.labels = np.full(capacity, NO_LABEL, dtype=np.int64)
+        self.predictions = np.zeros(capacity, dtype=self.dtype)
+        self.labels = np.full(capacity, self.no_label, dtype=self.dtype)
         self.times = np.zeros(capacity, dtype=np.float64)
         self.keys: list[str | None] = [None] * capacity
         self._slots: dict[str, int] = {}
@@ -78,7 +81,7 @@ class Window:
             if start + n <= self.capacity:
                 self.features[start:start + n] = rows
                 self.predictions[start:start + n] = predictions
-                self.labels[start:start + n] = NO_LABEL
+                self.labels[start:start + n] = self.no_label
                 self.times[start:start + n] = now
                 slots: Any = range(start, start + n)
             else:  # wraps around (or a request larger than the window)
@@ -86,7 +89,7 @@ class Window:
                 for i, slot in enumerate(slots):
                     self.features[slot] = rows[i]
                     self.predictions[slot] = predictions[i]
-                    self.labels[slot] = NO_LABEL
+                    self.labels[slot] = self.no_label
                     self.times[slot] = now
             single = len(request_ids) == n
             for i, slot in enumerate(slots):
@@ -99,7 +102,7 @@ class Window:
             self.total += n
 
     # ---- off the request path --------------------------------------------------------------
-    def add_labels(self, keys: Sequence[str], labels: Sequence[int]) -> FeedbackResult:
+    def add_labels(self, keys: Sequence[str], labels: Sequence[float]) -> FeedbackResult:
         unknown: list[str] = []
         with self._lock:
             for key, label in zip(keys, labels):
@@ -107,7 +110,7 @@ class Window:
                 if slot is None:
                     unknown.append(key)
                     continue
-                self.labels[slot] = int(label)
+                self.labels[slot] = label
             accepted = len(keys) - len(unknown)
             self.labels_received += accepted
         return FeedbackResult(accepted, unknown)
@@ -165,8 +168,8 @@ class Window:
         with self._lock:
             n = len(frame)
             self.features[:n] = frame[self.feature_names].to_numpy(np.float32)
-            self.predictions[:n] = frame[PREDICTION_COLUMN].to_numpy(np.int64)
-            self.labels[:n] = frame[LABEL_COLUMN].to_numpy(np.int64)
+            self.predictions[:n] = frame[PREDICTION_COLUMN].to_numpy(self.dtype)
+            self.labels[:n] = frame[LABEL_COLUMN].to_numpy(self.dtype)
             self.times[:n] = frame[TIME_COLUMN].to_numpy(np.float64)
             self.keys[:n] = list(frame[ID_COLUMN])
             self._slots = {k: i for i, k in enumerate(self.keys[:n]) if k is not None}
