@@ -49,7 +49,8 @@ class EvidentlyDriftDetector:
         }
         if PREDICTION_COLUMN in reference:
             state["prediction"] = _column_state(reference[PREDICTION_COLUMN])
-            if context is not None and context.info.regression:  # predicted values: tested like a numeric feature
+            # a regression's predictions are float values (class predictions are int64 indices): tested like a numeric feature
+            if pd.api.types.is_float_dtype(reference[PREDICTION_COLUMN]):
                 state["prediction"]["kind"] = "numeric"
         return state
 
