@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -137,16 +138,16 @@ def main() -> None:
             splits = split_frame(frame, "y", name, 0.2, 0.2, seed=seed)
             assert splits.info.task == "regression"
             with tempfile.TemporaryDirectory() as tmp:
-                for model, fit in (("mlplat mlp", lambda: mlplat_mlp(splits, Path(tmp), cfg, seed)),
-                                   ("hist_gbr", lambda: hist_gbr(splits, seed)),
-                                   ("hand torch mlp", lambda: hand_mlp(splits, cfg, seed))):
+                fits = {"mlplat mlp": partial(mlplat_mlp, splits, Path(tmp), cfg, seed),
+                        "hist_gbr": partial(hist_gbr, splits, seed), "hand torch mlp": partial(hand_mlp, splits, cfg, seed)}
+                for model, fit in fits.items():
                     started = time.perf_counter()
                     metrics = regression_metrics(splits.test.labels, fit())
                     scores[model].append((metrics["rmse"], metrics["r2"], time.perf_counter() - started))
         for model, rows in scores.items():
             a = np.array(rows)
-            spread = (lambda i: f"{a[:, i].mean():.3f}±{a[:, i].std():.3f}") if len(a) > 1 else (lambda i: f"{a[0, i]:.3f}")
-            print(f"{name:<22}{model:<18}{spread(0):>16}{spread(1):>16}{a[:, 2].mean():>8.1f}")
+            rmse, r2 = (f"{a[:, i].mean():.3f}" + (f"±{a[:, i].std():.3f}" if len(a) > 1 else "") for i in (0, 1))
+            print(f"{name:<22}{model:<18}{rmse:>16}{r2:>16}{a[:, 2].mean():>8.1f}")
         mlplat_rmse, hand_rmse = np.mean([r[0] for r in scores["mlplat mlp"]]), np.mean([r[0] for r in scores["hand torch mlp"]])
         hgb_rmse = np.mean([r[0] for r in scores["hist_gbr"]])
         print(f"{name:<22}ratio RMSE mlplat/hand = {mlplat_rmse / hand_rmse:.3f}, mlplat/hist_gbr = {mlplat_rmse / hgb_rmse:.3f}")

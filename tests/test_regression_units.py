@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-
 from mlplat.errors import SpecError, UsageError
 from mlplat.tasks import MAX_INFERRED_CLASSES, infer_task
 

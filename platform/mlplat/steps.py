@@ -18,8 +18,7 @@ from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
 from mlplat.data import Splits, image_shape, load_source, split_frame
 from mlplat.errors import SpecError, UsageError
-from mlplat.manifest import (CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef,
-                             TargetStandardization)
+from mlplat.manifest import CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef, TargetStandardization
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
 from mlplat.spec import PipelineSpec, declared_task, task_problems, tune_direction

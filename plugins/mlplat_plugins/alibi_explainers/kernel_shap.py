@@ -20,7 +20,8 @@ class BoundKernelShap:
         self.regression = getattr(model, "task", "classification") == "regression"
         if self.regression and config.link != "identity":
             raise UsageError("steps.explain.params.link: a regression's value has no log-odds; use link: identity")
-        predict = model.predict_outputs if self.regression else model.predict_proba  # [n, 1] values for a regression
+        # [n, 1] values for a regression (LoadedModel.predict_outputs), class probabilities otherwise
+        predict = getattr(model, "predict_outputs") if self.regression else model.predict_proba  # noqa: B009
         self.explainer = KernelShap(predict, link=config.link, feature_names=model.feature_names, seed=config.seed,
                                     task="regression" if self.regression else "classification")
         self.explainer.fit(state.arrays["background"], weights=state.arrays["weights"])

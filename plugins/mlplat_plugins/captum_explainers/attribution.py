@@ -28,8 +28,9 @@ class BoundAttribution:
         network = model.network
         target = getattr(model, "target", None)  # a regression's target scaling (LoadedModel.target)
         self.regression = target is not None
-        if self.regression:
-            self.forward = lambda z: network(z).float()[:, :1] * target.scale + target.mean
+        if target is not None:
+            mean, scale = float(target.mean), float(target.scale)
+            self.forward = lambda z: network(z).float()[:, :1] * scale + mean
         else:
             self.forward = lambda z: torch.softmax(network(z).float(), dim=1)
         if method == "integrated_gradients":

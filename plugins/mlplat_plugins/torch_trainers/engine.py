@@ -334,17 +334,17 @@ def train_loop(
             else:
                 loss_sum += loss.detach() * len(idx)
             if not objective.regression:
-                correct += objective.correct(logits.detach(), yb)
+                correct += (logits.detach().argmax(1) == yb).sum()
         if world > 1:
             totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
             torch.distributed.all_reduce(totals)
             loss_sum, correct = totals[0], totals[1]
         val_logits = predict_logits(module, Xv, config.eval_batch_size, device, config.amp)
-        val = objective.scores(val_logits if ot is None or not len(yv) else val_logits + ot, yv)
+        val_scores = objective.scores(val_logits if ot is None or not len(yv) else val_logits + ot, yv)
         row = {"epoch": epoch, "epochs": config.epochs, "train_loss": float(loss_sum) / n}
         if not objective.regression:
             row["train_accuracy"] = float(correct) / n
-        row.update({f"val_{k}": v for k, v in val.items()}, lr=optimizer.param_groups[0]["lr"])
+        row.update({f"val_{k}": v for k, v in val_scores.items()}, lr=optimizer.param_groups[0]["lr"])
         val_loss = row["val_loss"]
 
         def stamp() -> None:  # the epoch's time so far; the last stamp, after all per-epoch work, stands

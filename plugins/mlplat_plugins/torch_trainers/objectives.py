@@ -32,9 +32,6 @@ class Classification:
         """Unsmoothed, unweighted: comparable across configs and with val_loss."""
         return F.cross_entropy(out, y, reduction="sum")
 
-    def correct(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (out.argmax(1) == y).sum()
-
     def scores(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """{"loss", "accuracy"}: unweighted, unsmoothed cross-entropy and accuracy."""
         if len(y) == 0:
@@ -57,9 +54,6 @@ class Regression:
 
     def plain_loss_sum(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss(out, y, reduction="sum")
-
-    def correct(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
-        return None
 
     def scores(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """{"loss", "rmse", "mae", "r2"}: RMSE and MAE in the label's units."""
