@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	# torch 2.13.0 is the CPU build (constraints.txt); an unpinned torch would pull CUDA wheels.
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[all,test]"
 	touch $(STAMP)
 
 install: $(STAMP)

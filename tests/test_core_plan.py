@@ -74,3 +74,10 @@ def test_compiled_task_names_are_the_plan_nodes() -> None:
     for sub in graph.pipeline_spec.components.values():
         tasks |= set(sub.dag.tasks) if sub.HasField("dag") else set()
     assert {t for t in tasks if not t.startswith("condition")} == set(plan.build_plan(spec).names)
+
+
+def test_the_in_process_runner_executes_exactly_the_plan_nodes() -> None:
+    from mlplat import runner
+    from mlplat.plan import NODES
+
+    assert list(runner._EXECUTE) == [n.name for n in NODES]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -260,3 +261,60 @@ def test_a_wrong_return_type_is_a_plugin_error_naming_the_expected_type(mlplat_d
     with pytest.raises(PluginError, match=r"step validate, plugin 'dicty', from dict-validator: validate\(\) returned dict; "
                                           r"the validator contract expects ValidationReport"):
         validator.validate(splits, step_context(tmp_path, splits))
+
+
+REFUSING_VALIDATOR_SPEC = '''
+from pydantic import BaseModel
+from mlplat.errors import SpecError
+from mlplat.registry import PluginSpec, StageKind
+
+class Nothing(BaseModel):
+    pass
+
+
+SPEC = PluginSpec("picky", StageKind.VALIDATOR, Nothing, "picky_validator:PickyValidator")
+
+
+class PickyValidator:
+    def __init__(self, config):
+        pass
+
+    def validate(self, splits, context):
+        raise SpecError([("threshold", "must be set for this dataset")])
+'''
+
+
+def test_a_plugin_refusing_its_param_is_named_by_the_spec_path(mlplat_distribution, tmp_path: Path) -> None:
+    from mlplat.testing import step_context, tiny_splits
+
+    mlplat_distribution("picky-validator", {"mlplat.validators": {"picky": "picky_validator:SPEC"}},
+                        {"picky_validator": REFUSING_VALIDATOR_SPEC})
+    validator = registry.create(StageKind.VALIDATOR, "picky", {}, step="validate")
+    splits = tiny_splits()
+    with pytest.raises(SpecError) as refused:
+        validator.validate(splits, step_context(tmp_path, splits))
+    assert refused.value.problems == [("steps.validate.params.threshold", "must be set for this dataset")]
+    assert refused.value.exit_code == 2
+
+
+@pytest.mark.parametrize(("fields", "refusal"), [
+    ('needs=frozenset({"gpu"})', r"unknown needs \['gpu'\]"),
+    ('needs=frozenset({"step:validaet"})', r"unknown needs \['step:validaet'\]"),
+    ('tune_metrics={"val_accuracy": "maximize"}', "only trainers declare tune_metrics"),
+    ('katib_algorithm="tpe"', "only tuners declare a katib_algorithm"),
+])
+def test_undeclared_contract_fields_make_the_entry_point_broken(mlplat_distribution, fields: str, refusal: str) -> None:
+    source = REFUSING_VALIDATOR_SPEC.replace('"picky_validator:PickyValidator")', f'"picky_validator:PickyValidator", {fields})')
+    mlplat_distribution("odd-validator", {"mlplat.validators": {"picky": "picky_validator:SPEC"}}, {"picky_validator": source})
+    found, broken = registry.scan(StageKind.VALIDATOR)
+    assert "picky" not in found and "tabular" in found
+    assert broken["picky"].error.startswith("failed to load: ValueError") and re.search(refusal, broken["picky"].error)
+
+
+def test_declared_contract_fields_are_typed_spec_fields() -> None:
+    mlp = registry.get(StageKind.TRAINER, "mlp")
+    assert dict(mlp.tune_metrics) == {"val_accuracy": "maximize", "val_loss": "minimize"}
+    assert mlp.tune_trial_params["cv_folds"] == 0
+    assert registry.get(StageKind.TUNER, "bayesian").katib_algorithm == "tpe"
+    with pytest.raises(TypeError):
+        mlp.tune_metrics["val_loss"] = "maximize"  # type: ignore[index]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +17,9 @@ import pandas as pd
 import pytest
 from conftest import REPO, TINY_SPEC
 from mlplat.data import Splits, load_source, split_frame
-from mlplat.errors import GateFailed, UsageError
+from mlplat.errors import GateFailed, MlplatError, UsageError
 from mlplat.runner import run_pipeline
-from mlplat.runs import RunStore
+from mlplat.runs import HEARTBEAT, HEARTBEAT_STALE_S, RunStore
 from mlplat.spec import parse_spec, resolve
 
 
@@ -72,6 +77,7 @@ def test_interrupted_publish_keeps_previous_latest(tmp_path: Path, monkeypatch: 
         run_pipeline(tiny_spec(), REPO, store)
     interrupted = [r for r in store.list() if r.id != good.run.id][0]
     assert not interrupted.model_dir.exists()
+    assert not list(interrupted.dir.glob(".*.tmp-*"))  # the half copy is removed, not left behind
     assert store.latest_id() == good.run.id
     assert (store.get("latest").model_dir / "weights.safetensors").stat().st_size > 100
 
@@ -123,3 +129,99 @@ def test_plugin_log_lines_reach_the_run_log(tmp_path: Path) -> None:
     result = run_pipeline(spec, tmp_path, RunStore(tmp_path / "runs"))
     log = (result.run.dir / RUN_LOG).read_text()
     assert "mlplat.step.augment.0: SMOTE: added" in log, log
+
+
+def _cli(*args: str, wait: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), str(REPO / "plugins")])}
+    command = [sys.executable, "-m", "mlplat", *args]
+    if not wait:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def _write_spec(path: Path, **train_params: object) -> Path:
+    from mlplat.spec import to_yaml
+
+    path.write_text(to_yaml(tiny_spec(**train_params)))
+    return path
+
+
+def test_resume_of_a_finished_run_is_refused_and_leaves_its_status_alone(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs")
+    done = run_pipeline(tiny_spec(), REPO, store)
+    record = (done.run.dir / "run.json").read_bytes()
+    with pytest.raises(UsageError, match=f"run {done.run.id} already finished .status: succeeded; its model is"):
+        run_pipeline(tiny_spec(), REPO, store, run_id=done.run.id)
+    cli = _cli("run", str(_write_spec(tmp_path / "spec.yaml")), "--runs-dir", str(store.root), "--resume", done.run.id)
+    assert cli.returncode == 2, cli.stderr
+    assert "already finished" in cli.stderr and "latest points at it" in cli.stderr and "Traceback" not in cli.stderr
+    assert (done.run.dir / "run.json").read_bytes() == record  # status, error, times: untouched
+    assert store.latest_id() == done.run.id and done.run.status() == "succeeded"
+    assert not list(done.run.dir.glob(".*.tmp-*"))
+
+
+def test_a_killed_run_shows_interrupted_and_resumes_without_leftovers(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    spec = _write_spec(tmp_path / "spec.yaml", epochs=5000, checkpoint_every=1)
+    child = _cli("run", str(spec), "--runs-dir", str(runs), wait=False)
+    assert isinstance(child, subprocess.Popen)
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*/steps/train/checkpoints/*")) and time.monotonic() < deadline:
+        assert child.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.2)
+    run = RunStore(runs).list()[0]
+    assert run.status() == "running" and run.record()["pid"] == child.pid
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert run.record()["status"] == "running"  # what the killed process left on disk
+    assert run.status() == "interrupted"
+    listing = _cli("runs", "list", "--runs-dir", str(runs))
+    assert listing.returncode == 0 and "interrupted" in listing.stdout, listing.stdout
+    # a crash mid-publish leaves these: a resume removes them before it starts
+    (run.dir / ".model.tmp-dead").mkdir()
+    (run.dir / ".model.tmp-dead" / "weights.safetensors").write_bytes(b"half")
+    (run.dir / ".run.json.tmp-dead").write_text("{")
+    resumed = run_pipeline(tiny_spec(), REPO, RunStore(runs), run_id=run.id)
+    assert resumed.run.status() == "succeeded" and resumed.run.record()["pid"] == os.getpid()
+    assert not list(run.dir.glob(".*.tmp-*"))
+
+
+def test_a_run_on_another_host_is_interrupted_when_its_heartbeat_is_stale(tmp_path: Path) -> None:
+    run = RunStore(tmp_path).create("remote")
+    run.update(host="another-node", pid=1)
+    assert run.status() == "running"  # a fresh heartbeat: alive, wherever it runs
+    old = time.time() - HEARTBEAT_STALE_S - 1
+    os.utime(run.dir / HEARTBEAT, (old, old))
+    assert run.status() == "interrupted"
+    with pytest.raises(UsageError, match="still running"):
+        RunStore(tmp_path).check_resumable(RunStore(tmp_path).create("here"))
+
+
+def test_a_full_disk_fails_the_run_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC injected at the write layer: from the model manifest's write on, no temporary file can be written."""
+    store = RunStore(tmp_path / "runs")
+    good = run_pipeline(tiny_spec(), REPO, store)
+    from mlplat import modeldir, runs
+
+    full = {"on": False}
+    real_write = runs.write_text_atomic
+
+    def no_space(path: Path, text: str) -> None:
+        if full["on"] or path.name == "model.json":
+            full["on"] = True
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, text)
+
+    monkeypatch.setattr(runs, "write_text_atomic", no_space)
+    monkeypatch.setattr(modeldir, "_write_atomic", no_space)
+    with pytest.raises(MlplatError) as failed:
+        run_pipeline(tiny_spec(), REPO, store)
+    assert full["on"] and not isinstance(failed.value, OSError)
+    assert "No space left on device" in str(failed.value) and "model.json" in str(failed.value)
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__  # no chained tracebacks
+    run = [r for r in store.list() if r.id != good.run.id][0]
+    record = run.record()
+    assert record["status"] == "failed" and run.status() == "failed"
+    assert "\n" not in record["error"] and "OSError" in record["error"] and "No space left" in record["error"]
+    assert not list(run.dir.glob(".*.tmp-*")) and not run.model_dir.exists()
+    assert store.latest_id() == good.run.id

@@ -94,12 +94,17 @@ def test_gate_passes_clean_data_and_publishes(tmp_path, expected_schema):
     assert json.loads((result.model_dir / "schema.json").read_text())["columns"][0]["name"] == "mean_radius"
 
 
-def test_training_without_a_validator_refuses_non_numeric_features(tmp_path, expected_schema):
+def test_training_without_a_validator_refuses_text_in_a_numeric_column(tmp_path, expected_schema):
+    """Issue 13: a column that is text throughout is categorical now (encoded in the model); a numeric column
+    with a few cells that are no number is refused, naming column, row id and value, never silently NaN."""
     from mlplat.errors import UsageError
 
-    spec = spec_for(tmp_path, corrupt("wrong_types"), expected_schema)
+    frame = clean_csv_frame()
+    frame["mean_radius"] = frame["mean_radius"].astype(object)
+    frame.loc[7, "mean_radius"] = "twelve"
+    spec = spec_for(tmp_path, frame, expected_schema)
     del spec["steps"]["validate"]
-    with pytest.raises(UsageError, match="non-numeric feature columns are not supported: mean_radius"):
+    with pytest.raises(UsageError, match="1 cells of numeric columns are not numbers \\(mean_radius row 7: 'twelve'\\)"):
         run_pipeline(resolve(parse_spec(spec)), tmp_path, RunStore(tmp_path / "runs"))
 
 

@@ -96,7 +96,7 @@ def test_checked_in_pipelines_are_fresh(tmp_path: Path) -> None:
     for name in sorted(fresh_files):
         assert (CHECKED_IN / "compiled" / name).read_text() == (fresh / "compiled" / name).read_text(), \
             f"manifests/base/pipelines/compiled/{name} is stale; {REGENERATE}"
-    assert (CHECKED_IN / "kustomization.yaml").read_text() == (fresh / "kustomization.yaml").read_text(), REGENERATE
+    assert not (CHECKED_IN / "kustomization.yaml").exists()  # files to upload, not ConfigMaps KFP never reads
 
 
 @pytest.mark.parametrize("path", sorted((CHECKED_IN / "compiled").glob("*.yaml")), ids=lambda p: p.stem)
@@ -123,8 +123,9 @@ def test_resources_gpus_retries_caching_node_selector_in_compiled_yaml(gpu_pipel
     assert int(resources["accelerator"]["resourceCount"]) == 2
     assert resources["cpuRequest"] == resources["cpuLimit"] == 4
     assert resources["memoryRequest"] == resources["memoryLimit"] == pytest.approx(8 * 1.073741824)
-    assert "resources" not in ir["deploymentSpec"]["executors"]["exec-evaluate"]["container"]
-    inner = inner_tasks(ir, by_name(ir["root"]["dag"]["tasks"], "validation-gate-passed"))
+    evaluate = ir["deploymentSpec"]["executors"]["exec-evaluate"]["container"]["resources"]  # no resources: the defaults
+    assert evaluate["resourceCpuRequest"] == evaluate["resourceCpuLimit"] == "1" and evaluate["resourceMemoryLimit"] == "2Gi"
+    inner = {t["taskInfo"]["name"]: t for t in ir["root"]["dag"]["tasks"].values()}
     assert inner["train"]["retryPolicy"]["maxRetryCount"] == 3
     assert inner["train"]["cachingOptions"] == {}  # enableCache false is omitted
     assert inner["evaluate"]["cachingOptions"] == {"enableCache": True}
@@ -132,17 +133,36 @@ def test_resources_gpus_retries_caching_node_selector_in_compiled_yaml(gpu_pipel
     assert selector["labels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
 
 
-def test_gates_are_dsl_if_conditions(gpu_pipeline: Path) -> None:
+def test_gates_are_tasks_that_every_later_step_waits_for(gpu_pipeline: Path) -> None:
+    """A gate is a task after the step that decides it; everything after it depends on it, so a failed gate
+    fails the run (a green run with nothing trained was the old dsl.If) and the deciding step keeps its report."""
     ir, _ = compiled_docs(gpu_pipeline)
     root = ir["root"]["dag"]["tasks"]
-    assert {t["taskInfo"]["name"] for t in root.values()} == {"ingest", "validate", "validation-gate-passed"}
-    validation = by_name(root, "validation-gate-passed")
-    assert validation["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--validate-Output'] == true"
-    outer = inner_tasks(ir, validation)
-    assert {"train", "evaluate"} <= set(outer) and "publish" not in outer
-    evaluation = by_name(outer, "evaluation-gate-passed")
-    assert evaluation["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--evaluate-Output'] == true"
-    assert "publish" in inner_tasks(ir, evaluation)
+    names = {key: t["taskInfo"]["name"] for key, t in root.items()}
+    gate_keys = {name: key for key, name in names.items() if name.endswith("-gate")}
+    assert set(gate_keys) == {"validation-gate", "evaluation-gate"}
+    assert not any("triggerPolicy" in t for t in root.values())
+    validation, evaluation = root[gate_keys["validation-gate"]], root[gate_keys["evaluation-gate"]]
+    assert validation["dependentTasks"] == ["validate"]
+    assert validation["inputs"]["artifacts"]["result"]["taskOutputArtifact"] == {"outputArtifactKey": "result", "producerTask": "validate"}
+    assert evaluation["inputs"]["artifacts"]["result"]["taskOutputArtifact"]["producerTask"] == "evaluate"
+    for name in ("train", "evaluate"):
+        assert gate_keys["validation-gate"] in by_name(root, name)["dependentTasks"]
+    assert {gate_keys["validation-gate"], gate_keys["evaluation-gate"]} <= set(by_name(root, "publish")["dependentTasks"])
+
+
+def test_a_gate_task_raises_the_in_process_runners_words(tmp_path: Path) -> None:
+    from mlplat.errors import GateFailed
+    from mlplat.kfp import runtime
+
+    work = tmp_path / "workdir"
+    work.mkdir()
+    (work / "metrics.json").write_text(json.dumps({"gate": {"passed": False, "failures": ["test accuracy 0.5 < 0.9"]}}))
+    artifact = type("Artifact", (), {"path": str(work)})()
+    with pytest.raises(GateFailed, match=r"^evaluation gate failed: test accuracy 0.5 < 0.9$"):
+        runtime.gate("evaluation", artifact)
+    (work / "metrics.json").write_text(json.dumps({"gate": {"passed": True, "failures": []}}))
+    runtime.gate("evaluation", artifact)
 
 
 def test_bad_gpu_count_is_refused_with_a_clear_message(tmp_path: Path) -> None:
@@ -215,17 +235,67 @@ def test_submit_prepares_a_loadable_package_and_names_the_run(tmp_path: Path) ->
     calls: list[dict[str, Any]] = []
 
     class RecordingClient:  # stands in for a cluster, which does not exist here
-        def __init__(self, host: str) -> None:
-            calls.append({"host": host})
+        def __init__(self, host: str, namespace: str, existing_token: str | None) -> None:
+            calls.append({"host": host, "namespace": namespace, "token": existing_token})
 
         def create_run_from_pipeline_package(self, **kwargs: Any) -> Any:
             calls.append(kwargs)
             return type("Run", (), {"run_id": "run-123"})()
 
-    assert submit.submit(prepared, "http://kfp.example.com:8080/", RecordingClient) == "run-123"
-    assert calls == [{"host": "http://kfp.example.com:8080"},
+        def wait_for_run_completion(self, run_id: str, timeout: float) -> Any:
+            calls.append({"wait": run_id})
+            return type("Run", (), {"state": "FAILED" if run_id == "run-bad" else "SUCCEEDED", "error": "step train failed"})()
+
+    assert submit.submit(prepared, "http://kfp.example.com:8080/", client_factory=RecordingClient) == "run-123"
+    assert calls == [{"host": "http://kfp.example.com:8080", "namespace": "kubeflow", "token": None},
                      {"pipeline_file": prepared.pipeline_file, "run_name": prepared.run_name,
-                      "experiment_name": "breast-cancer", "arguments": {}}]
+                      "experiment_name": "breast-cancer", "arguments": {}, "namespace": None}]
+    calls.clear()  # multi-user Kubeflow: the profile namespace and the token go with the client and the run
+    assert submit.submit(prepared, "https://kf.example.com/pipeline", "team-a", "tok", RecordingClient) == "run-123"
+    assert calls[0] == {"host": "https://kf.example.com/pipeline", "namespace": "team-a", "token": "tok"}
+    assert calls[1]["namespace"] == "team-a"
+    assert submit.wait("run-123", "https://kf.example.com/pipeline", "team-a", "tok", client_factory=RecordingClient) == "SUCCEEDED"
+    with pytest.raises(MlplatError, match="run run-bad on https://kf.example.com/pipeline ended FAILED: step train failed") as info:
+        submit.wait("run-bad", "https://kf.example.com/pipeline", client_factory=RecordingClient)
+    assert info.value.exit_code == 1
+
+
+def test_upload_sends_each_compiled_pipeline_under_its_name(tmp_path: Path) -> None:
+    calls: list[Any] = []
+
+    class RecordingClient:  # stands in for a cluster, which does not exist here
+        def __init__(self, host: str, namespace: str, existing_token: str | None) -> None:
+            calls.append((host, namespace, existing_token))
+
+        def upload_pipeline(self, path: str, **kwargs: Any) -> Any:
+            calls.append((path, kwargs))
+            return type("Pipeline", (), {"pipeline_id": "p-1"})()
+
+    package = CHECKED_IN / "compiled" / "breast_cancer.yaml"
+    assert submit.upload(package, "http://kfp:8080", "team-a", "tok", RecordingClient) == "p-1"
+    assert calls[0] == ("http://kfp:8080", "team-a", "tok")
+    assert calls[1][0] == str(package) and calls[1][1]["pipeline_name"] == "breast-cancer"
+    assert calls[1][1]["namespace"] == "team-a"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: ConfigMap\n")
+    with pytest.raises(UsageError, match="not a compiled KFP pipeline"):
+        submit.upload(bad, "http://kfp:8080", client_factory=RecordingClient)
+
+
+def test_the_submit_token_comes_from_the_file_the_environment_or_the_service_account(tmp_path: Path) -> None:
+    account = tmp_path / "sa-token"
+    assert submit.read_token(None, {}, account) is None  # standalone KFP: no token
+    account.write_text("sa\n")
+    assert submit.read_token(None, {}, account) == "sa"
+    assert submit.read_token(None, {"KF_PIPELINES_TOKEN": "env"}, account) == "env"
+    given = tmp_path / "token"
+    given.write_text("file\n")
+    assert submit.read_token(given, {"KF_PIPELINES_TOKEN": "env"}, account) == "file"
+    given.write_text("")
+    with pytest.raises(UsageError, match="--token-file: .* is empty"):
+        submit.read_token(given, {}, account)
+    with pytest.raises(UsageError, match="does not exist"):
+        submit.read_token(tmp_path / "missing", {}, account)
 
 
 def test_submit_refuses_a_bad_host_and_names_an_unreachable_one(tmp_path: Path) -> None:
@@ -300,8 +370,8 @@ def test_validate_step_process_with_require_passed_stops_on_a_failed_gate(tmp_pa
     payload = compiler.spec_json(spec)
     assert step.main(["ingest", "--spec", payload, "--out", str(tmp_path / "data")]) == 0
     validate = ["validate", "--spec", payload, "--data", str(tmp_path / "data"), "--out", str(tmp_path / "validate")]
-    assert step.main(validate) == 0  # a KFP component reads the outcome; dsl.If decides
-    assert step.main([*validate, "--require-passed"]) == 1  # a TrainJob has no dsl.If: the script stops here
+    assert step.main(validate) == 0  # a KFP component reads the outcome; its gate task fails the run
+    assert step.main([*validate, "--require-passed"]) == 1  # a TrainJob has no gate task: the script stops here
     assert "validation gate failed: outliers" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         step.main(["ingest", "--spec", payload, "--out", str(tmp_path / "x"), "--require-passed"])
@@ -354,9 +424,8 @@ def test_overlays_render_the_pipelines_and_the_trainjob(overlay: str) -> None:
     assert done.returncode == 0, done.stderr
     docs = [d for d in yaml.safe_load_all(done.stdout) if d]
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    assert ("ConfigMap", "pipeline-breast-cancer") in names and ("TrainJob", "breast-cancer-train") in names
-    pipeline = next(d for d in docs if d["metadata"]["name"] == "pipeline-breast-cancer")
-    assert yaml.safe_load_all(pipeline["data"]["pipeline.yaml"]).__next__()["pipelineInfo"]["name"] == "breast-cancer"
+    assert ("TrainJob", "breast-cancer-train") in names
+    assert not any(name.startswith("pipeline-") for _, name in names)  # pipelines are uploaded, not applied
 
 
 def test_cli_compiles_to_the_working_directory_and_refuses_resume_with_kfp_local(tmp_path: Path) -> None:

@@ -114,7 +114,8 @@ def test_kfp_local_failed_gates_skip_the_rest_and_publish_nothing(tmp_path: Path
         run_kfp_local(resolve(parse_spec(strict)), REPO, store)
     [run] = store.list()
     assert run.record()["status"] == "failed" and not run.model_dir.exists() and store.latest_id() is None
-    assert not list((run.dir / KFP_ROOT).glob("*/publish"))  # dsl.If skipped publish
+    assert not list((run.dir / KFP_ROOT).glob("*/publish"))  # the failed gate task stopped the graph
+    assert run.record()["error"].startswith("evaluation gate failed: test accuracy")  # the in-process runner's words
 
     imbalanced = {**TINY_SPEC, "name": "tiny-imbalanced", "steps": {**TINY_SPEC["steps"], "validate": {
         "plugin": "tabular", "params": {"outlier_iqr": 0.01, "max_outlier_share": 0.0, "severity": {"outliers": "fail"},
@@ -123,4 +124,25 @@ def test_kfp_local_failed_gates_skip_the_rest_and_publish_nothing(tmp_path: Path
         run_kfp_local(resolve(parse_spec(imbalanced)), REPO, store)
     blocked = next(r for r in store.list() if r.id.startswith("tiny-imbalanced"))
     assert blocked.metrics()["validation"]["passed"] is False
-    assert not list((blocked.dir / KFP_ROOT).glob("*/train"))  # dsl.If skipped training
+    assert not list((blocked.dir / KFP_ROOT).glob("*/train"))  # the failed gate task stopped training
+    assert list((blocked.dir / KFP_ROOT).glob("*/validate/report"))  # the deciding step's report is still there
+
+
+def test_mlplat_run_kfp_local_exits_1_with_the_in_process_runners_words(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    strict = {**TINY_SPEC, "steps": {"train": {"plugin": "mlp", "params": {"hidden": [8], "epochs": 1}},
+                                     "evaluate": {"params": {"min_accuracy": 0.999}}}}
+    spec_file = tmp_path / "strict.yaml"
+    spec_file.write_text(yaml.safe_dump(strict))
+    messages = {}
+    for runner in ("in-process", "kfp-local"):
+        done = subprocess.run([sys.executable, "-m", "mlplat", "run", str(spec_file), "--runner", runner,
+                               "--runs-dir", str(tmp_path / runner)], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 1, (runner, done.stderr[-2000:])
+        line = next(text for text in done.stderr.splitlines() if "gate failed" in text)
+        messages[runner] = line[line.index("evaluation gate failed"):]
+    assert messages["kfp-local"] == messages["in-process"], messages

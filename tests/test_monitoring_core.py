@@ -17,9 +17,13 @@ from mlplat import registry
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN
 from mlplat.manifest import CVBand, Spread
 from mlplat.modeldir import ModelDir, copy_model_dir
+from mlplat.monitoring.inputs import InputPolicy
 from mlplat.monitoring.monitor import Monitor, MonitorSettings
 from mlplat.monitoring.window import Window
 
+TOKEN = "test-token-0123456789abcdef"
+POLICY = InputPolicy(token=TOKEN)
+AUTH = {"authorization": f"Bearer {TOKEN}"}
 COLS = [f"f{i}" for i in range(8)]
 
 
@@ -239,7 +243,7 @@ def test_report_is_written_at_the_first_evaluation_without_a_state_dir(model_dir
     monitor = Monitor(model_dir, MonitorSettings(interval_s=3600))  # what `mlplat serve` gets by default
     app = FastAPI()
     add_error_handler(app)  # the router raises mlplat errors; the app's handler gives them their status
-    app.include_router(router({monitor.name: monitor}))
+    app.include_router(router({monitor.name: monitor}, POLICY))
     client = TestClient(app)
     url = f"/v1/models/{monitor.name}/monitor/report"
     assert client.get(url).status_code == 404  # nothing evaluated yet
@@ -290,8 +294,9 @@ def test_a_killed_monitor_restarts_with_its_rows_and_labels(model_dir: Path, tmp
     reference, features = _rows(model_dir)
     name = ModelDir(model_dir).read().name
     port, state = _free_port(), tmp_path / "state"
+    (tmp_path / "token").write_text(TOKEN)
     command = [str(Path(sys.executable).with_name("mlplat")), "monitor", str(model_dir), "--port", str(port),
-               "--state-dir", str(state), "--interval", "3600"]
+               "--state-dir", str(state), "--interval", "3600", "--token-file", str(tmp_path / "token")]
     base = f"http://127.0.0.1:{port}"
 
     def started() -> subprocess.Popen[bytes]:
@@ -312,11 +317,12 @@ def test_a_killed_monitor_restarts_with_its_rows_and_labels(model_dir: Path, tmp
     try:
         rows = reference[features].head(4).to_numpy().tolist()
         ids = [f"client/{i}" for i in range(4)]
-        headers = {"ce-id": "event", "ce-specversion": "1.0", "ce-source": "kserve"}
+        headers = {"ce-id": "event", "ce-specversion": "1.0", "ce-source": "kserve", **AUTH}
         for kind, body in (("request", {"instances": rows}), ("response", {"predictions": [0, 1, 1, 0], "request_ids": ids})):
             logged = httpx.post(base, json=body, headers={**headers, "ce-type": f"org.kubeflow.serving.inference.{kind}"})
             assert logged.status_code == 200, logged.text
-        assert httpx.post(f"{base}/v1/models/{name}/feedback", json={"ids": ids[:3], "labels": [0, 1, 0]}).json()["accepted"] == 3
+        feedback = {"ids": ids[:3], "label_indices": [0, 1, 0]}
+        assert httpx.post(f"{base}/v1/models/{name}/feedback", json=feedback, headers=AUTH).json()["accepted"] == 3
         saved = state / name / "window.parquet"
         deadline = time.monotonic() + 30
         while not (saved.is_file() and (pd.read_parquet(saved)["__label__"] >= 0).sum() == 3):
@@ -327,7 +333,7 @@ def test_a_killed_monitor_restarts_with_its_rows_and_labels(model_dir: Path, tmp
         proc.wait(timeout=30)
     proc = started()
     try:
-        summary = httpx.post(f"{base}/v1/models/{name}/monitor/evaluate", timeout=120).json()
+        summary = httpx.post(f"{base}/v1/models/{name}/monitor/evaluate", timeout=120, headers=AUTH).json()
         assert summary["rows"] == 4 and summary["labeled_rows"] == 3
     finally:
         proc.terminate()
@@ -340,7 +346,7 @@ def test_service_feedback_and_cloudevents(model_dir: Path) -> None:
 
     reference, features = _rows(model_dir)
     monitor = Monitor(model_dir, MonitorSettings(interval_s=3600))
-    client = TestClient(create_app({monitor.name: monitor}))
+    client = TestClient(create_app({monitor.name: monitor}, POLICY), headers=AUTH)
     rows = reference[features].head(3).to_numpy().tolist()
     # the KServe logger's event id is its own (Ce-Id or a fresh uuid), not the id the client got back
     headers = {"ce-id": "event-1", "ce-specversion": "1.0", "ce-source": "kserve", "ce-inferenceservicename": monitor.name}
@@ -350,13 +356,14 @@ def test_service_feedback_and_cloudevents(model_dir: Path) -> None:
     assert response.status_code == 200 and response.json()["recorded"] == 0  # waits for its request
     response = client.post("/", content=json.dumps({"instances": rows}), headers={**headers, "ce-type": request_type})
     assert response.json() == {"recorded": 3} and monitor.window.total == 3
-    ok = client.post(f"/v1/models/{monitor.name}/feedback", json={"request_id": "client-1", "labels": [0, 1, monitor.classes[0]]})
+    ok = client.post(f"/v1/models/{monitor.name}/feedback", json={"request_id": "client-1",
+                                                                        "labels": [monitor.classes[i] for i in (0, 1, 0)]})
     assert ok.status_code == 200 and ok.json() == {"accepted": 3, "unknown_ids": []}
-    by_event = client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["event-1/0"], "labels": [0]})
+    by_event = client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["event-1/0"], "label_indices": [0]})
     assert by_event.json() == {"accepted": 0, "unknown_ids": ["event-1/0"]}
-    unknown_class = client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["client-1/0"], "labels": [7]})
+    unknown_class = client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["client-1/0"], "label_indices": [7]})
     assert unknown_class.status_code == 422 and unknown_class.json() == {
-        "error": f"labels: 7 is neither a class index 0..{len(monitor.classes) - 1} nor one of {monitor.classes}"}
+        "error": f"label_indices[0]: '7' is not a class index 0..{len(monitor.classes) - 1} (an integer)"}
     missing = client.post(f"/v1/models/{monitor.name}/feedback", json={"labels": [1]})
     assert missing.status_code == 422 and "request_id" in missing.text
     assert client.post("/v1/models/nope/feedback", json={"request_id": "x", "labels": [1]}).status_code == 404
@@ -366,9 +373,9 @@ def test_service_feedback_and_cloudevents(model_dir: Path) -> None:
         return client.post("/", content=json.dumps(response), headers={**headers, "ce-id": event_id, "ce-type": response_type})
 
     # the explainer's synthetic rows (KernelShap coalitions) are answered but never recorded
-    from mlplat.monitoring.window import EXPLAINER_PARAMETERS
+    from mlplat.monitoring.window import explainer_parameters
 
-    skipped = logged("event-2", {"instances": rows, "parameters": EXPLAINER_PARAMETERS}, answered)
+    skipped = logged("event-2", {"instances": rows, "parameters": explainer_parameters(TOKEN)}, answered)
     assert skipped.json() == {"recorded": 0, "skipped": "explainer"} and monitor.window.total == 3
     # V2: rows keyed by the response id; a response without ids (another server): by the event id
     v2 = {"inputs": [{"name": "input-0", "shape": [1, len(features)], "datatype": "FP32", "data": rows[0]}]}
@@ -376,7 +383,7 @@ def test_service_feedback_and_cloudevents(model_dir: Path) -> None:
                {"name": "predicted_class", "shape": [1], "datatype": "BYTES", "data": [monitor.classes[1]]}]
     assert logged("event-3", v2, {"id": "client-2", "model_name": monitor.name, "outputs": outputs}).json() == {"recorded": 1}
     assert logged("event-4", {"instances": rows[:1]}, {"predictions": [1]}).json() == {"recorded": 1}
-    both = client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["client-2", "event-4"], "labels": [1, 1]})
+    both = client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["client-2", "event-4"], "label_indices": [1, 1]})
     assert both.json() == {"accepted": 2, "unknown_ids": []}
     assert list(monitor.window.frame()[PREDICTION_COLUMN]) == [0, 1, 1, 1, 1]
     wrong_ids = logged("event-5", {"instances": rows}, {"predictions": [0, 1, 1], "request_ids": ["a", "b"]})
@@ -426,14 +433,15 @@ def test_attach_gives_a_server_recorder_routes_and_hooks(model_dir: Path, tmp_pa
 
     reference, features = _rows(model_dir)
     recorder, routers, (start, stop), monitor = attach(model_dir, MonitorSettings(interval_s=0.1, min_new_rows=1,
-                                                                                  state_dir=tmp_path / "s"))
+                                                                                  state_dir=tmp_path / "s", inputs=POLICY))
     app = FastAPI()
     for r in routers:
         app.include_router(r)
     start()
     recorder.record(reference[features].head(2).to_numpy(np.float32), np.array([0, 1]), ["a", "b"])
-    client = TestClient(app)
-    assert client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["a", "b"], "labels": [0, 0]}).json()["accepted"] == 2
+    client = TestClient(app, headers=AUTH)
+    labeled = client.post(f"/v1/models/{monitor.name}/feedback", json={"ids": ["a", "b"], "label_indices": [0, 0]})
+    assert labeled.json()["accepted"] == 2
     deadline = time.monotonic() + 30
     while client.get(f"/v1/models/{monitor.name}/monitor").json().get("labeled_rows") != 2:
         assert time.monotonic() < deadline, "the background evaluation never ran"

@@ -90,6 +90,7 @@ def ready(url: str, name: str) -> bool:
     return httpx.get(f"{url}/v1/models/{name}").status_code == 200
 
 
+TOKEN = "e2e-monitoring-token-0123456789"
 ABSENT_FOR_S = 10  # MlplatMonitorAbsent: longer than a few missed scrapes of a loaded box, short enough to wait for
 
 
@@ -124,12 +125,14 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     }))
     logs = tmp_path / "logs"
     logs.mkdir()
+    token_file = tmp_path / "monitoring-token"  # both servers take feedback, events and evaluations only with it
+    token_file.write_text(TOKEN)
     commands = {
         # default window settings (5000 rows, 3 consecutive windows of >= 100 new rows, >= 50 labels)
         "serve": [str(MLPLAT), "serve", str(model_dir), "--port", str(ports["serve"]), "--state-dir", str(tmp_path / "state"),
-                  "--monitor-interval-s", "0.5"],
+                  "--monitor-interval-s", "0.5", "--token-file", str(token_file)],
         "monitor": [str(MLPLAT), "monitor", str(model_dir), "--port", str(ports["monitor"]), "--interval", "0.5",
-                    "--report-interval", "3600"],
+                    "--report-interval", "3600", "--token-file", str(token_file)],
         "prometheus": [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                        f"--web.listen-address=127.0.0.1:{ports['prometheus']}"],
         "alertmanager": [ALERTMANAGER, f"--config.file={tmp_path / 'alertmanager.yml'}", f"--storage.path={tmp_path / 'am'}",
@@ -196,7 +199,7 @@ def test_alerts_reach_the_webhook(stack: dict[str, Any]) -> None:
     reference = model.reference()
     X = reference[model.feature_names].to_numpy(np.float32)
     rng = np.random.default_rng(0)
-    client = httpx.Client(timeout=30)
+    client = httpx.Client(timeout=30, headers={"authorization": f"Bearer {TOKEN}"})
     name = model.name
 
     def scraped(query: str) -> float | None:
@@ -267,6 +270,7 @@ def test_alerts_reach_the_webhook(stack: dict[str, Any]) -> None:
     procs["serve"] = subprocess.Popen(stack["commands"]["serve"], stdout=(stack["logs"] / "serve2.log").open("wb"),
                                       stderr=subprocess.STDOUT)
     wait_for("the restarted server", lambda: ready(urls["serve"], name), 90, procs)
-    summary = client.post(f"{urls['serve']}/v1/models/{name}/monitor/evaluate").json()
+    # the restarted server's first evaluation also writes the Evidently report: slow on a loaded box
+    summary = client.post(f"{urls['serve']}/v1/models/{name}/monitor/evaluate", timeout=180).json()
     assert summary["rows"] == 900 and summary["labeled_rows"] == 600 and summary["data_drift_alert"]
     assert summary["generalization_gap"]["accuracy"] < -3

@@ -85,6 +85,7 @@ def queried_metrics() -> set[str]:
 def test_dashboard_and_rules_query_metrics_the_server_exports(trained_model_dir: Path, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
     from mlplat.modeldir import copy_model_dir
+    from mlplat.monitoring.inputs import InputPolicy
     from mlplat.monitoring.monitor import Monitor, MonitorSettings
     from mlplat.monitoring.service import create_app
 
@@ -94,8 +95,8 @@ def test_dashboard_and_rules_query_metrics_the_server_exports(trained_model_dir:
     rows = monitor.reference()[monitor.feature_names].to_numpy(np.float32)[:20]
     monitor.window.record(rows, np.zeros(20, dtype=np.int64), ["r"])
     monitor.feedback(["r/0"], [0])
-    client = TestClient(create_app({monitor.name: monitor}))
-    client.post(f"/v1/models/{monitor.name}/monitor/evaluate")
+    client = TestClient(create_app({monitor.name: monitor}, InputPolicy(insecure=True)))  # inputs open to anyone
+    assert client.post(f"/v1/models/{monitor.name}/monitor/evaluate").status_code == 200
     exported = {line.split("{")[0].split(" ")[0] for line in client.get("/metrics").text.splitlines() if not line.startswith("#")}
     queried = queried_metrics()
     assert {"mlplat_feature_drift_effect_size", "mlplat_generalization_gap", "mlplat_http_requests_total"} <= queried

@@ -160,7 +160,7 @@ def test_a_manifest_without_task_loads_as_classification() -> None:
     from mlplat.manifest import ModelManifest
 
     data = {"format_version": 2, "name": "m", "label": "y", "features": [{"name": "a"}], "classes": ["0", "1"],
-            "preprocessing": {"mean": [0.0], "scale": [1.0]}, "trainer": {"plugin": "mlp"},
+            "preprocessing": {"kind": "standardize", "mean": [0.0], "scale": [1.0]}, "trainer": {"plugin": "mlp"},
             "architecture": {}, "seed": 0, "created_at": 0.0}
     manifest = ModelManifest.from_json(json.dumps(data))
     assert manifest.task == "classification" and manifest.target is None

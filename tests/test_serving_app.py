@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from mlplat.modeldir import LoadedModel
+from mlplat.monitoring.inputs import InputPolicy
 from mlplat.monitoring.monitor import MonitorSettings
 from mlplat.serving.predictor import ServingOptions
 from mlplat.serving.server import ServingApp, build_app
 from prometheus_client import REGISTRY
-from test_serving import BAD_INPUTS, MAX_BODY, MAX_ROWS, bad_request
+from test_serving import BAD_INPUTS, MAX_BODY, MAX_ROWS, MONITORING_TOKEN, bad_request
 
-QUIET_MONITOR = MonitorSettings(interval_s=3600)  # routes and window, no evaluation during a test
+QUIET_MONITOR = MonitorSettings(interval_s=3600, inputs=InputPolicy(token=MONITORING_TOKEN))  # no evaluation during a test
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +71,11 @@ def test_kserve_reads_none_of_the_serve_options() -> None:
     from kserve.model_server import parser
     from mlplat.cli.serve_cmd import serve
 
+    # the KServe controller's own arguments (--model_name, --predictor_host, --http_port, --workers) are accepted
+    # by `mlplat serve` on purpose, with KServe's meaning; kserve's parser may read them too
+    controller = {"--model_name", "--predictor_host", "--http_port", "--workers"}
     flags = [decl for p in inspect.signature(serve).parameters.values()
-             for decl in getattr(p.default, "param_decls", None) or () if decl.startswith("--")]
+             for decl in getattr(p.default, "param_decls", None) or () if decl.startswith("--") and decl not in controller]
     assert len(flags) > 10 and "--port" in flags
     argv = [token for flag in flags for token in (flag, "1")]
     assert vars(parser.parse_known_args(argv)[0]) == vars(parser.parse_known_args([])[0])
@@ -92,6 +96,23 @@ def test_bad_input_in_process(client: TestClient, model: LoadedModel, case: str,
     assert reply.status_code == status, (case, reply.text)
     assert message in reply.text, (case, reply.text)
     assert "Traceback" not in reply.text
+
+
+def test_a_null_is_imputed_with_the_training_value_and_counted(client: TestClient, model: LoadedModel,
+                                                               rows: np.ndarray) -> None:
+    """The documented policy (README "missing values"): a null is the training fill value, never a 400 or a NaN."""
+    feature = model.feature_names[2]
+    before = REGISTRY.get_sample_value("mlplat_imputed_values_total", {"model": model.name, "feature": feature}) or 0.0
+    row = rows[0].tolist()
+    row[2] = None
+    v1 = client.post(f"/v1/models/{model.name}:predict", json={"instances": [row]})
+    v2 = client.post(f"/v2/models/{model.name}/infer", json={"inputs": [
+        {"name": "input-0", "shape": [1, len(row)], "datatype": "FP32", "data": row}]})
+    assert v1.status_code == 200 and v2.status_code == 200, v1.text + v2.text
+    filled = rows[:1].astype(np.float64).copy()
+    filled[0, 2] = model.standardizer.fill[2]
+    np.testing.assert_allclose(v1.json()["probabilities"], model.predict_proba(filled), atol=1e-5)
+    assert REGISTRY.get_sample_value("mlplat_imputed_values_total", {"model": model.name, "feature": feature}) == before + 2
 
 
 def test_invalid_input_is_counted_by_its_reason(client: TestClient, model: LoadedModel) -> None:
@@ -149,7 +170,8 @@ def test_two_apps_in_one_process_share_no_state(trained_model_dir: Path, model: 
     strict = build_app(trained_model_dir, ServingOptions(max_request_rows=2), monitor=QUIET_MONITOR)
     loose = build_app(trained_model_dir, ServingOptions(max_request_rows=10), monitor=QUIET_MONITOR)
     url = f"/v1/models/{model.name}:predict"
-    with TestClient(strict.app) as a, TestClient(loose.app) as b:
+    auth = {"authorization": f"Bearer {MONITORING_TOKEN}"}
+    with TestClient(strict.app, headers=auth) as a, TestClient(loose.app, headers=auth) as b:
         assert a.post(url, json={"instances": rows[:3].tolist()}).status_code == 400  # its own row limit
         answered = b.post(url, json={"instances": rows[:3].tolist()})
         assert answered.status_code == 200
@@ -157,5 +179,5 @@ def test_two_apps_in_one_process_share_no_state(trained_model_dir: Path, model: 
         assert (strict.model.recorder.total, loose.model.recorder.total) == (1, 3)  # each its own window
         feedback = f"/v1/models/{model.name}/feedback"
         ids = answered.json()["request_ids"]
-        assert a.post(feedback, json={"ids": ids, "labels": [0] * 3}).json() == {"accepted": 0, "unknown_ids": ids}
-        assert b.post(feedback, json={"ids": ids, "labels": [0] * 3}).json() == {"accepted": 3, "unknown_ids": []}
+        assert a.post(feedback, json={"ids": ids, "label_indices": [0] * 3}).json() == {"accepted": 0, "unknown_ids": ids}
+        assert b.post(feedback, json={"ids": ids, "label_indices": [0] * 3}).json() == {"accepted": 3, "unknown_ids": []}

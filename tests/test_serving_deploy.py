@@ -64,8 +64,8 @@ def test_deploy_writes_an_inference_service_named_after_the_model(deployed: Path
                                                                    trained_model_dir: Path) -> None:
     assert sorted(p.name for p in deployed.iterdir()) == sorted(deploy.FILES)
     assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
-    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
-    assert isvc["metadata"]["name"] == deploy.isvc_name(deploy.yaml.safe_load((trained_model_dir / "model.json").read_text())["name"])
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert isvc["metadata"]["name"] == deploy.isvc_name(yaml.safe_load((trained_model_dir / "model.json").read_text())["name"])
     for component in components(isvc).values():
         container, = component["containers"]
         assert container["name"] == "kserve-container" and container["image"] == "registry.example.com/mlplat:1.2"

@@ -12,7 +12,6 @@ from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData, TrainingData
 from mlplat.data import DatasetInfo
 from mlplat.errors import UsageError
-from mlplat.preprocessing import Standardizer
 from mlplat_plugins.torch_trainers import MLPConfig
 from mlplat_plugins.torch_trainers.mlp import MLPTrainer
 from safetensors.torch import load_file
@@ -27,7 +26,7 @@ def breast_cancer(model_dir: Path, classes: list[str] | None = None, features: l
 
     manifest = modeldir.ModelDir(model_dir).read()
     bunch = load_breast_cancer()
-    X = Standardizer.from_json(manifest.preprocessing.model_dump()).transform(bunch.data)
+    X = modeldir.preprocessor_from_json(manifest.preprocessing.model_dump()).transform(bunch.data)
     y = np.array([manifest.classes.index(bunch.target_names[t]) for t in bunch.target])  # the model's class order
     info = DatasetInfo("bc", "target", features or manifest.feature_names, classes or manifest.classes)
     return TrainingData(ArrayData(X[:300], y[:300]), ArrayData(X[300:450], y[300:450]), info)

@@ -110,11 +110,77 @@ def broken(exp: dict[str, Any], edit: Any) -> dict[str, Any]:
     (lambda e: e["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0].update(cmd=["x"]),
      "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].cmd", "PodTemplateSpec"),
     (lambda e: e["spec"]["earlyStopping"].update(algorithmName="hyperband"), "spec.earlyStopping.algorithmName", "must be one of"),
+    (lambda e: e["metadata"].update(name="a" * 41), "metadata.name", "at most 40"),
+    (lambda e: e["metadata"].update(name="1-tune"), "metadata.name", "DNS-1035"),
+    (lambda e: e["spec"]["algorithm"]["algorithmSettings"].append({"name": "n_startup_trials", "value": "5"}),
+     "spec.algorithm.algorithmSettings[1].name", "not a setting of tpe"),
+    (lambda e: e["spec"]["algorithm"]["algorithmSettings"][0].update(value="-1"),
+     "spec.algorithm.algorithmSettings[0].value", "integer >= 0"),
+    (lambda e: e["spec"]["earlyStopping"]["algorithmSettings"][1].update(value="0"),
+     "spec.earlyStopping.algorithmSettings[1].value", "integer >= 1"),
+    (lambda e: e["spec"].update(maxTrialCount=0, parallelTrialCount=0), "spec.maxTrialCount", "greater than 0"),
+    (lambda e: e["spec"]["parameters"][0]["feasibleSpace"].update(distribution="loguniform"),
+     "spec.parameters[0].feasibleSpace.distribution", "must be one of"),
+    (lambda e: e["spec"]["parameters"][0]["feasibleSpace"].update(min="tiny"), "spec.parameters[0].feasibleSpace", "double numbers"),
+    (lambda e: e["spec"]["parameters"][4]["feasibleSpace"].update(max="2.5"), "spec.parameters[4].feasibleSpace", "int numbers"),
+    (lambda e: e["spec"]["parameters"][2]["feasibleSpace"].update(min="1"), "spec.parameters[2].feasibleSpace",
+     "not allowed for categorical"),
+    (lambda e: e["spec"]["metricsCollectorSpec"].update(source={"fileSystemPath": {"path": "/m", "kind": "File"}}),
+     "spec.metricsCollectorSpec.source", "StdOut"),
+    (lambda e: e["spec"]["objective"].update(additionalMetricNames=["val_accuracy"]),
+     "spec.objective.additionalMetricNames", "objectiveMetricName"),
 ])
 def test_the_validator_rejects_broken_experiments(tuned_spec: Any, edit: Any, path: str, message: str) -> None:
     with pytest.raises(SpecError) as info:
         katib.validate_experiment(broken(katib.experiment(tuned_spec), edit))
     assert any(p == path and message in m for p, m in info.value.problems), info.value.problems
+
+
+def test_a_long_spec_name_is_refused_before_katib_sees_it(tuned_spec: Any) -> None:
+    data = tuned_spec.model_dump(mode="json", by_alias=True)
+    data["name"] = "a-very-long-pipeline-name-for-katib-x"  # 37 + "-tune" > 40
+    with pytest.raises(SpecError) as info:
+        parse_spec(data)
+    assert any(p == "name" and "Katib" in m for p, m in info.value.problems), info.value.problems
+
+
+def test_the_experiment_yaml_keeps_katib_strings_for_go_yaml(tuned_spec: Any) -> None:
+    """`mlplat tune katib` validates the YAML it writes as go-yaml reads it, not only the dict."""
+    from mlplat.k8s import goyaml
+
+    text = "---\n".join(katib.to_yaml_docs(katib.manifests(tuned_spec, TUNED.read_text())))
+    assert goyaml.typing_mismatches(text) == []
+    exp = list(yaml.safe_load_all(text))[1]
+    spaces = [p["feasibleSpace"] for p in exp["spec"]["parameters"]]
+    assert all(isinstance(v, str) for fs in spaces for k, v in fs.items() if k in ("min", "max", "step"))
+    assert all(isinstance(v, str) for fs in spaces for v in fs.get("list", []))
+    assert "min: '1e-06'" in text
+
+
+def test_the_overlays_label_their_namespaces_for_katib_injection() -> None:
+    import shutil
+
+    for overlay in ("dev", "prod"):
+        directory = REPO / "manifests" / "overlays" / overlay
+        namespace = yaml.safe_load((directory / "kustomization.yaml").read_text())["namespace"]
+        if shutil.which("kubectl"):
+            rendered = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, check=True).stdout
+            docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Namespace"]
+        else:
+            docs = [yaml.safe_load((directory / "namespace.yaml").read_text())]
+        assert [d["metadata"]["name"] for d in docs] == [namespace]
+        assert docs[0]["metadata"]["labels"]["katib.kubeflow.org/metrics-collector-injection"] == "enabled"
+
+
+def test_katibs_stdout_collector_reads_the_trial_lines() -> None:
+    """The lines `mlplat tune trial` prints, parsed with Katib's DefaultFilter and timestamp rule."""
+    lines = ['2026-01-02T03:04:05Z params {"lr": 0.01, "width": 16}',
+             "2026-01-02T03:04:06Z epoch 0: val_accuracy=0.812500",
+             katib.metric_line("val_accuracy", 0.9375, when=1767323047.0),
+             "no timestamp val_accuracy=0.5", "2026-01-02T03:04:08Z val_loss=0.3"]
+    assert katib.parse_stdout_metrics(lines, ["val_accuracy"]) == [
+        ("2026-01-02T03:04:06Z", "val_accuracy", "0.812500"), ("2026-01-02T03:04:07Z", "val_accuracy", "0.937500"),
+        ("0001-01-01T00:00:00Z", "val_accuracy", "0.5")]
 
 
 def test_trial_values_round_trip_through_katib_strings(tuned_spec: Any) -> None:
@@ -143,3 +209,5 @@ def test_a_katib_trial_command_trains_and_prints_the_metric(tmp_path: Path) -> N
     assert sum("epoch" in line and "val_accuracy=" in line for line in lines) == 2
     final = lines[-1].split()
     assert final[0].endswith("Z") and final[1].startswith("val_accuracy=") and 0.5 < float(final[1].split("=")[1]) <= 1
+    collected = katib.parse_stdout_metrics(lines, ["val_accuracy"])  # what Katib's StdOut collector records
+    assert len(collected) == 3 and collected[-1] == (final[0], "val_accuracy", final[1].split("=")[1])

@@ -18,7 +18,10 @@
     └── MonitoringError              monitoring refused an input; `status` as for ServingError
         ├── BadFeedback                422: a label that is no class of the model (as FastAPI answers a feedback
         │                                   body that fails its schema; unknown request ids are reported, not refused)
-        └── BadEvent                   400: a malformed payload-logger CloudEvent
+        ├── BadEvent                   400: a malformed payload-logger CloudEvent
+        ├── Unauthorized               401: a monitoring input without the right bearer token
+        ├── Forbidden                  403: monitoring inputs are off (no token configured)
+        └── LabelConflict              409: a request id that already has a different label
 
 `http_status(exc)` is the one place an exception becomes a status code.
 """
@@ -131,6 +134,18 @@ class BadFeedback(MonitoringError):
 
 class BadEvent(MonitoringError):
     status = 400
+
+
+class Unauthorized(MonitoringError):
+    status = 401
+
+
+class Forbidden(MonitoringError):
+    status = 403
+
+
+class LabelConflict(MonitoringError):
+    status = 409
 
 
 def http_status(exc: BaseException) -> int:

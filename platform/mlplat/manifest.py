@@ -30,11 +30,13 @@ class _Record(BaseModel):
 
 
 class Feature(_Record):
-    """One input column as serving validates it. (A `kind`, numeric/categorical/boolean, fits here later.)"""
+    """One input column as serving validates it (mlplat.columns: types, vocabulary codes, missing values)."""
 
     name: str
-    dtype: Literal["float32"] = "float32"
-    min: float | None = None  # training range; None when the column had no finite value
+    dtype: Literal["float32", "string"] = "float32"  # what a request sends: a number, or a category as a string
+    kind: Literal["numeric", "categorical", "boolean"] = "numeric"
+    categories: list[str] | None = None  # categorical: the training vocabulary; boolean: its [false, true] spellings
+    min: float | None = None  # training range; None when the column had no finite value (or is categorical)
     max: float | None = None
 
 
@@ -52,6 +54,18 @@ class TargetStandardization(_Record):
     kind: Literal["standardize"] = "standardize"
     mean: float
     scale: float
+
+
+class TabularPreprocessing(_Record):
+    """Imputation, missing indicators and standardization; `mlplat.columns.TabularPreprocessor` applies it."""
+
+    kind: Literal["tabular"] = "tabular"
+    kinds: list[Literal["numeric", "categorical", "boolean"]]
+    fill: list[float]  # per feature, the imputed model-input value (median, or the most frequent value / code)
+    indicators: list[int]  # feature positions with a missing-indicator input
+    mean: list[float]
+    scale: list[float]
+    cardinalities: list[int] = Field(default_factory=list)  # per categorical feature: vocabulary size + unknown bucket
 
 
 class Metrics(_Record):
@@ -116,7 +130,7 @@ class ModelManifest(_Record):
     features: list[Feature]
     classes: list[str]  # empty for a regression
     image_shape: list[int] | None = None  # (channels, height, width) for image models
-    preprocessing: Standardization
+    preprocessing: TabularPreprocessing | Standardization = Field(discriminator="kind")
     target: TargetStandardization | None = None  # a regression's target scaling (None for a classification)
     trainer: PluginRef
     architecture: dict[str, Any]  # the trainer's own description; its build_network(architecture) rebuilds the net

@@ -12,7 +12,9 @@
 `ModelDir` owns these names, reads and writes the manifest (atomically) and amends it.
 `resolve_model` turns what a user types (a run id, `latest`, a path, a file:// URI) into one.
 `LoadedModel` rebuilds the network through the trainer plugin named in the manifest and
-applies the same preprocessing as training.
+applies the same preprocessing as training, after `mlplat.integrity`'s checks: a corrupt directory
+is a ModelDirError naming the file and field, before anything is allocated or served.
+Every file the manifest names is resolved by `ModelDir.file`, which keeps it inside the directory.
 """
 
 from __future__ import annotations
@@ -21,16 +23,17 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from mlplat.columns import ColumnEncoding, TabularPreprocessor, encode_frame
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN
 from mlplat.errors import ModelDirError, UsageError
 from mlplat.manifest import DRIFT_REFERENCE, FORMAT_VERSION, Feature, ModelManifest
 from mlplat.preprocessing import Standardizer, TargetStandardizer
+from mlplat.sources import local_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,21 +46,36 @@ MODEL_JSON, WEIGHTS, REFERENCE, SCHEMA = "model.json", "weights.safetensors", "r
 EXPLAINER_ARRAYS = "explainer.safetensors"
 
 
-def feature_schema(frame: pd.DataFrame) -> list[Feature]:
-    """Per-feature name, dtype and training range: what serving validates requests against."""
-    return [Feature(name=str(c), min=_finite(frame[c].min()), max=_finite(frame[c].max())) for c in frame.columns]
+def feature_schema(frame: pd.DataFrame, encodings: list[ColumnEncoding] | None = None) -> list[Feature]:
+    """Per-feature name, type, vocabulary and training range: what serving validates requests against."""
+    by_name = {e.name: e for e in encodings or []}
+    out = []
+    for c in frame.columns:
+        encoding = by_name.get(str(c), ColumnEncoding(str(c), "numeric"))
+        if encoding.kind == "categorical":
+            out.append(Feature(name=str(c), dtype="string", kind="categorical", categories=encoding.categories))
+            continue
+        values = encoding.encode(frame[c])
+        finite = values[np.isfinite(values)]
+        out.append(Feature(name=str(c), kind=encoding.kind, categories=encoding.categories,  # type: ignore[arg-type]
+                           min=float(finite.min()) if len(finite) else None, max=float(finite.max()) if len(finite) else None))
+    return out
 
 
-def _finite(value: Any) -> float | None:
-    number = float(value)
-    return number if np.isfinite(number) else None
+def encodings_of(features: list[Feature]) -> list[ColumnEncoding]:
+    return [ColumnEncoding(f.name, f.kind, f.categories) for f in features]
+
+
+def preprocessor_from_json(data: dict[str, Any]) -> Standardizer | TabularPreprocessor:
+    """The saved preprocessing: `tabular` (mlplat.columns), or `standardize` (models written before it)."""
+    return TabularPreprocessor.from_json(data) if data.get("kind") == "tabular" else Standardizer.from_json(data)
 
 
 def _write_atomic(path: Path, text: str) -> None:
     """Readers (a server starting, a concurrent step) see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
+    from mlplat.runs import write_text_atomic
+
+    write_text_atomic(path, text)
 
 
 @dataclass(frozen=True)
@@ -92,11 +110,40 @@ class ModelDir:
     def exists(self) -> bool:
         return self.manifest_path.is_file()
 
+    def file(self, name: str, field: str) -> Path:
+        """The file `name` of this directory, refused unless it stays inside it: no absolute path, no `..`,
+        no symlink that leads out. `field` is what referenced it (a manifest field), for the error."""
+        parts = PurePosixPath(name.replace("\\", "/")).parts  # a Windows-style `..\x` is refused too
+        if not parts or parts[0].startswith("/") or ".." in parts:
+            raise ModelDirError(f"{self.manifest_path}: {field}: {name!r} is not a file name inside the model directory")
+        path = self.path.joinpath(*parts)
+        root, target = self.path.resolve(), path.resolve()
+        if not target.is_relative_to(root):
+            raise ModelDirError(f"{self.manifest_path}: {field}: {name!r} leads to {target}, outside the model "
+                                f"directory {root}")
+        return path
+
     def read(self) -> ModelManifest:
         """The manifest, migrated to the current format; a ModelDirError says what is wrong."""
         if not self.exists():
             raise ModelDirError(f"not a model or run directory (no {MODEL_JSON}): {self.path}")
-        return ModelManifest.from_json(self.manifest_path.read_text(), str(self.manifest_path))
+        path = self.file(MODEL_JSON, "the manifest")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelDirError(f"{path}: cannot read ({exc})") from None
+        return ModelManifest.from_json(text, str(path))
+
+    def referenced_files(self, manifest: ModelManifest) -> dict[str, Path]:
+        """Every file the manifest makes this directory use, by the field that names it, each resolved inside
+        the directory. Only the weights must exist here; the others are checked by their readers."""
+        files = {"weights": self.file(WEIGHTS, "weights"), "reference": self.file(REFERENCE, "reference"),
+                 "schema": self.file(SCHEMA, "schema")}
+        if manifest.explainer is not None and manifest.explainer.arrays:
+            files["explainer.arrays"] = self.file(EXPLAINER_ARRAYS, "explainer.arrays")
+        if manifest.drift_detector is not None:
+            files["drift_detector.state"] = self.file(manifest.drift_detector.state, "drift_detector.state")
+        return files
 
     def write(self, manifest: ModelManifest) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -114,8 +161,12 @@ class ModelDir:
         _write_atomic(path, json.dumps(state, default=float))
         return path
 
-    def read_state(self, name: str) -> Any:
-        return json.loads((self.path / name).read_text())
+    def read_state(self, name: str, field: str = "state") -> Any:
+        path = self.file(name, field)
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelDirError(f"{path}: {field}: cannot read JSON state ({exc})") from None
 
     def write_weights(self, network: torch.nn.Module) -> None:
         from safetensors.torch import save_file
@@ -136,18 +187,23 @@ def copy_model_dir(source: Path, target: Path) -> None:
 
 
 def resolve_model(ref: str, runs_dir: Path | None) -> ModelDir:
-    """`RUN | latest | run dir | model dir | file:// URI` → the model directory it names.
+    """`RUN | latest | run dir | model dir | model store (path or URI) | model URI` → the model directory it names.
 
-    A run id needs `runs_dir` (the run store); paths and URIs don't."""
+    A run id needs `runs_dir` (the run store); paths and URIs don't. Store URIs (s3://, gs://, pvc://,
+    file://) resolve through mlplat.modelstore: a store root to its `latest` version, downloaded with
+    KServe's storage code when it is remote."""
+    from mlplat import modelstore
     from mlplat.runs import RunStore
 
     if "://" in ref:
-        uri = urlparse(ref)
-        if uri.scheme != "file":
-            raise UsageError(f"{ref}: remote model stores ({uri.scheme}://) come with the cluster path; "
-                             "copy the model directory here and pass its path")
-        ref = unquote(uri.path)
+        if not modelstore.is_store_uri(ref):
+            raise UsageError(f"{ref}: not a model store URI (use {', '.join(f'{s}://' for s in modelstore.STORE_SCHEMES)})")
+        if modelstore.is_remote_store(ref):
+            return ModelDir(modelstore.resolve(ref))
+        ref = str(local_path(ref))  # file:// and pvc:// name local directories: resolved like paths below
     path = Path(ref).expanduser()
+    if (path / modelstore.LATEST).is_file() and not (path / modelstore.LATEST).is_symlink():
+        return ModelDir(modelstore.resolve(str(path.resolve())))  # a model store on local disk: its latest version
     for candidate in (ModelDir(path), ModelDir(path / "model")):
         if candidate.exists():
             return candidate
@@ -159,9 +215,19 @@ def resolve_model(ref: str, runs_dir: Path | None) -> ModelDir:
         raise UsageError(f"{ref!r} is not a path, and no run store was given to look it up as a run id")
     run = RunStore(runs_dir).get(ref)
     if not ModelDir(run.model_dir).exists():
-        raise ModelDirError(f"run {run.id} has no published model (status: {run.record().get('status')}; "
+        raise ModelDirError(f"run {run.id} has no published model (status: {run.status()}; "
                             "did it fail a gate?)")
     return ModelDir(run.model_dir)
+
+
+def _build(trainer: Any, manifest: ModelManifest, source: Path) -> torch.nn.Module:
+    """The trainer's network for the manifest's architecture; an architecture it cannot build names the field."""
+    try:
+        return trainer.build_network(manifest.architecture)
+    except ModelDirError:
+        raise
+    except (UsageError, KeyError, TypeError, ValueError) as exc:
+        raise ModelDirError(f"{source}: architecture: cannot build the network ({exc})") from None
 
 
 @dataclass
@@ -171,26 +237,38 @@ class LoadedModel:
     directory: Path
     manifest: ModelManifest
     network: torch.nn.Module
-    standardizer: Standardizer
+    standardizer: Standardizer | TabularPreprocessor  # the saved preprocessing (named so before there were two kinds)
     target: TargetStandardizer | None = None  # a regression's target scaling
 
     @classmethod
     def load(cls, directory: Path | ModelDir, device: str = "cpu") -> LoadedModel:
-        from safetensors.torch import load_file
+        """The model, once every integrity check passed (mlplat.integrity); else a ModelDirError naming file and field."""
+        import torch
 
-        from mlplat import registry
+        from mlplat import integrity, registry
 
         model_dir = directory if isinstance(directory, ModelDir) else ModelDir(directory)
         manifest = model_dir.read()
-        if not model_dir.weights.is_file():
-            raise ModelDirError(f"{model_dir.path}: {WEIGHTS} is missing")
+        integrity.check_manifest(manifest, model_dir.manifest_path)
+        files = model_dir.referenced_files(manifest)
+        weights = files["weights"]
+        if not weights.is_file():
+            raise ModelDirError(f"{weights}: {WEIGHTS} is missing")
+        found = integrity.read_safetensors_header(weights)
+        if "explainer.arrays" in files:
+            explainer_arrays = files["explainer.arrays"]
+            if not explainer_arrays.is_file():
+                raise ModelDirError(f"{explainer_arrays}: the explainer's arrays are recorded in the manifest "
+                                    "but the file is missing")
+            integrity.read_safetensors_header(explainer_arrays)
         trainer = registry.create("trainer", manifest.trainer.plugin, {}, step="load")
-        network = trainer.build_network(manifest.architecture)
-        network.load_state_dict(load_file(str(model_dir.weights), device=device))
+        with torch.device("meta"):  # shapes only: an architecture the weights don't match allocates nothing
+            probe = _build(trainer, manifest, model_dir.manifest_path)
+        integrity.check_network(probe, manifest, weights, model_dir.manifest_path, found)
+        network = _build(trainer, manifest, model_dir.manifest_path)
+        network.load_state_dict(integrity.load_tensors(weights, device=device))
         network.to(device).eval()
-        standardizer = Standardizer.from_json(manifest.preprocessing.model_dump())
-        if manifest.task == "regression" and manifest.target is None:
-            raise ModelDirError(f"{model_dir.manifest_path}: a regression model needs its target scaling ('target')")
+        standardizer = preprocessor_from_json(manifest.preprocessing.model_dump())
         target = TargetStandardizer.from_json(manifest.target.model_dump()) if manifest.target else None
         return cls(model_dir.path, manifest, network, standardizer, target)
 
@@ -222,6 +300,15 @@ class LoadedModel:
     def output_names(self) -> list[str]:
         """One name per column of `predict_outputs`: the classes, or the regression label."""
         return [self.manifest.label] if self.task == "regression" else self.class_names
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """Raw feature columns (strings for categories, missing cells) → this model's input rows (mlplat.columns)."""
+        return encode_frame(frame, encodings_of(self.manifest.features))
+
+    def impute(self, X: np.ndarray) -> np.ndarray:
+        """Model input rows with each missing value replaced by its training fill value (still model-input space)."""
+        fill = getattr(self.standardizer, "fill", None)
+        X = np.asarray(X, np.float64)
+        return X if fill is None else np.where(np.isnan(X), fill, X)
 
     def preprocess(self, X: np.ndarray) -> np.ndarray:
         return self.standardizer.transform(X)

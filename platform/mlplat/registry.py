@@ -13,11 +13,15 @@ import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from mlplat.errors import MlplatError, PluginError, PluginUnavailable, SpecError
+
+
+Direction = Literal["maximize", "minimize"]
 
 
 class StageKind(str, enum.Enum):
@@ -47,9 +51,60 @@ class PluginSpec:
     config_model: type[BaseModel]
     factory: str
     summary: str = ""
-    needs: frozenset[str] = field(default_factory=frozenset)  # e.g. {"gpu"}: runners use it for resources
+    # What the plugin asks of the rest of the spec, checked at resolve time: "image" (an image dataset) or
+    # "step:NAME" (a NAME step in the plan, e.g. the validator's findings). Anything else is refused.
+    needs: frozenset[str] = field(default_factory=frozenset)
+    extra: str | None = None  # the distribution's extra that installs the implementation's libraries, e.g. "alibi"
+    # trainers: the metrics they report that a tuner may optimize, with the better direction
+    tune_metrics: Mapping[str, Direction] = field(default_factory=dict, hash=False)
+    # trainers: the same per task (mlplat.tasks.TASKS) where a task's metrics differ; a task not listed here
+    # takes `tune_metrics` if it is a classification, and none (cannot be tuned) otherwise
+    task_tune_metrics: Mapping[str, Mapping[str, Direction]] = field(default_factory=dict, hash=False)
+    # trainers: params every tune trial overrides (a trial needs one score: no CV band, no checkpoints)
+    tune_trial_params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    # tuners: the Katib suggestion algorithm that runs the same search on a cluster (None: no Katib equivalent)
+    katib_algorithm: str | None = None
     # the tasks (mlplat.tasks.TASKS) the plugin works for; a spec of another task is refused at resolve time
     tasks: frozenset[str] = field(default_factory=lambda: frozenset({"classification", "regression"}))
+
+    def __post_init__(self) -> None:
+        from mlplat.plan import NODES  # the plan's node names are the steps a plugin may need
+        from mlplat.tasks import TASKS
+
+        steps = {node.name for node in NODES}
+        unknown = sorted(n for n in self.needs if n != "image" and not (n.startswith("step:") and n[5:] in steps))
+        if unknown:
+            raise ValueError(f"{self.kind.value} plugin {self.name!r}: unknown needs {unknown}; "
+                             f"declare 'image' or 'step:NAME' with NAME one of {', '.join(sorted(steps))}")
+        if (self.tune_metrics or self.task_tune_metrics) and self.kind is not StageKind.TRAINER:
+            raise ValueError(f"{self.kind.value} plugin {self.name!r}: only trainers declare tune_metrics")
+        unknown_tasks = sorted((set(self.tasks) | set(self.task_tune_metrics)) - set(TASKS))
+        if unknown_tasks or not self.tasks:
+            raise ValueError(f"{self.kind.value} plugin {self.name!r}: tasks must be a non-empty subset of "
+                             f"{', '.join(TASKS)}; got {unknown_tasks or 'none'}")
+        if self.katib_algorithm is not None and self.kind is not StageKind.TUNER:
+            raise ValueError(f"{self.kind.value} plugin {self.name!r}: only tuners declare a katib_algorithm")
+        every = [*self.tune_metrics.items(), *(item for m in self.task_tune_metrics.values() for item in m.items())]
+        bad = {m: d for m, d in every if d not in ("maximize", "minimize")}
+        if bad:
+            raise ValueError(f"{self.kind.value} plugin {self.name!r}: tune_metrics directions must be maximize|minimize: {bad}")
+        # read-only views: a spec is shared by every run in the process
+        object.__setattr__(self, "tune_metrics", MappingProxyType(dict(self.tune_metrics)))
+        object.__setattr__(self, "tune_trial_params", MappingProxyType(dict(self.tune_trial_params)))
+        object.__setattr__(self, "task_tune_metrics", MappingProxyType(
+            {task: MappingProxyType(dict(metrics)) for task, metrics in self.task_tune_metrics.items()}))
+        object.__setattr__(self, "tasks", frozenset(self.tasks))
+
+    def tune_metrics_for(self, task: str | None = None) -> dict[str, Direction]:
+        """The metrics a tuner may optimize for `task`, with their direction; with no task (not known before
+        the data is read) those of every task the plugin works for."""
+        from mlplat.tasks import TASKS
+
+        if task is None:
+            return {name: direction for t in TASKS if t in self.tasks for name, direction in self.tune_metrics_for(t).items()}
+        if task in self.task_tune_metrics:
+            return dict(self.task_tune_metrics[task])
+        return dict(self.tune_metrics) if task == "classification" else {}
 
     def parse_config(self, params: Mapping[str, Any] | None, path: str = "params") -> BaseModel:
         """Validate params against the config model; errors name the offending field."""
@@ -62,6 +117,15 @@ class PluginSpec:
         module_name, _, attribute = self.factory.partition(":")
         try:
             return getattr(importlib.import_module(module_name), attribute)
+        except ModuleNotFoundError as exc:
+            if self.extra and exc.name and not exc.name.startswith(module_name.split(".")[0]):
+                from mlplat.extras import install_hint
+
+                distribution = _distribution_of(module_name)
+                raise PluginUnavailable(f"{self.kind.value} plugin {self.name!r} needs {exc.name}, which is not installed: "
+                                        f"{install_hint(self.extra, distribution)}") from exc
+            raise PluginUnavailable(f"{self.kind.value} plugin {self.name!r} failed to load {self.factory}: "
+                                    f"{type(exc).__name__}: {exc}") from exc
         except (ImportError, AttributeError) as exc:
             raise PluginUnavailable(f"{self.kind.value} plugin {self.name!r} failed to load {self.factory}: "
                                     f"{type(exc).__name__}: {exc}") from exc
@@ -69,6 +133,14 @@ class PluginSpec:
     def create(self, params: Mapping[str, Any] | BaseModel | None = None, path: str = "params") -> Any:
         config = params if isinstance(params, BaseModel) else self.parse_config(params, path)
         return self.load()(config)
+
+
+def _distribution_of(module_name: str) -> str:
+    """The installed distribution that ships `module_name`'s top-level package ("mlplat" when unknown)."""
+    from importlib.metadata import packages_distributions
+
+    names = packages_distributions().get(module_name.split(".")[0], [])
+    return names[0] if names else "mlplat"
 
 
 def config_problems(exc: ValidationError, prefix: str) -> list[tuple[str, str]]:
@@ -171,7 +243,7 @@ def discover_all() -> dict[StageKind, tuple[dict[str, Discovered], dict[str, Bro
     return {kind: scan(kind) for kind in StageKind}
 
 
-def _contract(kind: StageKind) -> tuple[type, dict[str, type]]:
+def _contract(kind: StageKind) -> tuple[type, dict[str, type | tuple[type, ...]]]:
     """The kind's Protocol and, per contract method, the type its result must have (imported lazily: light discovery)."""
     from mlplat.contracts.augmenter import Augmenter
     from mlplat.contracts.drift_detector import DriftDetector, DriftResult
@@ -184,7 +256,7 @@ def _contract(kind: StageKind) -> tuple[type, dict[str, type]]:
     return {
         StageKind.VALIDATOR: (Validator, {"validate": ValidationReport}),
         StageKind.AUGMENTER: (Augmenter, {"augment": Table}),
-        StageKind.TRAINER: (Trainer, {"fit": TrainedModel}),
+        StageKind.TRAINER: (Trainer, {"fit": TrainedModel, "inherited_preprocessing": (dict, type(None))}),
         StageKind.TUNER: (Tuner, {"tune": TuneResult}),
         StageKind.EXPLAINER: (Explainer, {"fit": ExplainerState}),
         StageKind.DRIFT_DETECTOR: (DriftDetector, {"fit": dict, "detect": DriftResult}),
@@ -218,8 +290,8 @@ class GuardedPlugin:
     """A created plugin as the core calls it: contract methods that raise, or return the wrong type, become a
     `PluginError` naming the step, plugin and distribution; everything else is the plugin's own attribute."""
 
-    def __init__(self, target: Any, found: Discovered, step: str) -> None:
-        self._target, self._found, self._step = target, found, step
+    def __init__(self, target: Any, found: Discovered, step: str, path: str = "params") -> None:
+        self._target, self._found, self._step, self._path = target, found, step, path
         self._returns = _contract(found.spec.kind)[1]
 
     def _error(self, message: str) -> PluginError:
@@ -236,26 +308,42 @@ class GuardedPlugin:
             kwargs = {k: _tagging_context(v) for k, v in kwargs.items()}
             try:
                 result = value(*args, **kwargs)
+            except SpecError as exc:
+                raise _under(self._path, exc) from exc
             except MlplatError:
                 raise  # already says what is wrong (a usage error in the plugin's params, a failed gate)
+            except ModuleNotFoundError as exc:
+                if not self._found.spec.extra:
+                    raise self._error(f"{name}() raised ModuleNotFoundError: {exc}") from exc
+                from mlplat.extras import install_hint
+
+                raise self._error(f"{name}() needs {exc.name}, which is not installed: "
+                                  f"{install_hint(self._found.spec.extra, self._found.distribution)}") from exc
             except Exception as exc:
                 if getattr(exc, _FROM_CALLER, False):
                     raise  # the runner's own callback raised it (a pruned trial, an interruption): not the plugin's failure
                 raise self._error(f"{name}() raised {type(exc).__name__}: {exc}") from exc
             if not isinstance(result, expected):
+                names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
                 raise self._error(f"{name}() returned {type(result).__name__}; the {self._found.spec.kind.value} contract "
-                                  f"expects {expected.__name__}")
+                                  f"expects {names}")
             return result
 
         return call
 
 
 def create(kind: StageKind | str, name: str, params: Mapping[str, Any] | BaseModel | None = None, *, step: str,
-           path: str = "params") -> Any:
-    """Look the plugin up, validate its params, create it and check it against its kind's Protocol; returns it guarded."""
+           path: str | None = None) -> Any:
+    """Look the plugin up, validate its params, create it and check it against its kind's Protocol; returns it guarded.
+
+    `path` is where the params live in the spec (default `steps.<step>.params`): a plugin that refuses one of its
+    params raises `SpecError([(field, message)])`, and the guard names the field under that path."""
+    path = path or f"steps.{step}.params"
     found = lookup(kind, name)
     try:
         made = found.spec.create(params, path)
+    except SpecError as exc:
+        raise exc if exc.problems and exc.problems[0][0].startswith(path) else _under(path, exc) from exc
     except MlplatError:
         raise
     except Exception as exc:
@@ -266,4 +354,9 @@ def create(kind: StageKind | str, name: str, params: Mapping[str, Any] | BaseMod
         missing = [m for m in dir(protocol) if not m.startswith("_") and not hasattr(made, m)]
         raise PluginError(f"its factory returned {type(made).__name__}, which lacks {', '.join(missing) or 'the contract'} "
                           f"of the {found.spec.kind.value} contract", step=step, plugin=name, distribution=found.distribution)
-    return GuardedPlugin(made, found, step)
+    return GuardedPlugin(made, found, step, path)
+
+
+def _under(path: str, exc: SpecError) -> SpecError:
+    """A plugin's refusal of one of its own params (`SpecError([("device", ...)])`), named by its spec path."""
+    return SpecError([(f"{path}.{field}" if field else path, message) for field, message in exc.problems], exc.source)

@@ -11,14 +11,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlplat import steps
-from mlplat.errors import GateFailed
+from mlplat.errors import GateFailed, MlplatError
 from mlplat.plan import GateResult, build_plan
-from mlplat.runs import METRICS_JSON, SPEC_YAML, Run, RunStore, write_json_atomic
+from mlplat.runs import METRICS_JSON, SPEC_YAML, Run, RunStore, is_disk_full, write_json_atomic
 from mlplat.spec import PipelineSpec, to_yaml
 
 
@@ -73,8 +73,14 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
                  run_id: str | None = None) -> RunSummary:
     """Run every step of a resolved spec; publish only if all gates pass."""
     progress = progress or Progress()
-    run = store.get(run_id) if run_id else store.create(spec.name)
     resume = run_id is not None
+    if run_id:
+        run = store.get(run_id)
+        store.check_resumable(run)  # before anything is written: a refused resume leaves the run as it was
+        run.clean_leftovers()
+        run.claim()
+    else:
+        run = store.create(spec.name)
     (run.dir / SPEC_YAML).write_text(to_yaml(spec))
     run.update(spec_name=spec.name, steps=plan(spec), resume_count=run.record().get("resume_count", -1) + 1)
     seconds: dict[str, float] = {}
@@ -91,55 +97,137 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
 
     log = contextlib.ExitStack()
     try:
+        log.enter_context(run.heartbeat())
         log.enter_context(run_log(run))
-        data = run.step_dir("ingest")
-        timed("ingest", lambda: steps.ingest(spec, spec_dir, data))
-        findings = schema = None
-        if spec.steps.validate_:
-            out = run.step_dir("validate")
-            report = timed("validate", lambda: steps.validate(spec, data, out))
-            metrics["validation"] = {"passed": report.passed, "blocking": len(report.blocking), "warnings": len(report.warnings)}
-            GateResult("validation", report.passed, [c.reason for c in report.blocking], str(out / "report.html")).require()
-            findings, schema = out / steps.FINDINGS_JSON, out / "schema.json"
-        if spec.steps.augment:
-            out = run.step_dir("augment")
-            timed("augment", lambda: steps.augment(spec, data, out, findings))
-            data = out
-        best = None
-        if spec.steps.tune:
-            out = run.step_dir("tune")
-            metrics["tune"] = timed("tune", lambda: steps.tune(spec, data, out, resume))
-            best = out / steps.BEST_PARAMS_JSON
-        out = run.step_dir("train")
-        # loaded once here; evaluate, explain and drift reuse it (and keep its manifest in step with model.json)
-        loaded = timed("train", lambda: steps.train_model(spec, data, out, best, schema, progress.epoch, resume, store.root))
-        model = loaded.directory
-        metrics["train"] = _read_json(out / steps.METRICS_JSON).get("final", {})
-        evaluation = timed("evaluate", lambda: steps.evaluate(spec, data, model, run.step_dir("evaluate"), loaded=loaded))
-        metrics["test"] = {k: v for k, v in evaluation["test"].items() if isinstance(v, (int, float))}
-        metrics["evaluation_gate"] = evaluation["gate"]
-        GateResult("evaluation", evaluation["gate"]["passed"], evaluation["gate"]["failures"]).require()
-        if spec.steps.explain:
-            timed("explain", lambda: steps.explain(spec, data, model, run.step_dir("explain"), loaded=loaded))
-        if spec.steps.monitor:
-            timed("monitor", lambda: steps.monitor(spec, model, run.step_dir("monitor"), loaded=loaded))
-        published = timed("publish", lambda: store.publish(run, model))
+        state = _RunState(spec, spec_dir, store, run, resume, progress, metrics, data=run.step_dir("ingest"))
+        for node in build_plan(spec).nodes:
+            timed(node.name, lambda node=node: _EXECUTE[node.name](state))
+            if node.gate:
+                state.gates[node.gate].require()
+        assert state.published is not None
     except GateFailed as exc:
         finish(run, metrics, seconds, "failed", str(exc))
         raise
     except BaseException as exc:  # interrupted or crashed: record it, publish nothing
-        finish(run, metrics, seconds, "failed", f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        finish(run, metrics, seconds, "failed", error)
+        if is_disk_full(exc):  # the user's problem, not a bug: one line, no traceback chain
+            raise MlplatError(f"run {run.id} failed: {error}") from None
         raise
     finally:
         log.close()
     finish(run, metrics, seconds, "succeeded", None)
-    return RunSummary(run, published, metrics, seconds)
+    return RunSummary(run, state.published, metrics, seconds)
+
+
+@dataclass
+class _RunState:
+    """The artifacts the in-process nodes hand each other (the plan's Artifact names), and what they report."""
+
+    spec: PipelineSpec
+    spec_dir: Path
+    store: RunStore
+    run: Run
+    resume: bool
+    progress: Progress
+    metrics: dict[str, Any]
+    data: Path
+    findings: Path | None = None
+    schema: Path | None = None
+    best_params: Path | None = None
+    loaded: Any = None  # LoadedModel: loaded once by train; evaluate, explain and drift reuse it
+    gates: dict[str, GateResult] = field(default_factory=dict)
+    published: Path | None = None
+
+    def out(self, node: str) -> Path:
+        return self.run.step_dir(node)
+
+
+def _ingest(s: _RunState) -> None:
+    out = s.out("ingest")
+    steps.ingest(s.spec, s.spec_dir, out)
+    s.run.update(data=steps.read_fingerprints(out))  # which version of each file this run read
+
+
+def _validate(s: _RunState) -> None:
+    out = s.out("validate")
+    report = steps.validate(s.spec, s.data, out)
+    s.metrics["validation"] = {"passed": report.passed, "blocking": len(report.blocking), "warnings": len(report.warnings)}
+    s.gates["validation"] = GateResult("validation", report.passed, [c.reason for c in report.blocking], str(out / "report.html"))
+    s.findings, s.schema = out / steps.FINDINGS_JSON, out / "schema.json"
+
+
+def _augment(s: _RunState) -> None:
+    out = s.out("augment")
+    steps.augment(s.spec, s.data, out, s.findings)
+    s.data = out
+
+
+def _tune(s: _RunState) -> None:
+    out = s.out("tune")
+    s.metrics["tune"] = steps.tune(s.spec, s.data, out, s.resume)
+    s.best_params = out / steps.BEST_PARAMS_JSON
+
+
+def _train(s: _RunState) -> None:
+    out = s.out("train")
+    s.loaded = steps.train_model(s.spec, s.data, out, s.best_params, s.schema, s.progress.epoch, s.resume, s.store.root)
+    s.metrics["train"] = _read_json(out / steps.METRICS_JSON).get("final", {})
+
+
+def _evaluate(s: _RunState) -> None:
+    out = s.out("evaluate")
+    evaluation = steps.evaluate(s.spec, s.data, s.loaded.directory, out, loaded=s.loaded)
+    s.metrics["test"] = {k: v for k, v in evaluation["test"].items() if isinstance(v, (int, float))}
+    s.metrics["evaluation_gate"] = evaluation["gate"]
+    s.gates["evaluation"] = GateResult("evaluation", evaluation["gate"]["passed"], evaluation["gate"]["failures"])
+
+
+def _explain(s: _RunState) -> None:
+    out = s.out("explain")
+    steps.explain(s.spec, s.data, s.loaded.directory, out, loaded=s.loaded)
+
+
+def _drift(s: _RunState) -> None:
+    out = s.out("monitor")
+    steps.monitor(s.spec, s.loaded.directory, out, loaded=s.loaded)
+
+
+def _publish(s: _RunState) -> None:
+    s.published = publish(s.spec, s.store, s.run, s.loaded.directory)  # atomic; reached only when every gate passed
+
+
+# One executor per plan node, run in the plan's order; a test checks they match `plan.NODES`.
+_EXECUTE: dict[str, Callable[[_RunState], None]] = {
+    "ingest": _ingest, "validate": _validate, "augment": _augment, "tune": _tune, "train": _train,
+    "evaluate": _evaluate, "explain": _explain, "monitor": _drift, "publish": _publish,
+}
+
+
+def publish(spec: PipelineSpec, store: RunStore, run: Run, model: Path) -> Path:
+    """Publish to the spec's model store first (`publish.uri`), then to the run store: if the upload
+    fails, neither `latest` moves and the run fails."""
+    if spec.publish.uri:
+        from mlplat.modelstore import ModelStore
+
+        run.update(published_uri=ModelStore(spec.publish.uri).publish(model, run.id))
+    return store.publish(run, model)
 
 
 def finish(run: Run, metrics: dict[str, Any], seconds: dict[str, float], status: str, error: str | None) -> None:
-    """Every runner's last act: metrics.json with the step times, then the run's status in run.json."""
-    write_json_atomic(run.dir / METRICS_JSON, {**metrics, "step_seconds": seconds})
-    run.update(status=status, error=error, finished_at=time.time())
+    """Every runner's last act: metrics.json with the step times, then the run's status in run.json.
+
+    A failed run's status is recorded even when metrics.json cannot be written (a full disk), and the
+    temporary files its writes left are removed."""
+    try:
+        write_json_atomic(run.dir / METRICS_JSON, {**metrics, "step_seconds": seconds})
+    except OSError as exc:
+        if status == "succeeded" or not is_disk_full(exc):
+            raise
+        logging.getLogger(__name__).warning("run %s: metrics.json not written: %s", run.id, exc)
+    if status != "succeeded":
+        run.clean_leftovers()
+    run.update(status=status, error=error and " ".join(error.split()), finished_at=time.time())
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ against the plugin's config model, filling in defaults, so a run records exactly
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -115,9 +116,23 @@ class Steps(Strict):
 
 
 class DatasetSpec(Strict):
-    source: str = Field(description="'sklearn:NAME' or a CSV/Parquet path (relative to the spec)")
+    source: str = Field(description="'sklearn:NAME', a CSV/Parquet/safetensors path (relative to the spec) or a URI: "
+                                    "file://, http(s)://, s3://, gs:// (see mlplat.sources)")
+    validation_source: str | None = Field(None, description="held-out validation file (same columns as source); "
+                                                            "then `validation` is not split off the source")
+    test_source: str | None = Field(None, description="held-out test file that evaluate scores (same columns as source); "
+                                                      "then `test` is not split off the source")
     label: str | None = None
-    features: list[str] | None = None
+    # column roles and types: mlplat.columns explains each (README "Columns")
+    features: list[str] | None = Field(None, description="feature columns (default: every column not given another role)")
+    exclude: list[str] = Field(default_factory=list, description="columns that are neither features nor roles")
+    weight: str | None = Field(None, description="column of per-row loss weights (finite, >= 0)")
+    id: str | None = Field(None, description="column of unique non-negative integer row ids; reports name rows by them")
+    column_types: dict[str, Literal["numeric", "categorical", "boolean"]] = Field(
+        default_factory=dict, description="per-column type, overriding the inference rule")
+    na_values: list[str] | None = Field(
+        None, description="cell texts read as missing (default mlplat.columns.DEFAULT_NA_VALUES); others that are no number "
+                          "in a numeric column are reported as bad cells")
     validation: float = Field(0.2, gt=0, lt=1)
     test: float = Field(0.2, gt=0, lt=1)
     stratify: bool = True  # a regression is never stratified
@@ -130,6 +145,12 @@ class DatasetSpec(Strict):
         return self
 
 
+class PublishSpec(Strict):
+    """Where a run that passes every gate publishes its model, besides the run store (see mlplat.modelstore)."""
+
+    uri: str | None = Field(None, description="model store URI: s3://BUCKET/PATH, gs://..., pvc://CLAIM/PATH, file:// or a path")
+
+
 class PipelineSpec(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="DNS-1123 label: lowercase letters, digits, '-'")
     description: str = ""
@@ -137,13 +158,17 @@ class PipelineSpec(Strict):
     image: str = "ghcr.io/mlplat/mlplat:0.1.0"
     dataset: DatasetSpec
     steps: Steps
+    publish: PublishSpec = Field(default_factory=PublishSpec)
 
 
 def parse_spec(data: Any, source: str = "") -> PipelineSpec:
     try:
-        return PipelineSpec.model_validate(data)
+        spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError([(p.replace("validate_", "validate"), m) for p, m in config_problems(exc, "")], source) from None
+    if problems := cluster_problems(spec):  # once, at load: every target the spec may be emitted for
+        raise SpecError(problems, source)
+    return spec
 
 
 def load_spec(path: Path) -> PipelineSpec:
@@ -265,15 +290,10 @@ def _resolve_search_space(spec: PipelineSpec) -> list[tuple[str, str]]:
 
 def tune_metrics(trainer_plugin: str, task: Task | None = None) -> dict[str, Literal["maximize", "minimize"]]:
     """Metrics the trainer reports every epoch and at the end that a tuner may optimize, each with
-    the direction that is better ("maximize" | "minimize"): its config model's `tune_metrics`, or
-    for a task its `task_tune_metrics[task]` (a config without them is classification-only).
-    With no task: every metric of every task (the task is not known before the data is read)."""
-    config_model = registry.get(StageKind.TRAINER, trainer_plugin).config_model
-    by_task = dict(getattr(config_model, "task_tune_metrics", {}))
-    by_task.setdefault("classification", dict(getattr(config_model, "tune_metrics", {})))
-    if task is not None:
-        return dict(by_task.get(task, {}))
-    return {name: direction for metrics in by_task.values() for name, direction in metrics.items()}
+    the direction that is better ("maximize" | "minimize"): its plugin spec's `tune_metrics`, or for
+    a task its `task_tune_metrics[task]` (see PluginSpec.tune_metrics_for). With no task: every metric
+    of every task (the task is not known before the data is read)."""
+    return registry.get(StageKind.TRAINER, trainer_plugin).tune_metrics_for(task)
 
 
 def tune_direction(spec: PipelineSpec, task: Task | None = None) -> Literal["maximize", "minimize"]:
@@ -302,3 +322,61 @@ def to_yaml(spec: PipelineSpec) -> str:
 def run_id_ok(run_id: str) -> bool:
     return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id) is not None and ".." not in run_id
 
+
+
+# --- Cluster targets: names and quantities every emitted object needs -------------------------------
+# The spec's name becomes the KFP pipeline name, the TrainJob `<name>-train` (Trainer's webhook: RFC 1035
+# label, at most 63), the Katib Experiment `<name>-tune` (Katib's webhook: at most 40) and the
+# InferenceService (a DNS-1035 label KServe extends with -predictor-...: at most 45). Resources are the
+# same strings on KFP tasks, TrainJob nodes and Katib trials, so they must pass KFP's stricter patterns
+# and be Kubernetes quantities.
+
+RFC1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# (target, suffix the target adds, longest name it allows, whether it applies to a spec)
+NAME_TARGETS: tuple[tuple[str, str, int, Callable[[PipelineSpec], bool]], ...] = (
+    ("the TrainJob", "-train", 63, lambda spec: True),
+    ("the Katib Experiment", "-tune", 40, lambda spec: spec.steps.tune is not None),
+    ("the InferenceService", "", 45, lambda spec: True),
+)
+KFP_CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")  # kfp.dsl.PipelineTask._validate_cpu_request_limit
+KFP_MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")  # ..._validate_memory_request_limit
+
+
+def name_problems(name: str) -> list[tuple[str, str]]:
+    """Why `name` cannot name each cluster object derived from it (empty when it can)."""
+    problems = []
+    if not RFC1035_LABEL.match(name):
+        problems.append(("name", f"{name!r} must start with a letter and end with a letter or digit "
+                                 "(an RFC 1035 label: the TrainJob, Katib and KServe need one)"))
+    return problems
+
+
+def quantity_problems(path: str, resources: Resources) -> list[tuple[str, str]]:
+    """A cpu or memory string that KFP or Kubernetes would refuse, named by its field path."""
+    from kubernetes.utils.quantity import parse_quantity
+
+    problems = []
+    for field, pattern, example in (("cpu", KFP_CPU, "'2' or '500m'"), ("memory", KFP_MEMORY, "'512Mi' or '4Gi'")):
+        value = getattr(resources, field)
+        if value is None:
+            continue
+        try:
+            ok = pattern.match(value) is not None and parse_quantity(value) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            problems.append((f"{path}.resources.{field}", f"{value!r} is not a Kubernetes quantity KFP accepts, e.g. {example}"))
+    return problems
+
+
+def cluster_problems(spec: PipelineSpec) -> list[tuple[str, str]]:
+    """Every name and quantity the spec's cluster objects (KFP, TrainJob, Katib, KServe) would be refused for."""
+    problems = name_problems(spec.name)
+    for target, suffix, limit, applies in NAME_TARGETS:
+        if applies(spec) and len(spec.name + suffix) > limit:
+            problems.append(("name", f"{spec.name!r} is {len(spec.name)} characters; {target} "
+                                     f"{spec.name + suffix!r} may have at most {limit}, so at most {limit - len(suffix)}"))
+    steps = [(f"steps.{path}", step) for path, step in spec.steps.plugin_steps()] + [("steps.evaluate", spec.steps.evaluate)]
+    for path, step in steps:
+        problems += quantity_problems(path, step.resources)
+    return problems

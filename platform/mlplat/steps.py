@@ -13,17 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
-from mlplat.data import Splits, image_shape, load_source, split_frame
+from mlplat.contracts.trainer import InheritsPreprocessing
+from mlplat.data import HELD_OUT_FIELDS, Splits, check_same_columns, image_shape, read_source, split_frame
 from mlplat.errors import SpecError, UsageError
 from mlplat.manifest import CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef, TargetStandardization
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
-from mlplat.spec import PipelineSpec, declared_task, task_problems, tune_direction
+from mlplat.sources import cache_key, fingerprint
+from mlplat.spec import EvaluateGate, PipelineSpec, declared_task, task_problems, tune_direction
+from mlplat.tasks import GATE_METRICS
 
 FINDINGS_JSON, BEST_PARAMS_JSON, METRICS_JSON = "findings.json", "best_params.json", "metrics.json"
+SOURCES_JSON = "sources.json"  # ingest: {dataset field: fingerprint} of every file it read
 REFERENCE_ROWS = 5000
 
 
@@ -32,19 +37,61 @@ def _context(spec: PipelineSpec, step: str, out: Path, splits: Splits, **extra: 
     return StepContext(step=step, work_dir=out, info=splits.info, seed=spec.seed, **extra)
 
 
-def ingest(spec: PipelineSpec, spec_dir: Path, out: Path) -> Splits:
-    """Load the dataset source and write the seeded splits (stratified for a classification).
-    A task inferred from the label is checked against the spec here, before any training (exit 2)."""
+def ingest(spec: PipelineSpec, spec_dir: Path, out: Path, expected_fingerprint: str = "") -> Splits:
+    """Load the dataset source (and the held-out validation/test files, if any), apply the column roles
+    and types, and write the seeded splits (stratified for a classification), plus sources.json: the
+    fingerprint of every file read (see mlplat.sources). A task inferred from the label is checked
+    against the spec here, before any training (exit 2).
+
+    `expected_fingerprint` is the `data_fingerprint` a KFP run was started with (its ingest cache key):
+    data that changed since then is refused, so a cached ingest always matches the data it claims."""
+    from mlplat.columns import split_roles
+
     ds = spec.dataset
-    frame, label = load_source(ds.source, ds.label, ds.features, spec_dir)
+    frame, label, found = read_source(ds.source, ds.label, None, spec_dir, na_values=ds.na_values)
+    fingerprints = {"source": found}
     shape = image_shape(ds.source, spec_dir)
-    splits = split_frame(frame, label, spec.name, ds.validation, ds.test, spec.seed, ds.stratify, shape, ds.task)
+    pixels = {str(c): "numeric" for c in frame.columns if c != label} if shape else {}  # images: no type inference
+    roles = split_roles(frame, label, ds.features, ds.exclude, ds.weight, ds.id, {**pixels, **ds.column_types})
+    parts = [roles]
+    held_out = {}
+    for split, field in HELD_OUT_FIELDS.items():
+        if location := getattr(ds, field):
+            other, _, fingerprints[field] = read_source(location, label, None, spec_dir, f"dataset.{field}", ds.na_values)
+            check_same_columns(frame, other, f"dataset.{field}")
+            # the source's types decide: a held-out file is read as the data the model trains on
+            part = split_roles(other, label, ds.features, ds.exclude, ds.weight, ds.id, roles.types)
+            parts.append(part)
+            held_out[split] = part.features.assign(**{label: part.label})
+    read = cache_key(fingerprints)
+    if expected_fingerprint and read != expected_fingerprint:
+        raise UsageError(f"dataset: the data changed since this run was started (expected {expected_fingerprint}, "
+                         f"read {read}); start a new run")
+    row_ids = np.concatenate([p.row_ids for p in parts]) if ds.id else None
+    weights = np.concatenate([p.weights for p in parts]) if ds.weight else None
+    splits = split_frame(roles.features.assign(**{label: roles.label}), label, spec.name, ds.validation, ds.test, spec.seed,
+                         ds.stratify, shape, held_out, row_ids=row_ids, weights=weights, column_types=roles.types,
+                         bad_cells=[c for p in parts for c in p.bad_cells], id_column=ds.id, task=ds.task)
     if declared_task(spec) is None:
         problems = task_problems(spec, splits.info.task)
         if problems:
             raise SpecError(problems, f"{spec.name} (task {splits.info.task!r} inferred from label {label!r})")
     splits.save(out)
+    write_json(out / SOURCES_JSON, {field: f.to_json() for field, f in fingerprints.items()})
     return splits
+
+
+def data_fingerprint(spec: PipelineSpec, spec_dir: Path) -> str:
+    """The ingest cache key's data part for a spec's files as they are now (object stores: metadata only)."""
+    ds = spec.dataset
+    fields = {"source": ds.source} | {f: getattr(ds, f) for f in HELD_OUT_FIELDS.values() if getattr(ds, f)}
+    return cache_key({field: fingerprint(location, spec_dir, f"dataset.{field}") for field, location in fields.items()})
+
+
+def read_fingerprints(data: Path) -> dict[str, Any]:
+    """The fingerprints an ingest step recorded for its data directory ({} before there were any)."""
+    path = data / SOURCES_JSON
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def validate(spec: PipelineSpec, data: Path, out: Path) -> Any:
@@ -99,45 +146,67 @@ def trainer_params(spec: PipelineSpec, best_params: Path | None) -> dict[str, An
 
 def inherited_preprocessing(trainer: Any, context: StepContext) -> dict[str, Any] | None:
     """Preprocessing statistics the trainer must reuse instead of fitting new ones, or None. A trainer
-    opts in with `inherited_preprocessing(context)`; a warm start returns its source model's, because
+    opts in by satisfying `InheritsPreprocessing`; a warm start returns its source model's, because
     the layers it keeps (frozen or not) were trained on inputs scaled that way."""
-    method = getattr(trainer, "inherited_preprocessing", None)
-    return method(context) if callable(method) else None
+    return trainer.inherited_preprocessing(context) if isinstance(trainer, InheritsPreprocessing) else None
 
 
-def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """Fit preprocessing on real training rows, or reuse `preprocessing` (a model's saved statistics);
-    return (TrainingData, Standardizer). Training rows keep their synthetic tag (CV holds out real rows only).
+def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None,
+                     encodings: list[Any] | None = None) -> tuple[Any, Any]:
+    """Fit the input encoding (vocabularies) and preprocessing (imputation, indicators, standardization) on real
+    training rows, or reuse `preprocessing` and `encodings` (a model's saved ones); return (TrainingData,
+    TabularPreprocessor). Training rows keep their synthetic tag (CV holds out real rows only).
     A regression target is standardized too (TrainingData.target), fitted on the real training rows."""
-    from mlplat.contracts.trainer import ArrayData, TrainingData
-    from mlplat.data import require_numeric
-    from mlplat.preprocessing import Standardizer, TargetStandardizer
+    from dataclasses import replace
 
-    for table in (splits.train, splits.validation):
-        require_numeric(table.features)
+    from mlplat.columns import TabularPreprocessor, encode_frame, fit_encodings
+    from mlplat.contracts.trainer import ArrayData, TrainingData
+    from mlplat.modeldir import preprocessor_from_json
+    from mlplat.preprocessing import TargetStandardizer
+
+    refuse_bad_cells(splits.info.bad_cells)
     real = ~splits.train.synthetic
+    fitted_on = splits.train.take(np.flatnonzero(real)) if real.any() else splits.train
+    encodings = encodings or fit_encodings(fitted_on.features, splits.info.column_types)
+    X_train = encode_frame(splits.train.features, encodings)
     if preprocessing is not None:
-        standardizer = Standardizer.from_json(preprocessing)
+        preprocessor = preprocessor_from_json(preprocessing)
     else:
-        standardizer = Standardizer.fit(splits.train.features.to_numpy()[real] if real.any() else splits.train.features.to_numpy())
+        preprocessor = TabularPreprocessor.fit(X_train[real] if real.any() else X_train, encodings)
     weights = splits.train.weights
     target = None
     y_train, y_val = splits.train.labels, splits.validation.labels
     if splits.info.regression:
         target = TargetStandardizer.fit(y_train[real] if real.any() else y_train)
         y_train, y_val = target.transform(y_train), target.transform(y_val)
-    train = ArrayData(standardizer.transform(splits.train.features.to_numpy()), y_train,
-                      None if np.all(weights == 1) else weights, splits.train.synthetic)
-    val = ArrayData(standardizer.transform(splits.validation.features.to_numpy()), y_val)
-    return TrainingData(train, val, splits.info, target), standardizer
+    train = ArrayData(preprocessor.transform(X_train), y_train, None if np.all(weights == 1) else weights,
+                      splits.train.synthetic)
+    val = ArrayData(preprocessor.transform(encode_frame(splits.validation.features, encodings)), y_val)
+    layout = getattr(preprocessor, "input_layout", None)
+    return TrainingData(train, val, replace(splits.info, input_layout=layout), target), preprocessor
+
+
+def refuse_bad_cells(cells: list[dict[str, Any]]) -> None:
+    """Training never turns a bad cell into a missing value silently (the validator reports them, too)."""
+    if cells:
+        shown = "; ".join(f"{c['column']} row {c['row_id']}: {c['value']!r}" for c in cells[:5])
+        raise UsageError(f"dataset: {len(cells)}{'+' if len(cells) >= 100 else ''} cells of numeric columns are not numbers "
+                         f"({shown}); fix them, list them in dataset.na_values, or set dataset.column_types")
+
+
+def model_encodings(splits: Splits) -> list[Any]:
+    from mlplat.columns import fit_encodings
+
+    real = splits.train.take(np.flatnonzero(~splits.train.synthetic))
+    return fit_encodings(real.features if len(real) else splits.train.features, splits.info.column_types)
 
 
 def trial_params(spec: PipelineSpec, params: dict[str, Any]) -> dict[str, Any]:
     """A tune trial's trainer params: the train step's, then what the trainer switches off for trials
-    (its config model's `tune_trial_params`, e.g. CV and checkpoints: a trial needs one score, and its
+    (its plugin spec's `tune_trial_params`, e.g. CV and checkpoints: a trial needs one score, and its
     directory is deleted), then the trial's own values. The retrain of the best params keeps the spec's."""
-    config_model = registry.get(StageKind.TRAINER, spec.steps.train.plugin).config_model
-    return {**spec.steps.train.params, **getattr(config_model, "tune_trial_params", {}), **params}
+    overrides = registry.get(StageKind.TRAINER, spec.steps.train.plugin).tune_trial_params
+    return {**spec.steps.train.params, **overrides, **params}
 
 
 def tune_objective(spec: PipelineSpec, splits: Splits, out: Path) -> Any:
@@ -212,7 +281,8 @@ def train_model(
     params = trainer_params(spec, best_params)
     trainer = registry.create(StageKind.TRAINER, spec.steps.train.plugin, params, step="train", path="steps.train.params")
     context = _context(spec, "train", out, splits, on_epoch=on_epoch, resume=resume, runs_root=runs_root)
-    training, standardizer = prepare_training(splits, inherited_preprocessing(trainer, context))
+    encodings = model_encodings(splits)
+    training, standardizer = prepare_training(splits, inherited_preprocessing(trainer, context), encodings)
     started = time.perf_counter()
     trained = trainer.fit(training, context)
     wall = time.perf_counter() - started
@@ -226,7 +296,7 @@ def train_model(
         architecture=trained.architecture,
         task=splits.info.task,
         target=TargetStandardization(**training.target.to_json()) if training.target else None,
-        features=modeldir.feature_schema(real.features),
+        features=modeldir.feature_schema(real.features, encodings),
         image_shape=splits.info.image_shape,
         label=splits.info.label,
         classes=splits.info.classes,
@@ -240,6 +310,8 @@ def train_model(
     model_dir.write_weights(trained.network)
     model_dir.write(manifest)
     loaded = modeldir.LoadedModel.load(model_dir)  # the one load of this run: also proves the directory loads
+    # the reference holds model input rows (codes for categories, NaN for missing), as the serving window records them
+    reference = pd.DataFrame(loaded.encode(reference), columns=loaded.feature_names)
     reference[modeldir.PREDICTION_COLUMN] = loaded.predict_labels(reference[loaded.feature_names].to_numpy())
     reference.reset_index(drop=True).to_parquet(model_dir.reference, index=False)
     if schema and schema.is_file():
@@ -259,23 +331,78 @@ def _loaded(model: Path, loaded: modeldir.LoadedModel | None) -> modeldir.Loaded
 
 def evaluate(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
              loaded: modeldir.LoadedModel | None = None) -> dict[str, Any]:
-    """Test-set metrics and the evaluation gate. Writes metrics.json and records them in model.json."""
-    from mlplat.evaluation import classification_metrics, gate_failures, regression_metrics
-
-    out.mkdir(parents=True, exist_ok=True)
+    """Test-set metrics and the evaluation gate. Writes metrics.json and report.md; records the metrics in model.json."""
     splits = Splits.load(data)
     loaded = _loaded(model, loaded)
-    X = splits.test.features[loaded.feature_names].to_numpy()
-    if loaded.task == "regression":
-        metrics = regression_metrics(splits.test.labels, loaded.predict_values(X))
-    else:
-        metrics = classification_metrics(splits.test.labels, loaded.predict_proba(X), splits.info.classes)
-    failures = gate_failures(metrics, spec.steps.evaluate.params)
-    result = {"test": metrics, "gate": {"passed": not failures, "failures": failures}}
-    write_json(out / METRICS_JSON, result)
-    test = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    result = score(loaded, splits.test.features, splits.test.labels, spec.steps.evaluate.params, out)
+    test = {k: v for k, v in result["test"].items() if isinstance(v, float)}
     loaded.update_manifest(metrics=Metrics(train=loaded.manifest.metrics.train, test=test))
     return result
+
+
+def score(loaded: modeldir.LoadedModel, features: Any, labels: np.ndarray, gate: EvaluateGate, out: Path) -> dict[str, Any]:
+    """The one scoring of labeled rows against a gate (labels: indices into the model's classes, or a
+    regression's values): writes metrics.json ({"test": metrics, "gate": {passed, failures}}) and report.md;
+    returns the former."""
+    from mlplat.evaluation import classification_metrics, gate_failures, regression_metrics
+    from mlplat.kfp.runtime import evaluation_summary
+
+    out.mkdir(parents=True, exist_ok=True)
+    X = loaded.encode(features[loaded.feature_names])
+    if loaded.task == "regression":
+        metrics = regression_metrics(labels, loaded.predict_values(X))
+    else:
+        metrics = classification_metrics(labels, loaded.predict_proba(X), loaded.class_names)
+    failures = gate_failures(metrics, gate)
+    result = {"test": metrics, "gate": {"passed": not failures, "failures": failures}}
+    write_json(out / METRICS_JSON, result)
+    (out / "report.md").write_text(evaluation_summary(result))
+    return result
+
+
+def evaluate_file(model: modeldir.ModelDir, location: str, out: Path, base_dir: Path | None = None,
+                  gate: EvaluateGate | None = None) -> dict[str, Any]:
+    """`mlplat evaluate`: score a published model on any labeled file (path or URI) as the evaluate step
+    scores the test split; the model directory is not changed. metrics.json also records the data's fingerprint."""
+    from mlplat.data import read_frame
+
+    loaded = modeldir.LoadedModel.load(model)
+    frame, fetched = read_frame(location, base_dir or Path.cwd(), "DATA")
+    label = loaded.manifest.label
+    missing = [c for c in [*loaded.feature_names, label] if c not in frame.columns]
+    if missing:
+        raise UsageError(f"DATA: {fetched.name} lacks the model's columns: {', '.join(map(str, missing))}")
+    gate = gate or EvaluateGate()
+    wrong_task = [f for f, (_, task) in GATE_METRICS.items() if getattr(gate, f) is not None and task != loaded.task]
+    if wrong_task:
+        raise UsageError(f"gate: {', '.join(wrong_task)} bound metrics of another task; model {loaded.name!r} is a {loaded.task}")
+    labels = _target_values(frame[label], label) if loaded.task == "regression" else _class_indices(frame[label], label, loaded)
+    result = score(loaded, frame[loaded.feature_names], labels, gate, out)
+    result["data"] = fetched.fingerprint.to_json()
+    write_json(out / METRICS_JSON, result)
+    return result
+
+
+def _class_indices(values: pd.Series, label: str, loaded: modeldir.LoadedModel) -> np.ndarray:
+    """A labeled file's class names as indices into the model's classes; a name the model lacks is refused."""
+    index = {name: i for i, name in enumerate(loaded.class_names)}
+    names = values.astype(str)
+    unknown = sorted(set(names) - set(index))
+    if unknown:
+        raise UsageError(f"DATA: column {label!r} has values that are no class of the model: {', '.join(unknown[:10])} "
+                         f"(classes: {', '.join(loaded.class_names)})")
+    return names.map(index).to_numpy()
+
+
+def _target_values(values: pd.Series, label: str) -> np.ndarray:
+    """A labeled file's regression targets: a finite number in every row."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(numbers))
+    if len(bad):
+        shown = ", ".join(f"row {i}: {values.iloc[i]!r}" for i in bad[:5])
+        raise UsageError(f"DATA: column {label!r} needs a finite number in every row (a regression target); "
+                         f"{len(bad)} rows are not ({shown})")
+    return numbers
 
 
 def explain(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
@@ -290,7 +417,8 @@ def explain(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
     splits = Splits.load(data)
     loaded = _loaded(model, loaded)
     explainer = registry.create(StageKind.EXPLAINER, step.plugin, step.params, step="explain")
-    background = splits.train.features[loaded.feature_names].to_numpy()[~splits.train.synthetic]
+    # imputed: explainers summarize and perturb with background rows (k-means takes no NaN)
+    background = loaded.impute(loaded.encode(splits.train.features))[~splits.train.synthetic]
     state = explainer.fit(loaded, background, _context(spec, "explain", out, splits))
     if state.arrays:
         save_file({k: np.ascontiguousarray(v) for k, v in state.arrays.items()}, str(loaded.model_dir.explainer_arrays))
@@ -321,5 +449,5 @@ def _info_from_manifest(manifest: ModelManifest) -> Any:
     from mlplat.data import DatasetInfo
 
     return DatasetInfo(manifest.name, manifest.label, manifest.feature_names, list(manifest.classes),
-                       manifest.image_shape, manifest.task)
+                       manifest.image_shape, {f.name: f.kind for f in manifest.features}, task=manifest.task)
 

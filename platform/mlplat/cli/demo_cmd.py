@@ -9,6 +9,7 @@ drift and generalization-gap gauges on /metrics. Every step talks to the real se
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -45,12 +46,18 @@ def demo(
     port = port or _free_port()
     console.rule(f"[bold]serving {latest.id} on 127.0.0.1:{port}")
     log_path = latest.dir / "serve.log"
+    # feedback and evaluations need the server's bearer token (README: Monitoring)
+    token_file = latest.dir / "monitoring-token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(secrets.token_hex(32))
     with log_path.open("wb") as log:
         server = subprocess.Popen([sys.executable, "-m", "mlplat", "serve", "latest", "--runs-dir", str(runs_dir),
-                                   "--host", "127.0.0.1", "--port", str(port)],
+                                   "--host", "127.0.0.1", "--port", str(port), "--token-file", str(token_file),
+                                   "--monitor-interval-s", "1"],
                                   stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                              headers={"authorization": f"Bearer {token_file.read_text()}"}) as client:
                 name = _wait_ready(client, server)
                 top = _predict_and_explain(client, name, splits)
                 _traffic(client, name, splits, top or [str(splits.validation.features.columns[0])])
@@ -103,8 +110,9 @@ def _predict_and_explain(client: Any, name: str, splits: Any) -> list[str] | Non
 
 def _traffic(client: Any, name: str, splits: Any, shifted: list[str]) -> None:
     """In-distribution traffic, then three windows with the five most influential features shifted by
-    +3 std, each followed by its delayed labels and an evaluation; the drift alert needs three
-    drifted windows in a row (hysteresis), so it rises on the last one."""
+    +3 std, each followed by its delayed labels and the server's next background evaluation (a
+    client's evaluation never advances the hysteresis); the drift alert needs three drifted windows
+    in a row, so it rises on the last one."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -122,7 +130,7 @@ def _traffic(client: Any, name: str, splits: Any, shifted: list[str]) -> None:
             body = client.post(f"/v1/models/{name}:predict", json={"instances": rows[batch].tolist()}).json()
             ids += body["request_ids"]
         client.post(f"/v1/models/{name}/feedback", json={"ids": ids, "labels": [splits.info.classes[i] for i in labels[index]]})
-        summary = client.post(f"/v1/models/{name}/monitor/evaluate").json()
+        summary = _next_evaluation(client, name, time.time())
         console.print(f"[bold]{phase}[/]: 400 requests + labels → drift share {summary.get('drift_share', 0):.2f} "
                       f"(importance-weighted {summary.get('drift_share_weighted') or 0:.2f}), "
                       f"alerts: data drift {summary.get('data_drift_alert')}, prediction drift "
@@ -134,6 +142,17 @@ def _traffic(client: Any, name: str, splits: Any, shifted: list[str]) -> None:
     console.print("[bold]/metrics[/] (drift and generalization gauges, what the PrometheusRule alerts on):")
     for line in shown[:20]:
         console.print(f"  {line}", highlight=False)
+
+
+def _next_evaluation(client: Any, name: str, after: float, timeout_s: float = 120) -> dict[str, Any]:
+    """The first background evaluation that started after `after` (the server evaluates every second)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        summary: dict[str, Any] = client.get(f"/v1/models/{name}/monitor").json()
+        if summary.get("time", 0) > after:
+            return summary
+        time.sleep(0.2)
+    raise MlplatError(f"the model server did not evaluate its monitor within {timeout_s:.0f}s")
 
 
 def _free_port() -> int:

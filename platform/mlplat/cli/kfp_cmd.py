@@ -14,7 +14,7 @@ def compile_cmd(
     spec_path: Path = typer.Argument(None, metavar="SPEC", help="Pipeline spec (YAML)"),
     output: Path = typer.Option(None, "-o", "--output", help="Where to write the KFP IR YAML [default: ./<SPEC stem>.pipeline.yaml]"),
     all_specs: bool = typer.Option(False, "--all", help="Compile every pipelines/*.yaml into manifests/base/pipelines/ "
-                                                        "(the checked-in copies) and rewrite its kustomization"),
+                                                        "(the checked-in copies, files to upload)"),
     pipelines_dir: Path = typer.Option(Path("pipelines"), "--pipelines-dir", help="With --all: where the specs are"),
     out_dir: Path = typer.Option(None, "--out-dir", help="With --all: where compiled YAML goes [default: manifests/base/pipelines/compiled]"),
 ) -> None:
@@ -46,17 +46,45 @@ def submit_cmd(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Pipeline spec (YAML)"),
     host: str = typer.Option(..., "--host", help="KFP API URL, e.g. http://localhost:8080"),
     experiment: str = typer.Option(None, "--experiment", help="Experiment name [default: the spec's name]"),
+    namespace: str = typer.Option(None, "--namespace", "-n", help="Kubeflow profile namespace (multi-user Kubeflow)"),
+    token_file: Path = typer.Option(None, "--token-file", help="Bearer token file [default: $KF_PIPELINES_TOKEN, "
+                                                             "else the pod's service-account token]"),
+    wait: bool = typer.Option(False, "--wait", help="Follow the run to its end; exit 1 unless it succeeded"),
 ) -> None:
-    """Compile a spec and start a run on a Kubeflow Pipelines cluster."""
-    from mlplat.kfp.submit import check_host, prepare, submit
+    """Compile a spec and start a run on Kubeflow Pipelines (standalone or multi-user)."""
+    import os
+
+    from mlplat.kfp import submit as kfp_submit
     from mlplat.spec import load_spec, resolve
 
-    check_host(host)
+    kfp_submit.check_host(host)
+    token = kfp_submit.read_token(token_file, os.environ)
     spec = resolve(load_spec(spec_path), str(spec_path))
     with tempfile.TemporaryDirectory() as workdir:
-        submission = prepare(spec, Path(workdir), experiment)
-        run_id = submit(submission, host)
+        submission = kfp_submit.prepare(spec, Path(workdir), experiment)
+        run_id = kfp_submit.submit(submission, host, namespace, token)
     console.print(f"submitted {submission.run_name} (run {run_id}) to {host}, experiment {submission.experiment_name}")
+    if wait:
+        console.print(f"run {run_id}: {kfp_submit.wait(run_id, host, namespace, token)}")
+
+
+def upload_cmd(
+    packages: list[Path] = typer.Argument(..., metavar="PIPELINE...", help="Compiled pipelines (IR YAML), e.g. "
+                                                                        "manifests/base/pipelines/compiled/*.yaml"),
+    host: str = typer.Option(..., "--host", help="KFP API URL, e.g. http://localhost:8080"),
+    namespace: str = typer.Option(None, "--namespace", "-n", help="Kubeflow profile namespace (multi-user Kubeflow)"),
+    token_file: Path = typer.Option(None, "--token-file", help="Bearer token file [default: $KF_PIPELINES_TOKEN, "
+                                                             "else the pod's service-account token]"),
+) -> None:
+    """Upload compiled pipelines to Kubeflow Pipelines (kfp.Client.upload_pipeline)."""
+    import os
+
+    from mlplat.kfp import submit as kfp_submit
+
+    kfp_submit.check_host(host)
+    token = kfp_submit.read_token(token_file, os.environ)
+    for package in packages:
+        console.print(f"uploaded {package} (pipeline {kfp_submit.upload(package, host, namespace, token)}) to {host}")
 
 
 def trainjob_cmd(

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mlplat.cli.common import RUNS_DIR_OPTION
+from mlplat.monitoring.inputs import DEFAULT_MAX_BODY_BYTES
 
 
 def monitor(
@@ -21,17 +22,28 @@ def monitor(
     min_new_rows: int = typer.Option(100, "--min-new-rows", min=0, help="New rows before a window counts toward hysteresis"),
     min_labels: int = typer.Option(50, "--min-labels", min=1, help="Labeled rows before accuracy and the gap are exported"),
     report_interval: float = typer.Option(300.0, "--report-interval", min=0, help="Seconds between Evidently HTML reports"),
+    token_file: Path = typer.Option(None, "--token-file",
+                                 help="Bearer token that events, feedback and evaluate need (403 without one)"),
+    insecure_monitoring_inputs: bool = typer.Option(False, "--insecure-monitoring-inputs",
+                                                    help="No token: take events, feedback, evaluate from anyone"),
+    events_port: int = typer.Option(None, "--events-port", min=1, max=65535,
+                                    help="Also serve the CloudEvents sink here, without a token (for KServe's logger)"),
+    max_body_bytes: int = typer.Option(DEFAULT_MAX_BODY_BYTES, "--max-body-bytes", min=1, help="Larger bodies get HTTP 413"),
 ) -> None:
     """Serve the monitor: POST CloudEvents to / (InferenceService logger.url), feedback to
     /v1/models/NAME/feedback, scrape /metrics."""
+    import asyncio
+
     import uvicorn
 
     from mlplat.errors import UsageError
     from mlplat.heap import freeze_startup_heap
     from mlplat.modeldir import resolve_model
+    from mlplat.monitoring.inputs import InputPolicy
     from mlplat.monitoring.monitor import Monitor, MonitorSettings
-    from mlplat.monitoring.service import create_app
+    from mlplat.monitoring.service import create_app, create_events_app
 
+    inputs = InputPolicy.from_options(token_file, insecure_monitoring_inputs, max_body_bytes)
     monitors: dict[str, Monitor] = {}
     for ref in models:
         model_dir = resolve_model(ref, runs_dir)
@@ -40,8 +52,19 @@ def monitor(
             raise UsageError(f"MODEL: two model directories are both named {name!r}")
         settings = MonitorSettings(window, interval, consecutive, min_new_rows, min_labels,
                                    report_interval_s=report_interval,
-                                   state_dir=state_dir / name if state_dir is not None else None)
+                                   state_dir=state_dir / name if state_dir is not None else None, inputs=inputs)
         monitors[name] = Monitor(model_dir.path, settings)
-    app = create_app(monitors)
+    app = create_app(monitors, inputs)
+    servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))]
+    if events_port is not None:
+        if events_port == port:
+            raise UsageError("--events-port must differ from --port: it is the port without a token")
+        events = create_events_app(app.state.sink, max_body_bytes)
+        servers.append(uvicorn.Server(uvicorn.Config(events, host=host, port=events_port, log_level="warning",
+                                                     lifespan="off")))
     freeze_startup_heap()
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+    async def serve_all() -> None:  # SIGTERM reaches each server in turn (uvicorn passes it on)
+        await asyncio.gather(*(server.serve() for server in servers))
+
+    asyncio.run(serve_all())

@@ -46,7 +46,12 @@ def show_plugin(
     console.print(f"[bold]{stage.value} plugin {spec.name!r}[/] from {found.distribution} ({found.entry_point})", highlight=False)
     if spec.summary:
         console.print(spec.summary, highlight=False)
-    console.print(f"needs: {', '.join(sorted(spec.needs)) or '-'}; implementation: {spec.factory}", highlight=False)
+    console.print(f"needs: {', '.join(sorted(spec.needs)) or '-'}; extra: {spec.extra or '-'}; implementation: {spec.factory}",
+                  highlight=False, markup=False)
+    if spec.tune_metrics:
+        console.print("tune metrics: " + ", ".join(f"{m} ({d})" for m, d in spec.tune_metrics.items()), highlight=False)
+    if spec.katib_algorithm:
+        console.print(f"katib algorithm: {spec.katib_algorithm}", highlight=False)
     table = Table("field", "type", "default", "description")
     for field, info in spec.config_model.model_fields.items():
         table.add_row(field, _type_name(info.annotation), _default(info), info.description or "")

@@ -26,18 +26,27 @@ def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Pipeline spec (YAML)"),
     runs_dir: Path = RUNS_DIR_OPTION,
     runner: RunnerName = typer.Option(RunnerName.in_process, "--runner", help="Where the steps run"),
-    resume: str = typer.Option(None, "--resume", metavar="RUN", help="Resume a crashed run from its checkpoints"),
+    resume: str = typer.Option(None, "--resume", metavar="RUN",
+                               help="Resume an interrupted or failed run from its checkpoints (a finished run is refused)"),
+    publish_to: str = typer.Option(None, "--publish-to", metavar="URI",
+                                   help="Also publish the model to this model store (s3://, gs://, pvc://, path); "
+                                        "overrides the spec's publish.uri"),
 ) -> None:
     """Run a pipeline spec end to end and publish the model if every gate passes."""
     from mlplat.runs import RunStore
     from mlplat.spec import load_spec, resolve
 
     spec = resolve(load_spec(spec_path), str(spec_path))
+    if publish_to:
+        spec.publish.uri = publish_to
     store = RunStore(runs_dir)
     if runner is RunnerName.kfp_local:
         from mlplat.errors import UsageError
         from mlplat.kfp.local import run_kfp_local
 
+        if spec.publish.uri:
+            raise UsageError("publish.uri / --publish-to works with --runner in-process only for now "
+                             "(the KFP publish component writes to the run store)")
         if resume:
             raise UsageError("--resume works with --runner in-process only (kfp.local reruns every step)")
         done = run_kfp_local(spec, spec_path.parent, store)
@@ -56,6 +65,8 @@ def run(
     console.print(f"model:   {result.model_dir}")
     console.print(f"reports: {result.run.dir / 'steps'} (*/report.html, */report.md)")
     console.print(f"latest:  {store.root / 'latest'} -> {result.run.id}")
+    if spec.publish.uri:
+        console.print(f"store:   {result.run.record().get('published_uri')} (latest in {spec.publish.uri})")
 
 
 class _ConsoleLogHandler(logging.Handler):
@@ -110,7 +121,7 @@ class RichProgress:
 
 @runs_app.command("list")
 def list_runs(runs_dir: Path = RUNS_DIR_OPTION) -> None:
-    """List runs, oldest first; `*` marks the published `latest`."""
+    """List runs, oldest first; `*` marks the published `latest`; a run whose process is gone shows "interrupted"."""
     from mlplat.runs import RunStore
 
     store = RunStore(runs_dir)
@@ -118,7 +129,7 @@ def list_runs(runs_dir: Path = RUNS_DIR_OPTION) -> None:
     table = Table("", "run", "status", "accuracy", "f1", "error")
     for r in store.list():
         record, test = r.record(), r.metrics().get("test", {})
-        table.add_row("*" if r.id == latest else "", r.id, record.get("status", "?"), _fmt(test.get("accuracy")),
+        table.add_row("*" if r.id == latest else "", r.id, r.status(), _fmt(test.get("accuracy")),
                       _fmt(test.get("f1")), (record.get("error") or "")[:80])
     console.print(table)
 
@@ -129,7 +140,7 @@ def show_run(run_id: str = typer.Argument(..., metavar="RUN", help="Run id or 'l
     from mlplat.runs import RunStore
 
     run = RunStore(runs_dir).get(run_id)
-    console.print_json(json.dumps({"run": run.record(), "metrics": run.metrics(),
+    console.print_json(json.dumps({"run": {**run.record(), "status": run.status()}, "metrics": run.metrics(),
                                    "model": str(run.model_dir) if run.model_dir.is_dir() else None}, default=str))
 
 

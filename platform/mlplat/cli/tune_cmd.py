@@ -84,4 +84,4 @@ def trial(
         emit("params " + json.dumps(params))  # no `name=value` here: Katib's collector parses those as metrics
         objective = steps.tune_objective(spec, Splits.load(data), root / "tune")
         value = objective(params, lambda epoch, v: emit(f"epoch {epoch}: {metric}={v:.6f}"))
-    emit(f"{metric}={value:.6f}")
+    print(katib_manifests.metric_line(metric, value), flush=True)

@@ -2,8 +2,8 @@
 
 The runner standardizes features (statistics saved with the model), so `X` arrives as
 float32 and serving applies the same preprocessing. A trainer that must keep an earlier
-model's statistics (a warm start) returns them from an optional
-`inherited_preprocessing(context) -> dict | None` method; the runner then reuses them. A trainer returns the network and an
+model's statistics (a warm start) also satisfies `InheritsPreprocessing`: its
+`inherited_preprocessing(context) -> dict | None` returns them, and the runner reuses them. A trainer returns the network and an
 `architecture` dict; `build_network(architecture)` must rebuild the same network from that
 dict alone, which is how serving loads `weights.safetensors` without the run's code.
 Trainer configs must be constructible with defaults (serving builds one to call
@@ -68,4 +68,13 @@ class Trainer(Protocol):
 
     def build_network(self, architecture: Mapping[str, Any]) -> torch.nn.Module:
         """Rebuild an untrained network from `TrainedModel.architecture`."""
+        ...
+
+
+@runtime_checkable
+class InheritsPreprocessing(Protocol):
+    """The optional half of the trainer contract: a trainer that must reuse an earlier model's preprocessing."""
+
+    def inherited_preprocessing(self, context: StepContext) -> dict[str, Any] | None:
+        """The statistics to reuse instead of fitting new ones (e.g. a warm start's source model), or None."""
         ...

@@ -4,7 +4,8 @@ Built from the kserve SDK's `V1beta1*` models and the kubernetes client's `V1*` 
 every field is checked against the InferenceService schema. Both components run the mlplat
 image: the predictor `mlplat serve /mnt/models`, the explainer `mlplat serve --explainer`
 calling the predictor at `http://<name>-predictor.<namespace>` (KServe's predictor Service;
-its built-in explainers get the same host as `--predictor_host`), in RawDeployment mode. The
+its built-in explainers get the same host as `--predictor_host`), in Standard mode (plain
+Deployments; `RawDeployment` is its deprecated name since KServe 0.16). The
 model directory comes from `STORAGE_URI` on the `kserve-container`: KServe's storage initializer
 puts it at /mnt/models (a `pvc://` URI is mounted read-only in place).
 
@@ -21,17 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mlplat.k8s.security import UID  # the one user every emitted pod runs as
 
 API_VERSION, KIND = "serving.kserve.io/v1beta1", "InferenceService"
 CONTAINER = "kserve-container"  # the name KServe looks for STORAGE_URI and the model mount on
 PORT, MODEL_MOUNT, DEFAULT_STORAGE_URI = 8080, "/mnt/models", "pvc://mlplat-models"
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$")  # DNS-1035; KServe adds -predictor-… suffixes
 FILES = ("inferenceservice.yaml", "podmonitor.yaml", "kustomization.yaml")
-MONITOR_URL = "http://mlplat-monitor:8090/"  # the monitoring base's Service, same namespace
+# the monitoring base's Service, same namespace: its events port, which needs no token (KServe's logger sends none)
+MONITOR_URL = "http://mlplat-monitor:8091/"
+# the monitoring base's token Secret: the explainer proves its marker with it, so the monitor skips its rows
+TOKEN_SECRET, TOKEN_DIR = "mlplat-monitoring-token", "/var/run/secrets/mlplat"
 BASE_DIR = "manifests/base/serving"
 DEMO_NAME = "breast-cancer"  # the checked-in base serves pipelines/breast_cancer.yaml's model
-UID = 10001
 DEFAULT_IMAGE = "ghcr.io/mlplat/mlplat:0.1.0"  # the spec's default image
 
 
@@ -64,7 +67,8 @@ def scrape_annotations() -> dict[str, str]:
             "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics"}
 
 
-def _container(d: Deployment, args: list[str], resources: tuple[dict[str, str], dict[str, str]]) -> Any:
+def _container(d: Deployment, args: list[str], resources: tuple[dict[str, str], dict[str, str]],
+               token: bool = False) -> Any:
     from kubernetes import client as k
 
     def probe(path: str, **timing: int) -> Any:
@@ -74,7 +78,8 @@ def _container(d: Deployment, args: list[str], resources: tuple[dict[str, str], 
            "PYTHONDONTWRITEBYTECODE": "1"}
     return k.V1Container(
         name=CONTAINER, image=d.image, command=["mlplat"],
-        args=["serve", MODEL_MOUNT, "--host", "0.0.0.0", "--port", str(PORT), *args],
+        args=["serve", MODEL_MOUNT, "--host", "0.0.0.0", "--port", str(PORT), *args,
+              *(["--token-file", f"{TOKEN_DIR}/token"] if token else [])],
         env=[k.V1EnvVar(name=n, value=v) for n, v in env.items()]
         + [k.V1EnvVar(name="POD_NAMESPACE", value_from=k.V1EnvVarSource(
             field_ref=k.V1ObjectFieldSelector(field_path="metadata.namespace")))],
@@ -87,18 +92,20 @@ def _container(d: Deployment, args: list[str], resources: tuple[dict[str, str], 
         security_context=k.V1SecurityContext(
             run_as_non_root=True, run_as_user=UID, allow_privilege_escalation=False, read_only_root_filesystem=True,
             capabilities=k.V1Capabilities(drop=["ALL"]), seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")),
-        volume_mounts=[k.V1VolumeMount(name="tmp", mount_path="/tmp")],
+        volume_mounts=[k.V1VolumeMount(name="tmp", mount_path="/tmp")]
+        + ([k.V1VolumeMount(name="monitoring-token", mount_path=TOKEN_DIR, read_only=True)] if token else []),
     )
 
 
-def _pod_fields() -> dict[str, Any]:
+def _pod_fields(token: bool = False) -> dict[str, Any]:
     from kubernetes import client as k
 
+    secret = k.V1Volume(name="monitoring-token", secret=k.V1SecretVolumeSource(secret_name=TOKEN_SECRET))
     return {
         "annotations": scrape_annotations(),
         "security_context": k.V1PodSecurityContext(run_as_non_root=True, run_as_user=UID, run_as_group=UID, fs_group=UID,
                                                    seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")),
-        "volumes": [k.V1Volume(name="tmp", empty_dir=k.V1EmptyDirVolumeSource(size_limit="1Gi"))],
+        "volumes": [k.V1Volume(name="tmp", empty_dir=k.V1EmptyDirVolumeSource(size_limit="1Gi"))] + ([secret] if token else []),
         "automount_service_account_token": False,
     }
 
@@ -118,15 +125,15 @@ def build_inference_service(d: Deployment) -> Any:
         logger=V1beta1LoggerSpec(mode="all", url=MONITOR_URL),
         containers=[_container(d, ["--no-monitor"], ({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "2Gi"}))])
     explainer = V1beta1ExplainerSpec(
-        min_replicas=1, max_replicas=2, labels=labels, **_pod_fields(),
+        min_replicas=1, max_replicas=2, labels=labels, **_pod_fields(token=True),
         containers=[_container(d, ["--explainer", "--predictor-url", predictor_url],
-                               ({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "4Gi"}))])
+                               ({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "4Gi"}), token=True)])
     return V1beta1InferenceService(
         api_version=API_VERSION, kind=KIND,
-        # RawDeployment: plain Deployments, so the restricted pod security context and the /tmp emptyDir need
+        # Standard (formerly RawDeployment): plain Deployments, so the restricted pod security context and the /tmp emptyDir need
         # no Knative feature flags, and no queue-proxy sidecar runs outside that security context
         metadata=k.V1ObjectMeta(name=d.name, labels=labels,
-                                annotations={"serving.kserve.io/deploymentMode": "RawDeployment", **scrape_annotations()}),
+                                annotations={"serving.kserve.io/deploymentMode": "Standard", **scrape_annotations()}),
         spec=V1beta1InferenceServiceSpec(predictor=predictor, explainer=explainer))
 
 
@@ -173,7 +180,9 @@ def from_dict(data: Any, klass: Any = "V1beta1InferenceService") -> Any:
 
 def render(d: Deployment) -> dict[str, str]:
     """File name → YAML text of the deployable kustomize directory."""
-    dump = lambda obj: yaml.safe_dump(obj, sort_keys=False, width=120)  # noqa: E731
+    from mlplat.k8s import goyaml
+
+    dump = lambda obj: goyaml.dump(obj, width=120)  # noqa: E731
     return {
         "inferenceservice.yaml": dump(to_dict(build_inference_service(d))),
         "podmonitor.yaml": dump(pod_monitor(d.name)),

@@ -24,6 +24,7 @@ from typing import Any
 
 from mlplat import registry
 from mlplat.errors import SpecError, UsageError
+from mlplat.k8s import security
 from mlplat.registry import StageKind
 from mlplat.search_space import CategoricalParam, FloatParam, IntParam, SearchSpace, encode_choice, parse_search_space
 from mlplat.spec import PipelineSpec, to_yaml, tune_direction
@@ -35,14 +36,31 @@ EARLY_STOPPING = ("medianstop",)
 COLLECTORS = ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "None")
 CONTAINER, SPEC_MOUNT, SPEC_FILE = "training-container", "/etc/mlplat", "pipeline.yaml"
 PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]+)\}")
+NAME_LIMIT = 40  # the webhook's limit: Katib derives trial and suggestion names from the Experiment's
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DISTRIBUTIONS = ("uniform", "logUniform", "normal", "logNormal")
+# Settings each suggestion service accepts (Katib v0.19: hyperopt for random/tpe, optuna for multivariate-tpe/cmaes,
+# skopt for bayesianoptimization, goptuna for sobol); any other name fails ValidateAlgorithmSettings
+ALGORITHM_SETTINGS: dict[str, frozenset[str]] = {
+    "random": frozenset({"random_state"}),
+    "tpe": frozenset({"gamma", "prior_weight", "n_EI_candidates", "random_state"}),
+    "multivariate-tpe": frozenset({"n_startup_trials", "n_ei_candidates", "random_state"}),
+    "cmaes": frozenset({"restart_strategy", "sigma", "random_state"}),
+    "bayesianoptimization": frozenset({"base_estimator", "n_initial_points", "acq_func", "acq_optimizer", "random_state"}),
+    "grid": frozenset(), "sobol": frozenset({"random_state"}), "hyperband": frozenset({"resource_name", "eta", "r_l"}),
+}
+INTEGER_SETTINGS = {"random_state": 0, "n_EI_candidates": 1, "n_ei_candidates": 1, "n_startup_trials": 1,
+                    "n_initial_points": 1, "min_trials_required": 1, "start_step": 1}  # name -> smallest allowed
+EARLY_STOPPING_SETTINGS = {"medianstop": frozenset({"min_trials_required", "start_step"})}
+# Katib's StdOut/File collector filter (pkg/metricscollector/v1beta1/common/const.go DefaultFilter)
+DEFAULT_METRICS_FILTER = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
 
 
 def katib_algorithm(tuner_plugin: str) -> str:
-    """The Katib suggestion algorithm the tuner plugin declares (its config model's `katib_algorithm`)."""
-    plugin = registry.get(StageKind.TUNER, tuner_plugin)
-    algorithm = getattr(plugin.config_model, "katib_algorithm", None)
+    """The Katib suggestion algorithm the tuner plugin declares (`PluginSpec.katib_algorithm`)."""
+    algorithm = registry.get(StageKind.TUNER, tuner_plugin).katib_algorithm
     if algorithm not in ALGORITHMS:
-        raise UsageError(f"tuner plugin {tuner_plugin!r} has no Katib algorithm (its config model declares "
+        raise UsageError(f"tuner plugin {tuner_plugin!r} has no Katib algorithm (its plugin spec declares "
                          f"katib_algorithm={algorithm!r}; Katib offers {', '.join(ALGORITHMS)})")
     return str(algorithm)
 
@@ -84,13 +102,12 @@ def parameter(name: str, param: FloatParam | IntParam | CategoricalParam, grid: 
 
 
 def _container_resources(spec: PipelineSpec) -> dict[str, Any]:
+    """requests = limits: the tune step's cpu, memory and GPUs, the defaults for what it leaves out."""
+    from mlplat.k8s.security import resources
+
     res = spec.steps.tune.resources if spec.steps.tune else None
-    limits: dict[str, Any] = {}
-    if res is not None:
-        limits.update({k: v for k, v in (("cpu", res.cpu), ("memory", res.memory)) if v})
-        if res.gpus:
-            limits[res.accelerator_type] = str(res.gpus)
-    return {"requests": dict(limits), "limits": dict(limits)} if limits else {}
+    gpus = {res.accelerator_type: str(res.gpus)} if res is not None and res.gpus else {}
+    return resources(res.cpu if res else None, res.memory if res else None, gpus)
 
 
 def config_map_name(spec: PipelineSpec) -> str:
@@ -121,10 +138,9 @@ def experiment(spec: PipelineSpec) -> dict[str, Any]:
         "name": CONTAINER, "image": tune.image or spec.image, "command": command,
         "env": [{"name": v, "value": threads} for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")],
         "volumeMounts": [{"name": "pipeline-spec", "mountPath": SPEC_MOUNT, "readOnly": True}],
+        "resources": _container_resources(spec), "securityContext": security.container_security_context(),
     }
-    if resources := _container_resources(spec):
-        container["resources"] = resources
-    pod: dict[str, Any] = {"containers": [container], "restartPolicy": "Never",
+    pod: dict[str, Any] = {"containers": [container], "restartPolicy": "Never", "securityContext": security.pod_security_context(),
                            "volumes": [{"name": "pipeline-spec", "configMap": {"name": config_map_name(spec)}}]}
     if tune.node_selector:
         pod["nodeSelector"] = dict(tune.node_selector)
@@ -172,18 +188,58 @@ def manifests(spec: PipelineSpec, spec_text: str | None = None) -> list[dict[str
 
 
 def to_yaml_docs(docs: list[dict[str, Any]]) -> list[str]:
-    """YAML text per manifest; multi-line strings (the mounted spec) as readable `|` blocks."""
-    import yaml
+    """YAML text per manifest, typed as go-yaml reads it (`1e-06` quoted: Katib's feasible spaces are strings);
+    multi-line strings (the mounted spec) as readable `|` blocks."""
+    from mlplat.k8s import goyaml
 
-    class Dumper(yaml.SafeDumper):
-        pass
+    return [goyaml.dump(doc) for doc in docs]
 
-    def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-        style = "|" if "\n" in value else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
-    Dumper.add_representer(str, text)
-    return [yaml.dump(doc, Dumper=Dumper, sort_keys=False) for doc in docs]
+def metric_line(name: str, value: float, when: float | None = None) -> str:
+    """One stdout line for Katib's collector: an RFC 3339 timestamp, a space, then `name=value`."""
+    import time
+
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(when))} {name}={value:.6f}"
+
+
+def parse_stdout_metrics(lines: list[str], metrics: list[str]) -> list[tuple[str, str, str]]:
+    """(timestamp, name, value) as Katib's StdOut collector reads them (parseLogsInTextFormat in
+    file-metricscollector.go): only lines naming a metric, the first word as timestamp if it is RFC 3339
+    (else the zero time), every DefaultFilter match whose name is one of `metrics`."""
+    from datetime import datetime
+
+    found = []
+    for line in lines:
+        if not any(m in line for m in metrics):
+            continue
+        stamp, _, _ = line.partition(" ")
+        try:
+            datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            if "T" not in stamp:
+                raise ValueError(stamp)
+        except ValueError:
+            stamp = "0001-01-01T00:00:00Z"
+        for match in DEFAULT_METRICS_FILTER.finditer(line):
+            if match.group(1).strip() in metrics:
+                found.append((stamp, match.group(1).strip(), match.group(2).strip()))
+    return found
+
+
+def _settings_problems(where: str, settings: Any, allowed: frozenset[str], owner: str) -> list[tuple[str, str]]:
+    problems = []
+    for i, setting in enumerate(settings or []):
+        if setting.name not in allowed:
+            problems.append((f"{where}[{i}].name", f"{setting.name!r} is not a setting of {owner} "
+                                                   f"(it takes {', '.join(sorted(allowed)) or 'none'})"))
+        elif setting.name in INTEGER_SETTINGS:
+            try:
+                ok = int(str(setting.value)) >= INTEGER_SETTINGS[setting.name]
+            except ValueError:
+                ok = False
+            if not ok:
+                problems.append((f"{where}[{i}].value", f"{setting.value!r}: {setting.name} must be an integer "
+                                                        f">= {INTEGER_SETTINGS[setting.name]}"))
+    return problems
 
 
 def _first_difference(a: Any, b: Any, path: str) -> str | None:
@@ -207,6 +263,16 @@ def _path(loc: tuple[Any, ...]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
+def _bounds_problems(where: str, parameter_type: str, fs: Any) -> list[tuple[str, str]]:
+    """min < max, each parsable as the parameter's type (the suggestion services parse them with int()/float())."""
+    parse = int if parameter_type == "int" else float
+    try:
+        low, high = parse(fs.min), parse(fs.max)
+    except ValueError:
+        return [(f"{where}.feasibleSpace", f"min {fs.min!r} and max {fs.max!r} must be {parameter_type} numbers")]
+    return [] if low < high else [(f"{where}.feasibleSpace", "needs min < max")]
+
+
 def validate_experiment(manifest: Mapping[str, Any]) -> None:
     """Raise SpecError naming every problem: fields the Katib models reject or do not know, and
     the admission webhook's rules (algorithms, parameter types, trial-parameter references)."""
@@ -224,18 +290,41 @@ def validate_experiment(manifest: Mapping[str, Any]) -> None:
         problems.append((unknown, "not a field of the Katib v1beta1 Experiment (or has the wrong type)"))
     if manifest.get("apiVersion") != API_VERSION or manifest.get("kind") != KIND:
         problems.append(("apiVersion/kind", f"must be {API_VERSION} {KIND}"))
+    name = (model.metadata.name if model.metadata else None) or ""
+    if len(name) > NAME_LIMIT or not NAME_RE.match(name):
+        problems.append(("metadata.name", f"{name!r}: Katib needs a DNS-1035 label of at most {NAME_LIMIT} characters"))
     spec = model.spec
     if spec is None:
         raise SpecError(problems + [("spec", "missing")])
     if not spec.algorithm or spec.algorithm.algorithm_name not in ALGORITHMS:
         problems.append(("spec.algorithm.algorithmName", f"must be one of {', '.join(ALGORITHMS)}"))
+    else:
+        problems += _settings_problems("spec.algorithm.algorithmSettings", spec.algorithm.algorithm_settings,
+                                       ALGORITHM_SETTINGS[spec.algorithm.algorithm_name], spec.algorithm.algorithm_name)
     if spec.early_stopping and spec.early_stopping.algorithm_name not in EARLY_STOPPING:
         problems.append(("spec.earlyStopping.algorithmName", f"must be one of {', '.join(EARLY_STOPPING)}"))
+    elif spec.early_stopping:
+        problems += _settings_problems("spec.earlyStopping.algorithmSettings", spec.early_stopping.algorithm_settings,
+                                       EARLY_STOPPING_SETTINGS[spec.early_stopping.algorithm_name],
+                                       spec.early_stopping.algorithm_name)
+    for field in ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount"):
+        count = getattr(spec, {"maxTrialCount": "max_trial_count", "parallelTrialCount": "parallel_trial_count",
+                               "maxFailedTrialCount": "max_failed_trial_count"}[field])
+        if count is not None and count < (0 if field == "maxFailedTrialCount" else 1):
+            problems.append((f"spec.{field}", f"{count}: must be greater than 0"))
     if not spec.objective or spec.objective.type not in ("maximize", "minimize") or not spec.objective.objective_metric_name:
         problems.append(("spec.objective", "needs type maximize|minimize and objectiveMetricName"))
     collector = spec.metrics_collector_spec.collector if spec.metrics_collector_spec else None
     if collector and collector.kind not in COLLECTORS:
         problems.append(("spec.metricsCollectorSpec.collector.kind", f"must be one of {', '.join(COLLECTORS)}"))
+    if collector and collector.kind == "StdOut" and spec.metrics_collector_spec.source is not None:
+        source = spec.metrics_collector_spec.source
+        if source.file_system_path is not None or source.http_get is not None:
+            problems.append(("spec.metricsCollectorSpec.source", "the StdOut collector reads stdout: no fileSystemPath or httpGet"))
+    objective = spec.objective
+    if objective and objective.objective_metric_name and objective.additional_metric_names and \
+            objective.objective_metric_name in objective.additional_metric_names:
+        problems.append(("spec.objective.additionalMetricNames", "must not repeat objectiveMetricName"))
     if spec.parallel_trial_count is not None and spec.max_trial_count is not None and spec.parallel_trial_count > spec.max_trial_count:
         problems.append(("spec.parallelTrialCount", "must not exceed maxTrialCount"))
     names = []
@@ -243,13 +332,21 @@ def validate_experiment(manifest: Mapping[str, Any]) -> None:
         where = f"spec.parameters[{i}]"
         names.append(prm.name)
         fs = prm.feasible_space
+        if fs and fs.distribution and fs.distribution not in DISTRIBUTIONS:
+            problems.append((f"{where}.feasibleSpace.distribution", f"must be one of {', '.join(DISTRIBUTIONS)}"))
         if prm.parameter_type not in PARAMETER_TYPES:
             problems.append((f"{where}.parameterType", f"must be one of {', '.join(PARAMETER_TYPES)}"))
         elif prm.parameter_type in ("discrete", "categorical"):
             if not fs or not fs.list:
                 problems.append((f"{where}.feasibleSpace.list", "must not be empty"))
-        elif not fs or fs.min is None or fs.max is None or float(fs.min) >= float(fs.max):
+            elif fs.min is not None or fs.max is not None or fs.step is not None:
+                problems.append((f"{where}.feasibleSpace", f"min, max and step are not allowed for {prm.parameter_type}"))
+        elif not fs or fs.min is None or fs.max is None:
             problems.append((f"{where}.feasibleSpace", "needs min < max"))
+        elif fs.list:
+            problems.append((f"{where}.feasibleSpace.list", f"not allowed for {prm.parameter_type}"))
+        else:
+            problems += _bounds_problems(where, prm.parameter_type, fs)
     if not names:
         problems.append(("spec.parameters", "must not be empty"))
     template = spec.trial_template

@@ -20,9 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mlplat.errors import SpecError, UsageError
+from mlplat.k8s import goyaml, security
 from mlplat.kfp.step import step_parameters
 from mlplat.plan import build_plan
 from mlplat.spec import PipelineSpec
@@ -95,9 +94,7 @@ def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, 
     step = spec.steps.train
     res = step.resources
     plugin, params = train_parameters(spec, best_params)
-    limits = {k: v for k, v in (("cpu", res.cpu), ("memory", res.memory)) if v}
-    if res.gpus:
-        limits[res.accelerator_type] = str(res.gpus)
+    limits = security.resources(res.cpu, res.memory, {res.accelerator_type: str(res.gpus)} if res.gpus else None)["limits"]
     procs = res.gpus or int(step.params.get("ddp_processes", 1))
     output = f"{OUTPUT_MOUNT}/{spec.name}"
     env = [m.IoK8sApiCoreV1EnvVar(name=k, value=v) for k, v in
@@ -105,8 +102,11 @@ def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, 
             ("MLPLAT_WORK", WORK_DIR))]
     pod = m.TrainerV1alpha1PodSpecPatch(
         node_selector=dict(step.node_selector) or None,
+        security_context=m.IoK8sApiCoreV1PodSecurityContext.from_dict(security.pod_security_context()),
         volumes=[m.IoK8sApiCoreV1Volume(name="output", persistent_volume_claim=m.IoK8sApiCoreV1PersistentVolumeClaimVolumeSource(claim_name=output_pvc))],
-        containers=[m.TrainerV1alpha1ContainerPatch(name=NODE, volume_mounts=[m.IoK8sApiCoreV1VolumeMount(name="output", mount_path=OUTPUT_MOUNT)])],
+        containers=[m.TrainerV1alpha1ContainerPatch(
+            name=NODE, security_context=m.IoK8sApiCoreV1SecurityContext.from_dict(security.container_security_context()),
+            volume_mounts=[m.IoK8sApiCoreV1VolumeMount(name="output", mount_path=OUTPUT_MOUNT)])],
     )
     patch = m.TrainerV1alpha1RuntimePatch(
         manager="mlplat.io/trainjob",
@@ -118,7 +118,7 @@ def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, 
     quantities = {k: m.IoK8sApimachineryPkgApiResourceQuantity(v) for k, v in limits.items()}
     trainer = m.TrainerV1alpha1Trainer(
         image=step.image or spec.image, command=["sh", "-ec", script(spec)], env=env, num_nodes=nodes, num_proc_per_node=procs,
-        resources_per_node=m.IoK8sApiCoreV1ResourceRequirements(limits=quantities, requests=quantities) if limits else None,
+        resources_per_node=m.IoK8sApiCoreV1ResourceRequirements(limits=quantities, requests=quantities),
     )
     return m.TrainerV1alpha1TrainJob(
         api_version=API_VERSION, kind=KIND,
@@ -130,16 +130,16 @@ def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, 
 
 
 def to_yaml(job: Any) -> str:
-    return yaml.safe_dump(job.to_dict(), sort_keys=False, width=120)
+    return goyaml.dump(job.to_dict(), width=120)
 
 
 def output_pvc_yaml(name: str = OUTPUT_PVC, size: str = "10Gi") -> str:
     """Shared by every node of the TrainJob (ReadWriteMany); rank 0 writes the model there."""
-    return yaml.safe_dump({
+    return goyaml.dump({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "mlplat"}},
         "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": size}}},
-    }, sort_keys=False)
+    })
 
 
 BASE_DIR = "manifests/base/trainjob"

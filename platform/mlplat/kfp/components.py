@@ -18,10 +18,10 @@ component = dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 
 
 @component
-def ingest(spec: str, data_root: str, data: Output[Dataset]):
+def ingest(spec: str, data_root: str, data: Output[Dataset], data_fingerprint: str = ""):
     from mlplat.kfp import runtime
 
-    runtime.ingest(spec, data_root, data)
+    runtime.ingest(spec, data_root, data, data_fingerprint)
 
 
 @component
@@ -86,3 +86,12 @@ def publish(model: Input[Model], runs_dir: str, run_id: str, published: Output[M
     from mlplat.kfp import runtime
 
     runtime.publish(model, published, runs_dir, run_id)
+
+
+@component
+def gate(gate: str, result: Input[Artifact]):
+    """Fails the run when the validation or evaluation gate did not pass. A task of its own, after the step that
+    decided: KFP uploads a task's artifacts only when it succeeds, so the step's report stays in the UI."""
+    from mlplat.kfp import runtime
+
+    runtime.gate(gate, result)

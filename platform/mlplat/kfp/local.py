@@ -5,8 +5,9 @@ loader, so what runs here is exactly what a cluster would get. kfp.local's
 SubprocessRunner(use_venv=False) runs each component in this Python environment; artifacts
 land under runs/<id>/kfp/. The publish component publishes into the run store atomically
 (RunStore.publish), so `runs/<id>/model` and `latest` look the same as after an in-process
-run. A failed gate skips the rest of the graph (dsl.If); this runner then records the run
-as failed and raises GateFailed, as the in-process runner does.
+run. A failed gate's task fails, which stops the graph as on a cluster; this runner then
+records the run as failed and raises GateFailed with the in-process runner's words
+(`GateResult.require()` from the deciding step's files), so `mlplat run` exits 1 either way.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def run_kfp_local(spec: PipelineSpec, spec_dir: Path, store: RunStore, run_id: s
     from kfp import components, local
 
     from mlplat.kfp.compiler import compile_spec
+    from mlplat.steps import data_fingerprint
 
     warn_ignored_settings(spec)
     run = store.get(run_id) if run_id else store.create(spec.name)
@@ -73,10 +75,16 @@ def run_kfp_local(spec: PipelineSpec, spec_dir: Path, store: RunStore, run_id: s
         with warnings.catch_warnings():
             # kfp.local warns that the image is not a Python image; the step runs in this environment instead.
             warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
-            pipeline(data_root=str(spec_dir.resolve()), runs_dir=str(store.root), run_id=run.id)
+            pipeline(data_root=str(spec_dir.resolve()), runs_dir=str(store.root), run_id=run.id,
+                     data_fingerprint=data_fingerprint(spec, spec_dir.resolve()))
     except BaseException as exc:
-        _finish(run, collect(root), "failed", f"{type(exc).__name__}: {exc}")
-        raise
+        found = collect(root)
+        failure = gate_failure(spec, found, root) if isinstance(exc, Exception) else None
+        if failure is None:
+            _finish(run, found, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        _finish(run, found, "failed", str(failure))
+        raise failure from None
     seconds = time.perf_counter() - started
     found = collect(root)
     failure = gate_failure(spec, found, root)
@@ -129,15 +137,19 @@ def _validation_report(root: Path) -> ValidationReport | None:
 
 
 def gate_failure(spec: PipelineSpec, found: dict[str, Any], root: Path) -> GateFailed | None:
-    metrics = found["metrics"]
-    if spec.steps.validate_ and not metrics.get("validation", {}).get("passed", False):
-        report = _validation_report(root)
-        reasons = [c.reason for c in report.blocking] if report is not None else []
-        html = [p for d in _task_dirs(root, "validate") if (p := d / "report").is_file()]
-        return GateFailed("validation", reasons, str(html[0]) if html else None)
-    gate = metrics.get("evaluation_gate")
-    if gate is not None and not gate["passed"]:
-        return GateFailed("evaluation", gate["failures"])
+    """The GateFailed the in-process runner would raise for this run's outcome (None if every gate that ran passed)."""
+    from mlplat.kfp.runtime import gate_result
+
+    decided = [("validation", "validate", "result")] if spec.steps.validate_ else []
+    decided.append(("evaluation", "evaluate", "workdir"))
+    for gate, task, artifact in decided:
+        work = next((d / artifact for d in _task_dirs(root, task) if (d / artifact).is_dir()), None)
+        if work is None:
+            return None  # the step itself failed (or never ran): not a gate failure
+        try:
+            gate_result(gate, work).require()
+        except GateFailed as failed:
+            return failed
     return None
 
 

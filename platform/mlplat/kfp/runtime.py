@@ -1,6 +1,6 @@
 """What a KFP component does around its step: launch `python -m mlplat.kfp.step`, then turn
 the step's files into the artifacts the Kubeflow UI shows (Metrics, ClassificationMetrics,
-HTML, Markdown) and the gate outcome that `dsl.If` reads.
+HTML, Markdown) and the gate outcome that the `gate` task turns into a failed run.
 
 This runs inside the component's container (or kfp.local's subprocess). Artifacts are the
 `kfp.dsl` objects the executor hands the component; only their `.path` and logging
@@ -112,11 +112,32 @@ def publish(model: Any, published: Any, runs_dir: str, run_id: str) -> None:
         store.publish(store.get(run_id), Path(model.path))
 
 
+def gate_result(gate: str, work: Path) -> Any:
+    """The outcome of the validation or evaluation gate, read from the deciding step's working directory."""
+    from mlplat.plan import GateResult
+
+    if gate == "validation":
+        from mlplat.contracts.validator import ValidationReport
+
+        report = ValidationReport.from_dict(read_json(work / "report.json"))
+        return GateResult("validation", report.passed, [c.reason for c in report.blocking], str(work / "report.html"))
+    if gate == "evaluation":
+        decided = read_json(work / "metrics.json")["gate"]
+        return GateResult("evaluation", decided["passed"], decided["failures"])
+    raise ValueError(f"unknown gate {gate!r}; expected validation or evaluation")
+
+
+def gate(gate: str, result: Any) -> None:
+    """Raise GateFailed (the task exits non-zero, so the run fails) unless the gate passed."""
+    gate_result(gate, Path(result.path)).require()
+
+
 # One function per component: the component body only imports this module and calls it, so
 # the compiled YAML stays small and the logic stays here, where it is tested.
 
-def ingest(spec: str, data_root: str, data: Any) -> None:
-    launch("ingest", spec, data, data_root=data_root)
+def ingest(spec: str, data_root: str, data: Any, data_fingerprint: str = "") -> None:
+    # data_fingerprint is an input so that it is part of KFP's cache key; the step checks the data still matches it
+    launch("ingest", spec, data, data_root=data_root, data_fingerprint=data_fingerprint)
 
 
 def validate(spec: str, plugin: str, params: str, data: Any, result: Any, report: Any, summary: Any) -> bool:

@@ -57,7 +57,7 @@ def step_parameters(spec: PipelineSpec, kind: str) -> tuple[str, str]:
 
 def run_step(kind: str, spec: PipelineSpec, out: Path, data: Path | None = None, findings: Path | None = None,
              best_params: Path | None = None, model: Path | None = None, model_out: Path | None = None,
-             data_root: Path | None = None) -> Any:
+             data_root: Path | None = None, data_fingerprint: str = "") -> Any:
     """Call the step function for `kind` with artifact paths; write step.json with its wall time.
     Returns the step function's result (validate: its report, which `--require-passed` gates on)."""
     from mlplat import steps
@@ -71,7 +71,7 @@ def run_step(kind: str, spec: PipelineSpec, out: Path, data: Path | None = None,
 
         copy_model_dir(model, model_out)
     if kind == "ingest":
-        steps.ingest(spec, data_root or Path.cwd(), out)
+        steps.ingest(spec, data_root or Path.cwd(), out, data_fingerprint)
     elif kind == "validate":
         result = steps.validate(spec, _need(data, "data"), out)
     elif kind == "augment":
@@ -117,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="the step's working directory (an artifact)")
     for name in ("data", "findings", "best-params", "model", "model-out", "data-root"):
         p.add_argument(f"--{name}", type=Path, default=None)
+    p.add_argument("--data-fingerprint", default="", help="ingest only: the data the run was started with (see mlplat.sources)")
     p.add_argument("--require-passed", action="store_true",
                    help="validate only: exit 1 when the gate fails (a TrainJob has no dsl.If to skip training)")
     return p
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     out, model_out = args.out, args.model_out
     if rank:  # every DDP rank trains; only rank 0 writes the step's outputs
         out, model_out = out / f".rank{rank}", None
-    result = run_step(args.kind, spec, out, args.data, args.findings, args.best_params, args.model, model_out, args.data_root)
+    result = run_step(args.kind, spec, out, args.data, args.findings, args.best_params, args.model, model_out, args.data_root,
+                      args.data_fingerprint)
     if args.require_passed and not result.passed:  # exit 1, with the blocking checks on stderr
         gate = GateResult("validation", False, [c.reason for c in result.blocking], str(out / "report.html"))
         print(GateFailed(gate.gate, gate.reasons, gate.report), file=sys.stderr)

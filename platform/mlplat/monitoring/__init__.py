@@ -2,8 +2,8 @@
 gap off the request path, export Prometheus gauges.
 
 `attach(model_dir)` gives a server everything it needs: the recorder its predictor calls on
-every validated request, the feedback/summary routers and the start/stop hooks of the
-background evaluation. The standalone `mlplat monitor` service (`service.create_app`) runs the
+every validated request, the feedback/summary routers (inputs closed unless `settings.inputs`
+opens them) and the start/stop hooks of the background evaluation. The standalone `mlplat monitor` service (`service.create_app`) runs the
 same monitor fed by KServe payload-logger CloudEvents.
 """
 
@@ -29,4 +29,5 @@ def attach(model_dir: Path, settings: MonitorSettings | None = None) -> Attachme
     from mlplat.monitoring.service import router
 
     monitor = Monitor(Path(model_dir), settings)
-    return Attachment(monitor.window, [router({monitor.name: monitor})], (monitor.start, monitor.stop), monitor)
+    routes = router({monitor.name: monitor}, monitor.settings.inputs)
+    return Attachment(monitor.window, [routes], (monitor.start, monitor.stop), monitor)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
-from prometheus_client import REGISTRY, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -35,6 +35,7 @@ LIVE_F1 = Gauge("mlplat_live_f1", "Macro F1 over the labeled rows of the window 
 GENERALIZATION_GAP = Gauge("mlplat_generalization_gap", "(live metric - training CV mean) / CV std", [*M, "metric"])
 LAST_EVALUATION = Gauge("mlplat_monitor_last_evaluation_timestamp_seconds", "Unix time of the last evaluation (until the first: the start)", M)
 EVALUATION_SECONDS = Gauge("mlplat_monitor_evaluation_duration_seconds", "Wall time of the last drift evaluation", M)
+STATE_SAVE_FAILURES = Counter("mlplat_monitor_state_save_failures", "Failed saves of the monitor state (window, labels, alerts)", M)
 
 _windows: dict[str, Window] = {}
 _lock = threading.Lock()

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,10 @@ import pandas as pd
 
 from mlplat import modeldir, registry
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN, DriftResult
-from mlplat.errors import BadFeedback
+from mlplat.errors import BadFeedback, UsageError
 from mlplat.manifest import DriftDetectorRef
 from mlplat.monitoring import metrics as m
+from mlplat.monitoring.inputs import InputPolicy
 from mlplat.monitoring.window import LABEL_COLUMN, FeedbackResult, Window
 from mlplat.registry import StageKind
 
@@ -51,6 +52,7 @@ class MonitorSettings:
     report_interval_s: float = 300.0  # Evidently's HTML report is slow: write it at most this often
     state_dir: Path | None = None  # where window, labels, hysteresis and the report persist; None = memory only
     persist_interval_s: float = 1.0  # with a state_dir: new rows and labels reach disk within this long
+    inputs: InputPolicy = field(default_factory=InputPolicy)  # who may send feedback/events/evaluate: closed by default
 
 
 class Hysteresis:
@@ -97,6 +99,8 @@ class Monitor:
         self._last_report = -math.inf  # the first evaluation with rows writes a report
         self._report_dir = self.settings.state_dir  # without one: a temporary directory, made at the first report
         self.last: dict[str, Any] = {}
+        self.state_error: str | None = None  # the last failed save of the state directory, until one succeeds
+        self._check_state_dir()
         self._restore()
         m.expose_window(self.name, self.window)
         self._stop = threading.Event()
@@ -107,17 +111,33 @@ class Monitor:
 
     # ---- setup -----------------------------------------------------------------------------
     def _reference_state(self, state_file: str) -> dict[str, Any]:
-        path = self.model_dir / state_file
+        model_dir = modeldir.ModelDir(self.model_dir)
+        path = model_dir.file(state_file, "drift_detector.state")  # never a file outside the model directory
         if path.is_file():
-            return json.loads(path.read_text())
+            return model_dir.read_state(state_file, "drift_detector.state")
         # model trained without a monitor step: fit the reference summary now (seconds, once)
         log.info("no %s in %s; fitting the drift reference now", state_file, self.model_dir)
         return self.detector.fit(self.reference(), None, self.manifest.global_importance)
 
     def reference(self) -> pd.DataFrame:
         if self._reference is None:
-            self._reference = pd.read_parquet(self.model_dir / modeldir.REFERENCE)
+            self._reference = pd.read_parquet(modeldir.ModelDir(self.model_dir).file(modeldir.REFERENCE, "reference"))
         return self._reference
+
+    def _check_state_dir(self) -> None:
+        """Refuse to start on a state directory that cannot be written: every save would fail while the
+        server looks healthy."""
+        state_dir = self.settings.state_dir
+        if state_dir is None:
+            return
+        probe = state_dir / f".write-test-{threading.get_ident()}"
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(f"--state-dir {state_dir}: the monitor cannot write its state there "
+                             f"({exc.strerror or exc}); give a writable directory") from None
 
     def _restore(self) -> None:
         state_dir = self.settings.state_dir
@@ -133,10 +153,21 @@ class Monitor:
 
     def persist(self, window: bool = True) -> None:
         """Save the alert state and, with `window`, the window. An evaluation changes only the former;
-        the persist thread saves new rows and labels."""
-        state_dir = self.settings.state_dir
-        if state_dir is None:
+        the persist thread saves new rows and labels. A failed save is counted, kept in `state_error`
+        (the monitor service's /healthz reports it) and raised."""
+        if self.settings.state_dir is None:
             return
+        try:
+            self._save(window)
+        except Exception as exc:  # a full disk, a read-only mount, a vanished directory
+            m.STATE_SAVE_FAILURES.labels(self.name).inc()
+            self.state_error = f"saving the monitor state to {self.settings.state_dir} failed: {exc}"
+            raise
+        self.state_error = None
+
+    def _save(self, window: bool) -> None:
+        state_dir = self.settings.state_dir
+        assert state_dir is not None
         with self._persist_lock:  # the evaluation and the persist thread both save: one writer at a time
             progress = self.window.progress
             state_dir.mkdir(parents=True, exist_ok=True)
@@ -152,36 +183,35 @@ class Monitor:
                 self._persisted = progress
 
     # ---- feedback --------------------------------------------------------------------------
-    def class_index(self, label: Any) -> int:
-        """A label as a class index: an index, or a class name from model.json."""
-        if isinstance(label, bool):
-            raise BadFeedback(f"labels: {label!r} is neither a class index nor a class name")
-        if isinstance(label, (int, np.integer)) and 0 <= int(label) < len(self.classes):
-            return int(label)
-        if isinstance(label, str) and label in self.classes:
-            return self.classes.index(label)
-        raise BadFeedback(f"labels: {label!r} is neither a class index 0..{len(self.classes) - 1} nor one of {self.classes}")
-
-    def target_value(self, label: Any) -> float:
-        """A regression's delayed label: a finite JSON number."""
+    def target_value(self, label: Any, where: str = "labels") -> float:
+        """A regression's delayed label: a finite number."""
         if isinstance(label, bool) or not isinstance(label, (int, float, np.integer, np.floating)) \
                 or not math.isfinite(float(label)):
-            raise BadFeedback(f"labels: {label!r} is not a finite number (this model is a regression)")
+            raise BadFeedback(f"{where}: {label!r} is not a finite number (this model is a regression)")
         return float(label)
 
-    def feedback(self, keys: list[str], labels: list[Any]) -> FeedbackResult:
-        parse = self.target_value if self.regression else self.class_index
-        return self.window.add_labels(keys, [parse(v) for v in labels])
+    def feedback(self, keys: list[str], labels: list[int] | list[float]) -> FeedbackResult:
+        """Label recorded rows (`feedback.parse_feedback` reads them from a body): class indices for a
+        classifier, finite numbers for a regression."""
+        if self.regression:
+            return self.window.add_labels(keys, [self.target_value(v, f"labels[{i}]") for i, v in enumerate(labels)])
+        for i, label in enumerate(labels):
+            if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < len(self.classes):
+                raise BadFeedback(f"label_indices[{i}]: {label!r} is not a class index 0..{len(self.classes) - 1}")
+        return self.window.add_labels(keys, [int(v) for v in labels])
 
     # ---- evaluation ------------------------------------------------------------------------
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self, advance: bool = True) -> dict[str, Any]:
+        """Score the window now. Only an `advance` evaluation (the background loop's, once per interval)
+        moves the alert hysteresis; one a client asks for reports and exports but leaves it alone, so
+        calling it often cannot raise (or clear) an alert sooner."""
         with self._eval_lock:
             started = time.perf_counter()
             frame = self.window.frame()
             summary: dict[str, Any] = {"model": self.name, "rows": len(frame), "time": time.time()}
             if len(frame):
                 result = self.detector.detect(self.reference_state, frame[[*self.feature_names, PREDICTION_COLUMN]])
-                counts = self.window.total - self._counted_total >= self.settings.min_new_rows
+                counts = advance and self.window.total - self._counted_total >= self.settings.min_new_rows
                 if counts:
                     self._counted_total = self.window.total
                     self.data_flag.update(result.dataset_drift)
@@ -303,7 +333,10 @@ class Monitor:
         for thread in self._threads:
             thread.join(timeout=60)
         self._threads = []
-        self.persist()
+        try:
+            self.persist()
+        except Exception:  # counted and kept in state_error; shutting down must go on
+            log.error("%s", self.state_error)
         if self._report_dir is not None and self._report_dir != self.settings.state_dir:
             shutil.rmtree(self._report_dir, ignore_errors=True)  # the temporary report directory
             self._report_dir = None
@@ -312,9 +345,13 @@ class Monitor:
         while not self._stop.wait(self.settings.interval_s):
             try:
                 self.evaluate()
-                self.persist(window=False)
             except Exception:  # keep evaluating; the stale-monitor alert catches a loop that stops
                 log.exception("monitor evaluation failed")
+                continue
+            try:
+                self.persist(window=False)
+            except Exception:  # counted (mlplat_monitor_state_save_failures_total); one line, no traceback
+                log.error("%s", self.state_error)
 
     def _persist_loop(self) -> None:
         while not self._stop.wait(self.settings.persist_interval_s):
@@ -322,8 +359,8 @@ class Monitor:
                 continue
             try:
                 self.persist()
-            except Exception:  # a full disk must not stop the monitor; the next tick tries again
-                log.exception("saving the monitor state failed")
+            except Exception:  # a full disk must not stop the monitor; counted, and the next tick tries again
+                log.error("%s", self.state_error)
 
 
 def _drift_summary(result: DriftResult) -> dict[str, Any]:

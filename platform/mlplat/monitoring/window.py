@@ -8,6 +8,8 @@ atomically, so a restart resumes with the same rows, predictions and labels.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -20,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN
-from mlplat.errors import UsageError
+from mlplat.errors import LabelConflict, UsageError
 
 LABEL_COLUMN, ID_COLUMN, TIME_COLUMN = "__label__", "__request_id__", "__time__"
 NO_LABEL = -1
@@ -28,8 +30,10 @@ NO_LABEL = -1
 
 # V1 `parameters` the explainer role sends with its synthetic rows (KernelShap coalitions, anchors
 # samples): the predictor answers them, but they are not production traffic and never enter a window.
-SOURCE_PARAMETER, EXPLAINER_SOURCE = "mlplat_source", "explainer"
-EXPLAINER_PARAMETERS = {SOURCE_PARAMETER: EXPLAINER_SOURCE}
+# The marker carries a proof derived from the shared monitoring token, so a client cannot hide its
+# own traffic from the monitor by copying the marker; the proof, not the token, is what the payload
+# logger writes into its events.
+SOURCE_PARAMETER, EXPLAINER_SOURCE, PROOF_PARAMETER = "mlplat_source", "explainer", "mlplat_explainer_proof"
 
 
 def row_key(request_id: str, index: int, rows: int) -> str:
@@ -37,10 +41,25 @@ def row_key(request_id: str, index: int, rows: int) -> str:
     return request_id if rows == 1 else f"{request_id}/{index}"
 
 
-def from_explainer(payload: Any) -> bool:
-    """True for a V1 request body the explainer role sent (marked with EXPLAINER_PARAMETERS)."""
+def _proof(secret: str) -> str:
+    return hmac.new(secret.encode(), b"mlplat explainer rows", hashlib.sha256).hexdigest()
+
+
+def explainer_parameters(secret: str | None) -> dict[str, str]:
+    """The `parameters` the explainer marks its rows with; without a secret the marker is only a hint
+    that no monitor honours."""
+    marker = {SOURCE_PARAMETER: EXPLAINER_SOURCE}
+    return {**marker, PROOF_PARAMETER: _proof(secret)} if secret else marker
+
+
+def from_explainer(payload: Any, secret: str | None) -> bool:
+    """True for a V1 request body the explainer sent: marked, with the proof of `secret`. Without a
+    secret configured nothing is trusted, so every request is recorded."""
     parameters = payload.get("parameters") if isinstance(payload, dict) else None
-    return isinstance(parameters, dict) and parameters.get(SOURCE_PARAMETER) == EXPLAINER_SOURCE
+    if not secret or not isinstance(parameters, dict) or parameters.get(SOURCE_PARAMETER) != EXPLAINER_SOURCE:
+        return False
+    proof = parameters.get(PROOF_PARAMETER)
+    return isinstance(proof, str) and hmac.compare_digest(proof.encode(), _proof(secret).encode())
 
 
 @dataclass
@@ -94,8 +113,8 @@ class Window:
             single = len(request_ids) == n
             for i, slot in enumerate(slots):
                 old = self.keys[slot]
-                if old is not None:
-                    self._slots.pop(old, None)
+                if old is not None and self._slots.get(old) == slot:  # a reused id may point at a newer row
+                    del self._slots[old]
                 key = request_ids[i] if single else row_key(request_ids[0], i, n)
                 self.keys[slot] = key
                 self._slots[key] = slot
@@ -103,17 +122,35 @@ class Window:
 
     # ---- off the request path --------------------------------------------------------------
     def add_labels(self, keys: Sequence[str], labels: Sequence[float]) -> FeedbackResult:
+        """Label recorded rows (class indices, or a regression's values). Each row takes one label:
+        repeating it is accepted and counted once, a different one is a LabelConflict and the whole
+        call changes nothing."""
         unknown: list[str] = []
+        conflicts: list[str] = []
         with self._lock:
-            for key, label in zip(keys, labels):
+            wanted: dict[int, float] = {}
+            for key, label in zip(keys, labels, strict=True):
                 slot = self._slots.get(key)
                 if slot is None:
                     unknown.append(key)
                     continue
+                current = wanted.get(slot, self.labels[slot].item())
+                if not self._unlabeled(current) and current != label:
+                    conflicts.append(key)
+                    continue
+                wanted[slot] = label
+            if conflicts:
+                raise LabelConflict(f"ids {conflicts[:5]}{' ...' if len(conflicts) > 5 else ''} already have a different "
+                                    f"label; each request id takes one label (nothing was recorded)")
+            fresh = [slot for slot in wanted if self._unlabeled(self.labels[slot].item())]
+            for slot, label in wanted.items():
                 self.labels[slot] = label
-            accepted = len(keys) - len(unknown)
-            self.labels_received += accepted
-        return FeedbackResult(accepted, unknown)
+            self.labels_received += len(fresh)
+        return FeedbackResult(len(keys) - len(unknown), unknown)
+
+    def _unlabeled(self, value: float) -> bool:
+        """A slot's label value means "no label yet": NO_LABEL for classes, NaN for a regression."""
+        return bool(np.isnan(value)) if self.dtype == np.float64 else value == NO_LABEL
 
     @property
     def size(self) -> int:

@@ -22,12 +22,13 @@ def load_state(directory: Path | modeldir.ModelDir) -> ExplainerState | None:
         return None
     arrays: dict[str, np.ndarray] = {}
     if entry.arrays:
-        from safetensors.numpy import load_file
+        from mlplat.integrity import load_arrays
 
-        if not model_dir.explainer_arrays.is_file():
+        path = model_dir.file(modeldir.EXPLAINER_ARRAYS, "explainer.arrays")
+        if not path.is_file():
             raise ModelDirError(f"{model_dir.path}: the explainer's arrays {entry.arrays} are recorded "
                                 f"but {modeldir.EXPLAINER_ARRAYS} is missing")
-        arrays = load_file(str(model_dir.explainer_arrays))
+        arrays = load_arrays(path, list(entry.arrays))
     return ExplainerState(entry.config, arrays, manifest.global_importance or {})
 
 

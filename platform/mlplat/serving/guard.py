@@ -7,25 +7,61 @@ Pure ASGI (not BaseHTTPMiddleware) so it costs microseconds per request."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from contextvars import ContextVar
 from typing import Any
 
 import orjson
 
+from mlplat.errors import InvalidInput
 from mlplat.monitoring.http_metrics import handler_of
 from mlplat.serving import metrics
+from mlplat.serving.v2_decoding import check_json_body, check_v2_body
 
 JSON_TYPES = {b"application/json", b"application/cloudevents+json", b"text/json"}
 GUARDED = {"predict", "explain"}
+ADMIN_PREFIX = "/v2/repository/"  # KServe's model repository routes (index, load, unload): unauthenticated
 STATUS_REASONS = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 422: "malformed"}
 # the reasons counted during the current guarded request: a mutable list, so code that runs in a copied context
 # (a task, a thread) still marks the request as counted
 _COUNTED: ContextVar[list[str] | None] = ContextVar("mlplat_counted_rejections", default=None)
 
 
+class RejectionLog:
+    """One WARNING line per refused request, no traceback, at most `per_second` lines a second; the
+    rest are counted in mlplat_rejection_log_suppressed_total (every refusal is in mlplat_rejected_requests_total)."""
+
+    def __init__(self, per_second: float = 10.0) -> None:
+        self.per_second = per_second
+        self.logger = logging.getLogger("mlplat.serving.rejected")
+        self._lock = threading.Lock()
+        self._tokens, self._last = per_second, time.monotonic()
+
+    def __call__(self, model: str, reason: str) -> bool:
+        """Log the refusal if the rate allows; True when a line was written."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.per_second, self._tokens + (now - self._last) * self.per_second)
+            self._last = now
+            allowed = self._tokens >= 1
+            if allowed:
+                self._tokens -= 1
+        if not allowed:
+            metrics.REJECTION_LOG_SUPPRESSED.inc()
+            return False
+        self.logger.warning("request refused: model=%s reason=%s", model, reason)
+        return True
+
+
+REJECTION_LOG = RejectionLog()
+
+
 def count_rejection(model: str, reason: str) -> None:
-    """Count one refused request; the guard then leaves its 4xx alone."""
+    """Count one refused request and log it (rate-limited); the guard then leaves its 4xx alone."""
     metrics.REJECTED.labels(model, reason).inc()
+    REJECTION_LOG(model, reason)
     counted = _COUNTED.get()
     if counted is not None:
         counted.append(reason)
@@ -44,10 +80,18 @@ def non_finite_literal(body: bytes) -> str | None:
 
 
 class RequestGuard:
-    def __init__(self, app: Any, max_body_bytes: int, model: str) -> None:
+    def __init__(self, app: Any, max_body_bytes: int, model: str, admin_routes: bool = False,
+                 max_values: int = 10_000 * 1024) -> None:
         self.app, self.max_body_bytes, self.model = app, max_body_bytes, model
+        self.admin_routes = admin_routes
+        self.max_values = max_values  # rows x features of one V2 request, checked before KServe allocates
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not self.admin_routes and scope["path"].startswith(ADMIN_PREFIX):
+            # any client could unload the model: these routes exist only with --enable-model-admin
+            await self._reject(send, 404, "admin_disabled", "the model repository routes are disabled "
+                                                           "(start the server with --enable-model-admin)")
+            return
         if scope["type"] != "http" or handler_of(scope["path"])[1] not in GUARDED:
             await self.app(scope, receive, send)
             return
@@ -66,22 +110,33 @@ class RequestGuard:
                                f"content type {shown!r} is not supported: send application/json")
             return
         length = headers.get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > self.max_body_bytes:
-                await self._reject(send, 413, "too_large", f"request body of {length.decode('latin-1')} bytes exceeds "
-                                                           f"the {self.max_body_bytes}-byte limit")
-                return
-            await self._forward(scope, receive, send)
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            await self._reject(send, 413, "too_large", f"request body of {length.decode('latin-1')} bytes exceeds "
+                                                       f"the {self.max_body_bytes}-byte limit")
             return
-        # chunked upload: read it up to the limit, then replay it to the app
-        body, more = b"", True
+        # read the body up to the limit (a chunked upload announces no length), check it strictly, replay it to the app
+        parts: list[bytes] = []
+        size, more = 0, True
         while more:
             message = await receive()
-            body += message.get("body", b"")
+            if message["type"] == "http.disconnect":
+                return
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
             more = message.get("more_body", False)
-            if len(body) > self.max_body_bytes:
+            if size > self.max_body_bytes:
                 await self._reject(send, 413, "too_large", f"request body exceeds the {self.max_body_bytes}-byte limit")
                 return
+        body = b"".join(parts)
+        try:
+            if scope["path"].endswith("/infer"):
+                check_v2_body(body, headers.get(b"inference-header-content-length") if binary_v2 else None,
+                              self.max_values)
+            else:
+                check_json_body(body)
+        except InvalidInput as exc:
+            await self._reject(send, 400, exc.reason, str(exc))
+            return
         replayed = False
 
         async def replay() -> dict[str, Any]:

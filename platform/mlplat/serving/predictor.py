@@ -21,11 +21,11 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from mlplat.errors import Busy, InvalidInput, NotFound, Timeout, UpstreamError
 from mlplat.modeldir import LoadedModel
-from mlplat.monitoring.window import EXPLAINER_PARAMETERS, from_explainer, row_key
+from mlplat.monitoring.window import explainer_parameters, from_explainer, row_key
 from mlplat.serving import metrics
 from mlplat.serving.batching import AdaptiveBatcher
 from mlplat.serving.guard import count_rejection
-from mlplat.serving.validation import FeatureSchema
+from mlplat.serving.validation import FeatureSchema, checked_request_id
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class ServingOptions:
     predictor_url: str | None = None  # explainer role: where the predictor listens
     predictor_batch_rows: int = 256  # explainer role: most rows per request to the predictor
     inline_forward_ms: float = 0.5  # passes measured cheaper than this run on the event loop (batching.py)
+    monitoring_token: str | None = None  # --token-file: the explainer proves its marker with it, the predictor checks it
+    max_explain_rows: int = 100  # rows per :explain request: one 10,000-row explanation held the explainer for minutes
 
 
 @dataclass
@@ -60,6 +62,7 @@ class RemoteModel(LoadedModel):
 
     predictor_url: str = ""
     batch_rows: int = 256  # rows per request: KernelShap's coalitions must fit the predictor's body/row limits
+    monitoring_token: str | None = None  # proves the explainer marker (window.explainer_parameters)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self._remote(X, "probabilities")
@@ -80,7 +83,7 @@ class RemoteModel(LoadedModel):
             try:
                 # marked, so neither the predictor's monitor nor the payload-logger sink records them
                 response = self._client.post(f"/v1/models/{self.name}:predict",
-                                             json={"instances": chunk, "parameters": EXPLAINER_PARAMETERS})
+                                             json={"instances": chunk, "parameters": explainer_parameters(self.monitoring_token)})
             except httpx.HTTPError as exc:
                 raise UpstreamError(f"predictor at {self.predictor_url} unreachable: {exc}") from None
             if response.status_code != 200:
@@ -99,14 +102,23 @@ class MlplatModel(kserve.Model):
         if self.options.predictor_url:
             loaded = RemoteModel(loaded.directory, loaded.manifest, loaded.network, loaded.standardizer, loaded.target,
                                  predictor_url=self.options.predictor_url.rstrip("/"),
-                                 batch_rows=self.options.predictor_batch_rows)
+                                 batch_rows=self.options.predictor_batch_rows,
+                                 monitoring_token=self.options.monitoring_token)
         self.loaded = loaded
+        self._stopped = False
         super().__init__(loaded.name)
 
     def load(self) -> bool:
         from mlplat.serving.explainer_loader import load_explainer
 
-        self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows)
+        from mlplat.modeldir import encodings_of
+
+        self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows,
+                                    encodings_of(self.loaded.manifest.features),
+                                    impute=hasattr(self.loaded.standardizer, "fill"))
+        self._imputed = [metrics.IMPUTED.labels(self.name, f) for f in self.loaded.feature_names]
+        self._unknown = {j: metrics.UNKNOWN_CATEGORIES.labels(self.name, self.loaded.feature_names[j])
+                         for j in self.schema.categorical}
         self.classes = np.array(self.loaded.class_names, dtype=object)  # empty for a regression
         self.regression = self.loaded.task == "regression"
         # labelled children looked up once, not per request (a dict lookup + lock each time otherwise)
@@ -121,11 +133,19 @@ class MlplatModel(kserve.Model):
         self.explain_method = explainer.plugin if explainer else ""
         self._explain_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlplat-explain")
         self._timed_out: Future[Any] | None = None  # the last timed-out explanation; a thread can't be stopped
+        self._explaining: Future[Any] | None = None  # the explanation running now, if any
         self.ready = True
         return self.ready
 
+    def answering(self) -> bool:
+        """Loaded and able to answer: not stopped (an unload stops the model's worker threads)."""
+        return bool(self.ready) and not self._stopped
+
     # ---- V2 metadata -------------------------------------------------------------------------------
     def get_input_types(self) -> list[dict[str, Any]]:
+        if not self.schema.all_numeric:  # one input per feature: categories travel as strings
+            return [{"name": e.name, "datatype": "BYTES" if e.kind == "categorical" else "FP32", "shape": [-1]}
+                    for e in self.schema.encodings]
         return [{"name": "input-0", "datatype": "FP32", "shape": [-1, self.schema.width]}]
 
     def get_output_types(self) -> list[dict[str, Any]]:
@@ -136,14 +156,30 @@ class MlplatModel(kserve.Model):
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Batch:
-        request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
         try:
+            request_id = checked_request_id((headers or {}).get("x-request-id"), "header x-request-id") or uuid.uuid4().hex
             if isinstance(payload, InferRequest):
-                return Batch(self.schema.v2_rows(payload), payload.id or request_id, "v2")
-            return Batch(self.schema.v1_rows(payload), request_id, "v1", not from_explainer(payload))
+                batch = Batch(self.schema.v2_rows(payload), checked_request_id(payload.id, "id") or request_id, "v2")
+            else:
+                batch = Batch(self.schema.v1_rows(payload), request_id, "v1",
+                              not from_explainer(payload, self.options.monitoring_token))
         except InvalidInput as exc:
             count_rejection(self.name, exc.reason)
             raise
+        self._count_inputs(batch.rows)
+        return batch
+
+    def _count_inputs(self, rows: np.ndarray) -> None:
+        """Nulls the model imputes, and categories it never saw (the unknown bucket), per feature."""
+        missing = np.isnan(rows)
+        if missing.any():
+            for j, count in enumerate(missing.sum(axis=0)):
+                if count:
+                    self._imputed[j].inc(int(count))
+        for j, counter in self._unknown.items():
+            unknown = int((rows[:, j] == 0).sum())
+            if unknown:
+                counter.inc(unknown)
 
     async def predict(self, batch: Batch, headers: dict[str, str] | None = None) -> Prediction:
         return Prediction(batch, await self.batcher(batch.rows))
@@ -185,11 +221,19 @@ class MlplatModel(kserve.Model):
             count_rejection(self.name, "no_explainer")
             raise NotFound(f"model {self.name!r} was published without an explain step; add `explain:` "
                                      f"to its pipeline spec")
+        if len(batch.rows) > self.options.max_explain_rows:
+            count_rejection(self.name, "too_many_rows")
+            raise InvalidInput(reason="too_many_rows", message=f"{len(batch.rows)} instances to explain; the limit per "
+                                                               f"explain request is {self.options.max_explain_rows}")
         if self._timed_out is not None and not self._timed_out.done():
             raise Busy(f"the explainer is busy finishing a timed-out explanation (longer than "
                               f"{self.options.explain_timeout_s:g} s); retry later or send fewer rows")
+        if self._explaining is not None and not self._explaining.done():
+            # one explanation at a time, and nobody queues behind it: a queued request would wait for a 504
+            raise Busy("the explainer is busy with another explanation; retry later")
         started = time.perf_counter()
         work = self._explain_executor.submit(self.explainer.explain, batch.rows)
+        self._explaining = work
         try:
             # on timeout wait_for cancels the wrapper: a queued explanation is dropped, a running one runs on
             explanations = await asyncio.wait_for(asyncio.wrap_future(work), self.options.explain_timeout_s)
@@ -201,5 +245,6 @@ class MlplatModel(kserve.Model):
         return {"explanations": explanations, "method": self.explain_method, "request_id": batch.request_id}
 
     def stop(self) -> None:
+        self._stopped, self.ready = True, False
         self.batcher.close()
         self._explain_executor.shutdown(wait=False, cancel_futures=True)

@@ -29,11 +29,14 @@ from kserve.protocol.rest.server import RESTServer
 from mlplat.heap import freeze_startup_heap
 from mlplat.monitoring.http_metrics import RequestMetricsMiddleware
 from mlplat.serving.guard import RequestGuard
-from mlplat.serving.http_errors import add_error_handler
+from mlplat.serving.http_errors import add_error_handler, quiet_kserve_handlers
 from mlplat.serving.predictor import MlplatModel, ServingOptions
 
 if TYPE_CHECKING:
     from mlplat.monitoring.monitor import MonitorSettings
+
+MAX_HEAD_BYTES = 16 * 1024  # request line + headers: a 60 kB x-request-id on 5,000 rows once made a 300 MB answer
+KEEP_ALIVE_S = 5  # idle keep-alive connections close after this
 
 Hook = tuple[Callable[[], None], Callable[[], None]]  # (on startup, on shutdown)
 
@@ -42,6 +45,52 @@ class ServingApp(NamedTuple):
     app: FastAPI
     model: MlplatModel  # loaded and registered
     repository: ModelRepository  # what the app's KServe routes look models up in
+
+
+class ServedRepository(ModelRepository):
+    """The one model this server was built for. `load` (an admin route, off by default) rebuilds it
+    after an unload; any other name is not loadable, since this server serves exactly one model directory."""
+
+    def __init__(self, rebuild: Callable[[], MlplatModel]) -> None:
+        super().__init__()
+        self.rebuild = rebuild
+
+    def load(self, name: str) -> bool:
+        current = self.get_model(name)
+        if current is not None:
+            return bool(current.ready)
+        model = self.rebuild()
+        if model.name != name:
+            model.stop()
+            return False
+        self.update(model)
+        return bool(model.ready)
+
+
+class ServingDataPlane(DataPlane):
+    """KServe's data plane, but ready only while the served model is registered, loaded and answering.
+
+    KServe's own `ready()` is always True without a predictor host, so an unloaded model left the
+    readiness probe green while every predict answered 404 (issue 14)."""
+
+    def __init__(self, model_registry: ModelRepository, model_name: str) -> None:
+        super().__init__(model_registry=model_registry)
+        self.model_name = model_name
+
+    def answering(self) -> bool:
+        model = self._model_registry.get_model(self.model_name)
+        return isinstance(model, MlplatModel) and model.answering()
+
+    async def ready(self) -> bool:
+        if not self.answering():
+            return False
+        predictor_url = self._model_registry.get_model(self.model_name).options.predictor_url
+        return await _predictor_ready(predictor_url) if predictor_url else True
+
+    async def model_ready(self, model_name: str, disable_predictor_health_check: bool = False) -> bool:
+        if model_name == self.model_name:  # unloaded: not ready (503), not unknown (404)
+            return self.answering()
+        return await super().model_ready(model_name, disable_predictor_health_check)
 
 
 class PrebuiltRESTServer(RESTServer):
@@ -54,46 +103,71 @@ class PrebuiltRESTServer(RESTServer):
         self._add_middlewares(app)
         self._register_endpoints(app)
         self._add_exception_handlers(app)
+        quiet_kserve_handlers(app)
 
     def create_application(self) -> None:
         """Nothing left to create: the app this server runs was installed by `build_app`."""
 
 
 def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 << 20,
-              monitor: MonitorSettings | None = None) -> ServingApp:
+              monitor: MonitorSettings | None = None, enable_model_admin: bool = False,
+              alias: str | None = None) -> ServingApp:
     """A new ASGI app serving the model in `model_dir`: V1/V2 predict, explain, metadata, health, /metrics,
     and with `monitor` the feedback and monitor routes. The app's lifespan starts and stops the monitor's
-    background evaluation and the model's worker threads."""
+    background evaluation and the model's worker threads.
+
+    KServe's model repository routes (/v2/repository/..., which let any client unload the model) exist
+    only with `enable_model_admin`; without it the request guard answers them 404. `alias`: a second name the
+    model answers to (KServe's --model_name, the InferenceService's name)."""
     attachment = _attach(model_dir, monitor) if monitor and not options.predictor_url else None
-    model = MlplatModel(model_dir, options, attachment.recorder if attachment else None)
-    model.load()
-    repository = ModelRepository()
+
+    def new_model() -> MlplatModel:
+        built = MlplatModel(model_dir, options, attachment.recorder if attachment else None)
+        built.load()
+        return built
+
+    model = new_model()
+    repository = ServedRepository(new_model)
     repository.update(model)
-    hooks: list[Hook] = [(lambda: None, model.stop)]
+    names = {model.name}
+    if alias and alias != model.name:
+        repository.update(model, name=alias)
+        names.add(alias)
+
+    def stop_served() -> None:
+        served = repository.get_model(model.name)
+        for each in {id(m): m for m in (model, served) if isinstance(m, MlplatModel)}.values():
+            each.stop()
+
+    hooks: list[Hook] = [(lambda: None, stop_served)]
     if attachment is not None:
         hooks.append(attachment.hooks)
     app = FastAPI(title="KServe ModelServer", version=metadata.version("kserve"), docs_url=None, redoc_url=None,
                   default_response_class=ORJSONResponse, lifespan=_lifespan(hooks))
     # added first, so they run inside KServe's timing middleware, as on KServe's own app
-    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, model=model.name)
-    app.add_middleware(RequestMetricsMiddleware)
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, model=model.name, admin_routes=enable_model_admin,
+                       max_values=options.max_request_rows * model.schema.width)
+    app.add_middleware(RequestMetricsMiddleware, models=frozenset(names))
     add_error_handler(app)
     for router in attachment.routers if attachment is not None else []:
         app.include_router(router)
-    PrebuiltRESTServer(app, DataPlane(model_registry=repository), ModelRepositoryExtension(model_registry=repository),
+    PrebuiltRESTServer(app, ServingDataPlane(repository, model.name), ModelRepositoryExtension(model_registry=repository),
                        http_port=0).install(app)
     return ServingApp(app, model, repository)
 
 
 def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", port: int = 8080,
           max_body_bytes: int = 4 << 20, monitor: MonitorSettings | None = None,
-          access_log: bool = False) -> None:
-    """Serve until SIGTERM/SIGINT. Blocks. `monitor` None: no drift monitoring."""
+          access_log: bool = False, enable_model_admin: bool = False, alias: str | None = None) -> None:
+    """Serve until SIGTERM/SIGINT. Blocks. `monitor` None: no drift monitoring. The explainer role first waits
+    for its predictor (KServe starts both at once), so nothing listens, and the readiness probe fails, meanwhile."""
     import asyncio
 
     from kserve import ModelServer
 
-    served = build_app(model_dir, options, max_body_bytes, monitor)
+    if options.predictor_url:
+        wait_for_predictor(options.predictor_url)
+    served = build_app(model_dir, options, max_body_bytes, monitor, enable_model_admin, alias)
 
     class LoopbackModelServer(ModelServer):
         def start(self, models: list[Any]) -> None:
@@ -102,7 +176,12 @@ def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", por
                                                    self.http_port, workers=1, grace_period=self.grace_period,
                                                    event_loop=self.event_loop,
                                                    timeout_keep_alive=self.timeout_keep_alive)
-            self._rest_server.config.host = host
+            config = self._rest_server.config
+            config.host = host
+            # a request's head (request line + headers) larger than this is refused by h11 before any app code;
+            # uvicorn has no header or body read timeout, so a half-sent request is bounded only by timeout_keep_alive
+            config.h11_max_incomplete_event_size = MAX_HEAD_BYTES
+            config.timeout_keep_alive = KEEP_ALIVE_S
             self.servers.append(self._rest_server.start())
             self.setup_event_loop()
             self.register_signal_handler()
@@ -120,6 +199,42 @@ def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", por
             logging.getLogger(name).setLevel(logging.WARNING)
     freeze_startup_heap()
     server.start([served.model])
+
+
+async def _predictor_ready(base_url: str) -> bool:
+    """The explainer role is ready only while its predictor is: every explanation asks it."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=1) as client:
+            return (await client.get(f"{base_url.rstrip('/')}/v2/health/ready")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_for_predictor(base_url: str, first_wait_s: float = 0.5, max_wait_s: float = 10.0,
+                       give_up_s: float | None = None) -> bool:
+    """Block until the predictor at `base_url` answers ready, retrying with exponential backoff; one log line
+    per attempt, no traceback. False if `give_up_s` passed first."""
+    import time
+
+    import httpx
+
+    log = logging.getLogger("mlplat.serve")
+    url, wait, started = f"{base_url.rstrip('/')}/v2/health/ready", first_wait_s, time.monotonic()
+    while True:
+        try:
+            status = httpx.get(url, timeout=2).status_code
+            if status == 200:
+                return True
+            problem = f"answered HTTP {status}"
+        except httpx.HTTPError as exc:
+            problem = f"unreachable ({type(exc).__name__})"
+        if give_up_s is not None and time.monotonic() - started + wait > give_up_s:
+            return False
+        log.warning("predictor %s not ready: %s; retrying in %.1f s", url, problem, wait)
+        time.sleep(wait)
+        wait = min(max_wait_s, wait * 2)
 
 
 def _lifespan(hooks: list[Hook]) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:

@@ -34,6 +34,7 @@ class AnchorsConfig(BaseModel):
 KERNEL_SHAP_SPEC = PluginSpec(
     name="kernel_shap",
     kind=StageKind.EXPLAINER,
+    extra="alibi",
     config_model=KernelShapConfig,
     factory="mlplat_plugins.alibi_explainers.kernel_shap:AlibiKernelShap",
     summary="alibi KernelShap (BSL 1.1) on a k-means background: per-feature Shapley attributions",
@@ -43,6 +44,7 @@ ANCHORS_SPEC = PluginSpec(
     name="anchors",
     tasks=frozenset({"classification"}),  # its work is per class; refused at resolve time for a regression
     kind=StageKind.EXPLAINER,
+    extra="alibi",
     config_model=AnchorsConfig,
     factory="mlplat_plugins.alibi_explainers.anchors:AlibiAnchors",
     summary="alibi AnchorTabular (BSL 1.1): if-then rules with precision and coverage",

@@ -28,6 +28,7 @@ class LimeConfig(BaseModel):
 INTEGRATED_GRADIENTS_SPEC = PluginSpec(
     name="integrated_gradients",
     kind=StageKind.EXPLAINER,
+    extra="captum",
     config_model=IntegratedGradientsConfig,
     factory="mlplat_plugins.captum_explainers.attribution:IntegratedGradientsExplainer",
     summary="captum IntegratedGradients from the background mean: fast, exact completeness, Apache 2.0",
@@ -36,6 +37,7 @@ INTEGRATED_GRADIENTS_SPEC = PluginSpec(
 LIME_SPEC = PluginSpec(
     name="lime",
     kind=StageKind.EXPLAINER,
+    extra="captum",
     config_model=LimeConfig,
     factory="mlplat_plugins.captum_explainers.attribution:LimeExplainer",
     summary="captum Lime: a local linear surrogate per row, Apache 2.0",

@@ -21,6 +21,7 @@ class EvidentlyDriftConfig(BaseModel):
 SPEC = PluginSpec(
     name="evidently",
     kind=StageKind.DRIFT_DETECTOR,
+    extra="evidently",
     config_model=EvidentlyDriftConfig,
     factory="mlplat_plugins.evidently_drift.detector:EvidentlyDriftDetector",
     summary="Evidently drift tests on cached reference statistics; BH correction, effect size, importance weighting",

@@ -40,7 +40,9 @@ class EvidentlyDriftDetector:
         self, reference: pd.DataFrame, context: StepContext | None = None, importance: Mapping[str, float] | None = None
     ) -> dict[str, Any]:
         features = [c for c in reference.columns if c != PREDICTION_COLUMN]
-        columns = {c: _column_state(reference[c]) for c in features}
+        # categorical features hold vocabulary codes (mlplat.columns): compared as categories, never as numbers
+        kinds = context.info.column_types if context is not None else {}
+        columns = {c: {**_column_state(reference[c]), "categorical": kinds.get(c) == "categorical"} for c in features}
         state: dict[str, Any] = {
             "version": STATE_VERSION,
             "reference_rows": int(len(reference)),
@@ -115,14 +117,16 @@ class EvidentlyDriftDetector:
         tmp.replace(path)
 
 
-def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, drift_share: float = 0.5) -> Any:
-    """A plain Evidently DataDriftPreset run (features numerical, prediction categorical)."""
+def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, drift_share: float = 0.5,
+                     categorical: list[str] | None = None) -> Any:
+    """A plain Evidently DataDriftPreset run (features numerical unless named `categorical`, prediction categorical)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    features = [c for c in reference.columns if c != PREDICTION_COLUMN]
+    categorical = [c for c in categorical or [] if c in reference.columns]
+    features = [c for c in reference.columns if c != PREDICTION_COLUMN and c not in categorical]
     definition = DataDefinition(numerical_columns=features,
-                                categorical_columns=[PREDICTION_COLUMN] if PREDICTION_COLUMN in reference else [])
+                                categorical_columns=categorical + ([PREDICTION_COLUMN] if PREDICTION_COLUMN in reference else []))
     report = Report([DataDriftPreset(drift_share=drift_share)])
     return report.run(Dataset.from_pandas(current, data_definition=definition),
                       Dataset.from_pandas(reference, data_definition=definition))
@@ -162,7 +166,10 @@ def _column_drift(name: str, ref: np.ndarray, ref_state: dict[str, Any], current
     m, k = sorted((len(ref), len(cur)), reverse=True)
     ks_p = float(stats.kstwo.sf(d, np.round(m * k / (m + k)))) if len(cur) else 1.0
     low_card = ref_state["nunique"] <= LOW_CARDINALITY and len(np.unique(np.concatenate([np.unique(ref), np.unique(cur)]))) <= LOW_CARDINALITY
-    if low_card:
+    if ref_state.get("categorical"):  # Evidently's test for categories (chi-square / Jensen-Shannon by size)
+        test, score, drifted = _evidently_test(ref, current.dropna(), categorical=True)
+        effect, ks_p = _total_variation(ref, cur), _chi_square_p(ref, cur)  # BH-corrected like the K-S p-values
+    elif low_card:
         test, score, drifted = _evidently_test(ref, current, categorical=False)
     elif small:  # Evidently: K-S p-value <= 0.05; same scipy call, so the same p-value
         score = float(stats.ks_2samp(ref, cur)[1])
@@ -170,6 +177,23 @@ def _column_drift(name: str, ref: np.ndarray, ref_state: dict[str, Any], current
     else:
         test, score, drifted = "Wasserstein distance (normed)", effect, effect >= WASSERSTEIN_THRESHOLD
     return {"name": name, "test": test, "score": score, "library_drifted": drifted, "effect": effect, "ks_p": ks_p}
+
+
+def _total_variation(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Half the L1 distance of two category frequency tables: a categorical column's effect size."""
+    if not len(ref) or not len(cur):
+        return 0.0
+    categories = np.union1d(np.unique(ref), np.unique(cur))
+    return float(0.5 * np.abs(np.array([(ref == c).mean() - (cur == c).mean() for c in categories])).sum())
+
+
+def _chi_square_p(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Chi-square test of homogeneity of the reference and current category counts."""
+    categories = np.union1d(np.unique(ref), np.unique(cur))
+    if len(categories) < 2 or not len(cur) or not len(ref):
+        return 1.0
+    table = np.array([[(ref == c).sum() for c in categories], [(cur == c).sum() for c in categories]])
+    return float(stats.chi2_contingency(table)[1])
 
 
 def _wasserstein_and_ks(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple[float, float]:

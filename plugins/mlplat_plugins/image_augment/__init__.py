@@ -18,6 +18,7 @@ class ImageAugmentConfig(BaseModel):
 SPEC = PluginSpec(
     name="image_augment",
     kind=StageKind.AUGMENTER,
+    extra="torch",
     config_model=ImageAugmentConfig,
     factory="mlplat_plugins.image_augment.augment:ImageAugmenter",
     needs=frozenset({"image"}),  # only datasets with DatasetInfo.image_shape (e.g. sklearn:digits)

@@ -1,13 +1,13 @@
 """Optuna tuners: grid, random, bayesian (TPE) and gp, sharing one study runner.
 
 Light module: config models and plugin specs only; Optuna is imported by `tuner.py`.
-`katib_algorithm` names the Katib suggestion algorithm that runs the same search on a
+Each spec's `katib_algorithm` names the Katib suggestion algorithm that runs the same search on a
 cluster (mlplat.k8s.katib reads it), so the core needs no table of plugin names.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from mlplat.registry import PluginSpec, StageKind
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,7 +17,6 @@ class OptunaTunerConfig(BaseModel):
     """Options shared by every Optuna tuner."""
 
     model_config = ConfigDict(extra="forbid")
-    katib_algorithm: ClassVar[str]
 
     n_trials: int = Field(20, ge=1, le=100_000, description="trials in total, across resumes and parallel workers")
     timeout_s: float | None = Field(None, gt=0, description="stop starting new trials after this many seconds")
@@ -32,16 +31,14 @@ class OptunaTunerConfig(BaseModel):
 
 
 class GridConfig(OptunaTunerConfig):
-    katib_algorithm: ClassVar[str] = "grid"
     pruner: Literal["median", "successive_halving", "hyperband", "none"] = "none"
 
 
 class RandomConfig(OptunaTunerConfig):
-    katib_algorithm: ClassVar[str] = "random"
+    """Random search: the shared options only."""
 
 
 class BayesianConfig(OptunaTunerConfig):
-    katib_algorithm: ClassVar[str] = "tpe"
     # Optuna's benchmarks (tutorial "Which Sampler and Pruner Should be Used?"): Hyperband suits TPE best; its
     # brackets also give slow starters (a low lr) full runs, which median pruning at a fixed epoch cuts short
     pruner: Literal["median", "successive_halving", "hyperband", "none"] = "hyperband"
@@ -50,16 +47,15 @@ class BayesianConfig(OptunaTunerConfig):
 
 
 class GPConfig(OptunaTunerConfig):
-    katib_algorithm: ClassVar[str] = "bayesianoptimization"
     n_startup_trials: int = Field(5, ge=1, description="random trials before the Gaussian process is fitted")
 
 
-def _spec(name: str, config: type[OptunaTunerConfig], cls: str, summary: str) -> PluginSpec:
-    return PluginSpec(name=name, kind=StageKind.TUNER, config_model=config,
-                      factory=f"mlplat_plugins.optuna_tuners.tuner:{cls}", summary=summary)
+def _spec(name: str, config: type[OptunaTunerConfig], cls: str, katib_algorithm: str, summary: str) -> PluginSpec:
+    return PluginSpec(name=name, kind=StageKind.TUNER, config_model=config, factory=f"mlplat_plugins.optuna_tuners.tuner:{cls}",
+                      summary=summary, extra="optuna", katib_algorithm=katib_algorithm)
 
 
-GRID_SPEC = _spec("grid", GridConfig, "GridTuner", "Optuna grid search (grid_points per float/int param)")
-RANDOM_SPEC = _spec("random", RandomConfig, "RandomTuner", "Optuna random search with pruning")
-BAYESIAN_SPEC = _spec("bayesian", BayesianConfig, "BayesianTuner", "Optuna TPE (Bayesian) search with pruning")
-GP_SPEC = _spec("gp", GPConfig, "GPTuner", "Optuna Gaussian-process Bayesian search with pruning")
+GRID_SPEC = _spec("grid", GridConfig, "GridTuner", "grid", "Optuna grid search (grid_points per float/int param)")
+RANDOM_SPEC = _spec("random", RandomConfig, "RandomTuner", "random", "Optuna random search with pruning")
+BAYESIAN_SPEC = _spec("bayesian", BayesianConfig, "BayesianTuner", "tpe", "Optuna TPE (Bayesian) search with pruning")
+GP_SPEC = _spec("gp", GPConfig, "GPTuner", "bayesianoptimization", "Optuna Gaussian-process Bayesian search with pruning")

@@ -20,6 +20,7 @@ SHAP_KERNEL_SPEC = PluginSpec(
     name="shap_kernel",
     tasks=frozenset({"classification"}),  # attributes class probabilities only (alibi kernel_shap covers regression)
     kind=StageKind.EXPLAINER,
+    extra="shap",
     config_model=ShapKernelConfig,
     factory="mlplat_plugins.shap_explainers.kernel:ShapKernel",
     summary="shap KernelExplainer (MIT) on a k-means background: per-feature Shapley attributions",

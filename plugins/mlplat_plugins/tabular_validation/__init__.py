@@ -14,6 +14,7 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "schema.dtype": "fail",
     "schema.range": "fail",
     "schema.missing": "fail",
+    "schema.parse": "fail",  # a cell of a numeric column that is no number (nor an na_values marker)
     "schema.domain": "fail",
     "schema.shift": "warn",  # a shifted batch may be real (drift), not corrupt: reported, not blocking
     "schema.label": "fail",
@@ -52,7 +53,14 @@ class LabelNoiseConfig(BaseModel):
 class TabularValidatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_missing_rate: float = Field(0.0, ge=0, le=1, description="missing-value rate above which a column is an anomaly")
+    max_missing_rate: float = Field(
+        0.3, ge=0, le=1, description="missing-value rate above which a column is an anomaly, in any split (train included)")
+    missing_alpha: float = Field(
+        0.01, gt=0, lt=1, description="family-wise significance of the missing-rate z-tests (split vs training rate), "
+                                      "Bonferroni-divided over columns and splits")
+    max_unseen_category_share: float = Field(
+        0.05, ge=0, le=1, description="share of a split's rows whose category is not in the training domain above which "
+                                      "schema.domain fires (below it, the model's unknown bucket takes them)")
     range_tolerance: float = Field(
         1.0, ge=0, description="allowed overshoot of the training range, as a fraction of its width (catches unit/sign "
                                "errors; moderate shifts are max_mean_shift's)")

@@ -26,11 +26,17 @@ def column_type(series: pd.Series) -> str:
     return "string"
 
 
-def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray, regression: bool = False) -> dict[str, Any]:
+def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray,
+                 kinds: dict[str, str] | None = None, regression: bool = False) -> dict[str, Any]:
+    """Per column: storage `type` (float | bool | string), `kind` (numeric | categorical | boolean, mlplat.columns),
+    missing-value rate and row count, range or domain; the label's classes, or a regression target's range."""
+    from mlplat.columns import infer_type
+
     columns = []
     for name in features.columns:
         s = features[name]
-        entry: dict[str, Any] = {"name": str(name), "type": column_type(s), "missing_rate": float(s.isna().mean())}
+        entry: dict[str, Any] = {"name": str(name), "type": column_type(s), "kind": (kinds or {}).get(str(name)) or infer_type(s),
+                                 "missing_rate": float(s.isna().mean()), "rows": int(len(s))}
         if entry["type"] == "float":
             entry.update(min=float(s.min()), max=float(s.max()), mean=float(s.mean()), std=float(s.std(ddof=0)))
         else:
@@ -49,7 +55,8 @@ def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray,
 def check_against_schema(
     schema: dict[str, Any], frame: pd.DataFrame, split: str, severity: Callable[[str], Severity],
     max_missing_rate: float, range_tolerance: float, max_out_of_range_share: float, max_mean_shift: float,
-    labels: np.ndarray | None = None, classes: list[str] | None = None,
+    labels: np.ndarray | None = None, classes: list[str] | None = None, missing_alpha: float = 0.01,
+    max_unseen_share: float = 0.0,
 ) -> list[CheckResult]:
     """Columns present, types, missing-value rates, ranges, mean shifts, categorical domains and label classes
     of `frame` vs `schema`. The range check catches gross errors (units, sign, sentinels) without false alarms;
@@ -77,15 +84,12 @@ def check_against_schema(
         same_type = observed_type == col["type"]
         out.append(CheckResult("schema.dtype", same_type, severity("schema.dtype"), f"{split}: {name} type", name,
                                col["type"], observed_type if same_type else f"{observed_type} ({series.dtype})"))
-        allowed = max(max_missing_rate, col["missing_rate"])
-        rate = float(series.isna().mean())
-        out.append(CheckResult("schema.missing", rate <= allowed, severity("schema.missing"),
-                               f"{split}: {name} missing-value rate", name, f"<= {allowed:.3f}", round(rate, 4)))
+        out.append(missing_rate_check(series, col, split, severity, max_missing_rate, missing_alpha))
         if not same_type or series.dropna().empty:
             continue
         if col["type"] != "float":
             if col.get("domain") is not None:
-                out.append(_domain_check(col, series, split, severity))
+                out.append(_domain_check(col, series, split, severity, max_unseen_share))
             continue
         slack = range_tolerance * (col["max"] - col["min"])
         lo, hi = col["min"] - slack, col["max"] + slack
@@ -108,8 +112,35 @@ def check_against_schema(
     return out
 
 
-def _domain_check(col: dict[str, Any], series: pd.Series, split: str, severity: Callable[[str], Severity]) -> CheckResult:
-    """TFDV's "unexpected string values": every value of a categorical column must be in its domain."""
+def missing_rate_check(series: pd.Series, col: dict[str, Any], split: str, severity: Callable[[str], Severity],
+                       max_missing_rate: float, alpha: float) -> CheckResult:
+    """A split's missing values vs training's: fails above `max_missing_rate`, or when a one-sided two-proportion
+    z-test says the split misses values more often than training (p < `alpha`, already Bonferroni-corrected by
+    the caller). Values missing at random at the training rate pass, whatever that rate and the split sizes."""
+    from scipy.stats import norm
+
+    n, missing = len(series), int(series.isna().sum())
+    rate = missing / n if n else 0.0
+    n_train = int(col.get("rows") or n)
+    train_missing = col["missing_rate"] * n_train
+    pooled = (missing + train_missing) / (n + n_train) if n else 0.0
+    if 0 < pooled < 1:
+        z = (rate - col["missing_rate"]) / np.sqrt(pooled * (1 - pooled) * (1 / n + 1 / n_train))
+        p_value = float(norm.sf(z))
+    else:
+        p_value = 1.0
+    passed = rate <= max_missing_rate and p_value >= alpha
+    return CheckResult("schema.missing", passed, severity("schema.missing"),
+                       f"{split}: {col['name']}: {missing} of {n} rows missing ({rate:.1%}; training {col['missing_rate']:.1%}, "
+                       f"p = {p_value:.2g})", col["name"],
+                       f"<= {max_missing_rate:.1%} and not above training (z-test p >= {alpha:.2g})", missing,
+                       details={"rows": missing, "rate": rate, "training_rate": col["missing_rate"], "p_value": p_value})
+
+
+def _domain_check(col: dict[str, Any], series: pd.Series, split: str, severity: Callable[[str], Severity],
+                  max_unseen_share: float = 0.0) -> CheckResult:
+    """TFDV's "unexpected string values": a categorical column's values must be in its domain, but for a share of
+    at most `max_unseen_share` of its rows (the model predicts those through its unknown bucket)."""
     domain = col["domain"]
     values = series.dropna().astype(str)
     seen = values.unique()
@@ -117,7 +148,7 @@ def _domain_check(col: dict[str, Any], series: pd.Series, split: str, severity: 
     shown = domain[:SHOWN_DOMAIN] + ([f"... ({len(domain)} values)"] if len(domain) > SHOWN_DOMAIN else [])
     rows = int(values.isin(unexpected).sum())
     message = f"{split}: {col['name']} has {rows} values not in the domain" if unexpected else f"{split}: {col['name']} within its domain"
-    return CheckResult("schema.domain", not unexpected, severity("schema.domain"), message, col["name"],
+    return CheckResult("schema.domain", rows <= max_unseen_share * len(values), severity("schema.domain"), message, col["name"],
                        f"one of {shown}", unexpected[:SHOWN_DOMAIN] if unexpected else len(seen),
                        details={"unexpected": unexpected[:MAX_DOMAIN], "rows": rows})
 

@@ -12,7 +12,7 @@ import pandas as pd
 from mlplat.contracts import StepContext
 from mlplat.contracts.validator import CheckResult, Severity, ValidationReport
 from mlplat.data import RESERVED, Splits
-from mlplat.errors import UsageError
+from mlplat.errors import SpecError, UsageError
 from mlplat.reports import html_image, html_table
 
 from mlplat_plugins.tabular_validation import DEFAULT_SEVERITY, TabularValidatorConfig, quality
@@ -29,16 +29,14 @@ class TabularValidator:
     def validate(self, splits: Splits, context: StepContext) -> ValidationReport:
         cfg, info = self.config, splits.info
         train = splits.train.features
-        schema = infer_schema(train, info.classes, splits.train.labels, info.regression)
+        schema = infer_schema(train, info.classes, splits.train.labels, info.column_types, info.regression)
         expected = _read_json(cfg.schema_path, "schema_path") if cfg.schema_path else schema
-        checks: list[CheckResult] = [  # the trainers take numeric features only, whatever the schema says
-            CheckResult("schema.dtype", False, self.severity("schema.dtype"), f"train: {c['name']} is not numeric",
-                        c["name"], "float", f"{c['type']} ({train[c['name']].dtype})")
-            for c in schema["columns"] if c["type"] != "float"
-        ]
+        checks: list[CheckResult] = self._bad_cells(info.bad_cells)
+        checks += [self._train_missing(train[c["name"]], c) for c in schema["columns"]]
         named = [("validation", splits.validation), ("test", splits.test)]
         if cfg.schema_path:
             named.insert(0, ("train", splits.train))
+        self._missing_alpha = cfg.missing_alpha / max(1, len(expected["columns"]) * (len(named) + bool(cfg.serving_sample)))
         for name, table in named:  # a regression has no label classes to check
             labels = (None, None) if info.regression else (table.labels, info.classes)
             checks += self._schema_checks(expected, table.features, name, *labels)
@@ -70,14 +68,35 @@ class TabularValidator:
                        labels: np.ndarray | None = None, classes: list[str] | None = None) -> list[CheckResult]:
         return check_against_schema(schema, frame, split, self.severity, self.config.max_missing_rate,
                                     self.config.range_tolerance, self.config.max_out_of_range_share,
-                                    self.config.max_mean_shift, labels, classes)
+                                    self.config.max_mean_shift, labels, classes, self._missing_alpha,
+                                    self.config.max_unseen_category_share)
+
+    def _bad_cells(self, cells: list[dict[str, Any]]) -> list[CheckResult]:
+        """Cells of numeric columns that are no number: named by column, row id and value, never silently NaN."""
+        by_column: dict[str, list[dict[str, Any]]] = {}
+        for cell in cells:
+            by_column.setdefault(cell["column"], []).append(cell)
+        return [CheckResult("schema.parse", False, self.severity("schema.parse"),
+                            f"{column}: {len(found)} cells are not numbers: "
+                            + ", ".join(f"row {c['row_id']} {c['value']!r}" for c in found[:5])
+                            + " (list missing-value markers in dataset.na_values)", column, "numbers",
+                            [{"row_id": c["row_id"], "value": c["value"]} for c in found[:20]],
+                            details={"cells": found}) for column, found in by_column.items()]
+
+    def _train_missing(self, series: pd.Series, col: dict[str, Any]) -> CheckResult:
+        n, missing = len(series), int(series.isna().sum())
+        rate = missing / n if n else 0.0
+        cap = self.config.max_missing_rate
+        return CheckResult("schema.missing", rate <= cap, self.severity("schema.missing"),
+                           f"train: {col['name']}: {missing} of {n} rows missing ({rate:.1%}); imputed for training",
+                           col["name"], f"<= {cap:.1%}", missing, details={"rows": missing, "rate": rate})
 
     def _label_noise(self, splits: Splits, seed: int) -> tuple[CheckResult, dict[str, Any]]:
         from mlplat_plugins.tabular_validation.label_noise import confident_learning, out_of_fold_proba
 
         cfg, table = self.config.label_noise, splits.train
         real = np.flatnonzero(~table.synthetic)
-        numeric = table.features.select_dtypes("number")
+        numeric = table.features.select_dtypes("number")  # categorical columns: not used by the noise model
         X = numeric.fillna(numeric.median()).fillna(0.0).to_numpy(np.float64)[real]
         y = table.labels[real]
         counts = np.bincount(y, minlength=splits.info.n_classes)
@@ -104,11 +123,11 @@ class TabularValidator:
     def _load_serving(self, label: str) -> pd.DataFrame:
         path = Path(self.config.serving_sample or "")
         if not path.is_file():
-            raise UsageError(f"steps.validate.params.serving_sample: file not found: {path}")
+            raise SpecError([("serving_sample", f"file not found: {path}")])
         try:
             frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
         except Exception as exc:  # malformed file: name it
-            raise UsageError(f"steps.validate.params.serving_sample: cannot read {path}: {exc}") from None
+            raise SpecError([("serving_sample", f"cannot read {path}: {exc}")]) from None
         return frame.drop(columns=[c for c in (label, *RESERVED) if c in frame.columns])
 
     def _skew(self, train: pd.DataFrame, serving: pd.DataFrame) -> tuple[list[CheckResult], dict[str, Any]]:

@@ -6,9 +6,9 @@ networks live in sibling modules that import torch when a trainer is created.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-from mlplat.registry import PluginSpec, StageKind
+from mlplat.registry import Direction, PluginSpec, StageKind
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
@@ -16,14 +16,6 @@ class TrainingConfig(BaseModel):
     """Options of the shared training engine (every trainer accepts them)."""
 
     model_config = ConfigDict(extra="forbid")
-    # what the engine reports every epoch (and at the end) that the tune step may optimize
-    tune_metrics: ClassVar[dict[str, Literal["maximize", "minimize"]]] = {"val_accuracy": "maximize", "val_loss": "minimize"}
-    task_tune_metrics: ClassVar[dict[str, dict[str, Literal["maximize", "minimize"]]]] = {
-        "classification": tune_metrics,
-        "regression": {"val_rmse": "minimize", "val_mae": "minimize", "val_r2": "maximize", "val_loss": "minimize"},
-    }
-    # a tune trial needs one score: no CV band (~K+1 times the cost) and no checkpoints (its dir is deleted)
-    tune_trial_params: ClassVar[dict[str, int]] = {"cv_folds": 0, "checkpoint_every": 0}
 
     # optimisation
     epochs: int = Field(50, ge=1, le=10_000)
@@ -96,6 +88,10 @@ class MLPConfig(TrainingConfig):
     dropout: float = Field(0.1, ge=0, lt=1)
     norm: Norm = "none"
     activation: Literal["relu", "gelu", "silu"] = "relu"
+    onehot_max_categories: int = Field(
+        16, ge=1, description="a categorical feature with at most this many codes (vocabulary + unknown) is one-hot "
+                              "encoded, a larger one gets a learned embedding")
+    embedding_dim: int = Field(8, ge=1, le=1024, description="width of each categorical embedding")
 
 
 class CNNConfig(TrainingConfig):
@@ -107,19 +103,37 @@ class CNNConfig(TrainingConfig):
                                           description="[channels, height, width]; default: the dataset's image_shape")
 
 
+# what the engine reports every epoch (and at the end) that the tune step may optimize
+TUNE_METRICS: dict[str, Direction] = {"val_accuracy": "maximize", "val_loss": "minimize"}
+# a regression's engine reports these instead (mlplat.tasks.REGRESSION_METRICS on the validation split)
+TASK_TUNE_METRICS: dict[str, dict[str, Direction]] = {
+    "classification": TUNE_METRICS,
+    "regression": {"val_rmse": "minimize", "val_mae": "minimize", "val_r2": "maximize", "val_loss": "minimize"},
+}
+# a tune trial needs one score: no CV band (~K+1 times the cost) and no checkpoints (its dir is deleted)
+TUNE_TRIAL_PARAMS = {"cv_folds": 0, "checkpoint_every": 0}
+
 MLP_SPEC = PluginSpec(
     name="mlp",
     kind=StageKind.TRAINER,
+    extra="torch",
     config_model=MLPConfig,
     factory="mlplat_plugins.torch_trainers.mlp:MLPTrainer",
+    tune_metrics=TUNE_METRICS,
+    task_tune_metrics=TASK_TUNE_METRICS,
+    tune_trial_params=TUNE_TRIAL_PARAMS,
     summary="Tabular MLP (PyTorch): norm/dropout/L1/L2, early stopping, CV, AMP, DDP, checkpoints, warm start",
 )
 
 CNN_SPEC = PluginSpec(
     name="cnn",
     kind=StageKind.TRAINER,
+    extra="torch",
     config_model=CNNConfig,
     factory="mlplat_plugins.torch_trainers.cnn:CNNTrainer",
+    tune_metrics=TUNE_METRICS,
+    task_tune_metrics=TASK_TUNE_METRICS,
+    tune_trial_params=TUNE_TRIAL_PARAMS,
     needs=frozenset({"image"}),  # pixel features with DatasetInfo.image_shape (e.g. sklearn:digits)
     summary="Image CNN (PyTorch) for pixel features, e.g. sklearn:digits 8x8; same engine as mlp",
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from mlplat.errors import UsageError
+from mlplat.errors import SpecError
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +31,7 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray,
     present = np.bincount(y)
     smallest = int(present[present > 0].min()) if len(y) else 0
     if smallest < k:  # sklearn would only warn; a fold without some class gives a misleading band
-        raise UsageError(f"steps.train.params.cv_folds: {k} folds need at least {k} training rows per class; the smallest class has {smallest}")
+        raise SpecError([("cv_folds", f"{k} folds need at least {k} training rows per class; the smallest class has {smallest}")])
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed % 2**32)
     return [(train, held) for train, held in splitter.split(np.zeros(len(y)), y)]
 
@@ -41,7 +41,7 @@ def kfold(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import KFold
 
     if n < 2 * k:
-        raise UsageError(f"steps.train.params.cv_folds: {k} folds need at least {2 * k} real training rows; there are {n}")
+        raise SpecError([("cv_folds", f"{k} folds need at least {2 * k} real training rows; there are {n}")])
     return list(KFold(n_splits=k, shuffle=True, random_state=seed % 2**32).split(np.zeros(n)))
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData
-from mlplat.errors import UsageError
+from mlplat.errors import SpecError
 from torch import nn
 from torch.nn import functional as F
 
@@ -60,7 +60,7 @@ def resolve_device(name: str, dist: Dist = Dist()) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"steps.train.params.device: {name!r} requested but CUDA is not available")
+            raise SpecError([("device", f"{name!r} requested but CUDA is not available")])
         if dist.world > 1:
             device = torch.device("cuda", dist.local_rank)
     return device
@@ -98,7 +98,7 @@ def row_weights(data: ArrayData, config: TrainingConfig, n_classes: int) -> np.n
             per_class = np.where(counts > 0, len(data.y) / (n_classes * np.maximum(counts, 1)), 0.0)
         else:
             if len(config.class_weight) != n_classes:
-                raise UsageError(f"steps.train.params.class_weight: expected {n_classes} weights (one per class), got {len(config.class_weight)}")
+                raise SpecError([("class_weight", f"expected {n_classes} weights (one per class), got {len(config.class_weight)}")])
             per_class = np.asarray(config.class_weight, np.float64)
         cw = per_class[data.y].astype(np.float32)
         weight = cw if weight is None else weight * cw
@@ -280,7 +280,7 @@ def train_loop(
         forward = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
     params = [p for p in network.parameters() if p.requires_grad]
     if not params:
-        raise UsageError("steps.train.params.freeze: every parameter is frozen; nothing left to train")
+        raise SpecError([("freeze", "every parameter is frozen; nothing left to train")])
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _scheduler(config, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")

@@ -12,18 +12,23 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from mlplat.errors import UsageError
+from mlplat.errors import SpecError, UsageError
 from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
 class MLP(nn.Module):
+    """`encoder` (categorical inputs → one-hot / embeddings, encoders.py) → `body` → `head`."""
+
     def __init__(self, in_features: int, n_classes: int, hidden: list[int], dropout: float = 0.0,
-                 norm: str = "none", activation: str = "relu") -> None:
+                 norm: str = "none", activation: str = "relu", encoder: Mapping[str, Any] | None = None) -> None:
         super().__init__()
+        from mlplat_plugins.torch_trainers.encoders import build_encoder, encoded_width
+
+        self.encoder = build_encoder(encoder)
         blocks: list[nn.Module] = []
-        width = in_features
+        width = encoded_width(encoder) if encoder else in_features
         for out in hidden:
             layers: list[nn.Module] = [nn.Linear(width, out)]
             if norm == "batch":
@@ -39,7 +44,7 @@ class MLP(nn.Module):
         self.head = nn.Linear(width, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        return self.head(self.body(x if self.encoder is None else self.encoder(x)))
 
 
 class CNN(nn.Module):
@@ -87,7 +92,7 @@ def build_network(architecture: Mapping[str, Any]) -> nn.Module:
     if kind == "mlp":
         return MLP(int(architecture["in_features"]), int(architecture["n_classes"]), list(architecture["hidden"]),
                    float(architecture.get("dropout", 0.0)), str(architecture.get("norm", "none")),
-                   str(architecture.get("activation", "relu")))
+                   str(architecture.get("activation", "relu")), architecture.get("encoder"))
     if kind == "cnn":
         return CNN(list(architecture["image_shape"]), int(architecture["n_classes"]), list(architecture["channels"]),
                    int(architecture["hidden"]), float(architecture.get("dropout", 0.0)), str(architecture.get("norm", "batch")))
@@ -97,11 +102,11 @@ def build_network(architecture: Mapping[str, Any]) -> nn.Module:
 def check_image_shape(image_shape: list[int] | None, n_features: int) -> list[int]:
     """The [C, H, W] a CNN reshapes flat rows to; refuses shapes that do not match the features."""
     if image_shape is None:
-        raise UsageError("steps.train.params.image_shape: the dataset has no image shape; "
-                         "set image_shape: [channels, height, width]")
+        raise SpecError([("image_shape", "the dataset has no image shape; "
+                         "set image_shape: [channels, height, width]")])
     if len(image_shape) != 3 or any(int(v) < 1 for v in image_shape):
-        raise UsageError(f"steps.train.params.image_shape: expected 3 positive ints, got {image_shape}")
+        raise SpecError([("image_shape", f"expected 3 positive ints, got {image_shape}")])
     if math.prod(image_shape) != n_features:
-        raise UsageError(f"steps.train.params.image_shape: {image_shape} has {math.prod(image_shape)} pixels "
-                         f"but the data has {n_features} features")
+        raise SpecError([("image_shape", f"{image_shape} has {math.prod(image_shape)} pixels "
+                         f"but the data has {n_features} features")])
     return [int(v) for v in image_shape]

@@ -18,7 +18,7 @@ import torch
 from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData, TrainedModel, TrainingData
 from mlplat.data import DatasetInfo
-from mlplat.errors import UsageError
+from mlplat.errors import SpecError
 from torch import nn
 
 from mlplat_plugins.torch_trainers import TrainingConfig, cv, engine, networks, objectives, warmstart
@@ -78,8 +78,8 @@ class TorchTrainer:
         meter = ComputeMeter(device, processes if external.world == 1 else 1)
         if processes > 1 and "LOCAL_RANK" not in os.environ:
             if device.type == "cuda" and processes > torch.cuda.device_count():
-                raise UsageError(f"steps.train.params.ddp_processes: {processes} processes need {processes} GPUs; "
-                                 f"this node has {torch.cuda.device_count()}")
+                raise SpecError([("ddp_processes", f"{processes} processes need {processes} GPUs; "
+                                 f"this node has {torch.cuda.device_count()}")])
             from mlplat_plugins.torch_trainers.ddp import launch
 
             outcome = launch(self, architecture, data, context)

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from mlplat import modeldir
 from mlplat.data import DatasetInfo
-from mlplat.errors import UsageError
+from mlplat.errors import ModelDirError, SpecError, UsageError
 from mlplat.manifest import ModelManifest
 from torch import nn
 
-FIELD = "steps.train.params.init_from"
+FIELD = "init_from"  # named under the train step's params by the plugin guard
 
 
 def source_model_dir(ref: str, runs_root: Path | None) -> Path:
@@ -28,14 +28,14 @@ def source_model_dir(ref: str, runs_root: Path | None) -> Path:
     try:
         return modeldir.resolve_model(ref, runs_root).path
     except UsageError as exc:
-        raise UsageError(f"{FIELD}: {exc}") from None
+        raise SpecError([(FIELD, f"{exc}")]) from None
 
 
 def _manifest(model_dir: Path) -> ModelManifest:
     try:
         return modeldir.ModelDir(model_dir).read()
     except UsageError as exc:
-        raise UsageError(f"{FIELD}: {exc}") from None
+        raise SpecError([(FIELD, f"{exc}")]) from None
 
 
 def _check_features(manifest: ModelManifest, info: DatasetInfo, model_dir: Path) -> None:
@@ -44,7 +44,7 @@ def _check_features(manifest: ModelManifest, info: DatasetInfo, model_dir: Path)
         missing = [f for f in info.feature_names if f not in features]
         extra = [f for f in features if f not in info.feature_names]
         detail = f"missing in model: {missing}; not in data: {extra}" if missing or extra else "same names, different order"
-        raise UsageError(f"{FIELD}: feature schema mismatch with {model_dir} ({detail})")
+        raise SpecError([(FIELD, f"feature schema mismatch with {model_dir} ({detail})")])
 
 
 def source_preprocessing(model_dir: Path, info: DatasetInfo) -> dict[str, Any]:
@@ -57,22 +57,23 @@ def source_preprocessing(model_dir: Path, info: DatasetInfo) -> dict[str, Any]:
 def load_compatible_state(model_dir: Path, info: DatasetInfo, architecture: Mapping[str, Any],
                           network: nn.Module) -> dict[str, torch.Tensor]:
     """The previous model's weights, after checking features, classes and tensor shapes match."""
-    from safetensors.torch import load_file
-
     manifest = _manifest(model_dir)
     _check_features(manifest, info, model_dir)
     if list(manifest.classes) != list(info.classes):
-        raise UsageError(f"{FIELD}: class mismatch with {model_dir}: model has {manifest.classes}, data has {info.classes}")
+        raise SpecError([(FIELD, f"class mismatch with {model_dir}: model has {manifest.classes}, data has {info.classes}")])
     previous = manifest.architecture
     if previous.get("type") != architecture.get("type"):
-        raise UsageError(f"{FIELD}: architecture type mismatch: model is {previous.get('type')!r}, trainer builds {architecture.get('type')!r}")
-    state = load_file(str(modeldir.ModelDir(model_dir).weights))
+        raise SpecError([(FIELD, f"architecture type mismatch: model is {previous.get('type')!r}, trainer builds {architecture.get('type')!r}")])
+    try:  # the core's integrity-checked load: a corrupt source model is refused naming its file
+        state = modeldir.LoadedModel.load(model_dir).network.state_dict()
+    except ModelDirError as exc:
+        raise SpecError([(FIELD, str(exc))]) from None
     target = network.state_dict()
     wrong = [f"{k}: model {tuple(state[k].shape)} vs new {tuple(v.shape)}" for k, v in target.items() if k in state and state[k].shape != v.shape]
     absent = sorted(set(target) ^ set(state))
     if wrong or absent:
         problems = wrong + [f"{k}: only in {'new network' if k in target else 'model'}" for k in absent]
-        raise UsageError(f"{FIELD}: network shape mismatch with {model_dir} (architecture {previous}): " + "; ".join(problems[:5]))
+        raise SpecError([(FIELD, f"network shape mismatch with {model_dir} (architecture {previous}): " + "; ".join(problems[:5]))])
     return state
 
 
@@ -83,7 +84,7 @@ def freeze(network: nn.Module, prefixes: list[str]) -> list[str]:
     for prefix in prefixes:
         if prefix not in modules or prefix == "":
             names = [n for n in modules if n and n.count(".") <= 1]
-            raise UsageError(f"steps.train.params.freeze: no module {prefix!r}; modules: {', '.join(names)}")
+            raise SpecError([("freeze", f"no module {prefix!r}; modules: {', '.join(names)}")])
         for name, param in modules[prefix].named_parameters(prefix=prefix):
             param.requires_grad_(False)
             frozen.append(name)

@@ -1,0 +1,158 @@
+"""Strict checks of a request body before KServe decodes it, so a malformed body is a 400 naming the
+tensor instead of a 500 from KServe's decoder or a silent 200 on wrapped or truncated values (issue 14).
+
+Accepted V2 datatypes (the model's input is FP32; others are converted):
+FP32, FP64, INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64 in JSON or binary, FP16 in binary only.
+Integer types take JSON integers in their range (an integral float such as 3.0 too), never 0.7 or 300 for UINT8.
+In a binary body each tensor's `binary_data_size` must be exactly its shape times its item size, and the
+sizes must add up to the bytes after the JSON header: no missing and no trailing bytes.
+Duplicate JSON object keys are refused in every body (V1 and V2): which one wins is up to the parser.
+
+Bodies that are not JSON at all are left to KServe, whose 400 names the parse error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from mlplat.errors import InvalidInput
+
+ITEM_BYTES = {"FP16": 2, "FP32": 4, "FP64": 8, "INT8": 1, "INT16": 2, "INT32": 4, "INT64": 8,
+              "UINT8": 1, "UINT16": 2, "UINT32": 4, "UINT64": 8}
+INTEGER_RANGES = {f"INT{b}": (-(2 ** (b - 1)), 2 ** (b - 1) - 1) for b in (8, 16, 32, 64)} | {
+    f"UINT{b}": (0, 2 ** b - 1) for b in (8, 16, 32, 64)}
+ACCEPTED = ", ".join(ITEM_BYTES)
+
+
+class _NotJson(Exception):
+    pass
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise InvalidInput(reason="duplicate_key", message=f"duplicate JSON key {key!r}: send each key once")
+        seen.add(key)
+    return dict(pairs)
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON document, with duplicate keys refused; _NotJson if it is no JSON (KServe reports that)."""
+    try:
+        return json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+    except InvalidInput:
+        raise
+    except (ValueError, RecursionError):
+        raise _NotJson() from None
+
+
+def check_json_body(body: bytes) -> None:
+    """A V1 body: refuse duplicate keys; everything else is the schema's to check."""
+    try:
+        parse_json(body)
+    except _NotJson:
+        return
+
+
+def check_v2_body(body: bytes, header_length: bytes | None, max_values: int) -> None:
+    """A V2 infer body, JSON or binary (`header_length`: the Inference-Header-Content-Length header)."""
+    if header_length is None:
+        try:
+            document = parse_json(body)
+        except _NotJson:
+            return
+        _check_inputs(document, None, max_values)
+        return
+    text = header_length.decode("latin-1").strip()
+    if not text.isdigit() or int(text) > len(body):
+        raise InvalidInput(reason="binary", message=f"Inference-Header-Content-Length {text[:20]!r} is not a byte count "
+                                                    f"within the {len(body)}-byte body")
+    json_length = int(text)
+    try:
+        document = parse_json(body[:json_length])
+    except _NotJson:
+        raise InvalidInput(reason="binary", message=f"the first {json_length} bytes (Inference-Header-Content-Length) "
+                                                    f"are not a JSON header") from None
+    _check_inputs(document, len(body) - json_length, max_values)
+
+
+def _check_inputs(document: Any, binary_bytes: int | None, max_values: int) -> None:
+    binary = binary_bytes is not None
+    inputs = document.get("inputs") if isinstance(document, dict) else None
+    if not isinstance(inputs, list):
+        if binary:  # KServe's binary decoder indexes it unchecked
+            raise InvalidInput(reason="malformed", message="the JSON header needs an 'inputs' list")
+        return  # FastAPI's schema check answers 422 naming the field
+    declared = 0
+    for position, tensor in enumerate(inputs):
+        if not isinstance(tensor, dict):
+            raise InvalidInput(reason="malformed", message=f"inputs[{position}] must be an object")
+        name = tensor.get("name")
+        where = f"input {name!r}" if isinstance(name, str) else f"inputs[{position}]"
+        datatype, shape = tensor.get("datatype"), tensor.get("shape")
+        if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
+            raise InvalidInput(reason="malformed", message=f"{where} needs a string 'name', a string 'datatype' "
+                                                           f"and a 'shape' list")
+        if datatype not in ITEM_BYTES:
+            raise InvalidInput(reason="dtype", message=f"input {name!r}: datatype {datatype} is not numeric "
+                                                       f"(accepted: {ACCEPTED})")
+        if not all(type(d) is int and d >= 0 for d in shape):
+            raise InvalidInput(reason="shape", message=f"{where}: shape {shape!r} must be non-negative integers")
+        values = math.prod(shape)
+        if values > max_values:
+            raise InvalidInput(reason="too_many_values", message=f"{where}: shape {shape} holds {values} values; "
+                                                                 f"the limit per request is {max_values}")
+        parameters = tensor.get("parameters") or {}
+        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        if "data" in tensor and tensor["data"] is not None:
+            if size is not None:
+                raise InvalidInput(reason="binary", message=f"{where}: both 'data' and binary_data_size")
+            _check_data(tensor["data"], datatype, shape, values, where)
+        elif size is not None:
+            if not binary:
+                raise InvalidInput(reason="binary", message=f"{where}: binary_data_size without a binary body "
+                                                            f"(Inference-Header-Content-Length header)")
+            if type(size) is not int or size != values * ITEM_BYTES[datatype]:
+                raise InvalidInput(reason="binary", message=f"{where}: binary_data_size {size!r} but shape {shape} of "
+                                                            f"{datatype} takes {values * ITEM_BYTES[datatype]} bytes")
+            declared += size
+        elif binary:
+            raise InvalidInput(reason="malformed", message=f"{where}: neither 'data' nor binary_data_size")
+        if datatype == "FP16" and not binary:
+            raise InvalidInput(reason="dtype", message=f"{where}: FP16 comes in a binary body only")
+    if binary and declared != binary_bytes:
+        kind = "trailing" if binary_bytes > declared else "missing"  # type: ignore[operator]
+        raise InvalidInput(reason="binary", message=f"binary body has {binary_bytes} bytes after the JSON header, the "
+                                                    f"inputs declare {declared} ({kind} bytes)")
+
+
+def _check_data(data: Any, datatype: str, shape: list[int], values: int, where: str) -> None:
+    flat = list(_flat(data)) if isinstance(data, list) else [data]
+    if len(flat) != values:
+        raise InvalidInput(reason="shape", message=f"{where}: data does not match shape {shape}: {len(flat)} values, "
+                                                   f"the shape holds {values}")
+    bounds = INTEGER_RANGES.get(datatype)
+    for index, value in enumerate(flat):
+        if type(value) not in (int, float):
+            got = "null" if value is None else {str: "a string", bool: "a boolean", dict: "an object"}.get(
+                type(value), type(value).__name__)
+            raise InvalidInput(reason="null" if value is None else "dtype",
+                               message=f"{where}: expected numbers, got {got} {str(value)[:40]!r} at [{index}]")
+        if bounds is not None:
+            if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+                raise InvalidInput(reason="dtype", message=f"{where}: {datatype} value {value!r} at [{index}] "
+                                                           f"is not an integer")
+            if not bounds[0] <= value <= bounds[1]:
+                raise InvalidInput(reason="out_of_range", message=f"{where}: {datatype} value {value!r} at [{index}] "
+                                                                  f"is outside [{bounds[0]}, {bounds[1]}]")
+
+
+def _flat(data: list[Any]) -> Any:
+    for v in data:
+        if isinstance(v, list):
+            yield from _flat(v)
+        else:
+            yield v
