@@ -140,3 +140,48 @@ def test_monitor_scores_delayed_values_in_rmse_and_sees_prediction_drift(run_dir
     result = shifted.detector.detect(shifted.reference_state, shifted.window.frame()[[*loaded.feature_names, "__prediction__"]])
     assert result.prediction is not None and result.prediction.drifted
     assert result.prediction.effect_size > 1
+
+
+def test_mlplat_evaluate_scores_a_regression_file_as_the_evaluate_step(run_dir: Path, tmp_path: Path) -> None:
+    from mlplat.data import Splits
+
+    splits = Splits.load(run_dir / "steps" / "ingest")
+    data = splits.test.features.assign(**{splits.info.label: splits.test.labels})
+    data.to_csv(tmp_path / "test.csv", index=False)
+    env = {**os.environ, "COLUMNS": "200", "MLPLAT_RUNS_DIR": str(run_dir.parent)}
+    out = tmp_path / "eval"
+    scored = subprocess.run([sys.executable, "-m", "mlplat", "evaluate", str(run_dir / "model"), str(tmp_path / "test.csv"),
+                             "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert scored.returncode == 0, scored.stderr + scored.stdout
+    step = json.loads((run_dir / "steps" / "evaluate" / "metrics.json").read_text())["test"]
+    found = json.loads((out / "metrics.json").read_text())
+    for key in ("rmse", "mae", "r2"):
+        assert found["test"][key] == pytest.approx(step[key], rel=1e-5)
+    assert found["test"]["n"] == len(splits.test) and "accuracy" not in found["test"]
+
+    # a target that is no number is refused, naming the column and the row
+    data.astype({splits.info.label: object}).assign(**{splits.info.label: "high"}).iloc[:3].to_csv(tmp_path / "bad.csv", index=False)
+    refused = subprocess.run([sys.executable, "-m", "mlplat", "evaluate", str(run_dir / "model"), str(tmp_path / "bad.csv"),
+                              "--out", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode == 2 and "needs a finite number in every row" in refused.stderr + refused.stdout
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda m: m.update(target=None), "target: a regression model needs its target scaling"),
+    (lambda m: m["target"].update(scale=0.0), "target: mean must be finite and scale finite and positive"),
+    (lambda m: m.update(classes=["low", "high"]), "classes: a regression model has no classes"),
+])
+def test_integrity_refuses_a_regression_manifest_that_does_not_fit_its_task(run_dir: Path, tmp_path: Path,
+                                                                          change: Any, message: str) -> None:
+    import shutil
+
+    from mlplat.errors import ModelDirError
+    from mlplat.modeldir import LoadedModel
+
+    model = tmp_path / "model"
+    shutil.copytree(run_dir / "model", model)
+    manifest = json.loads((model / "model.json").read_text())
+    change(manifest)
+    (model / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelDirError, match=message):
+        LoadedModel.load(model)
