@@ -185,7 +185,7 @@ def test_ingest_cache_key_follows_the_data(s3: object, tmp_path: Path) -> None:
     assert before == f"source=etag:{s3.head_object(Bucket=BUCKET, Key='key/train.csv')['ETag'].strip(chr(34))}"
     prepared = submit.prepare(spec, tmp_path / "submit")
     assert prepared.arguments == {"data_fingerprint": before}  # a run starts with the data as it is now
-    ir = yaml.safe_load(Path(prepared.pipeline_file).read_text())
+    ir = next(yaml.safe_load_all(Path(prepared.pipeline_file).read_text()))  # the IR; then the platform spec
     ingest_inputs = ir["root"]["dag"]["tasks"]["ingest"]["inputs"]["parameters"]
     assert ingest_inputs["data_fingerprint"] == {"componentInputParameter": "data_fingerprint"}  # part of the cache key
     steps.ingest(spec, tmp_path, tmp_path / "data", before)

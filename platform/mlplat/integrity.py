@@ -150,8 +150,11 @@ def torch_dtype_name(dtype: torch.dtype) -> str:
 
 
 def check_network(probe: torch.nn.Module, manifest: ModelManifest, weights: Path, source: Path,
-                  found: Mapping[str, TensorHeader]) -> None:
-    """`probe`, the manifest's architecture built on the meta device, against the weights' header and the manifest."""
+                  found: Mapping[str, TensorHeader], width: int | None = None) -> None:
+    """`probe`, the manifest's architecture built on the meta device, against the weights' header and the manifest.
+
+    `width` is the network's input width after preprocessing (default: one input per feature; encoded
+    tabular models add missing indicators and put categorical codes last)."""
     import torch
 
     expected = probe.state_dict()
@@ -168,7 +171,7 @@ def check_network(probe: torch.nn.Module, manifest: ModelManifest, weights: Path
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise ModelDirError(f"{weights}: does not match architecture {manifest.architecture} in {source}: "
                             + "; ".join(problems[:3]) + more)
-    width = len(manifest.features)
+    width = len(manifest.features) if width is None else width
     probe.eval()
     try:
         with torch.no_grad():

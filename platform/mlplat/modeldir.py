@@ -264,11 +264,13 @@ class LoadedModel:
         trainer = registry.create("trainer", manifest.trainer.plugin, {}, step="load")
         with torch.device("meta"):  # shapes only: an architecture the weights don't match allocates nothing
             probe = _build(trainer, manifest, model_dir.manifest_path)
-        integrity.check_network(probe, manifest, weights, model_dir.manifest_path, found)
+        standardizer = preprocessor_from_json(manifest.preprocessing.model_dump())
+        layout = getattr(standardizer, "input_layout", None)  # encoded tabular: dense inputs, then one code per category
+        width = layout["dense"] + len(layout["cardinalities"]) if layout else None
+        integrity.check_network(probe, manifest, weights, model_dir.manifest_path, found, width)
         network = _build(trainer, manifest, model_dir.manifest_path)
         network.load_state_dict(integrity.load_tensors(weights, device=device))
         network.to(device).eval()
-        standardizer = preprocessor_from_json(manifest.preprocessing.model_dump())
         target = TargetStandardizer.from_json(manifest.target.model_dump()) if manifest.target else None
         return cls(model_dir.path, manifest, network, standardizer, target)
 
@@ -300,6 +302,7 @@ class LoadedModel:
     def output_names(self) -> list[str]:
         """One name per column of `predict_outputs`: the classes, or the regression label."""
         return [self.manifest.label] if self.task == "regression" else self.class_names
+
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw feature columns (strings for categories, missing cells) → this model's input rows (mlplat.columns)."""
         return encode_frame(frame, encodings_of(self.manifest.features))

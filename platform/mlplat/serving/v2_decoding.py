@@ -23,7 +23,7 @@ ITEM_BYTES = {"FP16": 2, "FP32": 4, "FP64": 8, "INT8": 1, "INT16": 2, "INT32": 4
               "UINT8": 1, "UINT16": 2, "UINT32": 4, "UINT64": 8}
 INTEGER_RANGES = {f"INT{b}": (-(2 ** (b - 1)), 2 ** (b - 1) - 1) for b in (8, 16, 32, 64)} | {
     f"UINT{b}": (0, 2 ** b - 1) for b in (8, 16, 32, 64)}
-ACCEPTED = ", ".join(ITEM_BYTES)
+ACCEPTED = ", ".join(ITEM_BYTES) + ", BYTES (categorical features, JSON strings)"
 
 
 class _NotJson(Exception):
@@ -96,6 +96,9 @@ def _check_inputs(document: Any, binary_bytes: int | None, max_values: int) -> N
         if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
             raise InvalidInput(reason="malformed", message=f"{where} needs a string 'name', a string 'datatype' "
                                                            f"and a 'shape' list")
+        if datatype == "BYTES":  # categorical features (one tensor each), as JSON strings; the schema checks which
+            _check_bytes(tensor, shape, where)
+            continue
         if datatype not in ITEM_BYTES:
             raise InvalidInput(reason="dtype", message=f"input {name!r}: datatype {datatype} is not numeric "
                                                        f"(accepted: {ACCEPTED})")
@@ -127,6 +130,22 @@ def _check_inputs(document: Any, binary_bytes: int | None, max_values: int) -> N
         kind = "trailing" if binary_bytes > declared else "missing"  # type: ignore[operator]
         raise InvalidInput(reason="binary", message=f"binary body has {binary_bytes} bytes after the JSON header, the "
                                                     f"inputs declare {declared} ({kind} bytes)")
+
+
+def _check_bytes(tensor: dict[str, Any], shape: list[Any], where: str) -> None:
+    parameters = tensor.get("parameters") or {}
+    if isinstance(parameters, dict) and "binary_data_size" in parameters:
+        raise InvalidInput(reason="binary", message=f"{where}: BYTES come as JSON strings, not binary data")
+    data = tensor.get("data")
+    if not all(type(d) is int and d >= 0 for d in shape):
+        raise InvalidInput(reason="shape", message=f"{where}: shape {shape!r} must be non-negative integers")
+    flat = list(_flat(data)) if isinstance(data, list) else [data]
+    if len(flat) != math.prod(shape):
+        raise InvalidInput(reason="shape", message=f"{where}: data does not match shape {shape}: {len(flat)} values")
+    bad = next((i for i, v in enumerate(flat) if v is not None and type(v) is not str), None)
+    if bad is not None:
+        raise InvalidInput(reason="dtype", message=f"{where}: BYTES values must be strings (or null), got "
+                                                   f"{str(flat[bad])[:40]!r} at [{bad}]")
 
 
 def _check_data(data: Any, datatype: str, shape: list[int], values: int, where: str) -> None:

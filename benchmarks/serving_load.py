@@ -1,0 +1,166 @@
+"""`mlplat serve` under hostile traffic: valid throughput with 20 % bad requests, and predict p99 while clients explain.
+
+    python benchmarks/serving_load.py                       # 32 connections x 60 s per arm
+    python benchmarks/serving_load.py --duration 10         # a quick look
+
+One server (`mlplat serve`, defaults, --no-monitor), one model (benchmarks/serving.py's 30-feature
+MLP), wrk on 127.0.0.1. Arms, measured in the same run against the same server:
+  valid   every request a valid V1 row
+  mixed   every 5th request bad (a string cell, a wrong width, a duplicate JSON key, a 300-char
+          x-request-id, broken JSON in turn); the rest as in `valid`
+Reported: valid req/s in each arm and their ratio (target: mixed >= 0.90x valid), responses that
+were neither 200 for a valid body nor 400 for a bad one (target: 0), the server's rejection counter
+against the bad requests wrk sent (target: equal), and RSS growth over the two arms (target <= 5 %).
+Then predict p99 alone and while 8 clients call :explain in a loop (target: <= 2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serving import MODEL, N_FEATURES, free_port, start, stop, to_ms, write_model  # noqa: E402
+
+ROW = [10.0] * N_FEATURES
+VALID = json.dumps({"instances": [ROW]})
+BAD = [  # (body, extra header): each must be a 400
+    (json.dumps({"instances": [["x"] + ROW[1:]]}), None),
+    (json.dumps({"instances": [ROW[:-1]]}), None),
+    ('{"instances": [[' + ",".join(map(str, ROW)) + ']], "instances": [[1]]}', None),
+    (VALID, ("x-request-id", "r" * 300)),
+    ('{"instances": [[1, 2', None),
+]
+LUA = """
+local valid = [==[%s]==]
+local bad = {%s}
+local bad_headers = {%s}
+local n = 0
+local counts = {}
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+function setup(thread) table.insert(threads_, thread) end
+threads_ = {}
+function init(args) n = 0; ok200 = 0; bad400 = 0; other = 0; sent_bad = 0 end
+request = function()
+  n = n + 1
+  if %s and n %% 5 == 0 then
+    local i = (n / 5) %% #bad + 1
+    sent_bad = sent_bad + 1
+    local headers = {["Content-Type"] = "application/json"}
+    if bad_headers[i] ~= "" then headers["x-request-id"] = bad_headers[i] end
+    return wrk.format("POST", nil, headers, bad[i])
+  end
+  return wrk.format("POST", nil, nil, valid)
+end
+response = function(status, headers, body)
+  if status == 200 then ok200 = ok200 + 1 elseif status == 400 then bad400 = bad400 + 1 else other = other + 1 end
+end
+done = function(summary, latency, requests)
+  local t = {ok200 = 0, bad400 = 0, other = 0, sent_bad = 0}
+  for _, thread in ipairs(threads_) do
+    for k, _ in pairs(t) do t[k] = t[k] + thread:get(k) end
+  end
+  io.write(string.format("COUNTS ok200=%%d bad400=%%d other=%%d sent_bad=%%d\\n", t.ok200, t.bad400, t.other, t.sent_bad))
+end
+"""
+
+
+def lua(mixed: bool) -> str:
+    quote = lambda s: "[==[" + s + "]==]"  # noqa: E731
+    return LUA % (VALID, ", ".join(quote(b) for b, _ in BAD), ", ".join(quote(h[1] if h else "") for _, h in BAD),
+                  "true" if mixed else "false")
+
+
+def run_wrk(port: int, script: Path, connections: int, duration: float) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-s", str(script),
+                          f"http://127.0.0.1:{port}/v1/models/{MODEL}:predict"], capture_output=True, text=True, check=True).stdout
+    counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", out.split("COUNTS", 1)[1])}
+    latency = {p: to_ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
+    return {**counts, "valid_rps": counts["ok200"] / duration, "p99_ms": latency["99"]}
+
+
+def rejected_total(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(float(v) for v in re.findall(r"^mlplat_rejected_requests_total\{[^}]*\} ([\d.e+]+)$", text, re.M))
+
+
+def explain_clients(port: int, stop_at: float, clients: int = 8) -> list[threading.Thread]:
+    def loop() -> None:
+        body = json.dumps({"instances": [ROW]}).encode()
+        while time.monotonic() < stop_at:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/{MODEL}:explain", body,
+                                             {"Content-Type": "application/json"})
+            try:
+                urllib.request.urlopen(request, timeout=60).read()
+            except OSError:
+                time.sleep(0.05)  # a busy explainer answers 503 at once: back off a little, as a client would
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model_dir = write_model(work / "model", [256, 256])
+        port = free_port()
+        proc = start([sys.executable, "-m", "mlplat", "serve", str(model_dir), "--port", str(port), "--no-monitor"],
+                     port, work / "server.log")
+        try:
+            scripts = {arm: work / f"{arm}.lua" for arm in ("valid", "mixed")}
+            for arm, script in scripts.items():
+                script.write_text(lua(arm == "mixed"))
+            run_wrk(port, scripts["valid"], args.connections, 2)  # warm-up
+            rss0 = psutil.Process(proc.pid).memory_info().rss
+            results = {}
+            for arm in ("valid", "mixed"):
+                before = rejected_total(port)
+                results[arm] = run_wrk(port, scripts[arm], args.connections, args.duration)
+                time.sleep(1)  # the replies wrk stopped waiting for are still counted by the server
+                results[arm]["rejected"] = rejected_total(port) - before
+            rss1 = psutil.Process(proc.pid).memory_info().rss
+            alone = run_wrk(port, scripts["valid"], 8, min(args.duration, 20))
+            threads = explain_clients(port, time.monotonic() + min(args.duration, 20) + 1)
+            busy = run_wrk(port, scripts["valid"], 8, min(args.duration, 20))
+            for t in threads:
+                t.join()
+        finally:
+            stop(proc)
+    valid, mixed = results["valid"], results["mixed"]
+    ratio = mixed["valid_rps"] / valid["valid_rps"]
+    failures = valid["other"] + valid["bad400"] + mixed["other"]  # wrk stops with up to `connections` replies in flight
+    growth = rss1 / rss0 - 1
+    print(f"valid arm : {valid['valid_rps']:8.1f} valid req/s, p99 {valid['p99_ms']:.2f} ms")
+    print(f"mixed arm : {mixed['valid_rps']:8.1f} valid req/s, p99 {mixed['p99_ms']:.2f} ms, {mixed['sent_bad']} bad sent, "
+          f"{mixed['bad400']} answered 400, server counted {mixed['rejected']:.0f}")
+    print(f"ratio     : {ratio:.3f}x valid throughput with 20 % bad traffic   {'PASS' if ratio >= 0.9 else 'MISS'} (>= 0.90x)")
+    print(f"failures  : {failures:.0f} responses neither 200-for-valid nor 400-for-bad   {'PASS' if failures == 0 else 'MISS'}")
+    exact = mixed["rejected"] == mixed["sent_bad"]  # every bad request wrk sent, counted once by the server
+    print(f"counters  : {'exact' if exact else 'differ'}   {'PASS' if exact else 'MISS'}")
+    print(f"RSS       : {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MiB ({100 * growth:+.1f} %)   {'PASS' if growth <= 0.05 else 'MISS'} (<= 5 %)")
+    p99_ratio = busy["p99_ms"] / alone["p99_ms"]
+    print(f"explain   : predict p99 {alone['p99_ms']:.2f} ms alone, {busy['p99_ms']:.2f} ms with 8 explain clients "
+          f"({p99_ratio:.2f}x)   {'PASS' if p99_ratio <= 2 else 'MISS'} (<= 2x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
