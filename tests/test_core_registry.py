@@ -198,6 +198,7 @@ def test_plugins_show_prints_the_config_without_importing_torch() -> None:
     assert "TORCH False" in shown.stdout
     assert "early_stopping_patience" in shown.stdout and "epochs without val improvement" in shown.stdout
     assert "mlplat_plugins.torch_trainers" in shown.stdout  # where it comes from
+    assert "tune metrics (regression): val_rmse (minimize)" in shown.stdout  # per task (PluginSpec.tune_metrics_for)
     unknown = subprocess.run([sys.executable, "-m", "mlplat", "plugins", "show", "nokind", "x"], capture_output=True, text=True)
     assert unknown.returncode == 2 and "not a stage kind" in unknown.stderr
 

@@ -185,3 +185,27 @@ def test_integrity_refuses_a_regression_manifest_that_does_not_fit_its_task(run_
     (model / "model.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelDirError, match=message):
         LoadedModel.load(model)
+
+
+def test_monitor_service_takes_a_regressions_numeric_feedback_once(run_dir: Path) -> None:
+    from fastapi.testclient import TestClient
+    from mlplat.modeldir import LoadedModel
+    from mlplat.monitoring.inputs import InputPolicy
+    from mlplat.monitoring.monitor import Monitor, MonitorSettings
+    from mlplat.monitoring.service import create_app
+
+    monitor = Monitor(run_dir / "model", MonitorSettings(min_labels=1, min_new_rows=1))
+    loaded = LoadedModel.load(run_dir / "model")
+    rows = np.zeros((2, len(loaded.feature_names)), np.float32)
+    monitor.window.record(rows, loaded.predict_values(rows), ["req"])
+    client = TestClient(create_app({monitor.name: monitor}, InputPolicy(token="t")), headers={"authorization": "Bearer t"})
+    url = f"/v1/models/{monitor.name}/feedback"
+    ok = client.post(url, json={"request_id": "req", "labels": [151.0, 75]})
+    assert ok.status_code == 200 and ok.json() == {"accepted": 2, "unknown_ids": []}, ok.text
+    assert monitor.window.labels_received == 2 and list(monitor.window.frame()["__label__"]) == [151.0, 75.0]
+    again = client.post(url, json={"ids": ["req/0"], "labels": [151.0]})  # the same label again: counted once
+    assert again.status_code == 200 and monitor.window.labels_received == 2
+    assert client.post(url, json={"ids": ["req/0"], "labels": [9.0]}).status_code == 409  # another label: a conflict
+    for body in ({"ids": ["req/1"], "labels": ["high"]}, {"ids": ["req/1"], "label_indices": [0]}):
+        refused = client.post(url, json=body)
+        assert refused.status_code == 422, refused.text
