@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from mlplat.errors import UsageError
-from mlplat.tasks import Task, resolve_task
 from mlplat.sources import Fetched, Fingerprint, fetch, fingerprint, is_remote, local_path
+from mlplat.tasks import Task, resolve_task
 
 LABEL, ROW_ID, WEIGHT, SYNTHETIC = "__label__", "__row_id__", "__weight__", "__synthetic__"
 RESERVED = (LABEL, ROW_ID, WEIGHT, SYNTHETIC)

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ValidationError
 
 from mlplat.errors import MlplatError, PluginError, PluginUnavailable, SpecError
 
-
 Direction = Literal["maximize", "minimize"]
 
 

@@ -109,9 +109,8 @@ class MlplatModel(kserve.Model):
         super().__init__(loaded.name)
 
     def load(self) -> bool:
-        from mlplat.serving.explainer_loader import load_explainer
-
         from mlplat.modeldir import encodings_of
+        from mlplat.serving.explainer_loader import load_explainer
 
         self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows,
                                     encodings_of(self.loaded.manifest.features),
