@@ -198,6 +198,7 @@ def test_plugins_show_prints_the_config_without_importing_torch() -> None:
     assert "TORCH False" in shown.stdout
     assert "early_stopping_patience" in shown.stdout and "epochs without val improvement" in shown.stdout
     assert "mlplat_plugins.torch_trainers" in shown.stdout  # where it comes from
+    assert "tune metrics (regression): val_rmse (minimize)" in shown.stdout  # per task (PluginSpec.tune_metrics_for)
     unknown = subprocess.run([sys.executable, "-m", "mlplat", "plugins", "show", "nokind", "x"], capture_output=True, text=True)
     assert unknown.returncode == 2 and "not a stage kind" in unknown.stderr
 
@@ -302,6 +303,8 @@ def test_a_plugin_refusing_its_param_is_named_by_the_spec_path(mlplat_distributi
     ('needs=frozenset({"step:validaet"})', r"unknown needs \['step:validaet'\]"),
     ('tune_metrics={"val_accuracy": "maximize"}', "only trainers declare tune_metrics"),
     ('katib_algorithm="tpe"', "only tuners declare a katib_algorithm"),
+    ('task_tune_metrics={"regression": {"val_rmse": "minimize"}}', "only trainers declare tune_metrics"),
+    ('tasks=frozenset({"ranking"})', r"tasks must be a non-empty subset of classification, regression; got \['ranking'\]"),
 ])
 def test_undeclared_contract_fields_make_the_entry_point_broken(mlplat_distribution, fields: str, refusal: str) -> None:
     source = REFUSING_VALIDATOR_SPEC.replace('"picky_validator:PickyValidator")', f'"picky_validator:PickyValidator", {fields})')
@@ -318,3 +321,10 @@ def test_declared_contract_fields_are_typed_spec_fields() -> None:
     assert registry.get(StageKind.TUNER, "bayesian").katib_algorithm == "tpe"
     with pytest.raises(TypeError):
         mlp.tune_metrics["val_loss"] = "maximize"  # type: ignore[index]
+    # per task: a regression's metrics are its own; with no task, those of every task the trainer works for
+    assert mlp.tune_metrics_for("classification") == dict(mlp.tune_metrics)
+    assert mlp.tune_metrics_for("regression") == {"val_rmse": "minimize", "val_mae": "minimize", "val_r2": "maximize",
+                                                  "val_loss": "minimize"}
+    assert set(mlp.tune_metrics_for()) == {"val_accuracy", "val_loss", "val_rmse", "val_mae", "val_r2"}
+    with pytest.raises(TypeError):
+        mlp.task_tune_metrics["regression"]["val_r2"] = "minimize"  # type: ignore[index]

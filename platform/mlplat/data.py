@@ -18,11 +18,12 @@ import pandas as pd
 
 from mlplat.errors import UsageError
 from mlplat.sources import Fetched, Fingerprint, fetch, fingerprint, is_remote, local_path
+from mlplat.tasks import Task, resolve_task
 
 LABEL, ROW_ID, WEIGHT, SYNTHETIC = "__label__", "__row_id__", "__weight__", "__synthetic__"
 RESERVED = (LABEL, ROW_ID, WEIGHT, SYNTHETIC)
 SPLIT_NAMES = ("train", "validation", "test")
-SKLEARN_DATASETS = ("breast_cancer", "digits", "wine", "iris")
+SKLEARN_DATASETS = ("breast_cancer", "digits", "wine", "iris", "diabetes")
 IMAGE_SHAPES = {"digits": [1, 8, 8]}
 
 
@@ -33,7 +34,7 @@ class DatasetInfo:
     name: str
     label: str
     feature_names: list[str]
-    classes: list[str]
+    classes: list[str]  # empty for regression
     image_shape: list[int] | None = None  # [channels, height, width] when features are pixels
     # per feature: numeric | categorical | boolean (mlplat.columns); empty = all numeric (older splits)
     column_types: dict[str, str] = field(default_factory=dict)
@@ -42,6 +43,11 @@ class DatasetInfo:
     id_column: str | None = None  # the column whose values are the row ids, when the spec names one
     # the network input's layout (mlplat.columns.TabularPreprocessor.input_layout), set for the trainer only
     input_layout: dict[str, Any] | None = None
+    task: Task = "classification"  # mlplat.tasks: inferred from the label or set as dataset.task
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
 
     @property
     def n_features(self) -> int:
@@ -54,7 +60,8 @@ class DatasetInfo:
 
 @dataclass
 class Table:
-    """Labeled rows. `labels` are class indices into DatasetInfo.classes."""
+    """Labeled rows. `labels` are class indices into DatasetInfo.classes (int64), or a regression
+    target's values (float64: a float array stays float)."""
 
     features: pd.DataFrame
     labels: np.ndarray
@@ -65,7 +72,8 @@ class Table:
     def __post_init__(self) -> None:
         n = len(self.features)
         self.features = self.features.reset_index(drop=True)
-        self.labels = np.asarray(self.labels, dtype=np.int64)
+        labels = np.asarray(self.labels)
+        self.labels = labels.astype(np.float64 if labels.dtype.kind == "f" else np.int64)
         self.row_ids = np.asarray(self.row_ids, dtype=np.int64)
         self.weights = np.ones(n, np.float32) if self.weights is None else np.asarray(self.weights, np.float32)
         self.synthetic = np.zeros(n, bool) if self.synthetic is None else np.asarray(self.synthetic, bool)
@@ -98,6 +106,7 @@ class Table:
     def with_synthetic(self, features: pd.DataFrame, labels: np.ndarray, weights: np.ndarray | None = None) -> Table:
         """This table plus generated rows, tagged synthetic with row id -1 (augmenters use it)."""
         n = len(features)
+        labels = np.asarray(labels).astype(self.labels.dtype)  # generated rows keep the task's label type
         extra = Table(features[list(self.features.columns)], labels, np.full(n, -1), weights, np.ones(n, bool))
         return Table.concat([self, extra]) if n else self
 
@@ -256,9 +265,10 @@ def split_frame(
     frame: pd.DataFrame, label: str, name: str, validation: float, test: float, seed: int, stratify: bool = True,
     image_shape: list[int] | None = None, held_out: Mapping[str, pd.DataFrame] | None = None, *,
     row_ids: np.ndarray | None = None, weights: np.ndarray | None = None, column_types: dict[str, str] | None = None,
-    bad_cells: list[dict[str, Any]] | None = None, id_column: str | None = None,
+    bad_cells: list[dict[str, Any]] | None = None, id_column: str | None = None, task: Task | None = None,
 ) -> Splits:
-    """Seeded, stratified train/validation/test split; row ids are `row_ids` (the id column) or positions.
+    """Seeded train/validation/test split, stratified by class for a classification; row ids are
+    `row_ids` (the id column) or positions. `task` is the spec's dataset.task (None: inferred, see mlplat.tasks).
 
     `held_out` maps "validation" and/or "test" to frames of their own (dataset.validation_source,
     dataset.test_source): those splits are exactly those rows, and `frame` is split into the rest
@@ -279,12 +289,18 @@ def split_frame(
     features = features.astype({c: "float64" for c in numeric})
     if frame[label].isna().any():
         raise UsageError(f"dataset.label: column {label!r} has {int(frame[label].isna().sum())} missing values")
-    classes = sorted(frame[label].astype(str).unique().tolist(), key=_natural_key)
-    if len(classes) < 2:
-        raise UsageError(f"dataset.label: column {label!r} needs at least 2 classes, found {len(classes)}")
-    index = {c: i for i, c in enumerate(classes)}
+    task = resolve_task(frame[label], task, label)
     ids = np.arange(len(frame)) if row_ids is None else row_ids
-    table = Table(features, frame[label].astype(str).map(index).to_numpy(), ids, weights)
+    if task == "regression":
+        classes: list[str] = []
+        table = Table(features, frame[label].to_numpy(dtype=np.float64), ids, weights)
+        stratify = False  # one stratum per distinct value would be one class per value
+    else:
+        classes = sorted(frame[label].astype(str).unique().tolist(), key=_natural_key)
+        if len(classes) < 2:
+            raise UsageError(f"dataset.label: column {label!r} needs at least 2 classes, found {len(classes)}")
+        index = {c: i for i, c in enumerate(classes)}
+        table = Table(features, frame[label].astype(str).map(index).to_numpy(), ids, weights)
     positions = np.flatnonzero(origin == "source")
 
     def split_off(pool: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -296,7 +312,7 @@ def split_frame(
     else:  # the validation fraction stays a fraction of the whole source, as without a held-out test file
         train_pos, val_pos = split_off(rest, validation if "test" in held_out else validation / (1 - test))
     info = DatasetInfo(name, label, [str(c) for c in features.columns], classes, image_shape, dict(column_types or {}),
-                       list(bad_cells or []), id_column)
+                       list(bad_cells or []), id_column, task=task)
     return Splits(info, table.take(train_pos), table.take(val_pos), table.take(test_pos))
 
 

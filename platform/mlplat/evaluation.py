@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from mlplat.spec import EvaluateGate
+from mlplat.tasks import GATE_METRICS
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -31,10 +32,29 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[
     return metrics
 
 
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    """RMSE and MAE in the label's units, R² (1 - SSE / SST of the test rows), and the residuals' spread."""
+    y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    residual = y_pred - y_true
+    total = float(((y_true - y_true.mean()) ** 2).sum()) if len(y_true) else 0.0
+    return {
+        "rmse": float(np.sqrt(np.mean(residual**2))) if len(y_true) else float("nan"),
+        "mae": float(np.mean(np.abs(residual))) if len(y_true) else float("nan"),
+        "r2": 1.0 - float((residual**2).sum()) / total if total > 0 else float("nan"),
+        "mean_residual": float(residual.mean()) if len(y_true) else float("nan"),
+        "n": int(len(y_true)),
+    }
+
+
 def gate_failures(metrics: dict[str, Any], gate: EvaluateGate) -> list[str]:
+    """Each bar the metrics miss; a `min_` bar is a floor, a `max_` bar a ceiling (mlplat.tasks.GATE_METRICS)."""
     failures = []
-    for field, key in (("min_accuracy", "accuracy"), ("min_f1", "f1"), ("min_roc_auc", "roc_auc")):
+    for field, (key, _) in GATE_METRICS.items():
         bar, value = getattr(gate, field), metrics.get(key)
-        if bar is not None and (value is None or value < bar):
-            failures.append(f"test {key} {'missing' if value is None else f'{value:.4f}'} < {field} {bar}")
+        if bar is None:
+            continue
+        ceiling = field.startswith("max_")
+        if value is None or not np.isfinite(value) or (value > bar if ceiling else value < bar):
+            shown = "missing" if value is None else f"{value:.4f}"
+            failures.append(f"test {key} {shown} {'>' if ceiling else '<'} {field} {bar}")
     return failures

@@ -41,11 +41,13 @@ def mean_abs_importance(attributions: np.ndarray, feature_names: list[str]) -> d
 
 def attribution_records(model: Any, attributions: np.ndarray, predicted: np.ndarray, base_values: np.ndarray,
                         method: str) -> list[dict[str, Any]]:
-    """One JSON-ready explanation per row: attributions keyed by feature name for the predicted class."""
+    """One JSON-ready explanation per row: attributions keyed by feature name for the predicted class,
+    or for a regression (`predicted` holds values) of the predicted value."""
+    regression = getattr(model, "task", "classification") == "regression"
     return [
         {
             "method": method,
-            "class": model.class_names[int(cls)],
+            **({"prediction": float(cls)} if regression else {"class": model.class_names[int(cls)]}),
             "base_value": float(base),
             "attributions": {name: float(v) for name, v in zip(model.feature_names, row, strict=True)},
         }

@@ -110,6 +110,15 @@ def check_manifest(manifest: ModelManifest, source: Path) -> None:
         if len(manifest.classes) < 2:
             raise ModelDirError(f"{source}: classes: a classifier needs at least 2 classes, got {manifest.classes}")
         _require_distinct(manifest.classes, "classes", source)
+    else:  # a regression predicts one value: no class names, and the target scaling the network was trained on
+        if manifest.classes:
+            raise ModelDirError(f"{source}: classes: a regression model has no classes, got {manifest.classes[:5]}")
+        if manifest.target is None:
+            raise ModelDirError(f"{source}: target: a regression model needs its target scaling")
+        if not math.isfinite(manifest.target.mean) or not (math.isfinite(manifest.target.scale)
+                                                           and manifest.target.scale > 0):
+            raise ModelDirError(f"{source}: target: mean must be finite and scale finite and positive, got "
+                                f"mean {manifest.target.mean}, scale {manifest.target.scale}")
     if manifest.image_shape is not None and math.prod(manifest.image_shape) != len(features):
         raise ModelDirError(f"{source}: image_shape: {manifest.image_shape} has {math.prod(manifest.image_shape)} "
                             f"pixels, but there are {len(features)} features")
@@ -172,6 +181,9 @@ def check_network(probe: torch.nn.Module, manifest: ModelManifest, weights: Path
                             f"({str(exc).splitlines()[0]})") from None
     if manifest.task == "classification" and tuple(output.shape) != (2, len(manifest.classes)):
         raise ModelDirError(f"{source}: classes: {len(manifest.classes)} class names for a network with "
+                            f"{list(output.shape)[1:]} outputs")
+    if manifest.task == "regression" and tuple(output.shape) not in ((2,), (2, 1)):
+        raise ModelDirError(f"{source}: task: a regression network must give one value per row, this one gives "
                             f"{list(output.shape)[1:]} outputs")
 
 

@@ -20,8 +20,8 @@ from mlplat.errors import ModelDirError
 FORMAT_VERSION: Literal[2] = 2  # bump with a migration in _MIGRATIONS for the previous version
 DRIFT_REFERENCE = "drift_reference.json"  # the drift detector's fitted state, in the model directory
 
-# The model's task. Add a value here (and its metrics) to support another task, e.g. "regression".
-Task = Literal["classification"]
+# The model's task (mlplat.tasks); a manifest without one is a classification (formats before regression).
+Task = Literal["classification", "regression"]
 
 
 class _Record(BaseModel):
@@ -46,6 +46,14 @@ class Standardization(_Record):
     kind: Literal["standardize"] = "standardize"
     mean: list[float]
     scale: list[float]
+
+
+class TargetStandardization(_Record):
+    """Regression: the network predicts z = (y - mean) / scale; predictions are de-standardized with it."""
+
+    kind: Literal["standardize"] = "standardize"
+    mean: float
+    scale: float
 
 
 class TabularPreprocessing(_Record):
@@ -120,9 +128,10 @@ class ModelManifest(_Record):
     task: Task = "classification"
     label: str
     features: list[Feature]
-    classes: list[str]
+    classes: list[str]  # empty for a regression
     image_shape: list[int] | None = None  # (channels, height, width) for image models
     preprocessing: TabularPreprocessing | Standardization = Field(discriminator="kind")
+    target: TargetStandardization | None = None  # a regression's target scaling (None for a classification)
     trainer: PluginRef
     architecture: dict[str, Any]  # the trainer's own description; its build_network(architecture) rebuilds the net
     metrics: Metrics = Field(default_factory=Metrics)

@@ -32,7 +32,7 @@ from mlplat.columns import ColumnEncoding, TabularPreprocessor, encode_frame
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN
 from mlplat.errors import ModelDirError, UsageError
 from mlplat.manifest import DRIFT_REFERENCE, FORMAT_VERSION, Feature, ModelManifest
-from mlplat.preprocessing import Standardizer
+from mlplat.preprocessing import Standardizer, TargetStandardizer
 from mlplat.sources import local_path
 
 if TYPE_CHECKING:
@@ -238,6 +238,7 @@ class LoadedModel:
     manifest: ModelManifest
     network: torch.nn.Module
     standardizer: Standardizer | TabularPreprocessor  # the saved preprocessing (named so before there were two kinds)
+    target: TargetStandardizer | None = None  # a regression's target scaling
 
     @classmethod
     def load(cls, directory: Path | ModelDir, device: str = "cpu") -> LoadedModel:
@@ -274,7 +275,8 @@ class LoadedModel:
         network = _build(trainer, manifest, model_dir.manifest_path)
         network.load_state_dict(integrity.load_tensors(weights, device=device))
         network.to(device).eval()
-        return cls(model_dir.path, manifest, network, standardizer)
+        target = TargetStandardizer.from_json(manifest.target.model_dump()) if manifest.target else None
+        return cls(model_dir.path, manifest, network, standardizer, target)
 
     @property
     def model_dir(self) -> ModelDir:
@@ -296,6 +298,15 @@ class LoadedModel:
     def class_names(self) -> list[str]:
         return list(self.manifest.classes)
 
+    @property
+    def task(self) -> str:
+        return self.manifest.task
+
+    @property
+    def output_names(self) -> list[str]:
+        """One name per column of `predict_outputs`: the classes, or the regression label."""
+        return [self.manifest.label] if self.task == "regression" else self.class_names
+
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw feature columns (strings for categories, missing cells) → this model's input rows (mlplat.columns)."""
         return encode_frame(frame, encodings_of(self.manifest.features))
@@ -309,12 +320,33 @@ class LoadedModel:
     def preprocess(self, X: np.ndarray) -> np.ndarray:
         return self.standardizer.transform(X)
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def _raw(self, X: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            logits = self.network(torch.from_numpy(self.preprocess(X)))
-            return torch.softmax(logits.float(), dim=1).numpy()
+            return self.network(torch.from_numpy(self.preprocess(X))).float().numpy()
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities [n, classes]; a regression has none (use `predict_values`)."""
+        if self.task == "regression":
+            raise UsageError(f"model {self.name!r} is a regression: it predicts values, not class probabilities")
+        import torch
+
+        return torch.softmax(torch.from_numpy(self._raw(X)), dim=1).numpy()
+
+    def predict_values(self, X: np.ndarray) -> np.ndarray:
+        """A regression's predicted values [n] in the label's units (the network's output de-standardized)."""
+        if self.target is None:
+            raise UsageError(f"model {self.name!r} is a classification: it predicts classes, not values")
+        return self.target.inverse(self._raw(X)[:, 0])
+
+    def predict_outputs(self, X: np.ndarray) -> np.ndarray:
+        """What an explainer attributes, one column per `output_names`: probabilities, or [n, 1] values."""
+        return self.predict_values(X)[:, None] if self.task == "regression" else self.predict_proba(X)
+
+    def predict_labels(self, X: np.ndarray) -> np.ndarray:
+        """Class indices [n] (classification) or values [n] (regression): the monitor's prediction column."""
+        return self.predict_values(X) if self.task == "regression" else self.predict_proba(X).argmax(1)
 
     def reference(self) -> pd.DataFrame:
         import pandas as pd

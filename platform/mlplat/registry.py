@@ -20,7 +20,6 @@ from pydantic import BaseModel, ValidationError
 
 from mlplat.errors import MlplatError, PluginError, PluginUnavailable, SpecError
 
-
 Direction = Literal["maximize", "minimize"]
 
 
@@ -57,29 +56,54 @@ class PluginSpec:
     extra: str | None = None  # the distribution's extra that installs the implementation's libraries, e.g. "alibi"
     # trainers: the metrics they report that a tuner may optimize, with the better direction
     tune_metrics: Mapping[str, Direction] = field(default_factory=dict, hash=False)
+    # trainers: the same per task (mlplat.tasks.TASKS) where a task's metrics differ; a task not listed here
+    # takes `tune_metrics` if it is a classification, and none (cannot be tuned) otherwise
+    task_tune_metrics: Mapping[str, Mapping[str, Direction]] = field(default_factory=dict, hash=False)
     # trainers: params every tune trial overrides (a trial needs one score: no CV band, no checkpoints)
     tune_trial_params: Mapping[str, Any] = field(default_factory=dict, hash=False)
     # tuners: the Katib suggestion algorithm that runs the same search on a cluster (None: no Katib equivalent)
     katib_algorithm: str | None = None
+    # the tasks (mlplat.tasks.TASKS) the plugin works for; a spec of another task is refused at resolve time
+    tasks: frozenset[str] = field(default_factory=lambda: frozenset({"classification", "regression"}))
 
     def __post_init__(self) -> None:
         from mlplat.plan import NODES  # the plan's node names are the steps a plugin may need
+        from mlplat.tasks import TASKS
 
         steps = {node.name for node in NODES}
         unknown = sorted(n for n in self.needs if n != "image" and not (n.startswith("step:") and n[5:] in steps))
         if unknown:
             raise ValueError(f"{self.kind.value} plugin {self.name!r}: unknown needs {unknown}; "
                              f"declare 'image' or 'step:NAME' with NAME one of {', '.join(sorted(steps))}")
-        if self.tune_metrics and self.kind is not StageKind.TRAINER:
+        if (self.tune_metrics or self.task_tune_metrics) and self.kind is not StageKind.TRAINER:
             raise ValueError(f"{self.kind.value} plugin {self.name!r}: only trainers declare tune_metrics")
+        unknown_tasks = sorted((set(self.tasks) | set(self.task_tune_metrics)) - set(TASKS))
+        if unknown_tasks or not self.tasks:
+            raise ValueError(f"{self.kind.value} plugin {self.name!r}: tasks must be a non-empty subset of "
+                             f"{', '.join(TASKS)}; got {unknown_tasks or 'none'}")
         if self.katib_algorithm is not None and self.kind is not StageKind.TUNER:
             raise ValueError(f"{self.kind.value} plugin {self.name!r}: only tuners declare a katib_algorithm")
-        bad = {m: d for m, d in self.tune_metrics.items() if d not in ("maximize", "minimize")}
+        every = [*self.tune_metrics.items(), *(item for m in self.task_tune_metrics.values() for item in m.items())]
+        bad = {m: d for m, d in every if d not in ("maximize", "minimize")}
         if bad:
             raise ValueError(f"{self.kind.value} plugin {self.name!r}: tune_metrics directions must be maximize|minimize: {bad}")
         # read-only views: a spec is shared by every run in the process
         object.__setattr__(self, "tune_metrics", MappingProxyType(dict(self.tune_metrics)))
         object.__setattr__(self, "tune_trial_params", MappingProxyType(dict(self.tune_trial_params)))
+        object.__setattr__(self, "task_tune_metrics", MappingProxyType(
+            {task: MappingProxyType(dict(metrics)) for task, metrics in self.task_tune_metrics.items()}))
+        object.__setattr__(self, "tasks", frozenset(self.tasks))
+
+    def tune_metrics_for(self, task: str | None = None) -> dict[str, Direction]:
+        """The metrics a tuner may optimize for `task`, with their direction; with no task (not known before
+        the data is read) those of every task the plugin works for."""
+        from mlplat.tasks import TASKS
+
+        if task is None:
+            return {name: direction for t in TASKS if t in self.tasks for name, direction in self.tune_metrics_for(t).items()}
+        if task in self.task_tune_metrics:
+            return dict(self.task_tune_metrics[task])
+        return dict(self.tune_metrics) if task == "classification" else {}
 
     def parse_config(self, params: Mapping[str, Any] | None, path: str = "params") -> BaseModel:
         """Validate params against the config model; errors name the offending field."""

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mlplat import plan, registry
 from mlplat.errors import PluginUnavailable, SpecError, UsageError
 from mlplat.registry import StageKind, config_problems
+from mlplat.tasks import GATE_METRICS, Task, source_task
 
 STEP_KINDS: dict[str, StageKind] = plan.plugin_kinds()  # spec step key -> stage kind, from the plan's node table
 KFP_GPU_COUNTS = (0, 1, 2, 4, 8, 16)
@@ -70,11 +71,16 @@ class TuneStepSpec(StepSpec):
 
 
 class EvaluateGate(Strict):
-    """Evaluation gate: the model is published only if the test metrics clear these bars."""
+    """Evaluation gate: the model is published only if the test metrics clear these bars.
+    min_accuracy/min_f1/min_roc_auc gate a classification, max_rmse/max_mae/min_r2 a regression
+    (mlplat.tasks.GATE_METRICS); a bar of the other task is refused when the spec is resolved."""
 
     min_accuracy: float | None = Field(None, ge=0, le=1)
     min_f1: float | None = Field(None, ge=0, le=1)
     min_roc_auc: float | None = Field(None, ge=0, le=1)
+    max_rmse: float | None = Field(None, ge=0, description="regression: largest test RMSE, in the label's units")
+    max_mae: float | None = Field(None, ge=0, description="regression: largest test MAE, in the label's units")
+    min_r2: float | None = Field(None, le=1, description="regression: smallest test R²")
 
 
 class EvaluateStepSpec(StepOptions):
@@ -129,7 +135,8 @@ class DatasetSpec(Strict):
                           "in a numeric column are reported as bad cells")
     validation: float = Field(0.2, gt=0, lt=1)
     test: float = Field(0.2, gt=0, lt=1)
-    stratify: bool = True
+    stratify: bool = True  # a regression is never stratified
+    task: Task | None = Field(None, description="classification | regression; default: inferred from the label (mlplat.tasks)")
 
     @model_validator(mode="after")
     def _fractions(self) -> DatasetSpec:
@@ -203,6 +210,9 @@ def resolve(spec: PipelineSpec, source: str = "") -> PipelineSpec:
         except SpecError as exc:
             problems += exc.problems
         problems += _unmet_needs(resolved, path, step, plugin.needs)
+    task = declared_task(resolved)
+    if task is not None and not problems:
+        problems += task_problems(resolved, task)
     if resolved.steps.tune and not problems:
         problems += _resolve_search_space(resolved) + _check_tune_metric(resolved)
     if problems:
@@ -230,6 +240,38 @@ def _unmet_needs(spec: PipelineSpec, path: str, step: StepSpec, needs: frozenset
     return problems
 
 
+def declared_task(spec: PipelineSpec) -> Task | None:
+    """The task known before any data is read: dataset.task, or a scikit-learn source's; None when
+    only the label can tell (then `task_problems` runs again once ingest has inferred it)."""
+    return spec.dataset.task or source_task(spec.dataset.source)
+
+
+def task_problems(spec: PipelineSpec, task: Task) -> list[tuple[str, str]]:
+    """What in a resolved spec does not fit `task`: plugins declared for other tasks
+    (`PluginSpec.tasks`), gate thresholds of the other task, and the trainer's task-bound options."""
+    problems = []
+    for path, step in spec.steps.plugin_steps():
+        plugin = registry.get(step_kind(path), step.plugin)
+        if task not in plugin.tasks:
+            problems.append((f"steps.{path}.plugin", f"{step.plugin!r} works for {' and '.join(sorted(plugin.tasks))} "
+                             f"only; this spec is a {task} (dataset.task or inferred from the label)"))
+            continue
+        # options of a plugin bound to one task (a trainer's loss, a validator's class checks): its config
+        # model's optional `task_problems(params, task) -> [(param, message)]`
+        task_check = getattr(plugin.config_model, "task_problems", None)
+        if callable(task_check):
+            problems += [(f"steps.{path}.params.{field}", message) for field, message in task_check(step.params, task)]
+    gate = spec.steps.evaluate.params
+    own = [f for f, (_, t) in GATE_METRICS.items() if t == task]
+    for field, (metric, field_task) in GATE_METRICS.items():
+        if field_task != task and getattr(gate, field) is not None:
+            problems.append((f"steps.evaluate.params.{field}", f"{metric} is a {field_task} metric; a {task} is gated on "
+                             f"{', '.join(own)}"))
+    if spec.steps.tune and spec.steps.tune.metric not in tune_metrics(spec.steps.train.plugin, task):
+        problems += _check_tune_metric(spec, task)
+    return problems
+
+
 def _resolve_search_space(spec: PipelineSpec) -> list[tuple[str, str]]:
     """Validate the tune step's search space against the trainer's config; store it normalized."""
     from mlplat.search_space import check_against_config, parse_search_space
@@ -246,28 +288,31 @@ def _resolve_search_space(spec: PipelineSpec) -> list[tuple[str, str]]:
     return []
 
 
-def tune_metrics(trainer_plugin: str) -> dict[str, Literal["maximize", "minimize"]]:
+def tune_metrics(trainer_plugin: str, task: Task | None = None) -> dict[str, Literal["maximize", "minimize"]]:
     """Metrics the trainer reports every epoch and at the end that a tuner may optimize, each with
-    the direction that is better ("maximize" | "minimize"): its plugin spec's `tune_metrics`."""
-    return dict(registry.get(StageKind.TRAINER, trainer_plugin).tune_metrics)
+    the direction that is better ("maximize" | "minimize"): its plugin spec's `tune_metrics`, or for
+    a task its `task_tune_metrics[task]` (see PluginSpec.tune_metrics_for). With no task: every metric
+    of every task (the task is not known before the data is read)."""
+    return registry.get(StageKind.TRAINER, trainer_plugin).tune_metrics_for(task)
 
 
-def tune_direction(spec: PipelineSpec) -> Literal["maximize", "minimize"]:
+def tune_direction(spec: PipelineSpec, task: Task | None = None) -> Literal["maximize", "minimize"]:
     """Whether the tune step maximizes or minimizes its metric (a resolved spec's metric is known)."""
     assert spec.steps.tune is not None
-    return tune_metrics(spec.steps.train.plugin)[spec.steps.tune.metric]
+    return tune_metrics(spec.steps.train.plugin, task)[spec.steps.tune.metric]
 
 
-def _check_tune_metric(spec: PipelineSpec) -> list[tuple[str, str]]:
+def _check_tune_metric(spec: PipelineSpec, task: Task | None = None) -> list[tuple[str, str]]:
     assert spec.steps.tune is not None
     metric, trainer = spec.steps.tune.metric, spec.steps.train.plugin
-    known = tune_metrics(trainer)
+    known = tune_metrics(trainer, task)
     if metric in known:
         return []
     if not known:
         return [("steps.tune.metric", f"trainer plugin {trainer!r} declares no tune_metrics: it cannot be tuned")]
     choices = ", ".join(f"{name} ({direction})" for name, direction in known.items())
-    return [("steps.tune.metric", f"{metric!r} is not reported by trainer {trainer!r}; choose one of: {choices}")]
+    for_task = f" for a {task}" if task else ""
+    return [("steps.tune.metric", f"{metric!r} is not reported by trainer {trainer!r}{for_task}; choose one of: {choices}")]
 
 
 def to_yaml(spec: PipelineSpec) -> str:

@@ -19,12 +19,13 @@ from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
 from mlplat.contracts.trainer import InheritsPreprocessing
 from mlplat.data import HELD_OUT_FIELDS, Splits, check_same_columns, image_shape, read_source, split_frame
-from mlplat.errors import UsageError
-from mlplat.manifest import CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef
+from mlplat.errors import SpecError, UsageError
+from mlplat.manifest import CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef, TargetStandardization
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
 from mlplat.sources import cache_key, fingerprint
-from mlplat.spec import EvaluateGate, PipelineSpec, tune_direction
+from mlplat.spec import EvaluateGate, PipelineSpec, declared_task, task_problems, tune_direction
+from mlplat.tasks import GATE_METRICS
 
 FINDINGS_JSON, BEST_PARAMS_JSON, METRICS_JSON = "findings.json", "best_params.json", "metrics.json"
 SOURCES_JSON = "sources.json"  # ingest: {dataset field: fingerprint} of every file it read
@@ -38,8 +39,9 @@ def _context(spec: PipelineSpec, step: str, out: Path, splits: Splits, **extra: 
 
 def ingest(spec: PipelineSpec, spec_dir: Path, out: Path, expected_fingerprint: str = "") -> Splits:
     """Load the dataset source (and the held-out validation/test files, if any), apply the column roles
-    and types, and write the seeded, stratified splits, plus sources.json: the fingerprint of every file
-    read (see mlplat.sources).
+    and types, and write the seeded splits (stratified for a classification), plus sources.json: the
+    fingerprint of every file read (see mlplat.sources). A task inferred from the label is checked
+    against the spec here, before any training (exit 2).
 
     `expected_fingerprint` is the `data_fingerprint` a KFP run was started with (its ingest cache key):
     data that changed since then is refused, so a cached ingest always matches the data it claims."""
@@ -69,7 +71,11 @@ def ingest(spec: PipelineSpec, spec_dir: Path, out: Path, expected_fingerprint: 
     weights = np.concatenate([p.weights for p in parts]) if ds.weight else None
     splits = split_frame(roles.features.assign(**{label: roles.label}), label, spec.name, ds.validation, ds.test, spec.seed,
                          ds.stratify, shape, held_out, row_ids=row_ids, weights=weights, column_types=roles.types,
-                         bad_cells=[c for p in parts for c in p.bad_cells], id_column=ds.id)
+                         bad_cells=[c for p in parts for c in p.bad_cells], id_column=ds.id, task=ds.task)
+    if declared_task(spec) is None:
+        problems = task_problems(spec, splits.info.task)
+        if problems:
+            raise SpecError(problems, f"{spec.name} (task {splits.info.task!r} inferred from label {label!r})")
     splits.save(out)
     write_json(out / SOURCES_JSON, {field: f.to_json() for field, f in fingerprints.items()})
     return splits
@@ -149,12 +155,14 @@ def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None
                      encodings: list[Any] | None = None) -> tuple[Any, Any]:
     """Fit the input encoding (vocabularies) and preprocessing (imputation, indicators, standardization) on real
     training rows, or reuse `preprocessing` and `encodings` (a model's saved ones); return (TrainingData,
-    TabularPreprocessor). Training rows keep their synthetic tag (CV holds out real rows only)."""
+    TabularPreprocessor). Training rows keep their synthetic tag (CV holds out real rows only).
+    A regression target is standardized too (TrainingData.target), fitted on the real training rows."""
     from dataclasses import replace
 
     from mlplat.columns import TabularPreprocessor, encode_frame, fit_encodings
     from mlplat.contracts.trainer import ArrayData, TrainingData
     from mlplat.modeldir import preprocessor_from_json
+    from mlplat.preprocessing import TargetStandardizer
 
     refuse_bad_cells(splits.info.bad_cells)
     real = ~splits.train.synthetic
@@ -166,11 +174,16 @@ def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None
     else:
         preprocessor = TabularPreprocessor.fit(X_train[real] if real.any() else X_train, encodings)
     weights = splits.train.weights
-    train = ArrayData(preprocessor.transform(X_train), splits.train.labels,
-                      None if np.all(weights == 1) else weights, splits.train.synthetic)
-    val = ArrayData(preprocessor.transform(encode_frame(splits.validation.features, encodings)), splits.validation.labels)
+    target = None
+    y_train, y_val = splits.train.labels, splits.validation.labels
+    if splits.info.regression:
+        target = TargetStandardizer.fit(y_train[real] if real.any() else y_train)
+        y_train, y_val = target.transform(y_train), target.transform(y_val)
+    train = ArrayData(preprocessor.transform(X_train), y_train, None if np.all(weights == 1) else weights,
+                      splits.train.synthetic)
+    val = ArrayData(preprocessor.transform(encode_frame(splits.validation.features, encodings)), y_val)
     layout = getattr(preprocessor, "input_layout", None)
-    return TrainingData(train, val, replace(splits.info, input_layout=layout)), preprocessor
+    return TrainingData(train, val, replace(splits.info, input_layout=layout), target), preprocessor
 
 
 def refuse_bad_cells(cells: list[dict[str, Any]]) -> None:
@@ -237,7 +250,7 @@ def tune(spec: PipelineSpec, data: Path, out: Path, resume: bool = False) -> dic
     objective = tune_objective(spec, splits, out)
     tuner = registry.create(StageKind.TUNER, step.plugin, step.params, step="tune")
     started = time.perf_counter()
-    direction = tune_direction(spec)
+    direction = tune_direction(spec, splits.info.task)
     result = tuner.tune(objective, step.search_space, _context(spec, "tune", out, splits, resume=resume), direction)
     summary = {"best_params": result.best_params, "best_value": result.best_value, "metric": step.metric,
                "direction": direction,
@@ -281,6 +294,8 @@ def train_model(
         name=spec.name,
         trainer=PluginRef.of(StageKind.TRAINER, spec.steps.train.plugin, trainer_config),
         architecture=trained.architecture,
+        task=splits.info.task,
+        target=TargetStandardization(**training.target.to_json()) if training.target else None,
         features=modeldir.feature_schema(real.features, encodings),
         image_shape=splits.info.image_shape,
         label=splits.info.label,
@@ -297,7 +312,7 @@ def train_model(
     loaded = modeldir.LoadedModel.load(model_dir)  # the one load of this run: also proves the directory loads
     # the reference holds model input rows (codes for categories, NaN for missing), as the serving window records them
     reference = pd.DataFrame(loaded.encode(reference), columns=loaded.feature_names)
-    reference[modeldir.PREDICTION_COLUMN] = loaded.predict_proba(reference[loaded.feature_names].to_numpy()).argmax(1)
+    reference[modeldir.PREDICTION_COLUMN] = loaded.predict_labels(reference[loaded.feature_names].to_numpy())
     reference.reset_index(drop=True).to_parquet(model_dir.reference, index=False)
     if schema and schema.is_file():
         model_dir.schema.write_text(schema.read_text())
@@ -326,14 +341,18 @@ def evaluate(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
 
 
 def score(loaded: modeldir.LoadedModel, features: Any, labels: np.ndarray, gate: EvaluateGate, out: Path) -> dict[str, Any]:
-    """The one scoring of labeled rows (labels: indices into the model's classes) against a gate:
-    writes metrics.json ({"test": metrics, "gate": {passed, failures}}) and report.md; returns the former."""
-    from mlplat.evaluation import classification_metrics, gate_failures
+    """The one scoring of labeled rows against a gate (labels: indices into the model's classes, or a
+    regression's values): writes metrics.json ({"test": metrics, "gate": {passed, failures}}) and report.md;
+    returns the former."""
+    from mlplat.evaluation import classification_metrics, gate_failures, regression_metrics
     from mlplat.kfp.runtime import evaluation_summary
 
     out.mkdir(parents=True, exist_ok=True)
-    proba = loaded.predict_proba(loaded.encode(features[loaded.feature_names]))
-    metrics = classification_metrics(labels, proba, loaded.class_names)
+    X = loaded.encode(features[loaded.feature_names])
+    if loaded.task == "regression":
+        metrics = regression_metrics(labels, loaded.predict_values(X))
+    else:
+        metrics = classification_metrics(labels, loaded.predict_proba(X), loaded.class_names)
     failures = gate_failures(metrics, gate)
     result = {"test": metrics, "gate": {"passed": not failures, "failures": failures}}
     write_json(out / METRICS_JSON, result)
@@ -353,16 +372,37 @@ def evaluate_file(model: modeldir.ModelDir, location: str, out: Path, base_dir: 
     missing = [c for c in [*loaded.feature_names, label] if c not in frame.columns]
     if missing:
         raise UsageError(f"DATA: {fetched.name} lacks the model's columns: {', '.join(map(str, missing))}")
-    index = {name: i for i, name in enumerate(loaded.class_names)}
-    values = frame[label].astype(str)
-    unknown = sorted(set(values) - set(index))
-    if unknown:
-        raise UsageError(f"DATA: column {label!r} has values that are no class of the model: {', '.join(unknown[:10])} "
-                         f"(classes: {', '.join(loaded.class_names)})")
-    result = score(loaded, frame[loaded.feature_names], values.map(index).to_numpy(), gate or EvaluateGate(), out)
+    gate = gate or EvaluateGate()
+    wrong_task = [f for f, (_, task) in GATE_METRICS.items() if getattr(gate, f) is not None and task != loaded.task]
+    if wrong_task:
+        raise UsageError(f"gate: {', '.join(wrong_task)} bound metrics of another task; model {loaded.name!r} is a {loaded.task}")
+    labels = _target_values(frame[label], label) if loaded.task == "regression" else _class_indices(frame[label], label, loaded)
+    result = score(loaded, frame[loaded.feature_names], labels, gate, out)
     result["data"] = fetched.fingerprint.to_json()
     write_json(out / METRICS_JSON, result)
     return result
+
+
+def _class_indices(values: pd.Series, label: str, loaded: modeldir.LoadedModel) -> np.ndarray:
+    """A labeled file's class names as indices into the model's classes; a name the model lacks is refused."""
+    index = {name: i for i, name in enumerate(loaded.class_names)}
+    names = values.astype(str)
+    unknown = sorted(set(names) - set(index))
+    if unknown:
+        raise UsageError(f"DATA: column {label!r} has values that are no class of the model: {', '.join(unknown[:10])} "
+                         f"(classes: {', '.join(loaded.class_names)})")
+    return names.map(index).to_numpy()
+
+
+def _target_values(values: pd.Series, label: str) -> np.ndarray:
+    """A labeled file's regression targets: a finite number in every row."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(numbers))
+    if len(bad):
+        shown = ", ".join(f"row {i}: {values.iloc[i]!r}" for i in bad[:5])
+        raise UsageError(f"DATA: column {label!r} needs a finite number in every row (a regression target); "
+                         f"{len(bad)} rows are not ({shown})")
+    return numbers
 
 
 def explain(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
@@ -409,5 +449,5 @@ def _info_from_manifest(manifest: ModelManifest) -> Any:
     from mlplat.data import DatasetInfo
 
     return DatasetInfo(manifest.name, manifest.label, manifest.feature_names, list(manifest.classes),
-                       manifest.image_shape, {f.name: f.kind for f in manifest.features})
+                       manifest.image_shape, {f.name: f.kind for f in manifest.features}, task=manifest.task)
 

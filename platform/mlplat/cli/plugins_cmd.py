@@ -48,8 +48,11 @@ def show_plugin(
         console.print(spec.summary, highlight=False)
     console.print(f"needs: {', '.join(sorted(spec.needs)) or '-'}; extra: {spec.extra or '-'}; implementation: {spec.factory}",
                   highlight=False, markup=False)
-    if spec.tune_metrics:
-        console.print("tune metrics: " + ", ".join(f"{m} ({d})" for m, d in spec.tune_metrics.items()), highlight=False)
+    console.print(f"tasks: {', '.join(sorted(spec.tasks))}", highlight=False)
+    for task in sorted(spec.tasks):  # a tuner's metrics depend on the task (PluginSpec.tune_metrics_for)
+        metrics = spec.tune_metrics_for(task)
+        if metrics:
+            console.print(f"tune metrics ({task}): " + ", ".join(f"{m} ({d})" for m, d in metrics.items()), highlight=False)
     if spec.katib_algorithm:
         console.print(f"katib algorithm: {spec.katib_algorithm}", highlight=False)
     table = Table("field", "type", "default", "description")

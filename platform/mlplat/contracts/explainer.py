@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class ModelHandle(Protocol):
-    """A loaded model as explainers see it. `predict_proba` takes raw (unpreprocessed) rows."""
+    """A loaded model as explainers see it. `predict_proba` takes raw (unpreprocessed) rows.
+
+    A regression model (`mlplat.modeldir.LoadedModel` with `task == "regression"`) has no classes:
+    explainers that support it read `task`, attribute `predict_outputs(X)` ([n, 1] values in the
+    label's units) or the network's output through `target` (mean, scale), and report `prediction`."""
 
     feature_names: list[str]
     class_names: list[str]

@@ -20,6 +20,7 @@ import numpy as np
 
 from mlplat.contracts.context import StepContext
 from mlplat.data import DatasetInfo
+from mlplat.preprocessing import TargetStandardizer
 
 if TYPE_CHECKING:
     import torch
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 @dataclass
 class ArrayData:
     X: np.ndarray  # float32 [n, n_features], preprocessed
-    y: np.ndarray  # int64 [n], class indices
+    y: np.ndarray  # int64 [n] class indices; float32 [n] standardized target for a regression (TrainingData.target)
     weight: np.ndarray | None = None  # float32 [n] per-row loss weights
     synthetic: np.ndarray | None = None  # bool [n]: generated rows (augmenters); they may train, never be scored as held out
 
@@ -37,7 +38,9 @@ class ArrayData:
 class TrainingData:
     train: ArrayData
     validation: ArrayData
-    info: DatasetInfo
+    info: DatasetInfo  # info.task: "classification" | "regression"
+    # a regression's target scaling: y arrives standardized; metrics in label units use target.scale
+    target: TargetStandardizer | None = None
 
 
 @dataclass

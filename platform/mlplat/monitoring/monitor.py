@@ -38,6 +38,7 @@ log = logging.getLogger("mlplat.monitoring")
 DEFAULT_DETECTOR = "evidently"
 WINDOW_FILE, MONITOR_FILE, REPORT_FILE = "window.parquet", "monitor.json", "drift_report.html"
 GAP_METRICS = ("accuracy", "f1")
+REGRESSION_GAP_METRICS = ("rmse", "mae")  # in the label's units, against the CV band's val_rmse / val_mae
 
 
 @dataclass
@@ -90,7 +91,8 @@ class Monitor:
         self.detector = registry.create(StageKind.DRIFT_DETECTOR, section.plugin, section.params, step="monitor")
         self._reference: pd.DataFrame | None = None
         self.reference_state = self._reference_state(section.state)
-        self.window = Window(self.feature_names, self.settings.capacity)
+        self.regression = self.manifest.task == "regression"
+        self.window = Window(self.feature_names, self.settings.capacity, self.regression)
         self.data_flag = Hysteresis(self.settings.consecutive)
         self.prediction_flag = Hysteresis(self.settings.consecutive)
         self._counted_total = 0  # window.total at the last window that counted toward hysteresis
@@ -181,12 +183,22 @@ class Monitor:
                 self._persisted = progress
 
     # ---- feedback --------------------------------------------------------------------------
-    def feedback(self, keys: list[str], label_indices: list[int]) -> FeedbackResult:
-        """Label recorded rows with class indices (`feedback.parse_feedback` reads them from a body)."""
-        for i, label in enumerate(label_indices):
+    def target_value(self, label: Any, where: str = "labels") -> float:
+        """A regression's delayed label: a finite number."""
+        if isinstance(label, bool) or not isinstance(label, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(float(label)):
+            raise BadFeedback(f"{where}: {label!r} is not a finite number (this model is a regression)")
+        return float(label)
+
+    def feedback(self, keys: list[str], labels: list[int] | list[float]) -> FeedbackResult:
+        """Label recorded rows (`feedback.parse_feedback` reads them from a body): class indices for a
+        classifier, finite numbers for a regression."""
+        if self.regression:
+            return self.window.add_labels(keys, [self.target_value(v, f"labels[{i}]") for i, v in enumerate(labels)])
+        for i, label in enumerate(labels):
             if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < len(self.classes):
                 raise BadFeedback(f"label_indices[{i}]: {label!r} is not a class index 0..{len(self.classes) - 1}")
-        return self.window.add_labels(keys, [int(v) for v in label_indices])
+        return self.window.add_labels(keys, [int(v) for v in labels])
 
     # ---- evaluation ------------------------------------------------------------------------
     def evaluate(self, advance: bool = True) -> dict[str, Any]:
@@ -237,13 +249,18 @@ class Monitor:
         recorded = self.manifest.metrics
         for value in ((recorded.test or {}).get(metric), recorded.train.get(f"val_{metric}")):
             if isinstance(value, (int, float)):
-                std = math.sqrt(max(value * (1 - value), 0.0) / max(n_labeled, 1))
+                if self.regression:  # an RMSE/MAE estimated from n residuals: standard error ~ value / sqrt(2n)
+                    std = abs(value) / math.sqrt(2 * max(n_labeled, 1))
+                else:
+                    std = math.sqrt(max(value * (1 - value), 0.0) / max(n_labeled, 1))
                 return Band(float(value), max(std, self.settings.gap_std_floor), "metrics")
         return None
 
     def _label_metrics(self, frame: pd.DataFrame) -> dict[str, Any]:
         from sklearn.metrics import accuracy_score, f1_score
 
+        if self.regression:
+            return self._regression_label_metrics(frame)
         labeled = frame[frame[LABEL_COLUMN] >= 0] if len(frame) else frame
         n = len(labeled)
         out: dict[str, Any] = {"labeled_rows": n}
@@ -263,6 +280,25 @@ class Monitor:
         out.update(live={k: v for k, v in live.items() if not math.isnan(v)},
                    generalization_gap={k: v for k, v in gaps.items() if not math.isnan(v)})
         return out
+
+    def _regression_label_metrics(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """Live RMSE / MAE / R² of the labeled rows, and the generalization gap in RMSE and MAE."""
+        labeled = frame[frame[LABEL_COLUMN].notna()] if len(frame) else frame
+        n = len(labeled)
+        live: dict[str, float] = dict.fromkeys(("rmse", "mae", "r2"), math.nan)
+        if n >= self.settings.min_labels:
+            from mlplat.evaluation import regression_metrics
+
+            scored = regression_metrics(labeled[LABEL_COLUMN].to_numpy(), labeled[PREDICTION_COLUMN].to_numpy())
+            live = {k: scored[k] for k in live}
+        gaps: dict[str, float] = {}
+        for metric in REGRESSION_GAP_METRICS:  # positive = live error above the training band
+            band = self.band(metric, n)
+            gap = (live[metric] - band.mean) / band.std if band and not math.isnan(live[metric]) else math.nan
+            m.GENERALIZATION_GAP.labels(self.name, metric).set(gap)
+            gaps[metric] = gap
+        return {"labeled_rows": n, "live": {k: v for k, v in live.items() if not math.isnan(v)},
+                "generalization_gap": {k: v for k, v in gaps.items() if not math.isnan(v)}}
 
     def _maybe_report(self, frame: pd.DataFrame) -> None:
         if not len(frame) or time.time() - self._last_report < self.settings.report_interval_s:

@@ -19,7 +19,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from mlplat.errors import BadEvent, BadFeedback, NotFound
+from mlplat.errors import BadEvent, NotFound
 from mlplat.monitoring.feedback import MAX_ID_CHARS, parse_feedback
 from mlplat.monitoring.http_metrics import RequestMetricsMiddleware
 from mlplat.monitoring.inputs import EVENT_CONTENT_TYPES, JSON_CONTENT_TYPES, InputPolicy, is_finite_number, parse_json
@@ -56,12 +56,9 @@ def router(monitors: Mapping[str, Monitor], policy: InputPolicy) -> APIRouter:
     async def feedback(name: str, request: Request) -> dict[str, Any]:
         body = await policy.read_body(request, JSON_CONTENT_TYPES)
         monitor = get(name)
-        regression = monitor.manifest.task != "classification"
-        keys, labels = parse_feedback(parse_json(body), None if regression else monitor.classes)
-        if regression:
-            raise BadFeedback(f"labels: model {name!r} is a {monitor.manifest.task} model; this monitor scores "
-                              "classification labels only")
-        result = monitor.feedback(keys, labels)  # type: ignore[arg-type]  # class indices for a classifier
+        # class indices for a classifier, finite numbers for a regression (None: no classes)
+        keys, labels = parse_feedback(parse_json(body), None if monitor.regression else monitor.classes)
+        result = monitor.feedback(keys, labels)
         return {"accepted": result.accepted, "unknown_ids": result.unknown}
 
     @api.get("/v1/models/{name}/monitor")
@@ -131,7 +128,7 @@ class PayloadLogSink:
         if from_explainer(request, self.explainer_secret):
             return {"recorded": 0, "skipped": "explainer"}
         rows = request_rows(request, monitor.feature_names)
-        predictions = response_classes(response, monitor.classes)
+        predictions = response_values(response) if monitor.regression else response_classes(response, monitor.classes)
         if len(predictions) != len(rows):
             raise BadEvent(f"response has {len(predictions)} predictions for {len(rows)} request rows")
         monitor.window.record(rows, predictions, response_ids(response, len(rows)) or [event_id])
@@ -209,6 +206,20 @@ def _float_rows(values: Any, where: str) -> np.ndarray:
             return np.asarray(values, dtype=np.float32)
     except (ValueError, TypeError, OverflowError) as exc:  # ragged rows, strings, nulls
         raise BadEvent(f"{where}: expected numbers: {str(exc)[:200]}") from None
+
+
+def response_values(payload: Any) -> np.ndarray:
+    """A regression's predicted values from a v1 (`predictions`) or v2 (the `predictions` output) response."""
+    if isinstance(payload, dict) and "predictions" in payload:
+        values = payload["predictions"]
+    elif isinstance(payload, dict) and payload.get("outputs"):
+        outputs = payload["outputs"]
+        values = next((o for o in outputs if o.get("name") == "predictions"), outputs[0]).get("data", [])
+    else:
+        raise BadEvent("body: expected an inference response with 'predictions' (v1) or 'outputs' (v2)")
+    if not isinstance(values, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise BadEvent("predictions: a regression's predictions are a list of numbers")
+    return np.asarray(values, dtype=np.float64)
 
 
 def response_classes(payload: Any, classes: list[str]) -> np.ndarray:

@@ -69,16 +69,19 @@ class FeedbackResult:
 
 
 class Window:
-    """Ring buffer of the last `capacity` rows (raw float32 features, predicted class, labels)."""
+    """Ring buffer of the last `capacity` rows (raw float32 features, predicted class, labels).
+    A regression's window holds predicted and true values (float64); a missing label is NaN there."""
 
-    def __init__(self, feature_names: Sequence[str], capacity: int = 5000) -> None:
+    def __init__(self, feature_names: Sequence[str], capacity: int = 5000, regression: bool = False) -> None:
         if capacity < 1:
             raise UsageError("window capacity must be >= 1")
         self.feature_names = list(feature_names)
         self.capacity = capacity
+        self.dtype = np.float64 if regression else np.int64
+        self.no_label = np.nan if regression else NO_LABEL
         self.features = np.zeros((capacity, len(self.feature_names)), dtype=np.float32)
-        self.predictions = np.zeros(capacity, dtype=np.int64)
-        self.labels = np.full(capacity, NO_LABEL, dtype=np.int64)
+        self.predictions = np.zeros(capacity, dtype=self.dtype)
+        self.labels = np.full(capacity, self.no_label, dtype=self.dtype)
         self.times = np.zeros(capacity, dtype=np.float64)
         self.keys: list[str | None] = [None] * capacity
         self._slots: dict[str, int] = {}
@@ -97,7 +100,7 @@ class Window:
             if start + n <= self.capacity:
                 self.features[start:start + n] = rows
                 self.predictions[start:start + n] = predictions
-                self.labels[start:start + n] = NO_LABEL
+                self.labels[start:start + n] = self.no_label
                 self.times[start:start + n] = now
                 slots: Any = range(start, start + n)
             else:  # wraps around (or a request larger than the window)
@@ -105,7 +108,7 @@ class Window:
                 for i, slot in enumerate(slots):
                     self.features[slot] = rows[i]
                     self.predictions[slot] = predictions[i]
-                    self.labels[slot] = NO_LABEL
+                    self.labels[slot] = self.no_label
                     self.times[slot] = now
             single = len(request_ids) == n
             for i, slot in enumerate(slots):
@@ -118,31 +121,36 @@ class Window:
             self.total += n
 
     # ---- off the request path --------------------------------------------------------------
-    def add_labels(self, keys: Sequence[str], labels: Sequence[int]) -> FeedbackResult:
-        """Label recorded rows. Each row takes one label: repeating it is accepted and counted once, a
-        different one is a LabelConflict and the whole call changes nothing."""
+    def add_labels(self, keys: Sequence[str], labels: Sequence[float]) -> FeedbackResult:
+        """Label recorded rows (class indices, or a regression's values). Each row takes one label:
+        repeating it is accepted and counted once, a different one is a LabelConflict and the whole
+        call changes nothing."""
         unknown: list[str] = []
         conflicts: list[str] = []
         with self._lock:
-            wanted: dict[int, int] = {}
+            wanted: dict[int, float] = {}
             for key, label in zip(keys, labels, strict=True):
                 slot = self._slots.get(key)
                 if slot is None:
                     unknown.append(key)
                     continue
-                current = wanted.get(slot, int(self.labels[slot]))
-                if current not in (NO_LABEL, int(label)):
+                current = wanted.get(slot, self.labels[slot].item())
+                if not self._unlabeled(current) and current != label:
                     conflicts.append(key)
                     continue
-                wanted[slot] = int(label)
+                wanted[slot] = label
             if conflicts:
                 raise LabelConflict(f"ids {conflicts[:5]}{' ...' if len(conflicts) > 5 else ''} already have a different "
                                     f"label; each request id takes one label (nothing was recorded)")
-            fresh = [slot for slot in wanted if self.labels[slot] == NO_LABEL]
+            fresh = [slot for slot in wanted if self._unlabeled(self.labels[slot].item())]
             for slot, label in wanted.items():
                 self.labels[slot] = label
             self.labels_received += len(fresh)
         return FeedbackResult(len(keys) - len(unknown), unknown)
+
+    def _unlabeled(self, value: float) -> bool:
+        """A slot's label value means "no label yet": NO_LABEL for classes, NaN for a regression."""
+        return bool(np.isnan(value)) if self.dtype == np.float64 else value == NO_LABEL
 
     @property
     def size(self) -> int:
@@ -197,8 +205,8 @@ class Window:
         with self._lock:
             n = len(frame)
             self.features[:n] = frame[self.feature_names].to_numpy(np.float32)
-            self.predictions[:n] = frame[PREDICTION_COLUMN].to_numpy(np.int64)
-            self.labels[:n] = frame[LABEL_COLUMN].to_numpy(np.int64)
+            self.predictions[:n] = frame[PREDICTION_COLUMN].to_numpy(self.dtype)
+            self.labels[:n] = frame[LABEL_COLUMN].to_numpy(self.dtype)
             self.times[:n] = frame[TIME_COLUMN].to_numpy(np.float64)
             self.keys[:n] = list(frame[ID_COLUMN])
             self._slots = {k: i for i, k in enumerate(self.keys[:n]) if k is not None}

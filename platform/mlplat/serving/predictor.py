@@ -65,6 +65,13 @@ class RemoteModel(LoadedModel):
     monitoring_token: str | None = None  # proves the explainer marker (window.explainer_parameters)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self._remote(X, "probabilities")
+
+    def predict_values(self, X: np.ndarray) -> np.ndarray:
+        """A regression's values from the predictor (its V1 `predictions` are numbers)."""
+        return self._remote(X, "predictions").astype(np.float64)
+
+    def _remote(self, X: np.ndarray, key: str) -> np.ndarray:
         import httpx
 
         if not hasattr(self, "_client"):  # one pooled, thread-safe client: no TCP handshake per chunk
@@ -82,7 +89,7 @@ class RemoteModel(LoadedModel):
             if response.status_code != 200:
                 raise UpstreamError(f"predictor at {self.predictor_url} answered HTTP {response.status_code}: "
                                      f"{response.text[:300]}")
-            parts.append(np.asarray(response.json()["probabilities"], dtype=np.float32))
+            parts.append(np.asarray(response.json()[key], dtype=np.float32))
         return np.concatenate(parts)
 
 
@@ -93,17 +100,17 @@ class MlplatModel(kserve.Model):
         self.recorder = recorder  # monitoring window: .record(rows, predicted, row_ids)
         loaded = LoadedModel.load(self.model_dir)
         if self.options.predictor_url:
-            loaded = RemoteModel(loaded.directory, loaded.manifest, loaded.network, loaded.standardizer,
-                                 self.options.predictor_url.rstrip("/"), self.options.predictor_batch_rows,
-                                 self.options.monitoring_token)
+            loaded = RemoteModel(loaded.directory, loaded.manifest, loaded.network, loaded.standardizer, loaded.target,
+                                 predictor_url=self.options.predictor_url.rstrip("/"),
+                                 batch_rows=self.options.predictor_batch_rows,
+                                 monitoring_token=self.options.monitoring_token)
         self.loaded = loaded
         self._stopped = False
         super().__init__(loaded.name)
 
     def load(self) -> bool:
-        from mlplat.serving.explainer_loader import load_explainer
-
         from mlplat.modeldir import encodings_of
+        from mlplat.serving.explainer_loader import load_explainer
 
         self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows,
                                     encodings_of(self.loaded.manifest.features),
@@ -111,12 +118,14 @@ class MlplatModel(kserve.Model):
         self._imputed = [metrics.IMPUTED.labels(self.name, f) for f in self.loaded.feature_names]
         self._unknown = {j: metrics.UNKNOWN_CATEGORIES.labels(self.name, self.loaded.feature_names[j])
                          for j in self.schema.categorical}
-        self.classes = np.array(self.loaded.class_names, dtype=object)
+        self.classes = np.array(self.loaded.class_names, dtype=object)  # empty for a regression
+        self.regression = self.loaded.task == "regression"
         # labelled children looked up once, not per request (a dict lookup + lock each time otherwise)
         self._predicted = [metrics.PREDICTIONS.labels(self.name, c) for c in self.loaded.class_names]
         # the explainer role's "forward" is an HTTP call to the predictor: blocking I/O never runs on the loop
         inline_max_s = 0.0 if self.options.predictor_url else self.options.inline_forward_ms / 1000
-        self.batcher = AdaptiveBatcher(self.loaded.predict_proba, self.name, self.options.max_batch_rows,
+        # forward: class probabilities [n, classes], or a regression's values [n, 1] (LoadedModel.predict_outputs)
+        self.batcher = AdaptiveBatcher(self.loaded.predict_outputs, self.name, self.options.max_batch_rows,
                                        self.options.max_wait_ms / 1000, self.options.batching, inline_max_s)
         self.explainer = load_explainer(self.loaded)
         explainer = self.loaded.manifest.explainer
@@ -139,6 +148,8 @@ class MlplatModel(kserve.Model):
         return [{"name": "input-0", "datatype": "FP32", "shape": [-1, self.schema.width]}]
 
     def get_output_types(self) -> list[dict[str, Any]]:
+        if self.regression:
+            return [{"name": "predictions", "datatype": "FP32", "shape": [-1]}]
         return [{"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.classes)]},
                 {"name": "predicted_class", "datatype": "BYTES", "shape": [-1]}]
 
@@ -176,6 +187,8 @@ class MlplatModel(kserve.Model):
         if not isinstance(result, Prediction):
             return result  # an explanation, already JSON-ready
         batch, probabilities = result.batch, result.probabilities
+        if self.regression:
+            return self._postprocess_values(batch, probabilities[:, 0])
         predicted = probabilities.argmax(axis=1)
         names = self.classes[predicted].tolist()
         for index, count in enumerate(np.bincount(predicted, minlength=len(self.classes))):
@@ -190,6 +203,17 @@ class MlplatModel(kserve.Model):
         outputs = [InferOutput("probabilities", list(probabilities.shape), "FP32", probabilities.tolist()),
                    InferOutput("predicted_class", [n], "BYTES", names)]
         return InferResponse(batch.request_id, self.name, outputs)
+
+    def _postprocess_values(self, batch: Batch, values: np.ndarray) -> Any:
+        """A regression's answer: V1 `predictions` as numbers, V2 one FP32 `predictions` tensor [n]."""
+        n = len(values)
+        row_ids = [row_key(batch.request_id, i, n) for i in range(n)]
+        if self.recorder is not None and batch.monitored:
+            self.recorder.record(batch.rows, values, row_ids)
+        if batch.protocol == "v1":
+            return {"predictions": [float(v) for v in values], "request_ids": row_ids}
+        return InferResponse(batch.request_id, self.name,
+                             [InferOutput("predictions", [n], "FP32", values.astype(np.float32).tolist())])
 
     async def explain(self, batch: Batch, headers: dict[str, str] | None = None) -> dict[str, Any]:
         if self.explainer is None:

@@ -42,6 +42,7 @@ KERNEL_SHAP_SPEC = PluginSpec(
 
 ANCHORS_SPEC = PluginSpec(
     name="anchors",
+    tasks=frozenset({"classification"}),  # its work is per class; refused at resolve time for a regression
     kind=StageKind.EXPLAINER,
     extra="alibi",
     config_model=AnchorsConfig,

@@ -1,7 +1,8 @@
 """captum attribution methods on the model's torch network, from a k-means background baseline.
 
 Standardization is per feature, so attributions on the preprocessed input belong one-to-one to
-the raw features; they are in probability units of the predicted class.
+the raw features; they are in probability units of the predicted class, or for a regression in
+the label's units of the predicted value (the network's output de-standardized).
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ class BoundAttribution:
         baseline_raw = (state.arrays["background"] * state.arrays["weights"][:, None]).sum(axis=0, keepdims=True)
         self.baseline = torch.from_numpy(model.preprocess(baseline_raw).astype(np.float32))
         network = model.network
-        self.forward = lambda z: torch.softmax(network(z).float(), dim=1)
+        target = getattr(model, "target", None)  # a regression's target scaling (LoadedModel.target)
+        self.regression = target is not None
+        if target is not None:
+            mean, scale = float(target.mean), float(target.scale)
+            self.forward = lambda z: network(z).float()[:, :1] * scale + mean
+        else:
+            self.forward = lambda z: torch.softmax(network(z).float(), dim=1)
         if method == "integrated_gradients":
             from captum.attr import IntegratedGradients
 
@@ -41,7 +48,8 @@ class BoundAttribution:
 
         inputs = torch.from_numpy(self.model.preprocess(np.asarray(X, dtype=np.float32)).astype(np.float32))
         with torch.no_grad():
-            predicted = self.forward(inputs).argmax(dim=1)
+            outputs = self.forward(inputs)
+            predicted = outputs.argmax(dim=1)  # a regression's one output: target 0
             base = self.forward(self.baseline)[0, predicted].numpy()
         baselines = self.baseline.expand_as(inputs)
         if self.method == "integrated_gradients":
@@ -54,7 +62,8 @@ class BoundAttribution:
                                           n_samples=self.options["n_samples"], perturbations_per_eval=self.options["n_samples"])
                 for i in range(len(inputs))
             ])
-        return values.detach().numpy(), predicted.numpy(), base
+        shown = outputs[:, 0].numpy() if self.regression else predicted.numpy()  # the value, or the class
+        return values.detach().numpy(), shown, base
 
     def explain(self, X: np.ndarray) -> list[dict[str, Any]]:
         return attribution_records(self.model, *self.attributions(X), method=self.method)

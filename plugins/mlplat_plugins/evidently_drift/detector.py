@@ -51,6 +51,9 @@ class EvidentlyDriftDetector:
         }
         if PREDICTION_COLUMN in reference:
             state["prediction"] = _column_state(reference[PREDICTION_COLUMN])
+            # a regression's predictions are float values (class predictions are int64 indices): tested like a numeric feature
+            if pd.api.types.is_float_dtype(reference[PREDICTION_COLUMN]):
+                state["prediction"]["kind"] = "numeric"
         return state
 
     # ---- detect ----------------------------------------------------------------------------
@@ -78,7 +81,11 @@ class EvidentlyDriftDetector:
 
         prediction = None
         if "prediction" in reference_state and PREDICTION_COLUMN in current:
-            prediction = _prediction_drift(arrays[PREDICTION_COLUMN], current[PREDICTION_COLUMN], small, n, cfg)
+            if reference_state["prediction"].get("kind") == "numeric":
+                prediction = _value_drift(arrays[PREDICTION_COLUMN], reference_state["prediction"],
+                                          current[PREDICTION_COLUMN], small, n, cfg)
+            else:
+                prediction = _prediction_drift(arrays[PREDICTION_COLUMN], current[PREDICTION_COLUMN], small, n, cfg)
 
         total_weight = sum(f.importance or 0.0 for f in features) or 1.0
         weighted = sum(f.importance or 0.0 for f in features if f.drifted) / total_weight
@@ -200,6 +207,15 @@ def _wasserstein_and_ks(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple
     v_cdf = np.searchsorted(cur_sorted, merged[:-1], "right") / len(cur_sorted)
     gap = np.abs(u_cdf - v_cdf)
     return float(np.sum(gap * deltas)), float(gap.max()) if len(gap) else 0.0
+
+
+def _value_drift(ref: np.ndarray, ref_state: dict[str, Any], current: pd.Series, small: bool, n: int,
+                 cfg: EvidentlyDriftConfig) -> FeatureDrift:
+    """A regression's predicted values: the numeric feature test; the effect is the normed Wasserstein distance."""
+    r = _column_drift(PREDICTION_COLUMN, ref, ref_state, current, small)
+    alerting = n >= cfg.min_window and r["library_drifted"] and r["effect"] >= cfg.min_effect_size
+    return FeatureDrift(PREDICTION_COLUMN, r["score"], bool(alerting), r["test"], effect_size=r["effect"],
+                        library_drifted=bool(r["library_drifted"]))
 
 
 def _prediction_drift(ref: np.ndarray, current: pd.Series, small: bool, n: int, cfg: EvidentlyDriftConfig) -> FeatureDrift:

@@ -26,6 +26,7 @@ class SmoteConfig(BaseModel):
 
 RANDOM_SPEC = PluginSpec(
     name="random_oversample",
+    tasks=frozenset({"classification"}),  # its work is per class; refused at resolve time for a regression
     kind=StageKind.AUGMENTER,
     extra="imbalance",
     config_model=RandomOversampleConfig,
@@ -34,6 +35,7 @@ RANDOM_SPEC = PluginSpec(
 )
 SMOTE_SPEC = PluginSpec(
     name="smote",
+    tasks=frozenset({"classification"}),  # its work is per class; refused at resolve time for a regression
     kind=StageKind.AUGMENTER,
     extra="imbalance",
     config_model=SmoteConfig,

@@ -19,6 +19,7 @@ class NoiseHandlingConfig(BaseModel):
 
 SPEC = PluginSpec(
     name="label_noise",
+    tasks=frozenset({"classification"}),  # its work is per class; refused at resolve time for a regression
     kind=StageKind.AUGMENTER,
     config_model=NoiseHandlingConfig,
     factory="mlplat_plugins.label_noise.handler:NoiseHandler",

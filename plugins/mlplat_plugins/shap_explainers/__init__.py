@@ -18,6 +18,7 @@ class ShapKernelConfig(BaseModel):
 
 SHAP_KERNEL_SPEC = PluginSpec(
     name="shap_kernel",
+    tasks=frozenset({"classification"}),  # attributes class probabilities only (alibi kernel_shap covers regression)
     kind=StageKind.EXPLAINER,
     extra="shap",
     config_model=ShapKernelConfig,

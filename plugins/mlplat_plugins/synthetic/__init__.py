@@ -15,6 +15,7 @@ class GaussianCopulaConfig(BaseModel):
 
 SPEC = PluginSpec(
     name="gaussian_copula",
+    tasks=frozenset({"classification"}),  # its work is per class; refused at resolve time for a regression
     kind=StageKind.AUGMENTER,
     config_model=GaussianCopulaConfig,
     factory="mlplat_plugins.synthetic.copula:GaussianCopulaGenerator",

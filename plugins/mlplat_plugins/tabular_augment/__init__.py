@@ -32,6 +32,7 @@ NOISE_SPEC = PluginSpec(
 )
 MIXUP_SPEC = PluginSpec(
     name="mixup",
+    tasks=frozenset({"classification"}),  # its work is per class; refused at resolve time for a regression
     kind=StageKind.AUGMENTER,
     config_model=MixupConfig,
     factory="mlplat_plugins.tabular_augment.augment:Mixup",

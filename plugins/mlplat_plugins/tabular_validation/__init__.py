@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from mlplat.registry import PluginSpec, StageKind
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -30,6 +30,8 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "skew.share": "fail",
 }
 CHECKS = tuple(DEFAULT_SEVERITY)
+# checks of class labels: a regression skips them (the validator) and refuses their severity (task_problems)
+CLASSIFICATION_CHECKS = ("imbalance", "label_noise", "schema.label", "schema.label_coverage", "label_leak")
 
 
 class LabelNoiseConfig(BaseModel):
@@ -82,6 +84,14 @@ class TabularValidatorConfig(BaseModel):
     severity: dict[str, Severity] = Field(
         default_factory=dict, description="per-check severity override, e.g. {duplicates: fail, imbalance: warn}"
     )
+
+    @classmethod
+    def task_problems(cls, params: dict[str, Any], task: str) -> list[tuple[str, str]]:
+        """A regression runs no class checks (imbalance, label noise, label classes): a severity set for one is refused."""
+        if task != "regression":
+            return []
+        return [(f"severity.{check}", f"{check} is a classification check; a regression skips it")
+                for check in CLASSIFICATION_CHECKS if check in (params.get("severity") or {})]
 
     @field_validator("severity")
     @classmethod

@@ -27,9 +27,9 @@ def column_type(series: pd.Series) -> str:
 
 
 def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray,
-                 kinds: dict[str, str] | None = None) -> dict[str, Any]:
+                 kinds: dict[str, str] | None = None, regression: bool = False) -> dict[str, Any]:
     """Per column: storage `type` (float | bool | string), `kind` (numeric | categorical | boolean, mlplat.columns),
-    missing-value rate and row count, range or domain."""
+    missing-value rate and row count, range or domain; the label's classes, or a regression target's range."""
     from mlplat.columns import infer_type
 
     columns = []
@@ -43,8 +43,13 @@ def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray,
             values = sorted(map(str, s.dropna().unique()))
             entry["domain"] = values if len(values) <= MAX_DOMAIN else None
         columns.append(entry)
-    return {"version": SCHEMA_VERSION, "columns": columns,
-            "label": {"classes": list(classes), "counts": np.bincount(labels, minlength=len(classes)).tolist()}}
+    if regression:  # a target's range and spread, not classes
+        y = np.asarray(labels, np.float64)
+        label: dict[str, Any] = {"task": "regression", "min": float(y.min()), "max": float(y.max()),
+                                 "mean": float(y.mean()), "std": float(y.std())}
+    else:
+        label = {"classes": list(classes), "counts": np.bincount(labels, minlength=len(classes)).tolist()}
+    return {"version": SCHEMA_VERSION, "columns": columns, "label": label}
 
 
 def check_against_schema(

@@ -29,7 +29,7 @@ class TabularValidator:
     def validate(self, splits: Splits, context: StepContext) -> ValidationReport:
         cfg, info = self.config, splits.info
         train = splits.train.features
-        schema = infer_schema(train, info.classes, splits.train.labels, info.column_types)
+        schema = infer_schema(train, info.classes, splits.train.labels, info.column_types, info.regression)
         expected = _read_json(cfg.schema_path, "schema_path") if cfg.schema_path else schema
         checks: list[CheckResult] = self._bad_cells(info.bad_cells)
         checks += [self._train_missing(train[c["name"]], c) for c in schema["columns"]]
@@ -37,17 +37,21 @@ class TabularValidator:
         if cfg.schema_path:
             named.insert(0, ("train", splits.train))
         self._missing_alpha = cfg.missing_alpha / max(1, len(expected["columns"]) * (len(named) + bool(cfg.serving_sample)))
-        for name, table in named:
-            checks += self._schema_checks(expected, table.features, name, table.labels, info.classes)
+        for name, table in named:  # a regression has no label classes to check
+            labels = (None, None) if info.regression else (table.labels, info.classes)
+            checks += self._schema_checks(expected, table.features, name, *labels)
         checks += quality.duplicates(train, splits.train.labels, self.severity)
         for name in ("validation", "test"):
             checks += quality.leakage(train, getattr(splits, name).features, name, self.severity)
         checks += quality.constant_columns(train, self.severity)
         checks += quality.extreme_outliers(train, cfg.outlier_iqr, cfg.max_outlier_share, self.severity)
-        checks += quality.label_feature_identity(train, splits.train.labels, info.n_classes, self.severity)
-        checks += quality.imbalance(splits.train.labels, info.classes, cfg.min_minority_share, self.severity)
         findings: dict[str, Any] = {}
-        if cfg.label_noise.enabled:
+        if info.regression:  # CLASSIFICATION_CHECKS: class imbalance, label noise and class-identical features
+            checks.append(CheckResult("imbalance", True, "info", "class checks skipped: the task is a regression"))
+        else:
+            checks += quality.label_feature_identity(train, splits.train.labels, info.n_classes, self.severity)
+            checks += quality.imbalance(splits.train.labels, info.classes, cfg.min_minority_share, self.severity)
+        if cfg.label_noise.enabled and not info.regression:
             check, findings["label_noise"] = self._label_noise(splits, context.seed)
             checks.append(check)
         frames = {"train": train, "validation": splits.validation.features, "test": splits.test.features}

@@ -6,7 +6,7 @@ networks live in sibling modules that import torch when a trainer is created.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from mlplat.registry import Direction, PluginSpec, StageKind
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -25,6 +25,9 @@ class TrainingConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0, description="decoupled (AdamW) weight decay")
     l1: float = Field(0.0, ge=0, description="L1 penalty on weight matrices (not biases or norms)")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    loss: Literal["auto", "cross_entropy", "mse", "huber"] = Field(
+        "auto", description="'auto': cross-entropy for a classification, MSE for a regression; 'huber' = Huber on the standardized target")
+    huber_delta: float = Field(1.0, gt=0, description="Huber threshold, in target standard deviations (loss: huber)")
     early_stopping_patience: int | None = Field(10, ge=1, description="epochs without val improvement before stopping; null = off")
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
     min_delta: float = Field(0.0, ge=0, description="smallest change of the monitored metric that counts as improvement")
@@ -52,6 +55,20 @@ class TrainingConfig(BaseModel):
     # warm start / transfer learning
     init_from: str | None = Field(None, description="model directory, run id or 'latest' to initialise weights from")
     freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes to freeze, e.g. ['body'] or ['body.0']")
+
+    @classmethod
+    def task_problems(cls, params: dict[str, Any], task: str) -> list[tuple[str, str]]:
+        """(param, message) for each set option that the task cannot use (mlplat.spec.task_problems calls it)."""
+        if task == "regression":
+            bound = {"loss": params.get("loss") == "cross_entropy", "monitor": params.get("monitor") == "val_accuracy",
+                     "class_weight": params.get("class_weight") is not None,
+                     "logit_adjustment": bool(params.get("logit_adjustment")),
+                     "label_smoothing": bool(params.get("label_smoothing"))}
+            return [(name, f"{params.get(name)!r} is a classification option; this spec is a regression "
+                     "(loss: mse | huber, monitor: val_loss)") for name, refused in bound.items() if refused]
+        if params.get("loss") in ("mse", "huber"):
+            return [("loss", f"{params['loss']!r} is a regression loss; a classification trains on cross_entropy")]
+        return []
 
     @field_validator("cv_folds")
     @classmethod
@@ -88,6 +105,11 @@ class CNNConfig(TrainingConfig):
 
 # what the engine reports every epoch (and at the end) that the tune step may optimize
 TUNE_METRICS: dict[str, Direction] = {"val_accuracy": "maximize", "val_loss": "minimize"}
+# a regression's engine reports these instead (mlplat.tasks.REGRESSION_METRICS on the validation split)
+TASK_TUNE_METRICS: dict[str, dict[str, Direction]] = {
+    "classification": TUNE_METRICS,
+    "regression": {"val_rmse": "minimize", "val_mae": "minimize", "val_r2": "maximize", "val_loss": "minimize"},
+}
 # a tune trial needs one score: no CV band (~K+1 times the cost) and no checkpoints (its dir is deleted)
 TUNE_TRIAL_PARAMS = {"cv_folds": 0, "checkpoint_every": 0}
 
@@ -98,6 +120,7 @@ MLP_SPEC = PluginSpec(
     config_model=MLPConfig,
     factory="mlplat_plugins.torch_trainers.mlp:MLPTrainer",
     tune_metrics=TUNE_METRICS,
+    task_tune_metrics=TASK_TUNE_METRICS,
     tune_trial_params=TUNE_TRIAL_PARAMS,
     summary="Tabular MLP (PyTorch): norm/dropout/L1/L2, early stopping, CV, AMP, DDP, checkpoints, warm start",
 )
@@ -109,6 +132,7 @@ CNN_SPEC = PluginSpec(
     config_model=CNNConfig,
     factory="mlplat_plugins.torch_trainers.cnn:CNNTrainer",
     tune_metrics=TUNE_METRICS,
+    task_tune_metrics=TASK_TUNE_METRICS,
     tune_trial_params=TUNE_TRIAL_PARAMS,
     needs=frozenset({"image"}),  # pixel features with DatasetInfo.image_shape (e.g. sklearn:digits)
     summary="Image CNN (PyTorch) for pixel features, e.g. sklearn:digits 8x8; same engine as mlp",

@@ -8,7 +8,7 @@ from mlplat.data import DatasetInfo
 
 from mlplat_plugins.torch_trainers import CNNConfig
 from mlplat_plugins.torch_trainers.networks import check_image_shape
-from mlplat_plugins.torch_trainers.trainer import TorchTrainer
+from mlplat_plugins.torch_trainers.trainer import TorchTrainer, network_outputs
 
 
 class CNNTrainer(TorchTrainer):
@@ -18,5 +18,5 @@ class CNNTrainer(TorchTrainer):
     def architecture(self, info: DatasetInfo) -> dict[str, Any]:
         c = self.config
         shape = check_image_shape(c.image_shape or info.image_shape, info.n_features)
-        return {"type": "cnn", "image_shape": shape, "n_classes": info.n_classes, "channels": list(c.channels),
+        return {"type": "cnn", "image_shape": shape, "n_classes": network_outputs(info), "channels": list(c.channels),
                 "hidden": c.hidden, "dropout": c.dropout, "norm": c.norm}

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mlplat_plugins.torch_trainers import TrainingConfig
 
 METRICS = ("accuracy", "loss", "f1")  # f1: macro F1, the monitor's `mlplat_generalization_gap{metric="f1"}`
+REGRESSION_METRICS = ("rmse", "mae", "r2", "loss")  # rmse/mae in the label's units; loss on the standardized target
 
 
 def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -33,6 +34,24 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray,
         raise SpecError([("cv_folds", f"{k} folds need at least {k} training rows per class; the smallest class has {smallest}")])
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed % 2**32)
     return [(train, held) for train, held in splitter.split(np.zeros(len(y)), y)]
+
+
+def kfold(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled K-fold positions over n rows (a regression's folds: there are no classes to stratify)."""
+    from sklearn.model_selection import KFold
+
+    if n < 2 * k:
+        raise SpecError([("cv_folds", f"{k} folds need at least {2 * k} real training rows; there are {n}")])
+    return list(KFold(n_splits=k, shuffle=True, random_state=seed % 2**32).split(np.zeros(n)))
+
+
+def score_regression_fold(network: nn.Module, part: ArrayData, prefix: str, config: TrainingConfig,
+                          device: torch.device, objective: Any) -> dict[str, float]:
+    """`{prefix}_loss`, `_rmse`, `_mae` and `_r2` of `network` on `part` (objectives.Regression.scores)."""
+    from mlplat_plugins.torch_trainers import engine
+
+    _, scores = engine.evaluate_scores(network, part, config, device, objective)
+    return {f"{prefix}_{k}": v for k, v in scores.items()}
 
 
 def score_fold(network: nn.Module, part: ArrayData, prefix: str, config: TrainingConfig, device: torch.device,
@@ -48,12 +67,12 @@ def score_fold(network: nn.Module, part: ArrayData, prefix: str, config: Trainin
     return {f"{prefix}_loss": loss, f"{prefix}_accuracy": accuracy, f"{prefix}_f1": float(f1)}
 
 
-def band(folds: list[dict[str, float]]) -> dict[str, Any]:
+def band(folds: list[dict[str, float]], metrics: tuple[str, ...] = METRICS) -> dict[str, Any]:
     """{"val_accuracy": {"mean", "std"}, "train_accuracy": .., "gap_accuracy": .., ..., "folds": K, "per_fold": [...]}.
 
     A metric enters the band only when every fold reports it (train and val)."""
     result: dict[str, Any] = {}
-    for metric in METRICS:
+    for metric in metrics:
         if not all(f"train_{metric}" in f and f"val_{metric}" in f for f in folds):
             continue
         train = np.array([f[f"train_{metric}"] for f in folds], np.float64)

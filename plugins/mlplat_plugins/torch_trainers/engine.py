@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mlplat_plugins.torch_trainers import TrainingConfig
+from mlplat_plugins.torch_trainers.objectives import Classification, Objective
 
 CHECKPOINT_WEIGHTS, CHECKPOINT_STATE, LAST = "weights.safetensors", "train_state.pt", "LAST"
 
@@ -142,6 +143,14 @@ def evaluate(network: nn.Module, data: ArrayData, config: TrainingConfig, device
     return (logits, *loss_and_accuracy(logits, torch.as_tensor(data.y, dtype=torch.long).to(device)))
 
 
+def evaluate_scores(network: nn.Module, data: ArrayData, config: TrainingConfig, device: torch.device,
+                    objective: Objective) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eval-mode outputs of `data` and the objective's scores of them (`Objective.scores`)."""
+    X = torch.as_tensor(data.X, dtype=torch.float32).to(device)
+    out = predict_logits(network, X, config.eval_batch_size, device, config.amp)
+    return out, objective.scores(out, torch.as_tensor(data.y, dtype=objective.target_dtype).to(device))
+
+
 @dataclass
 class LoopState:
     epoch: int = 0  # next epoch to run
@@ -248,18 +257,20 @@ def _scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer) -> Any:
 def train_loop(
     network: nn.Module, train: ArrayData, val: ArrayData, config: TrainingConfig, context: StepContext, *,
     device: torch.device, n_classes: int, dist: Dist = Dist(), checkpoints: Checkpointer | None = None,
-    frozen: list[nn.Module] | None = None, report_epochs: bool = True,
+    frozen: list[nn.Module] | None = None, report_epochs: bool = True, objective: Objective | None = None,
 ) -> LoopResult:
-    """Train `network` in place (on `device`); on return it holds the best weights when restore is on."""
+    """Train `network` in place (on `device`); on return it holds the best weights when restore is on.
+    `objective` (default: classification with the config's label smoothing) sets the loss and the val scores."""
+    objective = objective or Classification(config.label_smoothing)
     network.to(device)
     Xt = torch.as_tensor(train.X, dtype=torch.float32).to(device)
-    yt = torch.as_tensor(train.y, dtype=torch.long).to(device)
-    weights = row_weights(train, config, n_classes)
-    wt = None if weights is None else torch.as_tensor(weights).to(device)
-    offset = logit_offset(train.y, config, n_classes)
+    yt = torch.as_tensor(train.y, dtype=objective.target_dtype).to(device)
+    weights = row_weights(train, config, n_classes) if not objective.regression else train.weight
+    wt = None if weights is None else torch.as_tensor(weights, dtype=torch.float32).to(device)
+    offset = None if objective.regression else logit_offset(train.y, config, n_classes)
     ot = None if offset is None else torch.as_tensor(offset).to(device)
     Xv = torch.as_tensor(val.X, dtype=torch.float32).to(device)
-    yv = torch.as_tensor(val.y, dtype=torch.long).to(device)
+    yv = torch.as_tensor(val.y, dtype=objective.target_dtype).to(device)
 
     module: nn.Module = torch.compile(network) if config.compile else network
     forward = module
@@ -282,9 +293,9 @@ def train_loop(
         if restored is not None:
             state, resumed_from = restored, restored.epoch - 1
 
-    n, batch, world, ls = len(Xt), config.batch_size, dist.world, config.label_smoothing
-    # the running train loss is plain cross-entropy (no smoothing, weights or L1), comparable with val_loss
-    plain_loss_differs = ls > 0 or wt is not None or bool(l1_params) or world > 1
+    n, batch, world = len(Xt), config.batch_size, dist.world
+    # the running train loss is the plain loss (no smoothing, weights or L1), comparable with val_loss
+    plain_loss_differs = (not objective.regression and config.label_smoothing > 0) or wt is not None or bool(l1_params) or world > 1
     while not state.stopped and state.epoch < config.epochs:
         epoch, started, cpu_started = state.epoch, time.perf_counter(), time.process_time()
         network.train()
@@ -303,11 +314,11 @@ def train_loop(
                 logits = logits.float() + ot
             if wt is None:
                 if world == 1:
-                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=ls)
+                    loss = objective.loss(logits.float(), yb)
                 else:
-                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=ls, reduction="sum") * (world / len(idx))
+                    loss = objective.loss(logits.float(), yb, reduction="sum") * (world / len(idx))
             else:
-                per_row = F.cross_entropy(logits.float(), yb, label_smoothing=ls, reduction="none")
+                per_row = objective.loss(logits.float(), yb, reduction="none")
                 loss = (per_row * wt[local]).sum() * (world / wt[idx].sum())
             if l1_params:
                 loss = loss + config.l1 * sum(p.abs().sum() for p in l1_params)
@@ -319,24 +330,28 @@ def train_loop(
             scaler.step(optimizer)
             scaler.update()
             if plain_loss_differs:
-                loss_sum += F.cross_entropy(logits.detach().float(), yb, reduction="sum")
+                loss_sum += objective.plain_loss_sum(logits.detach().float(), yb)
             else:
                 loss_sum += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == yb).sum()
+            if not objective.regression:
+                correct += (logits.detach().argmax(1) == yb).sum()
         if world > 1:
             totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
             torch.distributed.all_reduce(totals)
             loss_sum, correct = totals[0], totals[1]
         val_logits = predict_logits(module, Xv, config.eval_batch_size, device, config.amp)
-        val_loss, val_acc = loss_and_accuracy(val_logits if ot is None or not len(yv) else val_logits + ot, yv)
-        row = {"epoch": epoch, "epochs": config.epochs, "train_loss": float(loss_sum) / n, "train_accuracy": float(correct) / n,
-               "val_loss": val_loss, "val_accuracy": val_acc, "lr": optimizer.param_groups[0]["lr"]}
+        val_scores = objective.scores(val_logits if ot is None or not len(yv) else val_logits + ot, yv)
+        row = {"epoch": epoch, "epochs": config.epochs, "train_loss": float(loss_sum) / n}
+        if not objective.regression:
+            row["train_accuracy"] = float(correct) / n
+        row.update({f"val_{k}": v for k, v in val_scores.items()}, lr=optimizer.param_groups[0]["lr"])
+        val_loss = row["val_loss"]
 
         def stamp() -> None:  # the epoch's time so far; the last stamp, after all per-epoch work, stands
             row.update(seconds=time.perf_counter() - started, cpu_seconds=time.process_time() - cpu_started)
 
         state.history.append(row)
-        score = -val_loss if config.monitor == "val_loss" else val_acc
+        score = -val_loss if config.monitor == "val_loss" else row["val_accuracy"]
         if scheduler is not None:
             scheduler.step(row[config.monitor]) if config.scheduler == "plateau" else scheduler.step()
         if score > state.best_score + config.min_delta or state.best_epoch < 0:

@@ -22,9 +22,11 @@ def curves_png(history: list[dict[str, float]], best_epoch: int) -> bytes:
 
     figure = Figure(figsize=(10, 3.6))
     epochs = [int(r["epoch"]) + 1 for r in history]
-    for ax, metric in zip(figure.subplots(1, 2), ("loss", "accuracy")):
-        ax.plot(epochs, [r[f"train_{metric}"] for r in history], label=f"train {metric}")
-        ax.plot(epochs, [r[f"val_{metric}"] for r in history], label=f"validation {metric}")
+    second = "accuracy" if history and "train_accuracy" in history[0] else "rmse"  # a regression reports val_rmse
+    for ax, metric in zip(figure.subplots(1, 2), ("loss", second)):
+        if f"train_{metric}" in history[0] if history else False:
+            ax.plot(epochs, [r[f"train_{metric}"] for r in history], label=f"train {metric}")
+        ax.plot(epochs, [r.get(f"val_{metric}", float("nan")) for r in history], label=f"validation {metric}")
         if best_epoch >= 0:
             ax.axvline(best_epoch + 1, color="grey", linestyle="--", linewidth=1, label="best epoch")
         ax.set_xlabel("epoch")

@@ -21,7 +21,7 @@ from mlplat.data import DatasetInfo
 from mlplat.errors import SpecError
 from torch import nn
 
-from mlplat_plugins.torch_trainers import TrainingConfig, cv, engine, networks, warmstart
+from mlplat_plugins.torch_trainers import TrainingConfig, cv, engine, networks, objectives, warmstart
 from mlplat_plugins.torch_trainers.compute import ComputeMeter
 
 
@@ -39,13 +39,20 @@ def _subset(data: ArrayData, index: np.ndarray) -> ArrayData:
                      None if data.synthetic is None else data.synthetic[index])
 
 
-def cv_folds(train: ArrayData, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(fit positions, held-out positions) per fold: stratified over the real rows only. Synthetic rows
+def network_outputs(info: DatasetInfo) -> int:
+    """The network's output width (architecture key `n_classes`): one logit per class, or 1 value for a regression."""
+    return 1 if info.regression else info.n_classes
+
+
+def cv_folds(train: ArrayData, k: int, seed: int, regression: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit positions, held-out positions) per fold: stratified over the real rows only (a regression's
+    folds are plain shuffled K-fold). Synthetic rows
     (oversampled, generated) fit in every fold and are never held out: scored as held out, they would
     inflate the CV band that monitoring takes as the expected generalization."""
     synthetic = np.zeros(len(train.y), bool) if train.synthetic is None else np.asarray(train.synthetic, bool)
     real, generated = np.flatnonzero(~synthetic), np.flatnonzero(synthetic)
-    return [(np.concatenate([real[fit], generated]), real[held]) for fit, held in cv.stratified_folds(train.y[real], k, seed)]
+    folds = cv.kfold(len(real), k, seed) if regression else cv.stratified_folds(train.y[real], k, seed)
+    return [(np.concatenate([real[fit], generated]), real[held]) for fit, held in folds]
 
 
 class TorchTrainer:
@@ -104,6 +111,7 @@ class TorchTrainer:
         """Train in this process (one DDP rank when `dist.world > 1`)."""
         config, info = self.config, data.info
         device = engine.resolve_device(config.device, dist)
+        objective = objectives.for_data(data, config)
         with engine.determinism(config.deterministic):
             warm_state, warm_info = self._warm_start(architecture, info, context)
 
@@ -119,23 +127,25 @@ class TorchTrainer:
 
             band = None
             if config.cv_folds:
-                band = self._cross_validate(make_network, data, context, device, dist)
+                band = self._cross_validate(make_network, data, context, device, dist, objective)
             network, frozen = make_network(context.seed)
             checkpointer = None
             if config.checkpoint_every:
                 fp = engine.fingerprint(config, architecture, data.train, data.validation, context.seed)
                 checkpointer = engine.Checkpointer(context.work_dir / "checkpoints", fp)
             result = engine.train_loop(network, data.train, data.validation, config, context, device=device,
-                                       n_classes=info.n_classes, dist=dist, checkpoints=checkpointer, frozen=frozen)
-            metrics, val_pred = self._final_metrics(network, data, device)
-        k = info.n_classes
-        confusion = np.bincount(data.validation.y * k + val_pred, minlength=k * k).reshape(k, k)
+                                       n_classes=info.n_classes, dist=dist, checkpoints=checkpointer, frozen=frozen,
+                                       objective=objective)
+            metrics, val_pred = self._final_metrics(network, data, device, objective)
         extras: dict[str, Any] = {
             "device": str(device), "amp": config.amp, "compiled": config.compile, "ddp_processes": dist.world,
             "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from,
-            "confusion_matrix": {"labels": list(info.classes),
-                                 "matrix": confusion.tolist()},  # rows: true class, columns: predicted
         }
+        if not info.regression:
+            k = info.n_classes
+            confusion = np.bincount(data.validation.y * k + val_pred, minlength=k * k).reshape(k, k)
+            extras["confusion_matrix"] = {"labels": list(info.classes),
+                                          "matrix": confusion.tolist()}  # rows: true class, columns: predicted
         if warm_info:
             extras["warm_start"] = warm_info
         if device.type == "cuda":
@@ -159,23 +169,35 @@ class TorchTrainer:
                        "frozen_parameters": frozen, "trainable_parameter_count": trainable}
 
     def _cross_validate(self, make_network: Any, data: TrainingData, context: StepContext,
-                        device: torch.device, dist: engine.Dist) -> dict[str, Any]:
-        folds = cv_folds(data.train, self.config.cv_folds, context.seed)
+                        device: torch.device, dist: engine.Dist, objective: objectives.Objective) -> dict[str, Any]:
+        folds = cv_folds(data.train, self.config.cv_folds, context.seed, objective.regression)
         rows = []
         for k, (train_idx, held_idx) in enumerate(folds):
             network, frozen = make_network(context.seed + 1000 + k)
             fold_train, held = _subset(data.train, train_idx), _subset(data.train, held_idx)
             # early stopping watches the step's validation split; the held-out fold stays unseen
             result = engine.train_loop(network, fold_train, data.validation, self.config, context, device=device,
-                                       n_classes=data.info.n_classes, dist=dist, frozen=frozen, report_epochs=False)
-            scores = {**cv.score_fold(network, fold_train, "train", self.config, device, data.info.n_classes),
-                      **cv.score_fold(network, held, "val", self.config, device, data.info.n_classes)}
+                                       n_classes=data.info.n_classes, dist=dist, frozen=frozen, report_epochs=False,
+                                       objective=objective)
+            if objective.regression:
+                scores = {**cv.score_regression_fold(network, fold_train, "train", self.config, device, objective),
+                          **cv.score_regression_fold(network, held, "val", self.config, device, objective)}
+            else:
+                scores = {**cv.score_fold(network, fold_train, "train", self.config, device, data.info.n_classes),
+                          **cv.score_fold(network, held, "val", self.config, device, data.info.n_classes)}
             rows.append({"fold": k, **scores, "best_epoch": result.best_epoch, "n_train": len(train_idx), "n_val": len(held_idx)})
-            context.log(f"cv fold {k + 1}/{len(folds)}: val_accuracy={scores['val_accuracy']:.4f} "
-                        f"val_f1={scores['val_f1']:.4f} train_accuracy={scores['train_accuracy']:.4f}")
-        return cv.band(rows)
+            shown = ("val_rmse", "val_r2", "train_rmse") if objective.regression else ("val_accuracy", "val_f1", "train_accuracy")
+            context.log(f"cv fold {k + 1}/{len(folds)}: " + " ".join(f"{m}={scores[m]:.4f}" for m in shown))
+        return cv.band(rows, cv.REGRESSION_METRICS if objective.regression else cv.METRICS)
 
-    def _final_metrics(self, network: nn.Module, data: TrainingData, device: torch.device) -> tuple[dict[str, float], np.ndarray]:
+    def _final_metrics(self, network: nn.Module, data: TrainingData, device: torch.device,
+                       objective: objectives.Objective) -> tuple[dict[str, float], np.ndarray]:
+        if objective.regression:  # gap_m = train - val, as for a classification: rmse/mae gaps < 0 = overfit
+            train = engine.evaluate_scores(network, data.train, self.config, device, objective)[1]
+            val_out, val = engine.evaluate_scores(network, data.validation, self.config, device, objective)
+            metrics = {**{f"train_{k}": v for k, v in train.items()}, **{f"val_{k}": v for k, v in val.items()},
+                       **{f"gap_{k}": train[k] - val[k] for k in val}}
+            return metrics, val_out[:, 0].cpu().numpy()
         _, train_loss, train_acc = engine.evaluate(network, data.train, self.config, device)
         logits, val_loss, val_acc = engine.evaluate(network, data.validation, self.config, device)
         metrics = {"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss, "val_accuracy": val_acc,
