@@ -111,10 +111,10 @@ def test_probes_resources_and_scrape_annotations(isvc: dict[str, Any]) -> None:
         assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": deploy.PORT}, kind
         resources = container["resources"]
         assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory"}, kind
-        for annotations in (component["annotations"], isvc["metadata"]["annotations"]):
-            assert annotations["serving.kserve.io/enable-prometheus-scraping"] == "true", kind
-            assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics", kind
-            assert annotations["prometheus.io/port"] == str(deploy.PORT), kind
+        for notes in (component["annotations"], isvc["metadata"]["annotations"]):
+            assert notes["serving.kserve.io/enable-prometheus-scraping"] == "true", kind
+            assert notes["prometheus.io/scrape"] == "true" and notes["prometheus.io/path"] == "/metrics", kind
+            assert notes["prometheus.io/port"] == str(deploy.PORT), kind
     predictor_args = isvc["spec"]["predictor"]["containers"][0]["args"]
     assert "--explainer" not in predictor_args and "--host" in predictor_args
     explainer_args = isvc["spec"]["explainer"]["containers"][0]["args"]
