@@ -96,7 +96,8 @@ def test_a_bad_search_space_names_the_param(space: dict[str, Any], path: str, me
 def test_the_tune_metric_must_be_one_the_trainer_reports() -> None:
     spec = copy.deepcopy(SPEC)
     spec["steps"]["tune"]["metric"] = "val_los"
-    assert problems(spec) == [("steps.tune.metric", "'val_los' is not reported by trainer 'mlp'; choose one of: "
+    assert problems(spec) == [("steps.tune.metric", "'val_los' is not reported by trainer 'mlp' for a classification; "
+                                                    "choose one of: "
                                                     "val_accuracy (maximize), val_loss (minimize)")]
     spec["steps"]["tune"]["metric"] = "val_loss"
     assert tune_direction(resolve(parse_spec(spec))) == "minimize"
