@@ -38,3 +38,28 @@ def s3_client(endpoint: str) -> Any:
 
     return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
                         region_name="us-east-1")
+
+
+@contextmanager
+def moto_bucket(bucket: str) -> Iterator[Any]:
+    """`moto_s3` with one bucket made; yields a boto3 client for it."""
+    with moto_s3() as endpoint:
+        client = s3_client(endpoint)
+        client.create_bucket(Bucket=bucket)
+        yield client
+
+
+def mlplat(*args: str) -> int:
+    """The real `mlplat` entry point in this process (errors become exit codes there)."""
+    import sys
+
+    from mlplat.cli import main
+
+    saved, sys.argv = sys.argv, ["mlplat", *args]
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        sys.argv = saved
+    return 0

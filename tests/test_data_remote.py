@@ -19,7 +19,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from mlplat.errors import UsageError
 from mlplat.sources import fetch, s3_options
-from s3_server import moto_s3, s3_client
+from s3_server import mlplat, moto_bucket
 
 BUCKET = "data"
 
@@ -31,25 +31,10 @@ def breast_cancer(rows: slice) -> pd.DataFrame:
     return frame[["mean radius", "mean texture", "mean smoothness", "worst area", "target"]].iloc[rows].reset_index(drop=True)
 
 
-def mlplat(*args: str) -> int:
-    """The real `mlplat` entry point in this process (errors become exit codes there)."""
-    from mlplat.cli import main
-
-    saved, sys.argv = sys.argv, ["mlplat", *args]
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        sys.argv = saved
-    return 0
-
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[object]:
-    with moto_s3() as endpoint:
-        client = s3_client(endpoint)
-        client.create_bucket(Bucket=BUCKET)
+    with moto_bucket(BUCKET) as client:
         yield client
 
 

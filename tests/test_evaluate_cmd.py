@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlplat.data import Splits
-
-
-def mlplat(*args: str) -> int:
-    from mlplat.cli import main
-
-    saved, sys.argv = sys.argv, ["mlplat", *args]
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        sys.argv = saved
-    return 0
+from s3_server import mlplat
 
 
 def run_test_rows_as_csv(trained_run, path: Path) -> Path:

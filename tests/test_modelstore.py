@@ -17,29 +17,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mlplat.errors import ModelDirError
 from mlplat.modeldir import LoadedModel, resolve_model
 from mlplat.modelstore import ModelStore, model_uri
-from s3_server import moto_s3, s3_client
+from s3_server import mlplat, moto_bucket
 
 BUCKET = "models"
 
 
-def mlplat(*args: str) -> int:
-    from mlplat.cli import main
-
-    saved, sys.argv = sys.argv, ["mlplat", *args]
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        sys.argv = saved
-    return 0
-
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[object]:
-    with moto_s3() as endpoint:
-        client = s3_client(endpoint)
-        client.create_bucket(Bucket=BUCKET)
+    with moto_bucket(BUCKET) as client:
         yield client
 
 

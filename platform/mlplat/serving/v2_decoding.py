@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from mlplat.errors import InvalidInput
@@ -139,7 +140,7 @@ def _check_bytes(tensor: dict[str, Any], shape: list[Any], where: str) -> None:
     data = tensor.get("data")
     if not all(type(d) is int and d >= 0 for d in shape):
         raise InvalidInput(reason="shape", message=f"{where}: shape {shape!r} must be non-negative integers")
-    flat = list(_flat(data)) if isinstance(data, list) else [data]
+    flat = list(flat_values(data)) if isinstance(data, list) else [data]
     if len(flat) != math.prod(shape):
         raise InvalidInput(reason="shape", message=f"{where}: data does not match shape {shape}: {len(flat)} values")
     bad = next((i for i, v in enumerate(flat) if v is not None and type(v) is not str), None)
@@ -149,7 +150,7 @@ def _check_bytes(tensor: dict[str, Any], shape: list[Any], where: str) -> None:
 
 
 def _check_data(data: Any, datatype: str, shape: list[int], values: int, where: str) -> None:
-    flat = list(_flat(data)) if isinstance(data, list) else [data]
+    flat = list(flat_values(data)) if isinstance(data, list) else [data]
     if len(flat) != values:
         raise InvalidInput(reason="shape", message=f"{where}: data does not match shape {shape}: {len(flat)} values, "
                                                    f"the shape holds {values}")
@@ -171,9 +172,10 @@ def _check_data(data: Any, datatype: str, shape: list[int], values: int, where: 
                                                                   f"is outside [{bounds[0]}, {bounds[1]}]")
 
 
-def _flat(data: list[Any]) -> Any:
+def flat_values(data: list[Any]) -> Iterator[Any]:
+    """The leaves of a nested JSON list (a V2 tensor's `data`), in row-major order."""
     for v in data:
         if isinstance(v, list):
-            yield from _flat(v)
+            yield from flat_values(v)
         else:
             yield v

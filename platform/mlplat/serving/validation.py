@@ -21,6 +21,7 @@ import numpy as np
 
 from mlplat.columns import UNKNOWN_CODE, ColumnEncoding
 from mlplat.errors import InvalidInput
+from mlplat.serving.v2_decoding import flat_values as _flat
 
 _NUMBER_TYPES = frozenset({int, float})  # exact types: bool, an int subclass, is not a number here
 _ALL_NUMBERS = object()  # sentinel: no offending value found
@@ -217,13 +218,6 @@ class FeatureSchema:
         if n > self.max_rows:
             raise InvalidInput(reason="too_many_rows", message=f"{n} instances in one request; the limit is {self.max_rows}")
 
-
-def _flat(data: list[Any]) -> Any:
-    for v in data:
-        if isinstance(v, list):
-            yield from _flat(v)
-        else:
-            yield v
 
 
 def _kind(value: Any) -> str:
