@@ -33,8 +33,9 @@ class Feature(_Record):
     """One input column as serving validates it (mlplat.columns: types, vocabulary codes, missing values)."""
 
     name: str
-    dtype: Literal["float32", "string"] = "float32"  # what a request sends: a number, or a category as a string
-    kind: Literal["numeric", "categorical", "boolean"] = "numeric"
+    # what a request sends: a number, a category as a string, or an encoded image (mlplat.images)
+    dtype: Literal["float32", "string", "image"] = "float32"
+    kind: Literal["numeric", "categorical", "boolean", "image"] = "numeric"
     categories: list[str] | None = None  # categorical: the training vocabulary; boolean: its [false, true] spellings
     min: float | None = None  # training range; None when the column had no finite value (or is categorical)
     max: float | None = None
@@ -66,6 +67,20 @@ class TabularPreprocessing(_Record):
     mean: list[float]
     scale: list[float]
     cardinalities: list[int] = Field(default_factory=list)  # per categorical feature: vocabulary size + unknown bucket
+
+
+class ImagePreprocessing(_Record):
+    """Decode, convert to `channels`, resize to `size`, scale to [0, 1], normalize per channel.
+
+    `mlplat.images` applies it, in training and in serving alike. An encoded image whose header declares
+    more than `max_pixels` pixels is refused before it is decoded (decompression bombs)."""
+
+    kind: Literal["image"] = "image"
+    size: list[int] = Field(min_length=2, max_length=2)  # [height, width] of the network input
+    channels: Literal[1, 3]
+    mean: list[float]  # per channel, of [0, 1] pixels over (a sample of) the training images
+    std: list[float]
+    max_pixels: int = Field(default=40_000_000, gt=0)
 
 
 class Metrics(_Record):
@@ -130,7 +145,7 @@ class ModelManifest(_Record):
     features: list[Feature]
     classes: list[str]  # empty for a regression
     image_shape: list[int] | None = None  # (channels, height, width) for image models
-    preprocessing: TabularPreprocessing | Standardization = Field(discriminator="kind")
+    preprocessing: TabularPreprocessing | Standardization | ImagePreprocessing = Field(discriminator="kind")
     target: TargetStandardization | None = None  # a regression's target scaling (None for a classification)
     trainer: PluginRef
     architecture: dict[str, Any]  # the trainer's own description; its build_network(architecture) rebuilds the net

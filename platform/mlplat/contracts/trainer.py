@@ -12,7 +12,7 @@ Trainer configs must be constructible with defaults (serving builds one to call
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -20,6 +20,8 @@ import numpy as np
 
 from mlplat.contracts.context import StepContext
 from mlplat.data import DatasetInfo
+from mlplat.images import ImageFiles
+from mlplat.manifest import ImagePreprocessing
 from mlplat.preprocessing import TargetStandardizer
 
 if TYPE_CHECKING:
@@ -35,9 +37,24 @@ class ArrayData:
 
 
 @dataclass
+class ImageSet:
+    """An image split: references, not pixels (`mlplat.images`); decoded lazily by `dataset()`."""
+
+    locations: list[str]  # per row: a local path or fsspec URI
+    y: np.ndarray  # int64 [n] class indices
+    preprocessing: ImagePreprocessing  # fitted on the training split; the model saves it
+    weight: np.ndarray | None = None
+    synthetic: np.ndarray | None = None
+
+    def dataset(self, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ImageFiles:
+        return ImageFiles(self.locations, self.y, self.preprocessing, transform)
+
+
+@dataclass
 class TrainingData:
-    train: ArrayData
-    validation: ArrayData
+    # ArrayData for tabular data (and pixel-column images: info.image_shape); ImageSet for image files
+    train: ArrayData | ImageSet
+    validation: ArrayData | ImageSet
     info: DatasetInfo  # info.task: "classification" | "regression"
     # a regression's target scaling: y arrives standardized; metrics in label units use target.scale
     target: TargetStandardizer | None = None
