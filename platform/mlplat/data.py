@@ -58,6 +58,20 @@ class DatasetInfo:
         return len(self.classes)
 
 
+def as_row_ids(values: Any) -> np.ndarray:
+    """Row ids as a table keeps them: int64 (positions or the user's whole numbers), or the user's text ids
+    as an object array of str (dataset.id with string ids)."""
+    ids = np.asarray(values)
+    if ids.dtype.kind in "OUS":
+        return ids.astype(str).astype(object)
+    return ids.astype(np.int64)
+
+
+def synthetic_row_id(row_ids: np.ndarray) -> int | str:
+    """The row id of generated rows: -1 beside integer ids, "" beside text ids (neither is a user's id)."""
+    return "" if row_ids.dtype == object else -1
+
+
 @dataclass
 class Table:
     """Labeled rows. `labels` are class indices into DatasetInfo.classes (int64), or a regression
@@ -74,7 +88,7 @@ class Table:
         self.features = self.features.reset_index(drop=True)
         labels = np.asarray(self.labels)
         self.labels = labels.astype(np.float64 if labels.dtype.kind == "f" else np.int64)
-        self.row_ids = np.asarray(self.row_ids, dtype=np.int64)
+        self.row_ids = as_row_ids(self.row_ids)
         self.weights = np.ones(n, np.float32) if self.weights is None else np.asarray(self.weights, np.float32)
         self.synthetic = np.zeros(n, bool) if self.synthetic is None else np.asarray(self.synthetic, bool)
         if not (len(self.labels) == len(self.row_ids) == len(self.weights) == len(self.synthetic) == n):
@@ -107,7 +121,8 @@ class Table:
         """This table plus generated rows, tagged synthetic with row id -1 (augmenters use it)."""
         n = len(features)
         labels = np.asarray(labels).astype(self.labels.dtype)  # generated rows keep the task's label type
-        extra = Table(features[list(self.features.columns)], labels, np.full(n, -1), weights, np.ones(n, bool))
+        extra = Table(features[list(self.features.columns)], labels, np.full(n, synthetic_row_id(self.row_ids)), weights,
+                      np.ones(n, bool))
         return Table.concat([self, extra]) if n else self
 
 
