@@ -91,7 +91,7 @@ def parse_numeric(series: pd.Series, row_ids: np.ndarray, column: str) -> tuple[
     """The column as float64; cells that are not numbers become NaN *and* are returned as bad cells
     ({column, row_id, value}, at most MAX_BAD_CELLS) with their total count."""
     if pd.api.types.is_numeric_dtype(series):
-        return series.astype("float64"), [], 0
+        return series.astype("float64", copy=False), [], 0  # no copy of a float column: ingest holds one frame
     text = series.astype("string").str.strip()
     parsed = pd.to_numeric(text, errors="coerce").astype("float64")
     bad = parsed.isna().to_numpy() & series.notna().to_numpy()
@@ -136,10 +136,10 @@ def split_roles(frame: pd.DataFrame, label: str, features: list[str] | None = No
         if kind == "numeric":
             series, found, _count = parse_numeric(series, row_ids, str(name))
             cells += found
-        elif kind == "categorical":
-            series = series.map(_category_text, na_action="ignore").astype(object)
+        elif kind == "categorical" and pd.api.types.infer_dtype(series, skipna=True) != "string":
+            series = series.map(_category_text, na_action="ignore").astype(object)  # text columns are kept as read
         out[str(name)] = series
-    return RoleColumns(pd.DataFrame(out), frame[label], row_ids, weights, types, cells)
+    return RoleColumns(pd.DataFrame(out, copy=False), frame[label], row_ids, weights, types, cells)
 
 
 def _category_text(value: Any) -> str:

@@ -85,7 +85,7 @@ class Table:
 
     def __post_init__(self) -> None:
         n = len(self.features)
-        self.features = self.features.reset_index(drop=True)
+        self.features = self.features.set_axis(pd.RangeIndex(n), copy=False)  # positions, without copying the data
         labels = np.asarray(self.labels)
         self.labels = labels.astype(np.float64 if labels.dtype.kind == "f" else np.int64)
         self.row_ids = as_row_ids(self.row_ids)
@@ -104,7 +104,7 @@ class Table:
         )
 
     def to_frame(self) -> pd.DataFrame:
-        frame = self.features.copy()
+        frame = pd.DataFrame(dict(self.features.items()), copy=False)  # the feature columns, not copied
         frame[LABEL], frame[ROW_ID], frame[WEIGHT], frame[SYNTHETIC] = self.labels, self.row_ids, self.weights, self.synthetic
         return frame
 
@@ -298,10 +298,12 @@ def split_frame(
     parts = [("source", frame)] + [(split, held_out[split]) for split in HELD_OUT_FIELDS if split in held_out]
     origin = np.concatenate([np.full(len(part), split) for split, part in parts])
     frame = pd.concat([part for _, part in parts], ignore_index=True) if held_out else frame
-    features = frame.drop(columns=[label])
+    # the feature columns as views (drop/astype would copy the whole frame twice: issue 13's scale target)
+    features = pd.DataFrame({c: frame[c] for c in frame.columns if c != label}, copy=False)
     # Numeric (and bool) columns become float64; categorical ones stay text (mlplat.columns encodes them).
-    numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])]
-    features = features.astype({c: "float64" for c in numeric})
+    numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c]) and features[c].dtype != np.float64]
+    if numeric:
+        features = features.astype({c: "float64" for c in numeric})
     if frame[label].isna().any():
         raise UsageError(f"dataset.label: column {label!r} has {int(frame[label].isna().sum())} missing values")
     task = resolve_task(frame[label], task, label)

@@ -71,7 +71,9 @@ def ingest(spec: PipelineSpec, spec_dir: Path, out: Path, expected_fingerprint: 
     text_ids = any(p.row_ids.dtype == object for p in parts)
     row_ids = np.concatenate([p.row_ids.astype(str).astype(object) if text_ids else p.row_ids for p in parts]) if ds.id else None
     weights = np.concatenate([p.weights for p in parts]) if ds.weight else None
-    splits = split_frame(roles.features.assign(**{label: roles.label}), label, spec.name, ds.validation, ds.test, spec.seed,
+    source = roles.features  # shares the read frame's columns; the label joins it without copying the features
+    source[label] = roles.label
+    splits = split_frame(source, label, spec.name, ds.validation, ds.test, spec.seed,
                          ds.stratify, shape, held_out, row_ids=row_ids, weights=weights, column_types=roles.types,
                          bad_cells=[c for p in parts for c in p.bad_cells], id_column=ds.id, task=ds.task)
     if declared_task(spec) is None:
