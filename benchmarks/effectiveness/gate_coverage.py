@@ -112,8 +112,9 @@ def main() -> None:
             blocking = [c.check for c in checks if not c.passed and c.severity == "fail"]
             warned = sorted({c.check for c in checks if not c.passed and c.severity != "fail"})
             misses += bool(blocking)
+            verdict = f"blocked by {', '.join(blocking)}" if blocking else "nothing blocks"
             lines.append(f"{'MISS' if blocking else 'PASS'}  {'clean batch (control)':20s} {mode:9s} "
-                         f"{'blocked by ' + ', '.join(blocking) if blocking else 'nothing blocks'}; warnings: {', '.join(warned) or 'none'}")
+                         f"{verdict}; warnings: {', '.join(warned) or 'none'}")
         for name, (corrupt, names, column, alone) in CORRUPTIONS.items():
             frame = corrupt(batch, np.random.default_rng(7))
             for mode, ref in (("reference", reference), ("alone", None)):

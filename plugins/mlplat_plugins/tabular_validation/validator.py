@@ -53,9 +53,9 @@ class TabularValidator:
         else:
             identity = quality.label_feature_identity(train, splits.train.labels, info.n_classes, self.severity)
             held_out = splits.validation if len(splits.validation) else splits.test
-            named = {c.column for c in identity if not c.passed}  # one finding per leaking column
+            leaking = {c.column for c in identity if not c.passed}  # one finding per leaking column
             checks += identity + [c for c in single_feature_leaks(train, splits.train.labels, held_out.features, held_out.labels,
-                                                                  self.severity) if c.column not in named]
+                                                                  self.severity) if c.column not in leaking]
             checks += quality.imbalance(splits.train.labels, info.classes, cfg.min_minority_share, self.severity)
         if cfg.label_noise.enabled and not info.regression:
             check, findings["label_noise"] = self._label_noise(splits, context.seed)
