@@ -16,6 +16,8 @@ Each corrupted CSV goes through the real ingest and validate steps (the `tabular
 Targets: with the reference every corruption is named; alone, those a single batch can show
 (string_in_numeric, constant_column, duplicated_rows, label_leak); the clean batch 1 is named by nothing
 blocking in either mode (the control). Each line prints PASS/MISS.
+Measured (3,000 rows): all 16 lines PASS, 13 s. Before schema.association and the one-feature label_leak
+check, 3 lines missed: the shuffled column (with the reference) and the leaking column (both modes).
 Run: .venv/bin/python benchmarks/effectiveness/gate_coverage.py [--rows N]
 """
 
