@@ -136,10 +136,14 @@ def split_roles(frame: pd.DataFrame, label: str, features: list[str] | None = No
         if kind == "numeric":
             series, found, _count = parse_numeric(series, row_ids, str(name))
             cells += found
-        elif kind == "categorical" and pd.api.types.infer_dtype(series, skipna=True) != "string":
-            series = series.map(_category_text, na_action="ignore").astype(object)  # text columns are kept as read
+        elif kind == "categorical" and not _is_object_text(series):  # object text columns are kept as read
+            series = series.map(_category_text, na_action="ignore").astype(object)
         out[str(name)] = series
     return RoleColumns(pd.DataFrame(out, copy=False), frame[label], row_ids, weights, types, cells)
+
+
+def _is_object_text(series: pd.Series) -> bool:
+    return series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) == "string"
 
 
 def _category_text(value: Any) -> str:
