@@ -82,3 +82,30 @@ def test_iris_has_no_leak(tmp_path: Path) -> None:
                                  step="validate")
     report = validator.validate(splits, step_context(tmp_path, splits, step="validate"))
     assert not [c.reason for c in report.checks if c.check in ("label_leak", "schema.association") and not c.passed]
+
+
+def test_regression_shuffled_column_is_named_against_the_reference(tmp_path: Path) -> None:
+    import json
+
+    from mlplat import registry
+    from mlplat.data import split_frame
+    from mlplat.registry import StageKind
+    from mlplat.testing.fixtures import step_context
+
+    def batch(seed: int, shuffle: bool) -> object:
+        rng = np.random.default_rng(seed)
+        x0, x1 = rng.normal(size=800), rng.normal(size=800)
+        frame = pd.DataFrame({"x0": rng.permutation(x0) if shuffle else x0, "x1": x1, "y": 3 * x0 + 0.5 * x1 + rng.normal(0, 0.3, 800)})
+        return split_frame(frame, "y", "reg", 0.2, 0.2, seed=0, task="regression")
+
+    def validate_splits(splits: object, **params: object) -> list[object]:
+        validator = registry.create(StageKind.VALIDATOR, "tabular", {"plot_columns": 0, **params}, step="validate")
+        return validator.validate(splits, step_context(tmp_path, splits, step="validate"))
+
+    clean = validate_splits(batch(0, shuffle=False))
+    (tmp_path / "schema.json").write_text(json.dumps(clean.schema))
+    assert [c["association"] > 0.5 for c in clean.schema["columns"]] == [True, False]
+    report = validate_splits(batch(1, shuffle=True), schema_path=str(tmp_path / "schema.json"))
+    lost = [c for c in report.checks if c.check == "schema.association" and not c.passed]
+    assert lost and {c.column for c in lost} == {"x0"} and not report.passed
+    assert validate_splits(batch(2, shuffle=False), schema_path=str(tmp_path / "schema.json")).passed
