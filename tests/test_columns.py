@@ -32,7 +32,7 @@ def test_roles_types_and_bad_cells() -> None:
     assert list(roles.features.columns) == ["zip", "x"] and roles.types == {"zip": "categorical", "x": "numeric"}
     assert roles.features["zip"].iloc[0] == "101" and roles.weights.tolist() == [2.0] * 40
     assert roles.bad_cells[0] == {"column": "x", "row_id": 20, "value": "n/a"} and len(roles.bad_cells) == 10
-    with pytest.raises(UsageError, match="dataset.id: column 'y' must hold non-negative integers"):
+    with pytest.raises(UsageError, match="dataset.id: column 'y' has 38 duplicate ids"):  # text ids are fine; repeats are not
         split_roles(frame, "x", id_column="y")
     with pytest.raises(UsageError, match="dataset.exclude: columns not in the data: nope"):
         split_roles(frame, "y", exclude=["nope"])

@@ -57,3 +57,25 @@ def test_unknown_label_values_exit_2(trained_run, tmp_path: Path, capsys: pytest
     pd.read_csv(data).assign(target="dunno").to_csv(tmp_path / "bad.csv", index=False)
     assert mlplat("evaluate", str(trained_run.model_dir), str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o")) == 2
     assert "values that are no class of the model: dunno" in capsys.readouterr().err
+
+
+def test_predictions_csv_names_rows_by_the_id_column(trained_run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlplat.modeldir import LoadedModel
+
+    data = run_test_rows_as_csv(trained_run, tmp_path / "test.csv")
+    frame = pd.read_csv(data)
+    frame.insert(0, "patient", [f"P-{i:04d}" for i in range(len(frame))])
+    frame.to_csv(tmp_path / "ids.csv", index=False)
+    out = tmp_path / "eval"
+    assert mlplat("evaluate", str(trained_run.model_dir), str(tmp_path / "ids.csv"), "--out", str(out), "--id", "patient") == 0
+    rows = pd.read_csv(out / "predictions.csv")
+    assert list(rows.columns) == ["row_id", "label", "predicted"] and list(rows["row_id"]) == list(frame["patient"])
+    assert list(rows["label"]) == list(frame["target"].astype(str))
+    model = LoadedModel.load(trained_run.model_dir)
+    expected = [model.class_names[i] for i in model.predict_proba(model.encode(frame[model.feature_names])).argmax(1)]
+    assert list(rows["predicted"].astype(str)) == expected
+    correct = (rows["label"].astype(str) == rows["predicted"].astype(str)).mean()
+    assert correct == pytest.approx(json.loads((out / "metrics.json").read_text())["test"]["accuracy"])
+    frame.assign(patient="same").to_csv(tmp_path / "dup.csv", index=False)
+    assert mlplat("evaluate", str(trained_run.model_dir), str(tmp_path / "dup.csv"), "--out", str(tmp_path / "o"), "--id", "patient") == 2
+    assert "--id: column 'patient' has" in capsys.readouterr().err

@@ -91,12 +91,12 @@ def parse_numeric(series: pd.Series, row_ids: np.ndarray, column: str) -> tuple[
     """The column as float64; cells that are not numbers become NaN *and* are returned as bad cells
     ({column, row_id, value}, at most MAX_BAD_CELLS) with their total count."""
     if pd.api.types.is_numeric_dtype(series):
-        return series.astype("float64"), [], 0
+        return series.astype("float64", copy=False), [], 0  # no copy of a float column: ingest holds one frame
     text = series.astype("string").str.strip()
     parsed = pd.to_numeric(text, errors="coerce").astype("float64")
     bad = parsed.isna().to_numpy() & series.notna().to_numpy()
     positions = np.flatnonzero(bad)
-    cells = [{"column": column, "row_id": int(row_ids[p]), "value": str(series.iloc[p])} for p in positions[:MAX_BAD_CELLS]]
+    cells = [{"column": column, "row_id": row_id_value(row_ids[p]), "value": str(series.iloc[p])} for p in positions[:MAX_BAD_CELLS]]
     return parsed, cells, len(positions)
 
 
@@ -124,7 +124,7 @@ def split_roles(frame: pd.DataFrame, label: str, features: list[str] | None = No
     names = [c for c in names if c not in exclude]
     if not names:
         raise UsageError("dataset.features: no feature columns left")
-    row_ids = _row_ids(frame, id_column)
+    row_ids = row_ids_of(frame, id_column)
     weights = _weights(frame, weight) if weight else None
     out: dict[str, pd.Series] = {}
     types: dict[str, str] = {}
@@ -136,10 +136,14 @@ def split_roles(frame: pd.DataFrame, label: str, features: list[str] | None = No
         if kind == "numeric":
             series, found, _count = parse_numeric(series, row_ids, str(name))
             cells += found
-        elif kind == "categorical":
+        elif kind == "categorical" and not _is_object_text(series):  # object text columns are kept as read
             series = series.map(_category_text, na_action="ignore").astype(object)
         out[str(name)] = series
-    return RoleColumns(pd.DataFrame(out), frame[label], row_ids, weights, types, cells)
+    return RoleColumns(pd.DataFrame(out, copy=False), frame[label], row_ids, weights, types, cells)
+
+
+def _is_object_text(series: pd.Series) -> bool:
+    return series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) == "string"
 
 
 def _category_text(value: Any) -> str:
@@ -149,18 +153,37 @@ def _category_text(value: Any) -> str:
     return str(value)
 
 
-def _row_ids(frame: pd.DataFrame, id_column: str | None) -> np.ndarray:
+def row_id_value(value: Any) -> int | str:
+    """A row id as JSON names it: the user's integer, or the user's text."""
+    return int(value) if isinstance(value, (int, np.integer)) else str(value)
+
+
+def row_ids_of(frame: pd.DataFrame, id_column: str | None, where: str = "dataset.id") -> np.ndarray:
+    """The id column as row ids: whole non-negative numbers stay int64 (-1 marks synthetic rows), any other
+    column is text (object array of str; synthetic rows get ""). Every row needs one, unique."""
     if not id_column:
         return np.arange(len(frame))
     ids = frame[id_column]
-    numbers = pd.to_numeric(ids, errors="coerce")
-    if numbers.isna().any() or not np.all(numbers == np.round(numbers)) or (numbers < 0).any():
-        raise UsageError(f"dataset.id: column {id_column!r} must hold non-negative integers (row ids name rows in reports); "
-                         f"found e.g. {ids[numbers.isna() | (numbers < 0) | (numbers != np.round(numbers))].iloc[0]!r}")
-    duplicated = ids[ids.duplicated()]
+    missing = np.flatnonzero(ids.isna().to_numpy())
+    if len(missing):
+        raise UsageError(f"{where}: column {id_column!r} has {len(missing)} rows without an id "
+                         f"(first at row {int(missing[0])}); every row needs one")
+    if pd.api.types.is_bool_dtype(ids) or not pd.api.types.is_numeric_dtype(ids):
+        text = ids.astype(str).str.strip()
+        if (text == "").any():
+            raise UsageError(f"{where}: column {id_column!r} has empty ids (first at row {int(np.flatnonzero(text == '')[0])})")
+        values = text.to_numpy(dtype=object)
+    else:
+        numbers = ids.to_numpy(dtype=np.float64)
+        wrong = (numbers < 0) | (numbers != np.round(numbers))
+        if wrong.any():
+            raise UsageError(f"{where}: column {id_column!r} holds numbers that are no non-negative whole numbers, "
+                             f"e.g. {ids[wrong].iloc[0]!r}; ids are whole numbers >= 0 or text")
+        values = ids.to_numpy(dtype=np.int64)
+    duplicated = ids[pd.Series(values).duplicated().to_numpy()]
     if len(duplicated):
-        raise UsageError(f"dataset.id: column {id_column!r} has {len(duplicated)} duplicate ids, e.g. {duplicated.iloc[0]!r}")
-    return numbers.to_numpy(np.int64)
+        raise UsageError(f"{where}: column {id_column!r} has {len(duplicated)} duplicate ids, e.g. {duplicated.iloc[0]!r}")
+    return values
 
 
 def _weights(frame: pd.DataFrame, weight: str) -> np.ndarray:

@@ -58,6 +58,20 @@ class DatasetInfo:
         return len(self.classes)
 
 
+def as_row_ids(values: Any) -> np.ndarray:
+    """Row ids as a table keeps them: int64 (positions or the user's whole numbers), or the user's text ids
+    as an object array of str (dataset.id with string ids)."""
+    ids = np.asarray(values)
+    if ids.dtype.kind in "OUS":
+        return ids.astype(str).astype(object)
+    return ids.astype(np.int64)
+
+
+def synthetic_row_id(row_ids: np.ndarray) -> int | str:
+    """The row id of generated rows: -1 beside integer ids, "" beside text ids (neither is a user's id)."""
+    return "" if row_ids.dtype == object else -1
+
+
 @dataclass
 class Table:
     """Labeled rows. `labels` are class indices into DatasetInfo.classes (int64), or a regression
@@ -71,10 +85,10 @@ class Table:
 
     def __post_init__(self) -> None:
         n = len(self.features)
-        self.features = self.features.reset_index(drop=True)
+        self.features = self.features.set_axis(pd.RangeIndex(n), copy=False)  # positions, without copying the data
         labels = np.asarray(self.labels)
         self.labels = labels.astype(np.float64 if labels.dtype.kind == "f" else np.int64)
-        self.row_ids = np.asarray(self.row_ids, dtype=np.int64)
+        self.row_ids = as_row_ids(self.row_ids)
         self.weights = np.ones(n, np.float32) if self.weights is None else np.asarray(self.weights, np.float32)
         self.synthetic = np.zeros(n, bool) if self.synthetic is None else np.asarray(self.synthetic, bool)
         if not (len(self.labels) == len(self.row_ids) == len(self.weights) == len(self.synthetic) == n):
@@ -90,7 +104,7 @@ class Table:
         )
 
     def to_frame(self) -> pd.DataFrame:
-        frame = self.features.copy()
+        frame = pd.DataFrame(dict(self.features.items()), copy=False)  # the feature columns, not copied
         frame[LABEL], frame[ROW_ID], frame[WEIGHT], frame[SYNTHETIC] = self.labels, self.row_ids, self.weights, self.synthetic
         return frame
 
@@ -107,7 +121,8 @@ class Table:
         """This table plus generated rows, tagged synthetic with row id -1 (augmenters use it)."""
         n = len(features)
         labels = np.asarray(labels).astype(self.labels.dtype)  # generated rows keep the task's label type
-        extra = Table(features[list(self.features.columns)], labels, np.full(n, -1), weights, np.ones(n, bool))
+        extra = Table(features[list(self.features.columns)], labels, np.full(n, synthetic_row_id(self.row_ids)), weights,
+                      np.ones(n, bool))
         return Table.concat([self, extra]) if n else self
 
 
@@ -283,10 +298,12 @@ def split_frame(
     parts = [("source", frame)] + [(split, held_out[split]) for split in HELD_OUT_FIELDS if split in held_out]
     origin = np.concatenate([np.full(len(part), split) for split, part in parts])
     frame = pd.concat([part for _, part in parts], ignore_index=True) if held_out else frame
-    features = frame.drop(columns=[label])
+    # the feature columns as views (drop/astype would copy the whole frame twice: issue 13's scale target)
+    features = pd.DataFrame({c: frame[c] for c in frame.columns if c != label}, copy=False)
     # Numeric (and bool) columns become float64; categorical ones stay text (mlplat.columns encodes them).
-    numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])]
-    features = features.astype({c: "float64" for c in numeric})
+    numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c]) and features[c].dtype != np.float64]
+    if numeric:
+        features = features.astype({c: "float64" for c in numeric})
     if frame[label].isna().any():
         raise UsageError(f"dataset.label: column {label!r} has {int(frame[label].isna().sum())} missing values")
     task = resolve_task(frame[label], task, label)

@@ -127,7 +127,7 @@ class DatasetSpec(Strict):
     features: list[str] | None = Field(None, description="feature columns (default: every column not given another role)")
     exclude: list[str] = Field(default_factory=list, description="columns that are neither features nor roles")
     weight: str | None = Field(None, description="column of per-row loss weights (finite, >= 0)")
-    id: str | None = Field(None, description="column of unique non-negative integer row ids; reports name rows by them")
+    id: str | None = Field(None, description="column of unique row ids (whole numbers >= 0 or text); reports and findings name rows by them")
     column_types: dict[str, Literal["numeric", "categorical", "boolean"]] = Field(
         default_factory=dict, description="per-column type, overriding the inference rule")
     na_values: list[str] | None = Field(

@@ -67,9 +67,13 @@ def ingest(spec: PipelineSpec, spec_dir: Path, out: Path, expected_fingerprint: 
     if expected_fingerprint and read != expected_fingerprint:
         raise UsageError(f"dataset: the data changed since this run was started (expected {expected_fingerprint}, "
                          f"read {read}); start a new run")
-    row_ids = np.concatenate([p.row_ids for p in parts]) if ds.id else None
+    # one id type across the files: text as soon as one file's ids are text
+    text_ids = any(p.row_ids.dtype == object for p in parts)
+    row_ids = np.concatenate([p.row_ids.astype(str).astype(object) if text_ids else p.row_ids for p in parts]) if ds.id else None
     weights = np.concatenate([p.weights for p in parts]) if ds.weight else None
-    splits = split_frame(roles.features.assign(**{label: roles.label}), label, spec.name, ds.validation, ds.test, spec.seed,
+    source = roles.features  # shares the read frame's columns; the label joins it without copying the features
+    source[label] = roles.label
+    splits = split_frame(source, label, spec.name, ds.validation, ds.test, spec.seed,
                          ds.stratify, shape, held_out, row_ids=row_ids, weights=weights, column_types=roles.types,
                          bad_cells=[c for p in parts for c in p.bad_cells], id_column=ds.id, task=ds.task)
     if declared_task(spec) is None:
@@ -334,25 +338,33 @@ def evaluate(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
     """Test-set metrics and the evaluation gate. Writes metrics.json and report.md; records the metrics in model.json."""
     splits = Splits.load(data)
     loaded = _loaded(model, loaded)
-    result = score(loaded, splits.test.features, splits.test.labels, spec.steps.evaluate.params, out)
+    result = score(loaded, splits.test.features, splits.test.labels, spec.steps.evaluate.params, out, splits.test.row_ids)
     test = {k: v for k, v in result["test"].items() if isinstance(v, float)}
     loaded.update_manifest(metrics=Metrics(train=loaded.manifest.metrics.train, test=test))
     return result
 
 
-def score(loaded: modeldir.LoadedModel, features: Any, labels: np.ndarray, gate: EvaluateGate, out: Path) -> dict[str, Any]:
+def score(loaded: modeldir.LoadedModel, features: Any, labels: np.ndarray, gate: EvaluateGate, out: Path,
+          row_ids: np.ndarray | None = None) -> dict[str, Any]:
     """The one scoring of labeled rows against a gate (labels: indices into the model's classes, or a
-    regression's values): writes metrics.json ({"test": metrics, "gate": {passed, failures}}) and report.md;
-    returns the former."""
+    regression's values): writes metrics.json ({"test": metrics, "gate": {passed, failures}}), report.md and
+    predictions.csv (row_id, label, predicted; row ids are the dataset's ids, or positions); returns the metrics."""
     from mlplat.evaluation import classification_metrics, gate_failures, regression_metrics
     from mlplat.kfp.runtime import evaluation_summary
 
     out.mkdir(parents=True, exist_ok=True)
     X = loaded.encode(features[loaded.feature_names])
     if loaded.task == "regression":
-        metrics = regression_metrics(labels, loaded.predict_values(X))
+        predicted = loaded.predict_values(X)
+        metrics = regression_metrics(labels, predicted)
+        rows = pd.DataFrame({"label": labels, "predicted": predicted})
     else:
-        metrics = classification_metrics(labels, loaded.predict_proba(X), loaded.class_names)
+        proba = loaded.predict_proba(X)
+        metrics = classification_metrics(labels, proba, loaded.class_names)
+        names = np.asarray(loaded.class_names, dtype=object)
+        rows = pd.DataFrame({"label": names[labels], "predicted": names[proba.argmax(1)]})
+    rows.insert(0, "row_id", np.arange(len(rows)) if row_ids is None else row_ids)
+    rows.to_csv(out / "predictions.csv", index=False)
     failures = gate_failures(metrics, gate)
     result = {"test": metrics, "gate": {"passed": not failures, "failures": failures}}
     write_json(out / METRICS_JSON, result)
@@ -361,7 +373,7 @@ def score(loaded: modeldir.LoadedModel, features: Any, labels: np.ndarray, gate:
 
 
 def evaluate_file(model: modeldir.ModelDir, location: str, out: Path, base_dir: Path | None = None,
-                  gate: EvaluateGate | None = None) -> dict[str, Any]:
+                  gate: EvaluateGate | None = None, id_column: str | None = None) -> dict[str, Any]:
     """`mlplat evaluate`: score a published model on any labeled file (path or URI) as the evaluate step
     scores the test split; the model directory is not changed. metrics.json also records the data's fingerprint."""
     from mlplat.data import read_frame
@@ -369,7 +381,7 @@ def evaluate_file(model: modeldir.ModelDir, location: str, out: Path, base_dir: 
     loaded = modeldir.LoadedModel.load(model)
     frame, fetched = read_frame(location, base_dir or Path.cwd(), "DATA")
     label = loaded.manifest.label
-    missing = [c for c in [*loaded.feature_names, label] if c not in frame.columns]
+    missing = [c for c in [*loaded.feature_names, label, *([id_column] if id_column else [])] if c not in frame.columns]
     if missing:
         raise UsageError(f"DATA: {fetched.name} lacks the model's columns: {', '.join(map(str, missing))}")
     gate = gate or EvaluateGate()
@@ -377,7 +389,9 @@ def evaluate_file(model: modeldir.ModelDir, location: str, out: Path, base_dir: 
     if wrong_task:
         raise UsageError(f"gate: {', '.join(wrong_task)} bound metrics of another task; model {loaded.name!r} is a {loaded.task}")
     labels = _target_values(frame[label], label) if loaded.task == "regression" else _class_indices(frame[label], label, loaded)
-    result = score(loaded, frame[loaded.feature_names], labels, gate, out)
+    from mlplat.columns import row_ids_of
+
+    result = score(loaded, frame[loaded.feature_names], labels, gate, out, row_ids_of(frame, id_column, "--id"))
     result["data"] = fetched.fingerprint.to_json()
     write_json(out / METRICS_JSON, result)
     return result

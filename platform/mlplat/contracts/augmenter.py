@@ -1,7 +1,7 @@
 """Augmenter contract: turn a training table into a better one.
 
 Augmenters only ever see the training split: validation and test data must stay real.
-Rows they add are marked `synthetic=True` and keep `row_id = -1`; rows they drop vanish;
+Rows they add are marked `synthetic=True` and keep `row_id = -1` (`""` beside text ids: `Table.with_synthetic`); rows they drop vanish;
 rows they down-weight change `weights`. `context.findings` carries what the validator
 found (e.g. `findings["validate"]["label_noise"]["row_ids"]`).
 """

@@ -25,7 +25,7 @@ from mlplat.contracts.explainer import BoundExplainer, Explainer, ExplainerState
 from mlplat.contracts.trainer import TrainedModel, Trainer
 from mlplat.contracts.tuner import Tuner, TuneResult
 from mlplat.contracts.validator import ValidationReport, Validator
-from mlplat.data import Splits, Table
+from mlplat.data import Splits, Table, synthetic_row_id
 from mlplat.registry import PluginSpec, StageKind
 from mlplat.testing import _registry
 from mlplat.testing.fixtures import model_double, step_context, tiny_image_splits, tiny_splits
@@ -165,7 +165,8 @@ def check_augmenter(augmenter: Any, splits: Splits, work_dir: Path, rules: _Rule
                   f"augment must keep the feature columns in order: {list(splits.train.features.columns)} became {list(out.features.columns)}")
     rules.require(_unchanged(splits, before), "augmenters must not mutate their input, and never touch validation or test")
     rules.require(set(np.unique(out.labels)) <= set(range(splits.info.n_classes)), "labels must stay class indices")
-    rules.require(np.all(out.row_ids[out.synthetic] == -1), "synthetic rows must have row_id -1")
+    rules.require(np.all(out.row_ids[out.synthetic] == synthetic_row_id(splits.train.row_ids)),
+                  "synthetic rows must have row_id -1 (\"\" beside text ids)")
     rules.require(set(out.row_ids[~out.synthetic]) <= set(splits.train.row_ids), "real rows must keep their training row ids")
     rules.require(np.isfinite(out.features.to_numpy(dtype=float)).all(), "features must stay finite")
     rules.require(np.isfinite(out.weights).all() and (out.weights >= 0).all(), "weights must be finite and non-negative")

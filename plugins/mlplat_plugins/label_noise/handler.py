@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from mlplat.contracts import StepContext
-from mlplat.data import Table
+from mlplat.data import Table, as_row_ids
 from mlplat.errors import UsageError
 
 from mlplat_plugins.label_noise import NoiseHandlingConfig
@@ -19,7 +19,7 @@ class NoiseHandler:
         if noise is None:
             raise UsageError("steps.augment: label_noise needs a validate step whose validator reports label-noise "
                              "suspects (tabular with label_noise.enabled: true)")
-        ids, scores = np.asarray(noise["row_ids"], np.int64), np.asarray(noise["scores"], float)
+        ids, scores = as_row_ids(noise["row_ids"]), np.asarray(noise["scores"], float)
         keep = scores > self.config.min_score
         ids, scores = ids[keep], scores[keep]
         ids = ids[np.argsort(-scores, kind="stable")][: int(self.config.max_share * len(train))]

@@ -19,6 +19,7 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "schema.shift": "warn",  # a shifted batch may be real (drift), not corrupt: reported, not blocking
     "schema.label": "fail",
     "schema.label_coverage": "warn",
+    "schema.association": "fail",  # a feature lost its relation to the label vs the schema: shuffled or misaligned
     "duplicates": "warn",
     "leakage": "warn",
     "constant": "warn",

@@ -29,14 +29,19 @@ def column_type(series: pd.Series) -> str:
 def infer_schema(features: pd.DataFrame, classes: list[str], labels: np.ndarray,
                  kinds: dict[str, str] | None = None, regression: bool = False) -> dict[str, Any]:
     """Per column: storage `type` (float | bool | string), `kind` (numeric | categorical | boolean, mlplat.columns),
-    missing-value rate and row count, range or domain; the label's classes, or a regression target's range."""
+    missing-value rate and row count, range or domain, and `association` with the label (relations.py: what a
+    shuffled column loses); the label's classes, or a regression target's range."""
     from mlplat.columns import infer_type
 
+    from mlplat_plugins.tabular_validation.relations import schema_associations
+
+    associations = schema_associations(features, labels, regression)
     columns = []
     for name in features.columns:
         s = features[name]
         entry: dict[str, Any] = {"name": str(name), "type": column_type(s), "kind": (kinds or {}).get(str(name)) or infer_type(s),
-                                 "missing_rate": float(s.isna().mean()), "rows": int(len(s))}
+                                 "missing_rate": float(s.isna().mean()), "rows": int(len(s)),
+                                 "association": associations[str(name)]}
         if entry["type"] == "float":
             entry.update(min=float(s.min()), max=float(s.max()), mean=float(s.mean()), std=float(s.std(ddof=0)))
         else:

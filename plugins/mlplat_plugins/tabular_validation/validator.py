@@ -16,6 +16,7 @@ from mlplat.errors import SpecError, UsageError
 from mlplat.reports import html_image, html_table
 
 from mlplat_plugins.tabular_validation import DEFAULT_SEVERITY, TabularValidatorConfig, quality
+from mlplat_plugins.tabular_validation.relations import association_checks, single_feature_leaks
 from mlplat_plugins.tabular_validation.schema import check_against_schema, infer_schema
 
 
@@ -40,6 +41,7 @@ class TabularValidator:
         for name, table in named:  # a regression has no label classes to check
             labels = (None, None) if info.regression else (table.labels, info.classes)
             checks += self._schema_checks(expected, table.features, name, *labels)
+            checks += association_checks(expected, table.features, table.labels, name, info.regression, self.severity)
         checks += quality.duplicates(train, splits.train.labels, self.severity)
         for name in ("validation", "test"):
             checks += quality.leakage(train, getattr(splits, name).features, name, self.severity)
@@ -49,7 +51,11 @@ class TabularValidator:
         if info.regression:  # CLASSIFICATION_CHECKS: class imbalance, label noise and class-identical features
             checks.append(CheckResult("imbalance", True, "info", "class checks skipped: the task is a regression"))
         else:
-            checks += quality.label_feature_identity(train, splits.train.labels, info.n_classes, self.severity)
+            identity = quality.label_feature_identity(train, splits.train.labels, info.n_classes, self.severity)
+            held_out = splits.validation if len(splits.validation) else splits.test
+            leaking = {c.column for c in identity if not c.passed}  # one finding per leaking column
+            checks += identity + [c for c in single_feature_leaks(train, splits.train.labels, held_out.features, held_out.labels,
+                                                                  self.severity) if c.column not in leaking]
             checks += quality.imbalance(splits.train.labels, info.classes, cfg.min_minority_share, self.severity)
         if cfg.label_noise.enabled and not info.regression:
             check, findings["label_noise"] = self._label_noise(splits, context.seed)
