@@ -39,6 +39,10 @@ def serve(
     predictor_host: str = typer.Option(None, "--predictor_host", help="KServe: the predictor's host[:port] (implies --explainer)"),
     workers: int = typer.Option(1, "--workers", min=1, help="KServe: worker count (one process serves; more is ignored)"),
     enable_model_admin: bool = typer.Option(False, "--enable-model-admin", help="Serve /v2/repository load/unload (unauthenticated)"),
+    drain_s: float = typer.Option(0.0, "--drain-s", min=0,
+                                  help="On SIGTERM: seconds not ready but still serving, before the listener closes"),
+    shutdown_timeout_s: int = typer.Option(35, "--shutdown-timeout-s", min=1,
+                                           help="On SIGTERM: most seconds in-flight requests get (above --explain-timeout-s)"),
 ) -> None:
     """Serve a published model: V1 :predict/:explain, V2 infer + metadata, /metrics."""
     from mlplat.errors import UsageError
@@ -69,4 +73,4 @@ def serve(
                              predictor_batch_rows, inline_forward_ms, inputs.token, max_explain_rows)
     settings = MonitorSettings(interval_s=monitor_interval_s, state_dir=state_dir, inputs=inputs)
     run_server(model_dir, options, host, port, max_body_bytes, None if no_monitor else settings, access_log,
-               enable_model_admin, model_name)
+               enable_model_admin, model_name, drain_s, shutdown_timeout_s)

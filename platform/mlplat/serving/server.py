@@ -6,8 +6,9 @@ request metrics, monitoring routes and one handler for every `MlplatError`. It t
 not kserve's module-level app, not `sys.argv` (kserve parses it at import with `parse_known_args`,
 which leaves `mlplat serve`'s options alone), so tests build servers in-process.
 
-`serve` runs such an app with KServe's ModelServer: its signal handling and graceful shutdown, bound
-where it is told (127.0.0.1 by default; KServe's own REST server always binds 0.0.0.0).
+`serve` runs such an app with KServe's ModelServer and uvicorn config, bound where it is told (127.0.0.1
+by default; KServe's own REST server always binds 0.0.0.0), and shuts it down as `shutdown` describes:
+readiness off, drain, in-flight requests finished, exit 0.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class ServingApp(NamedTuple):
     app: FastAPI
     model: MlplatModel  # loaded and registered
     repository: ModelRepository  # what the app's KServe routes look models up in
+    dataplane: ServingDataPlane  # what they answer with; `drain()` turns readiness off
 
 
 class ServedRepository(ModelRepository):
@@ -76,13 +78,17 @@ class ServingDataPlane(DataPlane):
     def __init__(self, model_registry: ModelRepository, model_name: str) -> None:
         super().__init__(model_registry=model_registry)
         self.model_name = model_name
+        self.draining = False  # set on SIGTERM: not ready, while in-flight and last requests are still served
+
+    def drain(self) -> None:
+        self.draining = True
 
     def answering(self) -> bool:
         model = self._model_registry.get_model(self.model_name)
         return isinstance(model, MlplatModel) and model.answering()
 
     async def ready(self) -> bool:
-        if not self.answering():
+        if self.draining or not self.answering():
             return False
         predictor_url = self._model_registry.get_model(self.model_name).options.predictor_url
         return await _predictor_ready(predictor_url) if predictor_url else True
@@ -151,19 +157,24 @@ def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 
     add_error_handler(app)
     for router in attachment.routers if attachment is not None else []:
         app.include_router(router)
-    PrebuiltRESTServer(app, ServingDataPlane(repository, model.name), ModelRepositoryExtension(model_registry=repository),
-                       http_port=0).install(app)
-    return ServingApp(app, model, repository)
+    dataplane = ServingDataPlane(repository, model.name)
+    PrebuiltRESTServer(app, dataplane, ModelRepositoryExtension(model_registry=repository), http_port=0).install(app)
+    return ServingApp(app, model, repository, dataplane)
 
 
 def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", port: int = 8080,
           max_body_bytes: int = 4 << 20, monitor: MonitorSettings | None = None,
-          access_log: bool = False, enable_model_admin: bool = False, alias: str | None = None) -> None:
-    """Serve until SIGTERM/SIGINT. Blocks. `monitor` None: no drift monitoring. The explainer role first waits
-    for its predictor (KServe starts both at once), so nothing listens, and the readiness probe fails, meanwhile."""
+          access_log: bool = False, enable_model_admin: bool = False, alias: str | None = None,
+          drain_s: float = 0.0, shutdown_timeout_s: int = 35) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down gracefully (`shutdown.serve_gracefully`: `drain_s` seconds
+    not ready but serving, then at most `shutdown_timeout_s` for in-flight requests). Blocks. `monitor` None: no
+    drift monitoring. The explainer role first waits for its predictor (KServe starts both at once), so nothing
+    listens, and the readiness probe fails, meanwhile."""
     import asyncio
 
     from kserve import ModelServer
+
+    from mlplat.serving.shutdown import GracefulServer, serve_gracefully
 
     if options.predictor_url:
         wait_for_predictor(options.predictor_url)
@@ -182,15 +193,11 @@ def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", por
             # uvicorn has no header or body read timeout, so a half-sent request is bounded only by timeout_keep_alive
             config.h11_max_incomplete_event_size = MAX_HEAD_BYTES
             config.timeout_keep_alive = KEEP_ALIVE_S
-            self.servers.append(self._rest_server.start())
+            config.timeout_graceful_shutdown = shutdown_timeout_s
+            # not KServe's signal handlers: they unload the model at once, failing the requests still in flight
+            server = GracefulServer(config)
             self.setup_event_loop()
-            self.register_signal_handler()
-            asyncio.run(self._serve())
-
-        def stop(self, sig: int) -> None:
-            if self._rest_server is not None:
-                self._rest_server._server.should_exit = True  # uvicorn's graceful exit, runs shutdown events
-            super().stop(sig)
+            asyncio.run(serve_gracefully([server], drain_s, served.dataplane.drain))
 
     server = LoopbackModelServer(http_port=port, registered_models=served.repository, enable_grpc=False, workers=1,
                                  enable_latency_logging=False)
