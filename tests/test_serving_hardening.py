@@ -282,21 +282,23 @@ def test_explain_has_a_row_limit_and_a_busy_explainer_answers_503_at_once(traine
     import threading
     import time
 
-    from test_serving_app import StuckExplainer
+    from mlplat.serving.explain_worker import ExplainWorker
+    from spinning_explainer import SPIN, spinning_explainer
 
     served = build_app(trained_model_dir, ServingOptions(max_explain_rows=3, explain_timeout_s=20))
-    stuck = StuckExplainer()
-    served.model.explainer = stuck
+    served.model.explain_worker = ExplainWorker(spinning_explainer, model.name)
     url = f"/v1/models/{model.name}:explain"
     with TestClient(served.app) as c:
         over = c.post(url, json={"instances": [row] * 4})
         assert over.status_code == 400 and "the limit per explain request is 3" in over.json()["error"]
-        first = threading.Thread(target=lambda: c.post(url, json={"instances": [row]}))
+        answers: list[int] = []
+        first = threading.Thread(target=lambda: answers.append(
+            c.post(url, json={"instances": [[SPIN + 3, *row[1:]]]}).status_code))
         first.start()
-        time.sleep(1.0)  # the first explanation is running
+        time.sleep(1.0)  # the first explanation is running (or its worker loading)
         started = time.monotonic()
         busy = c.post(url, json={"instances": [row]})
         assert busy.status_code == 503 and "busy with another explanation" in busy.json()["error"]
         assert time.monotonic() - started < 2  # at once, not after the first one's timeout
-        stuck.release.set()
-        first.join(30)
+        first.join(60)
+        assert answers == [200]
