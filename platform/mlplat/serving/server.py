@@ -42,6 +42,11 @@ KEEP_ALIVE_S = 5  # idle keep-alive connections close after this
 Hook = tuple[Callable[[], None], Callable[[], None]]  # (on startup, on shutdown)
 
 
+class ReadTimeouts(NamedTuple):
+    head_timeout_s: float = 10.0  # request line + headers, from the connection's start or the last response
+    body_timeout_s: float = 30.0  # the whole body, from the end of the headers
+
+
 class ServingApp(NamedTuple):
     app: FastAPI
     model: MlplatModel  # loaded and registered
@@ -165,7 +170,7 @@ def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 
 def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", port: int = 8080,
           max_body_bytes: int = 4 << 20, monitor: MonitorSettings | None = None,
           access_log: bool = False, enable_model_admin: bool = False, alias: str | None = None,
-          drain_s: float = 0.0, shutdown_timeout_s: int = 35) -> None:
+          drain_s: float = 0.0, shutdown_timeout_s: int = 35, limits: ReadTimeouts = ReadTimeouts()) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully (`shutdown.serve_gracefully`: `drain_s` seconds
     not ready but serving, then at most `shutdown_timeout_s` for in-flight requests). Blocks. `monitor` None: no
     drift monitoring. The explainer role first waits for its predictor (KServe starts both at once), so nothing
@@ -174,6 +179,7 @@ def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", por
 
     from kserve import ModelServer
 
+    from mlplat.serving.http_protocol import protocol_class
     from mlplat.serving.shutdown import GracefulServer, serve_gracefully
 
     if options.predictor_url:
@@ -189,8 +195,8 @@ def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", por
                                                    timeout_keep_alive=self.timeout_keep_alive)
             config = self._rest_server.config
             config.host = host
-            # a request's head (request line + headers) larger than this is refused by h11 before any app code;
-            # uvicorn has no header or body read timeout, so a half-sent request is bounded only by timeout_keep_alive
+            # head size, head and body read timeouts: uvicorn has none of its own (http_protocol)
+            config.http = protocol_class(limits.head_timeout_s, limits.body_timeout_s, MAX_HEAD_BYTES)
             config.h11_max_incomplete_event_size = MAX_HEAD_BYTES
             config.timeout_keep_alive = KEEP_ALIVE_S
             config.timeout_graceful_shutdown = shutdown_timeout_s

@@ -65,7 +65,14 @@ async def serve_gracefully(servers: Sequence[GracefulServer], drain_s: float = 0
             loop.remove_signal_handler(sig)
 
 
-def server_config(app: object, host: str, port: int, shutdown_timeout_s: int, **options: object) -> uvicorn.Config:
-    """A uvicorn config for a plain mlplat service (the monitor): warnings only, bounded graceful shutdown."""
+def server_config(app: object, host: str, port: int, shutdown_timeout_s: int, head_timeout_s: float = 10.0,
+                  body_timeout_s: float = 30.0, **options: object) -> uvicorn.Config:
+    """A uvicorn config for a plain mlplat service (the monitor): warnings only, bounded graceful shutdown,
+    head size and read timeouts (`http_protocol`), idle keep-alive connections closed after 5 s."""
+    from mlplat.serving.http_protocol import protocol_class
+    from mlplat.serving.server import KEEP_ALIVE_S, MAX_HEAD_BYTES
+
     return uvicorn.Config(app, host=host, port=port, log_level="warning",  # type: ignore[arg-type]
-                          timeout_graceful_shutdown=shutdown_timeout_s, **options)  # type: ignore[arg-type]
+                          timeout_graceful_shutdown=shutdown_timeout_s, timeout_keep_alive=KEEP_ALIVE_S,
+                          http=protocol_class(head_timeout_s, body_timeout_s, MAX_HEAD_BYTES),
+                          **options)  # type: ignore[arg-type]
