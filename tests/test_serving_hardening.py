@@ -180,6 +180,12 @@ STRICT_V2_CASES = [
     ("binary trailing bytes", lambda: binary_body([fp32_tensor(W)], b"\0" * (4 * W + 3)), "trailing bytes"),
     ("binary size not the shape's", lambda: binary_body([fp32_tensor(W, size=8)], b"\0" * 8), "binary_data_size 8"),
     ("FP64 bytes declared FP32", lambda: binary_body([fp32_tensor(W)], b"\0" * (8 * W)), "trailing bytes"),
+    # FP64 bytes declared FP32 as twice the width: the bytes fit, the width does not
+    ("FP64 bytes declared FP32 [1, 2W]", lambda: binary_body([fp32_tensor(2 * W)], np.ones(W).tobytes()),
+     "has shape [1, 60], expected [N, 30]"),
+    ("BOOL for numeric features", lambda: json_v2("BOOL", [True] * W), "datatype BOOL is not numeric"),
+    ("lowercase fp32", lambda: json_v2("fp32", [1.0] * W), "datatype fp32 is not numeric"),
+    ("BYTES for numeric features", lambda: json_v2("BYTES", ["1"] * W), "BYTES"),
     ("header length not a number", lambda: binary_body([fp32_tensor(W)], b"\0" * 4 * W, "12x"), "Inference-Header-Content-Length '12x'"),
     ("header length past the body", lambda: binary_body([fp32_tensor(W)], b"", "99999"), "Inference-Header-Content-Length '99999'"),
     ("header length cuts the JSON", lambda: binary_body([fp32_tensor(W)], b"\0" * 4 * W, "10"), "are not a JSON header"),

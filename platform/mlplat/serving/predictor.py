@@ -25,7 +25,7 @@ from mlplat.monitoring.window import explainer_parameters, from_explainer, row_k
 from mlplat.serving import metrics
 from mlplat.serving.batching import AdaptiveBatcher
 from mlplat.serving.explain_worker import ExplainWorker
-from mlplat.serving.guard import count_rejection
+from mlplat.serving.guard import PREVALIDATED, count_rejection
 from mlplat.serving.validation import FeatureSchema, checked_request_id
 
 
@@ -183,7 +183,8 @@ class MlplatModel(kserve.Model):
             if isinstance(payload, InferRequest):
                 batch = Batch(self.schema.v2_rows(payload), checked_request_id(payload.id, "id") or request_id, "v2")
             else:
-                batch = Batch(self.schema.v1_rows(payload), request_id, "v1",
+                rows = PREVALIDATED.get()  # the guard's, from the same body
+                batch = Batch(self.schema.v1_rows(payload) if rows is None else rows, request_id, "v1",
                               not from_explainer(payload, self.options.monitoring_token))
         except InvalidInput as exc:
             count_rejection(self.name, exc.reason)

@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 from kserve.model_repository import ModelRepository
@@ -155,15 +156,22 @@ def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 
         hooks.append(attachment.hooks)
     app = FastAPI(title="KServe ModelServer", version=metadata.version("kserve"), docs_url=None, redoc_url=None,
                   default_response_class=ORJSONResponse, lifespan=_lifespan(hooks))
-    # added first, so they run inside KServe's timing middleware, as on KServe's own app
-    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, model=model.name, admin_routes=enable_model_admin,
-                       max_values=options.max_request_rows * model.schema.width)
-    app.add_middleware(RequestMetricsMiddleware, models=frozenset(names))
     add_error_handler(app)
     for router in attachment.routers if attachment is not None else []:
         app.include_router(router)
     dataplane = ServingDataPlane(repository, model.name)
     PrebuiltRESTServer(app, dataplane, ModelRepositoryExtension(model_registry=repository), http_port=0).install(app)
+
+    def prevalidate(name: str, document: Any) -> np.ndarray | None:
+        """The V1 rows, from the model serving `name` now; None where none answers (KServe's 404/503 then)."""
+        served = repository.get_model(name) if name in names else None
+        return served.schema.v1_rows(document) if isinstance(served, MlplatModel) and served.answering() else None
+
+    # added last, so they run outside KServe's timing middleware, which matches every request against every route
+    # (for trace lines that are off by default): a refused request never pays for that
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, model=model.name, admin_routes=enable_model_admin,
+                       max_values=options.max_request_rows * model.schema.width, prevalidate=prevalidate)
+    app.add_middleware(RequestMetricsMiddleware, models=frozenset(names))
     return ServingApp(app, model, repository, dataplane)
 
 
