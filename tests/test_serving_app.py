@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import inspect
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,29 +128,33 @@ def test_explain_without_an_explainer_is_404(client: TestClient, model: LoadedMo
     assert rejected(model.name, "no_explainer") == before + 1
 
 
-class StuckExplainer:
-    """Blocks until released, like an explanation that outlasts its timeout."""
+def test_a_timed_out_explanation_is_stopped_and_the_next_one_runs(trained_model_dir: Path, model: LoadedModel,
+                                                                  rows: np.ndarray) -> None:
+    import os
 
-    def __init__(self) -> None:
-        self.release = threading.Event()
+    import psutil
+    from mlplat.serving.explain_worker import ExplainWorker
+    from spinning_explainer import SPIN, spinning_explainer
 
-    def explain(self, X: np.ndarray) -> list[dict[str, Any]]:
-        self.release.wait(30)
-        return [{"attributions": {}} for _ in X]
-
-
-def test_explain_timeout_is_504_then_busy_503(trained_model_dir: Path, model: LoadedModel, rows: np.ndarray) -> None:
-    served = build_app(trained_model_dir, ServingOptions(explain_timeout_s=0.05))
-    stuck = StuckExplainer()
-    served.model.explainer = stuck
+    served = build_app(trained_model_dir, ServingOptions(explain_timeout_s=1.0))
+    served.model.explain_worker = worker = ExplainWorker(spinning_explainer, model.name)
     url = f"/v1/models/{model.name}:explain"
+    quick, slow = rows[:1].tolist(), [[SPIN + 120, *rows[0, 1:].tolist()]]  # the slow one would spin 2 minutes
     with TestClient(served.app) as c:
-        slow = c.post(url, json={"instances": rows[:1].tolist()})
-        assert slow.status_code == 504 and "longer than 0.05 s" in slow.json()["error"]
-        busy = c.post(url, json={"instances": rows[:1].tolist()})
-        assert busy.status_code == 503 and "busy finishing a timed-out explanation" in busy.json()["error"]
+        first = c.post(url, json={"instances": quick})
+        assert first.status_code == 200, first.text
+        pid = first.json()["explanations"][0]["pid"]
+        assert pid != os.getpid() and pid == worker.pid  # explained in the worker process
+        reply = c.post(url, json={"instances": slow})
+        assert reply.status_code == 504 and "longer than 1 s" in reply.json()["error"], reply.text
+        assert "it was stopped" in reply.json()["error"]
+        assert not psutil.pid_exists(pid)  # the spinning process is gone: no core kept busy
         assert c.post(f"/v1/models/{model.name}:predict", json={"instances": rows.tolist()}).status_code == 200
-        stuck.release.set()
+        after = c.post(url, json={"instances": quick})  # waits for the restarted worker to load, then explains
+        assert after.status_code == 200, after.text
+        assert after.json()["explanations"][0]["pid"] not in (pid, os.getpid())
+        restarted = after.json()["explanations"][0]["pid"]
+    assert worker.pid is None and not psutil.pid_exists(restarted)  # the app's shutdown stopped the worker
 
 
 def test_unreachable_predictor_is_502(trained_model_dir: Path, model: LoadedModel, rows: np.ndarray) -> None:

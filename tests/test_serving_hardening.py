@@ -180,6 +180,12 @@ STRICT_V2_CASES = [
     ("binary trailing bytes", lambda: binary_body([fp32_tensor(W)], b"\0" * (4 * W + 3)), "trailing bytes"),
     ("binary size not the shape's", lambda: binary_body([fp32_tensor(W, size=8)], b"\0" * 8), "binary_data_size 8"),
     ("FP64 bytes declared FP32", lambda: binary_body([fp32_tensor(W)], b"\0" * (8 * W)), "trailing bytes"),
+    # FP64 bytes declared FP32 as twice the width: the bytes fit, the width does not
+    ("FP64 bytes declared FP32 [1, 2W]", lambda: binary_body([fp32_tensor(2 * W)], np.ones(W).tobytes()),
+     "has shape [1, 60], expected [N, 30]"),
+    ("BOOL for numeric features", lambda: json_v2("BOOL", [True] * W), "datatype BOOL is not numeric"),
+    ("lowercase fp32", lambda: json_v2("fp32", [1.0] * W), "datatype fp32 is not numeric"),
+    ("BYTES for numeric features", lambda: json_v2("BYTES", ["1"] * W), "BYTES"),
     ("header length not a number", lambda: binary_body([fp32_tensor(W)], b"\0" * 4 * W, "12x"), "Inference-Header-Content-Length '12x'"),
     ("header length past the body", lambda: binary_body([fp32_tensor(W)], b"", "99999"), "Inference-Header-Content-Length '99999'"),
     ("header length cuts the JSON", lambda: binary_body([fp32_tensor(W)], b"\0" * 4 * W, "10"), "are not a JSON header"),
@@ -282,21 +288,23 @@ def test_explain_has_a_row_limit_and_a_busy_explainer_answers_503_at_once(traine
     import threading
     import time
 
-    from test_serving_app import StuckExplainer
+    from mlplat.serving.explain_worker import ExplainWorker
+    from spinning_explainer import SPIN, spinning_explainer
 
     served = build_app(trained_model_dir, ServingOptions(max_explain_rows=3, explain_timeout_s=20))
-    stuck = StuckExplainer()
-    served.model.explainer = stuck
+    served.model.explain_worker = ExplainWorker(spinning_explainer, model.name)
     url = f"/v1/models/{model.name}:explain"
     with TestClient(served.app) as c:
         over = c.post(url, json={"instances": [row] * 4})
         assert over.status_code == 400 and "the limit per explain request is 3" in over.json()["error"]
-        first = threading.Thread(target=lambda: c.post(url, json={"instances": [row]}))
+        answers: list[int] = []
+        first = threading.Thread(target=lambda: answers.append(
+            c.post(url, json={"instances": [[SPIN + 3, *row[1:]]]}).status_code))
         first.start()
-        time.sleep(1.0)  # the first explanation is running
+        time.sleep(1.0)  # the first explanation is running (or its worker loading)
         started = time.monotonic()
         busy = c.post(url, json={"instances": [row]})
         assert busy.status_code == 503 and "busy with another explanation" in busy.json()["error"]
         assert time.monotonic() - started < 2  # at once, not after the first one's timeout
-        stuck.release.set()
-        first.join(30)
+        first.join(60)
+        assert answers == [200]

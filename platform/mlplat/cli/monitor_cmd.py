@@ -29,12 +29,13 @@ def monitor(
     events_port: int = typer.Option(None, "--events-port", min=1, max=65535,
                                     help="Also serve the CloudEvents sink here, without a token (for KServe's logger)"),
     max_body_bytes: int = typer.Option(DEFAULT_MAX_BODY_BYTES, "--max-body-bytes", min=1, help="Larger bodies get HTTP 413"),
+    drain_s: float = typer.Option(0.0, "--drain-s", min=0, help="On SIGTERM: seconds /healthz answers 503 while still serving"),
+    shutdown_timeout_s: int = typer.Option(20, "--shutdown-timeout-s", min=1,
+                                           help="On SIGTERM: most seconds in-flight requests get to finish"),
 ) -> None:
     """Serve the monitor: POST CloudEvents to / (InferenceService logger.url), feedback to
     /v1/models/NAME/feedback, scrape /metrics."""
     import asyncio
-
-    import uvicorn
 
     from mlplat.errors import UsageError
     from mlplat.heap import freeze_startup_heap
@@ -42,6 +43,7 @@ def monitor(
     from mlplat.monitoring.inputs import InputPolicy
     from mlplat.monitoring.monitor import Monitor, MonitorSettings
     from mlplat.monitoring.service import create_app, create_events_app
+    from mlplat.serving.shutdown import GracefulServer, serve_gracefully, server_config
 
     inputs = InputPolicy.from_options(token_file, insecure_monitoring_inputs, max_body_bytes)
     monitors: dict[str, Monitor] = {}
@@ -55,16 +57,16 @@ def monitor(
                                    state_dir=state_dir / name if state_dir is not None else None, inputs=inputs)
         monitors[name] = Monitor(model_dir.path, settings)
     app = create_app(monitors, inputs)
-    servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))]
+    servers = [GracefulServer(server_config(app, host, port, shutdown_timeout_s))]
     if events_port is not None:
         if events_port == port:
             raise UsageError("--events-port must differ from --port: it is the port without a token")
         events = create_events_app(app.state.sink, max_body_bytes)
-        servers.append(uvicorn.Server(uvicorn.Config(events, host=host, port=events_port, log_level="warning",
-                                                     lifespan="off")))
+        servers.append(GracefulServer(server_config(events, host, events_port, shutdown_timeout_s, lifespan="off")))
     freeze_startup_heap()
 
-    async def serve_all() -> None:  # SIGTERM reaches each server in turn (uvicorn passes it on)
-        await asyncio.gather(*(server.serve() for server in servers))
+    def drain() -> None:
+        app.state.draining = True  # /healthz: 503
 
-    asyncio.run(serve_all())
+    # one handler stops both servers; the lifespan shutdown saves every monitor's state
+    asyncio.run(serve_gracefully(servers, drain_s, drain))

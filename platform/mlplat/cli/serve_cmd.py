@@ -39,6 +39,14 @@ def serve(
     predictor_host: str = typer.Option(None, "--predictor_host", help="KServe: the predictor's host[:port] (implies --explainer)"),
     workers: int = typer.Option(1, "--workers", min=1, help="KServe: worker count (one process serves; more is ignored)"),
     enable_model_admin: bool = typer.Option(False, "--enable-model-admin", help="Serve /v2/repository load/unload (unauthenticated)"),
+    drain_s: float = typer.Option(0.0, "--drain-s", min=0,
+                                  help="On SIGTERM: seconds not ready but still serving, before the listener closes"),
+    shutdown_timeout_s: int = typer.Option(35, "--shutdown-timeout-s", min=1,
+                                           help="On SIGTERM: most seconds in-flight requests get (above --explain-timeout-s)"),
+    header_timeout_s: float = typer.Option(10.0, "--header-timeout-s", min=0.01,
+                                           help="A request's line and headers must arrive within this (else 408)"),
+    body_timeout_s: float = typer.Option(30.0, "--body-timeout-s", min=0.01,
+                                         help="A request's body must arrive within this after its headers (else 408)"),
 ) -> None:
     """Serve a published model: V1 :predict/:explain, V2 infer + metadata, /metrics."""
     from mlplat.errors import UsageError
@@ -62,6 +70,7 @@ def serve(
     from mlplat.monitoring.inputs import InputPolicy
     from mlplat.monitoring.monitor import MonitorSettings
     from mlplat.serving.predictor import ServingOptions
+    from mlplat.serving.server import ReadTimeouts
     from mlplat.serving.server import serve as run_server
 
     inputs = InputPolicy.from_options(token_file, insecure_monitoring_inputs)
@@ -69,4 +78,4 @@ def serve(
                              predictor_batch_rows, inline_forward_ms, inputs.token, max_explain_rows)
     settings = MonitorSettings(interval_s=monitor_interval_s, state_dir=state_dir, inputs=inputs)
     run_server(model_dir, options, host, port, max_body_bytes, None if no_monitor else settings, access_log,
-               enable_model_admin, model_name)
+               enable_model_admin, model_name, drain_s, shutdown_timeout_s, ReadTimeouts(header_timeout_s, body_timeout_s))

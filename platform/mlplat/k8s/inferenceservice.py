@@ -36,6 +36,11 @@ TOKEN_SECRET, TOKEN_DIR = "mlplat-monitoring-token", "/var/run/secrets/mlplat"
 BASE_DIR = "manifests/base/serving"
 DEMO_NAME = "breast-cancer"  # the checked-in base serves pipelines/breast_cancer.yaml's model
 DEFAULT_IMAGE = "ghcr.io/mlplat/mlplat:0.1.0"  # the spec's default image
+# SIGTERM (mlplat.serving.shutdown): readiness off and DRAIN_S more seconds of serving, so the endpoints controller
+# drops the pod first (no preStop hook), then at most SHUTDOWN_TIMEOUT_S for requests in flight, an explanation
+# (EXPLAIN_TIMEOUT_S at most) included; the kubelet's SIGKILL comes only after the grace period, which covers both
+DRAIN_S, EXPLAIN_TIMEOUT_S, SHUTDOWN_TIMEOUT_S = 5, 30, 35
+GRACE_PERIOD_S = DRAIN_S + SHUTDOWN_TIMEOUT_S + 10
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,8 @@ def _container(d: Deployment, args: list[str], resources: tuple[dict[str, str], 
            "PYTHONDONTWRITEBYTECODE": "1"}
     return k.V1Container(
         name=CONTAINER, image=d.image, command=["mlplat"],
-        args=["serve", MODEL_MOUNT, "--host", "0.0.0.0", "--port", str(PORT), *args,
+        args=["serve", MODEL_MOUNT, "--host", "0.0.0.0", "--port", str(PORT), *args, "--drain-s", str(DRAIN_S),
+              "--explain-timeout-s", str(EXPLAIN_TIMEOUT_S), "--shutdown-timeout-s", str(SHUTDOWN_TIMEOUT_S),
               *(["--token-file", f"{TOKEN_DIR}/token"] if token else [])],
         env=[k.V1EnvVar(name=n, value=v) for n, v in env.items()]
         + [k.V1EnvVar(name="POD_NAMESPACE", value_from=k.V1EnvVarSource(
@@ -107,6 +113,7 @@ def _pod_fields(token: bool = False) -> dict[str, Any]:
                                                    seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")),
         "volumes": [k.V1Volume(name="tmp", empty_dir=k.V1EmptyDirVolumeSource(size_limit="1Gi"))] + ([secret] if token else []),
         "automount_service_account_token": False,
+        "termination_grace_period_seconds": GRACE_PERIOD_S,
     }
 
 

@@ -295,8 +295,12 @@ def create_app(monitors: Mapping[str, Monitor], policy: InputPolicy) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.state.draining = False  # set on SIGTERM (mlplat.serving.shutdown): not ready while the last requests finish
+
     @app.get("/healthz")
     def healthz() -> JSONResponse:
+        if app.state.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
         errors = {name: m.state_error for name, m in monitors.items() if m.state_error}
         if errors:
             return JSONResponse({"status": "failing", "errors": errors}, status_code=503)

@@ -16,3 +16,5 @@ IMPUTED = Counter("mlplat_imputed_values", "Null feature values in requests, imp
 UNKNOWN_CATEGORIES = Counter("mlplat_unknown_categories", "Categorical values not in the training vocabulary "
                              "(predicted through the unknown bucket)", ["model", "feature"])
 REJECTION_LOG_SUPPRESSED = Counter("mlplat_rejection_log_suppressed", "Rejection log lines dropped by the rate limit")
+CONNECTION_REFUSALS = Counter("mlplat_connection_refusals", "Connections closed before a request reached the app: "
+                              "head too large (431), head or body not received in time (408), idle", ["reason"])

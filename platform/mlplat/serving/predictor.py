@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,14 @@ import kserve
 import numpy as np
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from mlplat.contracts.explainer import BoundExplainer
 from mlplat.errors import Busy, InvalidInput, NotFound, Timeout, UpstreamError
 from mlplat.modeldir import LoadedModel
 from mlplat.monitoring.window import explainer_parameters, from_explainer, row_key
 from mlplat.serving import metrics
 from mlplat.serving.batching import AdaptiveBatcher
-from mlplat.serving.guard import count_rejection
+from mlplat.serving.explain_worker import ExplainWorker
+from mlplat.serving.guard import PREVALIDATED, count_rejection
 from mlplat.serving.validation import FeatureSchema, checked_request_id
 
 
@@ -93,20 +94,40 @@ class RemoteModel(LoadedModel):
         return np.concatenate(parts)
 
 
+def serving_model(model_dir: Path, options: ServingOptions) -> LoadedModel:
+    """The model as this server's role uses it: in-process, or (explainer role) asking the predictor."""
+    loaded = LoadedModel.load(model_dir)
+    if not options.predictor_url:
+        return loaded
+    return RemoteModel(loaded.directory, loaded.manifest, loaded.network, loaded.standardizer, loaded.target,
+                       predictor_url=options.predictor_url.rstrip("/"), batch_rows=options.predictor_batch_rows,
+                       monitoring_token=options.monitoring_token)
+
+
+@dataclass(frozen=True)
+class ModelExplainer:
+    """Builds the model directory's fitted explainer in the explain worker's child process (picklable)."""
+
+    model_dir: Path
+    options: ServingOptions
+
+    def __call__(self) -> BoundExplainer:
+        from mlplat.serving.explainer_loader import load_explainer
+
+        explainer = load_explainer(serving_model(self.model_dir, self.options))
+        if explainer is None:
+            raise NotFound(f"{self.model_dir} has no fitted explainer")
+        return explainer
+
+
 class MlplatModel(kserve.Model):
     def __init__(self, model_dir: Path, options: ServingOptions | None = None, recorder: Any = None) -> None:
         self.model_dir = Path(model_dir)
         self.options = options or ServingOptions()
         self.recorder = recorder  # monitoring window: .record(rows, predicted, row_ids)
-        loaded = LoadedModel.load(self.model_dir)
-        if self.options.predictor_url:
-            loaded = RemoteModel(loaded.directory, loaded.manifest, loaded.network, loaded.standardizer, loaded.target,
-                                 predictor_url=self.options.predictor_url.rstrip("/"),
-                                 batch_rows=self.options.predictor_batch_rows,
-                                 monitoring_token=self.options.monitoring_token)
-        self.loaded = loaded
+        self.loaded = serving_model(self.model_dir, self.options)
         self._stopped = False
-        super().__init__(loaded.name)
+        super().__init__(self.loaded.name)
 
     def load(self) -> bool:
         from mlplat.modeldir import encodings_of
@@ -127,12 +148,14 @@ class MlplatModel(kserve.Model):
         # forward: class probabilities [n, classes], or a regression's values [n, 1] (LoadedModel.predict_outputs)
         self.batcher = AdaptiveBatcher(self.loaded.predict_outputs, self.name, self.options.max_batch_rows,
                                        self.options.max_wait_ms / 1000, self.options.batching, inline_max_s)
-        self.explainer = load_explainer(self.loaded)
+        # built here once so a broken explainer refuses to load (never ready-then-500); explanations run in the worker
+        has_explainer = load_explainer(self.loaded) is not None
         explainer = self.loaded.manifest.explainer
         self.explain_method = explainer.plugin if explainer else ""
-        self._explain_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlplat-explain")
-        self._timed_out: Future[Any] | None = None  # the last timed-out explanation; a thread can't be stopped
-        self._explaining: Future[Any] | None = None  # the explanation running now, if any
+        self.explain_worker = ExplainWorker(ModelExplainer(self.model_dir, self.options), self.name) if has_explainer else None
+        if self.explain_worker is not None and self.options.predictor_url:
+            self.explain_worker.start()  # the explainer role is there to explain: load its worker now, not on demand
+        self._explaining = False  # one explanation at a time
         self.ready = True
         return self.ready
 
@@ -160,7 +183,8 @@ class MlplatModel(kserve.Model):
             if isinstance(payload, InferRequest):
                 batch = Batch(self.schema.v2_rows(payload), checked_request_id(payload.id, "id") or request_id, "v2")
             else:
-                batch = Batch(self.schema.v1_rows(payload), request_id, "v1",
+                rows = PREVALIDATED.get()  # the guard's, from the same body
+                batch = Batch(self.schema.v1_rows(payload) if rows is None else rows, request_id, "v1",
                               not from_explainer(payload, self.options.monitoring_token))
         except InvalidInput as exc:
             count_rejection(self.name, exc.reason)
@@ -216,7 +240,7 @@ class MlplatModel(kserve.Model):
                              [InferOutput("predictions", [n], "FP32", values.astype(np.float32).tolist())])
 
     async def explain(self, batch: Batch, headers: dict[str, str] | None = None) -> dict[str, Any]:
-        if self.explainer is None:
+        if self.explain_worker is None:
             count_rejection(self.name, "no_explainer")
             raise NotFound(f"model {self.name!r} was published without an explain step; add `explain:` "
                                      f"to its pipeline spec")
@@ -224,26 +248,23 @@ class MlplatModel(kserve.Model):
             count_rejection(self.name, "too_many_rows")
             raise InvalidInput(reason="too_many_rows", message=f"{len(batch.rows)} instances to explain; the limit per "
                                                                f"explain request is {self.options.max_explain_rows}")
-        if self._timed_out is not None and not self._timed_out.done():
-            raise Busy(f"the explainer is busy finishing a timed-out explanation (longer than "
-                              f"{self.options.explain_timeout_s:g} s); retry later or send fewer rows")
-        if self._explaining is not None and not self._explaining.done():
+        if self._explaining:
             # one explanation at a time, and nobody queues behind it: a queued request would wait for a 504
             raise Busy("the explainer is busy with another explanation; retry later")
         started = time.perf_counter()
-        work = self._explain_executor.submit(self.explainer.explain, batch.rows)
-        self._explaining = work
+        self._explaining = True
         try:
-            # on timeout wait_for cancels the wrapper: a queued explanation is dropped, a running one runs on
-            explanations = await asyncio.wait_for(asyncio.wrap_future(work), self.options.explain_timeout_s)
-        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-            self._timed_out = work
+            explanations = await self.explain_worker.explain(batch.rows, self.options.explain_timeout_s)
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11; the worker was killed
             raise Timeout(f"explanation took longer than {self.options.explain_timeout_s:g} s "
-                                 f"({len(batch.rows)} rows, {self.explain_method})") from None
+                          f"({len(batch.rows)} rows, {self.explain_method}); it was stopped") from None
+        finally:
+            self._explaining = False
         metrics.EXPLAIN_SECONDS.labels(self.name, self.explain_method).observe(time.perf_counter() - started)
         return {"explanations": explanations, "method": self.explain_method, "request_id": batch.request_id}
 
     def stop(self) -> None:
         self._stopped, self.ready = True, False
         self.batcher.close()
-        self._explain_executor.shutdown(wait=False, cancel_futures=True)
+        if self.explain_worker is not None:
+            self.explain_worker.stop()

@@ -6,8 +6,9 @@ request metrics, monitoring routes and one handler for every `MlplatError`. It t
 not kserve's module-level app, not `sys.argv` (kserve parses it at import with `parse_known_args`,
 which leaves `mlplat serve`'s options alone), so tests build servers in-process.
 
-`serve` runs such an app with KServe's ModelServer: its signal handling and graceful shutdown, bound
-where it is told (127.0.0.1 by default; KServe's own REST server always binds 0.0.0.0).
+`serve` runs such an app with KServe's ModelServer and uvicorn config, bound where it is told (127.0.0.1
+by default; KServe's own REST server always binds 0.0.0.0), and shuts it down as `shutdown` describes:
+readiness off, drain, in-flight requests finished, exit 0.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 from kserve.model_repository import ModelRepository
@@ -41,10 +43,16 @@ KEEP_ALIVE_S = 5  # idle keep-alive connections close after this
 Hook = tuple[Callable[[], None], Callable[[], None]]  # (on startup, on shutdown)
 
 
+class ReadTimeouts(NamedTuple):
+    head_timeout_s: float = 10.0  # request line + headers, from the connection's start or the last response
+    body_timeout_s: float = 30.0  # the whole body, from the end of the headers
+
+
 class ServingApp(NamedTuple):
     app: FastAPI
     model: MlplatModel  # loaded and registered
     repository: ModelRepository  # what the app's KServe routes look models up in
+    dataplane: ServingDataPlane  # what they answer with; `drain()` turns readiness off
 
 
 class ServedRepository(ModelRepository):
@@ -76,13 +84,17 @@ class ServingDataPlane(DataPlane):
     def __init__(self, model_registry: ModelRepository, model_name: str) -> None:
         super().__init__(model_registry=model_registry)
         self.model_name = model_name
+        self.draining = False  # set on SIGTERM: not ready, while in-flight and last requests are still served
+
+    def drain(self) -> None:
+        self.draining = True
 
     def answering(self) -> bool:
         model = self._model_registry.get_model(self.model_name)
         return isinstance(model, MlplatModel) and model.answering()
 
     async def ready(self) -> bool:
-        if not self.answering():
+        if self.draining or not self.answering():
             return False
         predictor_url = self._model_registry.get_model(self.model_name).options.predictor_url
         return await _predictor_ready(predictor_url) if predictor_url else True
@@ -144,26 +156,39 @@ def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 
         hooks.append(attachment.hooks)
     app = FastAPI(title="KServe ModelServer", version=metadata.version("kserve"), docs_url=None, redoc_url=None,
                   default_response_class=ORJSONResponse, lifespan=_lifespan(hooks))
-    # added first, so they run inside KServe's timing middleware, as on KServe's own app
-    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, model=model.name, admin_routes=enable_model_admin,
-                       max_values=options.max_request_rows * model.schema.width)
-    app.add_middleware(RequestMetricsMiddleware, models=frozenset(names))
     add_error_handler(app)
     for router in attachment.routers if attachment is not None else []:
         app.include_router(router)
-    PrebuiltRESTServer(app, ServingDataPlane(repository, model.name), ModelRepositoryExtension(model_registry=repository),
-                       http_port=0).install(app)
-    return ServingApp(app, model, repository)
+    dataplane = ServingDataPlane(repository, model.name)
+    PrebuiltRESTServer(app, dataplane, ModelRepositoryExtension(model_registry=repository), http_port=0).install(app)
+
+    def prevalidate(name: str, document: Any) -> np.ndarray | None:
+        """The V1 rows, from the model serving `name` now; None where none answers (KServe's 404/503 then)."""
+        served = repository.get_model(name) if name in names else None
+        return served.schema.v1_rows(document) if isinstance(served, MlplatModel) and served.answering() else None
+
+    # added last, so they run outside KServe's timing middleware, which matches every request against every route
+    # (for trace lines that are off by default): a refused request never pays for that
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, model=model.name, admin_routes=enable_model_admin,
+                       max_values=options.max_request_rows * model.schema.width, prevalidate=prevalidate)
+    app.add_middleware(RequestMetricsMiddleware, models=frozenset(names))
+    return ServingApp(app, model, repository, dataplane)
 
 
 def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", port: int = 8080,
           max_body_bytes: int = 4 << 20, monitor: MonitorSettings | None = None,
-          access_log: bool = False, enable_model_admin: bool = False, alias: str | None = None) -> None:
-    """Serve until SIGTERM/SIGINT. Blocks. `monitor` None: no drift monitoring. The explainer role first waits
-    for its predictor (KServe starts both at once), so nothing listens, and the readiness probe fails, meanwhile."""
+          access_log: bool = False, enable_model_admin: bool = False, alias: str | None = None,
+          drain_s: float = 0.0, shutdown_timeout_s: int = 35, limits: ReadTimeouts = ReadTimeouts()) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down gracefully (`shutdown.serve_gracefully`: `drain_s` seconds
+    not ready but serving, then at most `shutdown_timeout_s` for in-flight requests). Blocks. `monitor` None: no
+    drift monitoring. The explainer role first waits for its predictor (KServe starts both at once), so nothing
+    listens, and the readiness probe fails, meanwhile."""
     import asyncio
 
     from kserve import ModelServer
+
+    from mlplat.serving.http_protocol import protocol_class
+    from mlplat.serving.shutdown import GracefulServer, serve_gracefully
 
     if options.predictor_url:
         wait_for_predictor(options.predictor_url)
@@ -178,19 +203,15 @@ def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", por
                                                    timeout_keep_alive=self.timeout_keep_alive)
             config = self._rest_server.config
             config.host = host
-            # a request's head (request line + headers) larger than this is refused by h11 before any app code;
-            # uvicorn has no header or body read timeout, so a half-sent request is bounded only by timeout_keep_alive
+            # head size, head and body read timeouts: uvicorn has none of its own (http_protocol)
+            config.http = protocol_class(limits.head_timeout_s, limits.body_timeout_s, MAX_HEAD_BYTES)
             config.h11_max_incomplete_event_size = MAX_HEAD_BYTES
             config.timeout_keep_alive = KEEP_ALIVE_S
-            self.servers.append(self._rest_server.start())
+            config.timeout_graceful_shutdown = shutdown_timeout_s
+            # not KServe's signal handlers: they unload the model at once, failing the requests still in flight
+            server = GracefulServer(config)
             self.setup_event_loop()
-            self.register_signal_handler()
-            asyncio.run(self._serve())
-
-        def stop(self, sig: int) -> None:
-            if self._rest_server is not None:
-                self._rest_server._server.should_exit = True  # uvicorn's graceful exit, runs shutdown events
-            super().stop(sig)
+            asyncio.run(serve_gracefully([server], drain_s, served.dataplane.drain))
 
     server = LoopbackModelServer(http_port=port, registered_models=served.repository, enable_grpc=False, workers=1,
                                  enable_latency_logging=False)

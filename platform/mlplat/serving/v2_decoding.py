@@ -8,7 +8,7 @@ In a binary body each tensor's `binary_data_size` must be exactly its shape time
 sizes must add up to the bytes after the JSON header: no missing and no trailing bytes.
 Duplicate JSON object keys are refused in every body (V1 and V2): which one wins is up to the parser.
 
-Bodies that are not JSON at all are left to KServe, whose 400 names the parse error.
+A V1 body that is no JSON is a 400 worded as KServe's; a V2 one is left to KServe, whose 400 names the parse error.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import json
 import math
 from collections.abc import Iterator
 from typing import Any
+
+import orjson
 
 from mlplat.errors import InvalidInput
 
@@ -40,22 +42,36 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def parse_json(body: bytes) -> Any:
-    """The JSON document, with duplicate keys refused; _NotJson if it is no JSON (KServe reports that)."""
+def _refuse_constant(literal: str) -> Any:
+    raise InvalidInput(reason="non_finite", message=f"request body is not JSON: JSON has no NaN/Infinity (got {literal}); "
+                                                    f"send finite numbers")
+
+
+def parse_json(body: bytes, constants: bool = True) -> Any:
+    """The JSON document, with duplicate keys refused (and NaN/Infinity literals unless `constants`: KServe's V2
+    decoder reads them, and the schema names the tensor and feature); _NotJson if it is no JSON."""
     try:
-        return json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+        if constants:
+            return json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+        return json.loads(body, object_pairs_hook=_refuse_duplicate_keys, parse_constant=_refuse_constant)
     except InvalidInput:
         raise
     except (ValueError, RecursionError):
         raise _NotJson() from None
 
 
-def check_json_body(body: bytes) -> None:
-    """A V1 body: refuse duplicate keys; everything else is the schema's to check."""
+def v1_document(body: bytes) -> Any:
+    """A V1 body's JSON document; duplicate keys, NaN/Infinity and a body that is no JSON are a 400 (the
+    latter worded as KServe words it); the rest is the schema's to check."""
     try:
-        parse_json(body)
+        return parse_json(body, constants=False)
     except _NotJson:
-        return
+        try:
+            orjson.loads(body)
+            problem = "not JSON"
+        except orjson.JSONDecodeError as exc:
+            problem = str(exc)
+        raise InvalidInput(reason="malformed", message=f"Unrecognized request format: {problem}") from None
 
 
 def check_v2_body(body: bytes, header_length: bytes | None, max_values: int) -> None:
