@@ -127,9 +127,10 @@ def test_the_katib_experiment_of_every_tuned_spec_passes_its_schema(path: Path) 
 
 @pytest.mark.parametrize("storage_uri", ["pvc://mlplat-models/breast-cancer/models/run1/", "s3://models/store/models/r/"])
 def test_the_inferenceservice_generator_passes_its_crd(storage_uri: str) -> None:
-    rendered = inferenceservice.render(inferenceservice.Deployment("breast-cancer", storage_uri=storage_uri))
+    rendered = inferenceservice.render(inferenceservice.Deployment("breast-cancer", storage_uri=storage_uri, monitor=True,
+                                                                   storage_secret="s3-creds", service_account="models"))
     docs = [d for name, text in rendered.items() if name != "kustomization.yaml" for d in documents(text)]
-    assert {d["kind"] for d in docs} >= {"InferenceService", "PodMonitor"}
+    assert {d["kind"] for d in docs} >= {"InferenceService", "PodMonitor", "Deployment", "ServiceMonitor", "NetworkPolicy"}
     assert all_problems(docs) == []
 
 
@@ -142,5 +143,6 @@ def test_the_cli_outputs_pass_their_schemas(trained_run: Any, tmp_path: Path) ->
     assert mlplat("tune", "katib", str(REPO / "pipelines" / "breast_cancer_tuned.yaml"), "-o", str(tmp_path / "katib")) == 0
     files = [*out.glob("*.yaml"), tmp_path / "trainjob.yaml", *(tmp_path / "katib").glob("*.yaml")]
     docs = [d for f in files if f.name != "kustomization.yaml" for d in documents(f.read_text())]
-    assert {d["kind"] for d in docs} >= {"InferenceService", "PodMonitor", "TrainJob", "Experiment", "ConfigMap"}
+    assert {d["kind"] for d in docs} >= {"InferenceService", "PodMonitor", "TrainJob", "Experiment", "ConfigMap", "Deployment",
+                                        "Service", "ServiceMonitor", "NetworkPolicy", "PersistentVolumeClaim"}
     assert all_problems(docs) == []
