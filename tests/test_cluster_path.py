@@ -92,7 +92,7 @@ def test_one_machine_cluster_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
         # 1-2. compile; run with kfp.local, whose publish task uploads to the S3 server
         assert mlplat("compile", str(spec_file), "-o", str(tmp_path / "pipeline.yaml")) == 0
-        compiled = yaml.safe_load((tmp_path / "pipeline.yaml").read_text())
+        compiled = next(yaml.safe_load_all((tmp_path / "pipeline.yaml").read_text()))  # the IR; then the platform spec
         assert compiled["root"]["inputDefinitions"]["parameters"]["model_store"]["defaultValue"] == SPEC["publish"]["uri"]
         assert mlplat("run", str(spec_file), "--runner", "kfp-local", "--runs-dir", str(tmp_path / "runs")) == 0
         run_id = (tmp_path / "runs" / "latest").readlink().name
