@@ -169,9 +169,8 @@ def test_deploy_emits_a_monitor_that_reads_the_same_store_uri_and_it_runs(s3: ob
 
     import httpx
     from crd_schemas import documents, problems
-    from serving_server import free_port
-
     from mlplat.k8s import monitor as k8s_monitor
+    from serving_server import free_port
 
     store = ModelStore(f"s3://{BUCKET}/deployed")
     version = store.publish(trained_model_dir, "v1")
