@@ -4,8 +4,8 @@ Built from the kserve SDK's `V1beta1*` models and the kubernetes client's `V1*` 
 every field is checked against the InferenceService schema. Both components run the mlplat
 image: the predictor `mlplat serve /mnt/models`, the explainer `mlplat serve --predictor_host
 <name>-predictor.<namespace>` (KServe's predictor Service, the host the controller would append
-itself), in Standard mode (plain
-Deployments; `RawDeployment` is its deprecated name since KServe 0.16). The
+itself), in Standard mode (plain Deployments; `RawDeployment` is its deprecated name since
+KServe 0.16). The
 model directory comes from `STORAGE_URI` on the `kserve-container`: KServe's storage initializer
 puts it at /mnt/models (a `pvc://` URI is mounted read-only in place).
 
@@ -124,8 +124,9 @@ def build_inference_service(d: Deployment) -> Any:
     labels = {"app.kubernetes.io/name": d.name, "app.kubernetes.io/part-of": "mlplat", "mlplat.io/model": d.name}
     # $(POD_NAMESPACE) is expanded by the kubelet, so the URL follows whatever namespace an overlay sets
     predictor_host = f"{d.name}-predictor.$(POD_NAMESPACE)"  # what the controller would append: Service.namespace
-    # every replica's requests and responses go to the one `mlplat monitor` (manifests/base/monitoring), which
-    # keeps a single drift window over all replicas and takes the labels; so no per-replica window here
+    # every replica's requests and responses go to one `mlplat monitor` (the model's own, mlplat.k8s.monitor, or the
+    # monitoring base's), which keeps a single drift window over all replicas and takes the labels; so no
+    # per-replica window here
     predictor = V1beta1PredictorSpec(
         min_replicas=1, max_replicas=3, labels=labels, **_pod_fields(),
         service_account_name=d.service_account,
