@@ -119,14 +119,17 @@ def test_probes_resources_and_scrape_annotations(isvc: dict[str, Any]) -> None:
     assert "--explainer" not in predictor_args and "--host" in predictor_args
     explainer_args = isvc["spec"]["explainer"]["containers"][0]["args"]
     # KServe's predictor Service, in the pod's own namespace (expanded by the kubelet from the env var)
-    assert explainer_args[explainer_args.index("--predictor-url") + 1] == f"http://{name}-predictor.$(POD_NAMESPACE)"
+    assert explainer_args[explainer_args.index("--predictor_host") + 1] == f"{name}-predictor.$(POD_NAMESPACE)"
+    assert "--predictor-url" not in explainer_args  # the controller's --predictor_host would then be a second name
     assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} \
         in isvc["spec"]["explainer"]["containers"][0]["env"]
 
 
 def test_output_renders_with_kubectl_kustomize(deployed: Path, isvc: dict[str, Any]) -> None:
     docs = {d["kind"]: d for d in kustomize(deployed)}
-    assert sorted(docs) == ["InferenceService", "PodMonitor"]
+    # the InferenceService, its PodMonitor and its monitor (Deployment, Service, state claim, ServiceMonitor, NetworkPolicy)
+    assert sorted(docs) == ["Deployment", "InferenceService", "NetworkPolicy", "PersistentVolumeClaim", "PodMonitor",
+                            "Service", "ServiceMonitor"]
     assert docs["InferenceService"] == isvc
     assert docs["PodMonitor"]["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": isvc["metadata"]["name"]}
 

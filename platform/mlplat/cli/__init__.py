@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from mlplat.cli import demo_cmd, deploy_cmd, evaluate_cmd, kfp_cmd, monitor_cmd, plugins_cmd, run_cmd, serve_cmd, tune_cmd
+from mlplat.cli import demo_cmd, deploy_cmd, evaluate_cmd, kfp_cmd, monitor_cmd, plugins_cmd, publish_cmd, run_cmd, serve_cmd, tune_cmd
 from mlplat.cli.common import console_err
 from mlplat.errors import MlplatError, PluginUnavailable
 from mlplat.extras import extra_for_module, install_hint, require
@@ -26,6 +26,7 @@ app.add_typer(tune_cmd.app, name="tune")
 app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("publish")(publish_cmd.publish)
 app.command("serve")(serve_cmd.serve)
 app.command("deploy")(deploy_cmd.deploy)
 app.command("monitor")(monitor_cmd.monitor)

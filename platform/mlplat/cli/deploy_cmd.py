@@ -21,6 +21,14 @@ def deploy(
     storage_uri: str = typer.Option(None, "--storage-uri",
                                     help="Where the cluster finds the model directory (KServe storage URI, mounted at /mnt/models); "
                                          f"default: MODEL's own URI for a store URI, else {DEFAULT_STORAGE_URI}"),
+    monitor: bool = typer.Option(True, "--monitor/--no-monitor",
+                                 help="Also write monitor.yaml: a monitor for this model reading the same storage URI "
+                                      "(else the logger posts to the monitoring base's mlplat-monitor)"),
+    storage_secret: str = typer.Option(None, "--storage-secret", metavar="SECRET",
+                                       help="KServe's S3 Secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optional "
+                                            "AWS_ENDPOINT_URL): the monitor's credentials for an s3:// storage URI"),
+    service_account: str = typer.Option(None, "--service-account", metavar="NAME",
+                                        help="Predictor and explainer service account (the one KServe finds the storage Secret on)"),
 ) -> None:
     """Write an InferenceService (predictor + explainer) for a published model; apply with `kubectl apply -k DIR`."""
     from mlplat.k8s.inferenceservice import Deployment, isvc_name, write
@@ -30,6 +38,6 @@ def deploy(
     manifest = resolve_model(ref, runs_dir).read()
     if storage_uri is None:  # a store URI names the model the cluster should load: its version, not `latest`
         storage_uri = model_uri(ref) if is_store_uri(ref) and not ref.startswith("file://") else DEFAULT_STORAGE_URI
-    deployment = Deployment(name or isvc_name(manifest.name), image, storage_uri)
+    deployment = Deployment(name or isvc_name(manifest.name), image, storage_uri, monitor, storage_secret, service_account)
     for path in write(deployment, output):
         console.print(f"wrote {path}")

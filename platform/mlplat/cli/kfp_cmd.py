@@ -93,15 +93,22 @@ def trainjob_cmd(
     output: Path = typer.Option(None, "-o", "--output", help="Write the TrainJob here instead of stdout"),
     best_params: Path = typer.Option(None, "--best-params", help="A run's steps/tune/best_params.json: the tuned "
                                                                  "params to train (required when the spec has a tune step)"),
+    publish_to: str = typer.Option(None, "--publish-to", metavar="URI",
+                                   help="Model store the trained model is published to (s3://, gs://, pvc://CLAIM/PATH) "
+                                        "[default: the spec's publish.uri, else pvc://mlplat-models/<spec name>]"),
+    storage_secret: str = typer.Option(None, "--storage-secret", metavar="SECRET",
+                                       help="Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and optionally "
+                                            "AWS_ENDPOINT_URL) for an s3:// store: KServe's S3 secret"),
 ) -> None:
-    """Emit a Kubeflow Trainer v2 TrainJob running the spec's data steps and training step as multi-node DDP."""
+    """Emit a Kubeflow Trainer v2 TrainJob running the spec's data steps and training step as multi-node DDP,
+    then publishing the model to the model store."""
     from mlplat.k8s.trainjob import build_trainjob, to_yaml
     from mlplat.spec import load_spec, resolve
     from mlplat.steps import read_best_params
 
     spec = resolve(load_spec(spec_path), str(spec_path))
     tuned = read_best_params(best_params, f"--best-params {best_params}") if best_params else None
-    text = to_yaml(build_trainjob(spec, nodes, best_params=tuned))
+    text = to_yaml(build_trainjob(spec, nodes, best_params=tuned, model_store=publish_to, storage_secret=storage_secret))
     if output is None:
         print(text, end="")
     else:

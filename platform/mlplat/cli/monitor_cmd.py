@@ -11,7 +11,8 @@ from mlplat.monitoring.inputs import DEFAULT_MAX_BODY_BYTES
 
 
 def monitor(
-    models: list[str] = typer.Argument(..., metavar="MODEL...", help="Model or run directories, run ids, `latest`, or file:// URIs"),
+    models: list[str] = typer.Argument(..., metavar="MODEL...", help="Model or run directories, run ids, `latest`, "
+                                                                    "or model store URIs (s3://, gs://, pvc://, file://)"),
     runs_dir: Path = RUNS_DIR_OPTION,
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (0.0.0.0 in a container)"),
     port: int = typer.Option(8090, "--port", min=0, max=65535),

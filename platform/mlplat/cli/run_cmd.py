@@ -44,9 +44,6 @@ def run(
         from mlplat.errors import UsageError
         from mlplat.kfp.local import run_kfp_local
 
-        if spec.publish.uri:
-            raise UsageError("publish.uri / --publish-to works with --runner in-process only for now "
-                             "(the KFP publish component writes to the run store)")
         if resume:
             raise UsageError("--resume works with --runner in-process only (kfp.local reruns every step)")
         done = run_kfp_local(spec, spec_path.parent, store)
@@ -54,6 +51,8 @@ def run(
         console.print("test: " + ", ".join(f"{k}={v:.4f}" for k, v in done.metrics.get("test", {}).items() if isinstance(v, float)))
         console.print(f"model:   {done.model_dir}")
         console.print(f"latest:  {store.root / 'latest'} -> {done.run.id}")
+        if spec.publish.uri:
+            console.print(f"store:   {done.run.record().get('published_uri')} (latest in {spec.publish.uri})")
         return
     from mlplat.runner import run_pipeline
 

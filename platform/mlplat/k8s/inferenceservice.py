@@ -2,10 +2,10 @@
 
 Built from the kserve SDK's `V1beta1*` models and the kubernetes client's `V1*` models, so
 every field is checked against the InferenceService schema. Both components run the mlplat
-image: the predictor `mlplat serve /mnt/models`, the explainer `mlplat serve --explainer`
-calling the predictor at `http://<name>-predictor.<namespace>` (KServe's predictor Service;
-its built-in explainers get the same host as `--predictor_host`), in Standard mode (plain
-Deployments; `RawDeployment` is its deprecated name since KServe 0.16). The
+image: the predictor `mlplat serve /mnt/models`, the explainer `mlplat serve --predictor_host
+<name>-predictor.<namespace>` (KServe's predictor Service, the host the controller would append
+itself), in Standard mode (plain Deployments; `RawDeployment` is its deprecated name since
+KServe 0.16). The
 model directory comes from `STORAGE_URI` on the `kserve-container`: KServe's storage initializer
 puts it at /mnt/models (a `pvc://` URI is mounted read-only in place).
 
@@ -28,7 +28,7 @@ API_VERSION, KIND = "serving.kserve.io/v1beta1", "InferenceService"
 CONTAINER = "kserve-container"  # the name KServe looks for STORAGE_URI and the model mount on
 PORT, MODEL_MOUNT, DEFAULT_STORAGE_URI = 8080, "/mnt/models", "pvc://mlplat-models"
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$")  # DNS-1035; KServe adds -predictor-… suffixes
-FILES = ("inferenceservice.yaml", "podmonitor.yaml", "kustomization.yaml")
+FILES = ("inferenceservice.yaml", "podmonitor.yaml", "monitor.yaml", "kustomization.yaml")  # `mlplat deploy`'s
 # the monitoring base's Service, same namespace: its events port, which needs no token (KServe's logger sends none)
 MONITOR_URL = "http://mlplat-monitor:8091/"
 # the monitoring base's token Secret: the explainer proves its marker with it, so the monitor skips its rows
@@ -48,6 +48,10 @@ class Deployment:
     name: str
     image: str = DEFAULT_IMAGE
     storage_uri: str = DEFAULT_STORAGE_URI
+    # its own monitor (mlplat.k8s.monitor) reading storage_uri; without, the logger posts to the monitoring base's
+    monitor: bool = False
+    storage_secret: str | None = None  # the monitor's S3 credentials: KServe's S3 Secret (mlplat.k8s.storage)
+    service_account: str | None = None  # the predictor's and explainer's: KServe finds the storage Secret through it
 
     def __post_init__(self) -> None:
         from mlplat.errors import UsageError
@@ -122,18 +126,24 @@ def build_inference_service(d: Deployment) -> Any:
     from kserve import V1beta1ExplainerSpec, V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1LoggerSpec, V1beta1PredictorSpec
     from kubernetes import client as k
 
+    from mlplat.k8s.monitor import events_url
+
     labels = {"app.kubernetes.io/name": d.name, "app.kubernetes.io/part-of": "mlplat", "mlplat.io/model": d.name}
     # $(POD_NAMESPACE) is expanded by the kubelet, so the URL follows whatever namespace an overlay sets
-    predictor_url = f"http://{d.name}-predictor.$(POD_NAMESPACE)"
-    # every replica's requests and responses go to the one `mlplat monitor` (manifests/base/monitoring), which
-    # keeps a single drift window over all replicas and takes the labels; so no per-replica window here
+    predictor_host = f"{d.name}-predictor.$(POD_NAMESPACE)"  # what the controller would append: Service.namespace
+    # every replica's requests and responses go to one `mlplat monitor` (the model's own, mlplat.k8s.monitor, or the
+    # monitoring base's), which keeps a single drift window over all replicas and takes the labels; so no
+    # per-replica window here
     predictor = V1beta1PredictorSpec(
         min_replicas=1, max_replicas=3, labels=labels, **_pod_fields(),
-        logger=V1beta1LoggerSpec(mode="all", url=MONITOR_URL),
+        service_account_name=d.service_account,
+        logger=V1beta1LoggerSpec(mode="all", url=events_url(d.name) if d.monitor else MONITOR_URL),
         containers=[_container(d, ["--no-monitor"], ({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "2Gi"}))])
     explainer = V1beta1ExplainerSpec(
-        min_replicas=1, max_replicas=2, labels=labels, **_pod_fields(token=True),
-        containers=[_container(d, ["--explainer", "--predictor-url", predictor_url],
+        min_replicas=1, max_replicas=2, labels=labels, **_pod_fields(token=True), service_account_name=d.service_account,
+        # --predictor_host, not --predictor-url: the controller appends its own --predictor_host unless the args have one
+        # (explainer_custom.go), and mlplat serve refuses two names for the predictor
+        containers=[_container(d, ["--predictor_host", predictor_host],
                                ({"cpu": "1", "memory": "1Gi"}, {"cpu": "2", "memory": "4Gi"}), token=True)])
     return V1beta1InferenceService(
         api_version=API_VERSION, kind=KIND,
@@ -190,12 +200,14 @@ def render(d: Deployment) -> dict[str, str]:
     from mlplat.k8s import goyaml
 
     dump = lambda obj: goyaml.dump(obj, width=120)  # noqa: E731
-    return {
-        "inferenceservice.yaml": dump(to_dict(build_inference_service(d))),
-        "podmonitor.yaml": dump(pod_monitor(d.name)),
-        "kustomization.yaml": "# Generated by `mlplat deploy`; do not edit.\napiVersion: kustomize.config.k8s.io/v1beta1\n"
-                              "kind: Kustomization\nresources:\n  - inferenceservice.yaml\n  - podmonitor.yaml\n",
-    }
+    files = {"inferenceservice.yaml": dump(to_dict(build_inference_service(d))), "podmonitor.yaml": dump(pod_monitor(d.name))}
+    if d.monitor:
+        from mlplat.k8s import monitor
+
+        files["monitor.yaml"] = goyaml.dump_all(monitor.manifests(d.name, d.image, d.storage_uri, d.storage_secret), width=120)
+    listed = "".join(f"  - {name}\n" for name in files)
+    return {**files, "kustomization.yaml": "# Generated by `mlplat deploy`; do not edit.\n"
+                                           f"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{listed}"}
 
 
 def write(d: Deployment, directory: Path) -> list[Path]:

@@ -11,7 +11,9 @@ are merged into the trainer params, as the pipeline's train step merges them. Th
 `torch-distributed` runtime sets PET_NNODES / PET_NPROC_PER_NODE / PET_NODE_RANK /
 PET_MASTER_ADDR, which torchrun reads; the trainer sees LOCAL_RANK and trains in place under
 DDP. Only global rank 0 writes the model directory, to a PersistentVolumeClaim mounted on
-every node.
+every node; node 0 then publishes it to the model store (`mlplat publish`, atomic, `latest` last)
+as version `<job>-<UTC time>`: the spec's `publish.uri`, else `pvc://mlplat-models/<spec name>`,
+the claim the serving manifests read. S3 credentials come from a Secret (mlplat.k8s.storage).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ RUNTIME = "torch-distributed"  # ClusterTrainingRuntime installed with Kubeflow 
 NODE = "node"  # the runtime's replicated job and container name
 OUTPUT_PVC, OUTPUT_MOUNT = "mlplat-trainjob-output", "/mnt/mlplat"
 WORK_DIR = "/tmp/mlplat"  # each node's own copy of the data steps' outputs
+DEFAULT_STORE_CLAIM = "mlplat-models"  # manifests/base/models: the claim serving reads (pvc://mlplat-models)
 BEST_PARAMS_HINT = "mlplat trainjob SPEC --best-params runs/<run-id>/steps/tune/best_params.json"
 
 
@@ -52,6 +55,11 @@ def script(spec: PipelineSpec) -> str:
             data = f'"$MLPLAT_WORK/{node.name}"'
     lines.append(f'torchrun -m mlplat.kfp.step train --spec "$MLPLAT_SPEC" --plugin "$MLPLAT_PLUGIN" --params "$MLPLAT_PARAMS" \\\n'
                  f'  --data {data}{findings} --out "$MLPLAT_OUTPUT/train" --model-out "$MLPLAT_OUTPUT/model"')
+    # global rank 0 (on node 0) wrote the model; node 0 publishes it once every rank finished
+    lines.append('if [ "${PET_NODE_RANK:-0}" = 0 ]; then\n'
+                 '  python -m mlplat publish "$MLPLAT_OUTPUT/model" "$MLPLAT_MODEL_STORE" \\\n'
+                 '    --version "$MLPLAT_JOB-$(date -u +%Y%m%d-%H%M%S)"\n'
+                 'fi')
     return "\n".join(lines) + "\n"
 
 
@@ -81,13 +89,21 @@ def train_parameters(spec: PipelineSpec, best_params: dict[str, Any] | None) -> 
     return plugin, json.dumps(config.model_dump(mode="json"), sort_keys=True)
 
 
+def default_store(spec: PipelineSpec) -> str:
+    return spec.publish.uri or f"pvc://{DEFAULT_STORE_CLAIM}/{spec.name}"
+
+
 def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, output_pvc: str = OUTPUT_PVC,
-                   runtime: str = RUNTIME, best_params: dict[str, Any] | None = None) -> Any:
+                   runtime: str = RUNTIME, best_params: dict[str, Any] | None = None, model_store: str | None = None,
+                   storage_secret: str | None = None) -> Any:
     """The TrainJob (a kubeflow_trainer_api model) for the spec's train step on `nodes` nodes.
-    `best_params` (`mlplat.steps.read_best_params`) is required exactly when the spec has a tune step."""
+    `best_params` (`mlplat.steps.read_best_params`) is required exactly when the spec has a tune step.
+    The model is published to `model_store` (default `default_store`), with credentials from `storage_secret`."""
     from kubeflow_trainer_api import models as m
 
+    from mlplat.k8s import storage
     from mlplat.kfp.compiler import spec_json
+    from mlplat.modelstore import ModelStore, is_store_uri
 
     if nodes < 1:
         raise ValueError(f"nodes must be at least 1; got {nodes}")
@@ -97,16 +113,26 @@ def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, 
     limits = security.resources(res.cpu, res.memory, {res.accelerator_type: str(res.gpus)} if res.gpus else None)["limits"]
     procs = res.gpus or int(step.params.get("ddp_processes", 1))
     output = f"{OUTPUT_MOUNT}/{spec.name}"
+    name = name or f"{spec.name}-train"
+    store = model_store or default_store(spec)
+    if not is_store_uri(store) or store.startswith("file://"):
+        raise UsageError(f"--publish-to: {store!r} is no model store a cluster reaches (use s3://, gs:// or pvc://CLAIM/PATH)")
+    ModelStore(store)
     env = [m.IoK8sApiCoreV1EnvVar(name=k, value=v) for k, v in
            (("MLPLAT_SPEC", spec_json(spec)), ("MLPLAT_PLUGIN", plugin), ("MLPLAT_PARAMS", params), ("MLPLAT_OUTPUT", output),
-            ("MLPLAT_WORK", WORK_DIR))]
+            ("MLPLAT_WORK", WORK_DIR), ("MLPLAT_MODEL_STORE", store), ("MLPLAT_JOB", name))]
+    env += [m.IoK8sApiCoreV1EnvVar.from_dict(e) for e in storage.credential_env(storage_secret)]
+    store_volumes, store_mounts = storage.store_volume(store, read_only=False)
     pod = m.TrainerV1alpha1PodSpecPatch(
         node_selector=dict(step.node_selector) or None,
         security_context=m.IoK8sApiCoreV1PodSecurityContext.from_dict(security.pod_security_context()),
-        volumes=[m.IoK8sApiCoreV1Volume(name="output", persistent_volume_claim=m.IoK8sApiCoreV1PersistentVolumeClaimVolumeSource(claim_name=output_pvc))],
+        volumes=[m.IoK8sApiCoreV1Volume(
+            name="output", persistent_volume_claim=m.IoK8sApiCoreV1PersistentVolumeClaimVolumeSource(claim_name=output_pvc))]
+        + [m.IoK8sApiCoreV1Volume.from_dict(v) for v in store_volumes],
         containers=[m.TrainerV1alpha1ContainerPatch(
             name=NODE, security_context=m.IoK8sApiCoreV1SecurityContext.from_dict(security.container_security_context()),
-            volume_mounts=[m.IoK8sApiCoreV1VolumeMount(name="output", mount_path=OUTPUT_MOUNT)])],
+            volume_mounts=[m.IoK8sApiCoreV1VolumeMount(name="output", mount_path=OUTPUT_MOUNT)]
+            + [m.IoK8sApiCoreV1VolumeMount.from_dict(v) for v in store_mounts])],
     )
     patch = m.TrainerV1alpha1RuntimePatch(
         manager="mlplat.io/trainjob",
@@ -123,7 +149,7 @@ def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, 
     return m.TrainerV1alpha1TrainJob(
         api_version=API_VERSION, kind=KIND,
         metadata=m.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
-            name=name or f"{spec.name}-train", labels={"app.kubernetes.io/part-of": "mlplat", "mlplat.io/pipeline": spec.name}),
+            name=name, labels={"app.kubernetes.io/part-of": "mlplat", "mlplat.io/pipeline": spec.name}),
         spec=m.TrainerV1alpha1TrainJobSpec(runtime_ref=m.TrainerV1alpha1RuntimeRef(name=runtime), trainer=trainer,
                                            runtime_patches=[patch]),
     )

@@ -7,7 +7,9 @@ pass, so the run fails and nothing after it runs, while the deciding step succee
 report artifact is in the UI (KFP never uploads a failed task's outputs).
 Every step's image, resources, retries, caching and node selector come from
 the spec. Pipeline parameters: `data_root` (where relative dataset paths resolve),
-`runs_dir` and `run_id` (set by the kfp-local runner so publish lands in the run store).
+`runs_dir` and `run_id` (set by the kfp-local runner so publish lands in the run store), and
+`model_store` (default: the spec's `publish.uri`), the model store URI the publish task writes to,
+as version `run_id` or else the KFP run's id.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def build_pipeline(spec: PipelineSpec) -> Any:
     def gate(name: str, result: Any) -> None:
         gates.append(task(c.gate, "gate", None, f"{name}-gate", gate=name, result=result).set_display_name(f"{name}-gate"))
 
-    def pipeline(data_root: str = "", runs_dir: str = "", run_id: str = "", data_fingerprint: str = "") -> None:
+    def pipeline(data_root: str = "", runs_dir: str = "", run_id: str = "", data_fingerprint: str = "",
+                 model_store: str = spec.publish.uri or "") -> None:
         steps = spec.steps
         # data_fingerprint (set by the runner that starts the run) is part of ingest's cache key: edited data is re-read
         data = task(c.ingest, "ingest", None, "ingest", spec=payload, data_root=data_root,
@@ -74,11 +77,12 @@ def build_pipeline(spec: PipelineSpec) -> Any:
             model = task(c.explain, "explain", steps.explain, "explain", data=data, model=model).outputs["explained"]
         if steps.monitor:
             model = task(c.monitor, "monitor", steps.monitor, "monitor", model=model).outputs["monitored"]
-        published = task(c.publish, "publish", None, "publish", model=model, runs_dir=runs_dir, run_id=run_id)
+        published = task(c.publish, "publish", None, "publish", model=model, runs_dir=runs_dir, run_id=run_id,
+                         model_store=model_store, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         published.set_caching_options(False)  # publishing has an effect outside KFP; never skip it
 
     # KFP reads parameter types from real annotation objects, not this module's postponed strings
-    pipeline.__annotations__ = {"data_root": str, "runs_dir": str, "run_id": str, "data_fingerprint": str}
+    pipeline.__annotations__ = {"data_root": str, "runs_dir": str, "run_id": str, "data_fingerprint": str, "model_store": str}
     return dsl.pipeline(name=spec.name, description=spec.description or f"mlplat pipeline {spec.name}")(pipeline)
 
 

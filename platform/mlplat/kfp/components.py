@@ -82,10 +82,11 @@ def monitor(spec: str, plugin: str, params: str, model: Input[Model], workdir: O
 
 
 @component
-def publish(model: Input[Model], runs_dir: str, run_id: str, published: Output[Model]):
+def publish(model: Input[Model], runs_dir: str, run_id: str, published: Output[Model], model_store: str = "",
+            kfp_run_id: str = ""):
     from mlplat.kfp import runtime
 
-    runtime.publish(model, published, runs_dir, run_id)
+    runtime.publish(model, published, runs_dir, run_id, model_store, kfp_run_id)
 
 
 @component

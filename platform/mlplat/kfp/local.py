@@ -5,7 +5,8 @@ loader, so what runs here is exactly what a cluster would get. kfp.local's
 SubprocessRunner(use_venv=False) runs each component in this Python environment; artifacts
 land under runs/<id>/kfp/. The publish component publishes into the run store atomically
 (RunStore.publish), so `runs/<id>/model` and `latest` look the same as after an in-process
-run. A failed gate's task fails, which stops the graph as on a cluster; this runner then
+run; with the spec's `publish.uri` it first publishes to that model store (as version <run id>),
+exactly what it does on a cluster. A failed gate's task fails, which stops the graph as on a cluster; this runner then
 records the run as failed and raises GateFailed with the in-process runner's words
 (`GateResult.require()` from the deciding step's files), so `mlplat run` exits 1 either way.
 """
@@ -76,7 +77,7 @@ def run_kfp_local(spec: PipelineSpec, spec_dir: Path, store: RunStore, run_id: s
             # kfp.local warns that the image is not a Python image; the step runs in this environment instead.
             warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
             pipeline(data_root=str(spec_dir.resolve()), runs_dir=str(store.root), run_id=run.id,
-                     data_fingerprint=data_fingerprint(spec, spec_dir.resolve()))
+                     data_fingerprint=data_fingerprint(spec, spec_dir.resolve()), model_store=spec.publish.uri or "")
     except BaseException as exc:
         found = collect(root)
         failure = gate_failure(spec, found, root) if isinstance(exc, Exception) else None
@@ -92,6 +93,10 @@ def run_kfp_local(spec: PipelineSpec, spec_dir: Path, store: RunStore, run_id: s
         failure = failure or GateFailed("publish", ["the pipeline finished without publishing a model"])
         _finish(run, found, "failed", str(failure))
         raise failure
+    if spec.publish.uri:
+        from mlplat.modelstore import ModelStore
+
+        run.update(published_uri=ModelStore(spec.publish.uri).version_uri(run.id))
     _finish(run, found, "succeeded", None)
     return RunSummary(run, run.model_dir, found["metrics"], found["step_seconds"], seconds)
 

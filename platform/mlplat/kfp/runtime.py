@@ -99,12 +99,18 @@ def describe_model(artifact: Any) -> None:
                               "classes": manifest.classes, **{f"test_{k}": v for k, v in test.items()}})
 
 
-def publish(model: Any, published: Any, runs_dir: str, run_id: str) -> None:
-    """Copy the model to the published artifact; with a run store (kfp-local), publish there atomically."""
+def publish(model: Any, published: Any, runs_dir: str, run_id: str, model_store: str = "", kfp_run_id: str = "") -> None:
+    """Copy the model to the published artifact; publish it to the model store (`model_store`, as version
+    `run_id`, else the KFP run's id), then with a run store (kfp-local) there, each atomically. The store
+    comes first, as in the in-process runner: if its upload fails, the task fails and no `latest` moves."""
     from mlplat.modeldir import copy_model_dir
 
     copy_model_dir(Path(model.path), Path(published.path))
     describe_model(published)
+    if model_store:
+        from mlplat.modelstore import ModelStore
+
+        published.metadata["model_store_uri"] = ModelStore(model_store).publish(Path(model.path), run_id or kfp_run_id)
     if runs_dir:
         from mlplat.runs import RunStore
 
