@@ -153,3 +153,10 @@ def test_image_manifest_integrity(tmp_path: Path) -> None:
                           ({"features": [{"name": "x"}]}, "features")):
         with pytest.raises(ModelDirError, match=field):
             check_manifest(ModelManifest.model_validate({**base, **change}), tmp_path)
+
+
+def test_make_shapes_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert mlplat("datasets", "make-shapes", str(tmp_path / "set"), "--per-class", "2") == 0
+    assert sorted(p.name for p in (tmp_path / "set").iterdir()) == sorted(CLASSES)
+    assert mlplat("datasets", "make-shapes", str(tmp_path / "x"), "--per-class", "0") == 2
+    assert "--per-class" in capsys.readouterr().err
