@@ -160,3 +160,20 @@ def test_make_shapes_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert sorted(p.name for p in (tmp_path / "set").iterdir()) == sorted(CLASSES)
     assert mlplat("datasets", "make-shapes", str(tmp_path / "x"), "--per-class", "0") == 2
     assert "--per-class" in capsys.readouterr().err
+
+
+def test_mlplat_evaluate_scores_an_image_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "s.yaml"
+    train = {"plugin": "cnn", "params": {"epochs": 1, "batch_size": 16, "channels": [4], "hidden": 8}}
+    spec.write_text(yaml.safe_dump(spec_of({"source": "data", "image": {"size": [16, 16]}}, {"train": train}, "folder")))
+    write_shapes(tmp_path / "data", per_class=6, classes=("circle", "dots"))
+    assert mlplat("run", str(spec), "--runs-dir", str(tmp_path / "runs")) == 0, capsys.readouterr()
+    write_shapes(tmp_path / "fresh", per_class=5, seed=3, classes=("circle", "dots"))
+    assert mlplat("evaluate", "latest", str(tmp_path / "fresh"), "--runs-dir", str(tmp_path / "runs"),
+                  "--out", str(tmp_path / "ev")) == 0, capsys.readouterr()
+    result = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert result["test"]["n"] == 10 and result["data"]["kind"] == "listing"
+    write_shapes(tmp_path / "other", per_class=2, classes=("ring",))
+    assert mlplat("evaluate", "latest", str(tmp_path / "other"), "--runs-dir", str(tmp_path / "runs"),
+                  "--out", str(tmp_path / "ev2")) == 2
+    assert "no class of the model" in capsys.readouterr().err
