@@ -116,7 +116,8 @@ def test_cnn_trains_on_image_files_end_to_end(tmp_path: Path, capsys: pytest.Cap
     from mlplat.modeldir import LoadedModel
 
     spec = tmp_path / "s.yaml"
-    train = {"plugin": "cnn", "params": {"epochs": 2, "batch_size": 16, "workers": 1, "channels": [8], "hidden": 16}}
+    train = {"plugin": "cnn", "params": {"epochs": 2, "batch_size": 16, "workers": 1, "channels": [8], "hidden": 16,
+                                         "class_weight": "balanced", "checkpoint_every": 1}}
     spec.write_text(yaml.safe_dump(spec_of({"source": "generated:shapes?per_class=8"}, {"train": train}, "shapes")))
     assert mlplat("run", str(spec), "--runs-dir", str(tmp_path / "runs")) == 0, capsys.readouterr()
     model_dir = tmp_path / "runs" / "latest" / "model"
