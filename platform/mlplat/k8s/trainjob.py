@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplat.errors import SpecError, UsageError
-from mlplat.k8s import goyaml, security
+from mlplat.k8s import goyaml, security, shm
 from mlplat.kfp.step import step_parameters
 from mlplat.plan import build_plan
 from mlplat.spec import PipelineSpec
@@ -123,16 +123,21 @@ def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, 
             ("MLPLAT_WORK", WORK_DIR), ("MLPLAT_MODEL_STORE", store), ("MLPLAT_JOB", name))]
     env += [m.IoK8sApiCoreV1EnvVar.from_dict(e) for e in storage.credential_env(storage_secret)]
     store_volumes, store_mounts = storage.store_volume(store, read_only=False)
+    claim = m.IoK8sApiCoreV1PersistentVolumeClaimVolumeSource(claim_name=output_pvc)
+    volumes = [m.IoK8sApiCoreV1Volume(name="output", persistent_volume_claim=claim)]
+    volumes += [m.IoK8sApiCoreV1Volume.from_dict(v) for v in store_volumes]
+    mounts = [m.IoK8sApiCoreV1VolumeMount(name="output", mount_path=OUTPUT_MOUNT)]
+    mounts += [m.IoK8sApiCoreV1VolumeMount.from_dict(v) for v in store_mounts]
+    if (dshm := shm.volume(spec)) is not None:  # image specs: DataLoader workers need a memory-backed /dev/shm
+        volumes.append(m.IoK8sApiCoreV1Volume.from_dict(dshm))
+        mounts.append(m.IoK8sApiCoreV1VolumeMount.from_dict(shm.mount()))
     pod = m.TrainerV1alpha1PodSpecPatch(
         node_selector=dict(step.node_selector) or None,
         security_context=m.IoK8sApiCoreV1PodSecurityContext.from_dict(security.pod_security_context()),
-        volumes=[m.IoK8sApiCoreV1Volume(
-            name="output", persistent_volume_claim=m.IoK8sApiCoreV1PersistentVolumeClaimVolumeSource(claim_name=output_pvc))]
-        + [m.IoK8sApiCoreV1Volume.from_dict(v) for v in store_volumes],
+        volumes=volumes,
         containers=[m.TrainerV1alpha1ContainerPatch(
             name=NODE, security_context=m.IoK8sApiCoreV1SecurityContext.from_dict(security.container_security_context()),
-            volume_mounts=[m.IoK8sApiCoreV1VolumeMount(name="output", mount_path=OUTPUT_MOUNT)]
-            + [m.IoK8sApiCoreV1VolumeMount.from_dict(v) for v in store_mounts])],
+            volume_mounts=mounts)],
     )
     patch = m.TrainerV1alpha1RuntimePatch(
         manager="mlplat.io/trainjob",
