@@ -119,10 +119,20 @@ def check_manifest(manifest: ModelManifest, source: Path) -> None:
                                                            and manifest.target.scale > 0):
             raise ModelDirError(f"{source}: target: mean must be finite and scale finite and positive, got "
                                 f"mean {manifest.target.mean}, scale {manifest.target.scale}")
+    numbers = manifest.preprocessing
+    if numbers.kind == "image":  # encoded images in, decoded by mlplat.images: one input, finite normalization
+        shape = [numbers.channels, *numbers.size]
+        if manifest.image_shape is not None and list(manifest.image_shape) != shape:
+            raise ModelDirError(f"{source}: image_shape: {manifest.image_shape}, but preprocessing makes {shape}")
+        values = [*numbers.mean, *numbers.std]
+        if len(numbers.mean) != numbers.channels or len(numbers.std) != numbers.channels \
+                or not all(math.isfinite(v) for v in values) or min(numbers.std) <= 0:
+            raise ModelDirError(f"{source}: preprocessing: mean and std need one finite value per channel "
+                                f"({numbers.channels}), std positive")
+        return
     if manifest.image_shape is not None and math.prod(manifest.image_shape) != len(features):
         raise ModelDirError(f"{source}: image_shape: {manifest.image_shape} has {math.prod(manifest.image_shape)} "
                             f"pixels, but there are {len(features)} features")
-    numbers = manifest.preprocessing
     for field, values in (("mean", numbers.mean), ("scale", numbers.scale)):
         if len(values) != len(features):
             raise ModelDirError(f"{source}: preprocessing.{field}: {len(values)} values for {len(features)} features")
@@ -150,11 +160,13 @@ def torch_dtype_name(dtype: torch.dtype) -> str:
 
 
 def check_network(probe: torch.nn.Module, manifest: ModelManifest, weights: Path, source: Path,
-                  found: Mapping[str, TensorHeader], width: int | None = None) -> None:
+                  found: Mapping[str, TensorHeader], width: int | None = None,
+                  input_shape: tuple[int, ...] | None = None) -> None:
     """`probe`, the manifest's architecture built on the meta device, against the weights' header and the manifest.
 
     `width` is the network's input width after preprocessing (default: one input per feature; encoded
-    tabular models add missing indicators and put categorical codes last)."""
+    tabular models add missing indicators and put categorical codes last); `input_shape`: an image model's
+    [C, H, W] instead."""
     import torch
 
     expected = probe.state_dict()
@@ -172,12 +184,13 @@ def check_network(probe: torch.nn.Module, manifest: ModelManifest, weights: Path
         raise ModelDirError(f"{weights}: does not match architecture {manifest.architecture} in {source}: "
                             + "; ".join(problems[:3]) + more)
     width = len(manifest.features) if width is None else width
+    shape = (2, *input_shape) if input_shape else (2, width)
     probe.eval()
     try:
         with torch.no_grad():
-            output = probe(torch.empty(2, width, device="meta"))
+            output = probe(torch.empty(*shape, device="meta"))
     except (RuntimeError, ValueError) as exc:
-        raise ModelDirError(f"{source}: features: the architecture does not take {width} inputs "
+        raise ModelDirError(f"{source}: features: the architecture does not take {list(input_shape) if input_shape else width} inputs "
                             f"({str(exc).splitlines()[0]})") from None
     if manifest.task == "classification" and tuple(output.shape) != (2, len(manifest.classes)):
         raise ModelDirError(f"{source}: classes: {len(manifest.classes)} class names for a network with "

@@ -31,7 +31,7 @@ import numpy as np
 from mlplat.columns import ColumnEncoding, TabularPreprocessor, encode_frame
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN
 from mlplat.errors import ModelDirError, UsageError
-from mlplat.manifest import DRIFT_REFERENCE, FORMAT_VERSION, Feature, ModelManifest
+from mlplat.manifest import DRIFT_REFERENCE, FORMAT_VERSION, Feature, ImagePreprocessing, ModelManifest
 from mlplat.preprocessing import Standardizer, TargetStandardizer
 from mlplat.sources import local_path
 
@@ -66,8 +66,25 @@ def encodings_of(features: list[Feature]) -> list[ColumnEncoding]:
     return [ColumnEncoding(f.name, f.kind, f.categories) for f in features]
 
 
-def preprocessor_from_json(data: dict[str, Any]) -> Standardizer | TabularPreprocessor:
-    """The saved preprocessing: `tabular` (mlplat.columns), or `standardize` (models written before it)."""
+class ImageInput:
+    """An image model's preprocessing after decoding: none. `mlplat.images.decode` already resized and
+    normalized each image with the manifest's `ImagePreprocessing`; rows are float32 [n, C, H, W]."""
+
+    def __init__(self, preprocessing: ImagePreprocessing) -> None:
+        self.image = preprocessing
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.image.channels, *self.image.size)  # type: ignore[return-value]
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, dtype=np.float32)
+
+
+def preprocessor_from_json(data: dict[str, Any]) -> Standardizer | TabularPreprocessor | ImageInput:
+    """The saved preprocessing: `tabular` (mlplat.columns), `image`, or `standardize` (models written before it)."""
+    if data.get("kind") == "image":
+        return ImageInput(ImagePreprocessing.model_validate(data))
     return TabularPreprocessor.from_json(data) if data.get("kind") == "tabular" else Standardizer.from_json(data)
 
 
@@ -237,7 +254,7 @@ class LoadedModel:
     directory: Path
     manifest: ModelManifest
     network: torch.nn.Module
-    standardizer: Standardizer | TabularPreprocessor  # the saved preprocessing (named so before there were two kinds)
+    standardizer: Standardizer | TabularPreprocessor | ImageInput  # the saved preprocessing (named so before there were two kinds)
     target: TargetStandardizer | None = None  # a regression's target scaling
 
     @classmethod
@@ -271,7 +288,8 @@ class LoadedModel:
             raise ModelDirError(f"{model_dir.manifest_path}: features: {len(manifest.features)} feature names for "
                                 f"preprocessing of {len(kinds)} columns")
         width = layout["dense"] + len(layout["cardinalities"]) if layout else None
-        integrity.check_network(probe, manifest, weights, model_dir.manifest_path, found, width)
+        shape = standardizer.input_shape if isinstance(standardizer, ImageInput) else None
+        integrity.check_network(probe, manifest, weights, model_dir.manifest_path, found, width, shape)
         network = _build(trainer, manifest, model_dir.manifest_path)
         network.load_state_dict(integrity.load_tensors(weights, device=device))
         network.to(device).eval()

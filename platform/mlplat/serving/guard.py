@@ -18,7 +18,7 @@ import orjson
 from mlplat.errors import InvalidInput
 from mlplat.monitoring.http_metrics import handler_of
 from mlplat.serving import metrics
-from mlplat.serving.v2_decoding import check_json_body, check_v2_body
+from mlplat.serving.v2_decoding import check_json_body, check_v2_body, inline_binary_bytes
 
 JSON_TYPES = {b"application/json", b"application/cloudevents+json", b"text/json"}
 GUARDED = {"predict", "explain"}
@@ -81,10 +81,11 @@ def non_finite_literal(body: bytes) -> str | None:
 
 class RequestGuard:
     def __init__(self, app: Any, max_body_bytes: int, model: str, admin_routes: bool = False,
-                 max_values: int = 10_000 * 1024) -> None:
+                 max_values: int = 10_000 * 1024, inline_bytes: bool = False) -> None:
         self.app, self.max_body_bytes, self.model = app, max_body_bytes, model
         self.admin_routes = admin_routes
         self.max_values = max_values  # rows x features of one V2 request, checked before KServe allocates
+        self.inline_bytes = inline_bytes  # an image model: binary BYTES tensors become base64 JSON (inline_binary_bytes)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not self.admin_routes and scope["path"].startswith(ADMIN_PREFIX):
@@ -137,6 +138,16 @@ class RequestGuard:
         except InvalidInput as exc:
             await self._reject(send, 400, exc.reason, str(exc))
             return
+        if binary_v2 and self.inline_bytes and scope["path"].endswith("/infer"):
+            body, header_length = inline_binary_bytes(body, int(headers[b"inference-header-content-length"]))
+            kept = [(k, v) for k, v in scope["headers"]
+                    if k not in (b"inference-header-content-length", b"content-length", b"content-type")]
+            if header_length is None:
+                kept.append((b"content-type", b"application/json"))
+            else:
+                kept += [(b"inference-header-content-length", str(header_length).encode()),
+                         (b"content-type", b"application/octet-stream")]
+            scope = {**scope, "headers": [*kept, (b"content-length", str(len(body)).encode())]}
         replayed = False
 
         async def replay() -> dict[str, Any]:

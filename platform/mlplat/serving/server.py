@@ -146,7 +146,7 @@ def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 
                   default_response_class=ORJSONResponse, lifespan=_lifespan(hooks))
     # added first, so they run inside KServe's timing middleware, as on KServe's own app
     app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, model=model.name, admin_routes=enable_model_admin,
-                       max_values=options.max_request_rows * model.schema.width)
+                       max_values=options.max_request_rows * model.schema.width, inline_bytes=model.images)
     app.add_middleware(RequestMetricsMiddleware, models=frozenset(names))
     add_error_handler(app)
     for router in attachment.routers if attachment is not None else []:
