@@ -52,8 +52,10 @@ def b64(data: bytes) -> str:
 
 
 def expected(model: LoadedModel, encoded: list[bytes]) -> np.ndarray:
-    inputs, _ = ImageSchema(model.manifest.preprocessing, 100).decode_all(encoded, "x")
-    return model.predict_proba(inputs)
+    import torch
+
+    inputs, _ = ImageSchema(model.image_preprocessing, 100).decode_all(encoded, "x")
+    return model.predict_proba_images(torch.from_numpy(inputs))
 
 
 def encoded(mode: str, size: tuple[int, int] = (16, 16), fmt: str = "PNG") -> bytes:

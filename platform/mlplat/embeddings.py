@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
 EMBEDDING_PREFIX, PROBABILITY_PREFIX = "emb_", "prob_"
+DRIFT_FEATURES = "drift_features.parquet"  # in an image model's directory: the drift features of its reference images
 
 
 def drift_columns(embedding_dim: int, n_classes: int, stats: Sequence[str]) -> list[str]:
@@ -80,10 +81,27 @@ def image_reference(loaded: Any, encoded: Sequence[bytes]) -> pd.DataFrame:
     from mlplat.contracts.drift_detector import PREDICTION_COLUMN
     from mlplat.serving.image_requests import IMAGE_STATS, ImageSchema
 
-    schema = ImageSchema(loaded.manifest.preprocessing, max_images=len(encoded))
+    schema = ImageSchema(loaded.image_preprocessing, max_images=len(encoded))
     X, stats = schema.decode_all(list(encoded), "reference images")
     probe = EmbeddingProbe(loaded.network)
     rows, predicted = drift_rows(probe, X, stats)
     frame = pd.DataFrame(rows, columns=drift_columns(probe.dim, len(loaded.class_names), IMAGE_STATS))
     frame[PREDICTION_COLUMN] = predicted
+    return frame
+
+
+def drift_reference(loaded: Any) -> pd.DataFrame:
+    """An image model's drift reference: `DRIFT_FEATURES` in its directory, computed once from the reference
+    images (reference.parquet's locations, a sample of the real training images) when missing."""
+    import pandas as pd
+
+    from mlplat.images import read_bytes
+
+    model_dir = loaded.model_dir
+    path = model_dir.file(DRIFT_FEATURES, "drift reference")
+    if path.is_file():
+        return pd.read_parquet(path)
+    locations = loaded.reference().iloc[:, 0].astype(str).tolist()
+    frame = image_reference(loaded, [read_bytes(location) for location in locations])
+    frame.to_parquet(path, index=False)
     return frame

@@ -125,7 +125,12 @@ class Monitor:
 
     def reference(self) -> pd.DataFrame:
         if self._reference is None:
-            self._reference = pd.read_parquet(modeldir.ModelDir(self.model_dir).file(modeldir.REFERENCE, "reference"))
+            if self.manifest.preprocessing.kind == "image":  # embeddings, outputs, statistics of the reference images
+                from mlplat.embeddings import drift_reference
+
+                self._reference = drift_reference(modeldir.LoadedModel.load(self.model_dir))
+            else:
+                self._reference = pd.read_parquet(modeldir.ModelDir(self.model_dir).file(modeldir.REFERENCE, "reference"))
         return self._reference
 
     def _check_state_dir(self) -> None:

@@ -113,14 +113,15 @@ class MlplatModel(kserve.Model):
         super().__init__(loaded.name)
 
     def load(self) -> bool:
-        from mlplat.modeldir import ImageInput, encodings_of
+        from mlplat.manifest import ImagePreprocessing
+        from mlplat.modeldir import encodings_of
         from mlplat.serving.explainer_loader import load_explainer
 
-        self.images = isinstance(self.loaded.standardizer, ImageInput)
+        self.images = isinstance(self.loaded.standardizer, ImagePreprocessing)
         self.probe: EmbeddingProbe | None = None
-        if isinstance(self.loaded.standardizer, ImageInput):
+        if isinstance(self.loaded.standardizer, ImagePreprocessing):
             self.schema: FeatureSchema | ImageSchema = ImageSchema(
-                self.loaded.standardizer.image, min(self.options.max_request_rows, self.options.max_request_images))
+                self.loaded.standardizer, min(self.options.max_request_rows, self.options.max_request_images))
             if not self.options.predictor_url:  # the predictor records embeddings; an explainer role has no window
                 self.probe = EmbeddingProbe(self.loaded.network)
         else:

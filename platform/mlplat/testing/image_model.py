@@ -88,10 +88,23 @@ def write_image_model(directory: Path, *, steps: int = 150, seed: int = 0, name:
         seed=seed, created_at=time.time())
     model_dir.write_weights(network)
     model_dir.write(manifest)
-    from mlplat.embeddings import image_reference
+    # the reference as the train step writes it: image locations (PNGs beside the model) and predicted classes
+    import pandas as pd
+
+    from mlplat.contracts.drift_detector import PREDICTION_COLUMN
+    from mlplat.embeddings import drift_reference
+    from mlplat.images import IMAGE_COLUMN
     from mlplat.modeldir import LoadedModel
 
     loaded = LoadedModel.load(model_dir)
-    reference_pixels, _ = shapes(reference_images, seed + 1, size)
-    image_reference(loaded, [png(p) for p in reference_pixels]).to_parquet(model_dir.reference, index=False)
+    folder = model_dir.path.parent / f"{model_dir.path.name}-reference-images"
+    folder.mkdir(parents=True, exist_ok=True)
+    locations = []
+    for i, image in enumerate(shapes(reference_images, seed + 1, size)[0]):
+        locations.append(str(folder / f"{i}.png"))
+        Path(locations[-1]).write_bytes(png(image))
+    reference = pd.DataFrame({IMAGE_COLUMN: locations})
+    reference[PREDICTION_COLUMN] = loaded.predict_proba_files(locations).argmax(1)
+    reference.to_parquet(model_dir.reference, index=False)
+    drift_reference(loaded)  # drift_features.parquet, as the drift step writes it
     return model_dir.path

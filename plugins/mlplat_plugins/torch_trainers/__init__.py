@@ -52,6 +52,8 @@ class TrainingConfig(BaseModel):
     checkpoint_every: int = Field(5, ge=0, description="save a resumable checkpoint every N epochs (0 = off)")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms + cuDNN deterministic")
     eval_batch_size: int = Field(8192, ge=1)
+    workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes decoding image files (0: in the training "
+                                                     "process); on a cluster they need the pod's /dev/shm (dataset.image.shm_size)")
     # warm start / transfer learning
     init_from: str | None = Field(None, description="model directory, run id or 'latest' to initialise weights from")
     freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes to freeze, e.g. ['body'] or ['body.0']")
@@ -134,6 +136,7 @@ CNN_SPEC = PluginSpec(
     tune_metrics=TUNE_METRICS,
     task_tune_metrics=TASK_TUNE_METRICS,
     tune_trial_params=TUNE_TRIAL_PARAMS,
-    needs=frozenset({"image"}),  # pixel features with DatasetInfo.image_shape (e.g. sklearn:digits)
-    summary="Image CNN (PyTorch) for pixel features, e.g. sklearn:digits 8x8; same engine as mlp",
+    needs=frozenset({"image"}),  # image files (dataset.image), or pixel features with DatasetInfo.image_shape (sklearn:digits)
+    handles_images=True,
+    summary="Image CNN (PyTorch) for image files (DataLoader workers) or pixel features, e.g. sklearn:digits 8x8; same engine as mlp",
 )

@@ -4,6 +4,10 @@ Tabular data is moved to the device once and sliced into big batches there: a pe
 DataLoader would dominate the step time for small networks. The hot loop does no host
 syncs; running train metrics are accumulated on the device and read once per epoch.
 
+Image files (`ImageSet`) are the exception: they are decoded lazily by a `DataLoader` with
+`workers` processes (mlplat.images.loader: pinned memory on CUDA) and batches [B, C, H, W] are
+moved to the device as they come; nothing holds the decoded dataset.
+
 Under DDP every rank holds the full (small) arrays and draws the same permutation; each
 takes a strided share of every batch and scales its loss by the *global* batch size, so
 the averaged gradient equals the single-process one.
@@ -26,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from mlplat.contracts import StepContext
-from mlplat.contracts.trainer import ArrayData
+from mlplat.contracts.trainer import ArrayData, ImageSet
 from mlplat.errors import SpecError
 from torch import nn
 from torch.nn import functional as F
@@ -89,7 +93,7 @@ def determinism(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[1], previous[2]
 
 
-def row_weights(data: ArrayData, config: TrainingConfig, n_classes: int) -> np.ndarray | None:
+def row_weights(data: ArrayData | ImageSet, config: TrainingConfig, n_classes: int) -> np.ndarray | None:
     """Per-row loss weights: the data's own weights times the class weights; None when all equal."""
     weight = None if data.weight is None else np.asarray(data.weight, np.float32)
     if config.class_weight is not None:
@@ -129,6 +133,50 @@ def predict_logits(network: nn.Module, X: torch.Tensor, batch: int, device: torc
         return torch.cat([network(X[s : s + batch]).float() for s in range(0, len(X), batch)]) if len(X) else torch.zeros(0)
 
 
+IMAGE_EVAL_BATCH = 512  # decoded images per evaluation batch (eval_batch_size sizes tabular batches of rows)
+
+
+def image_loader(data: ImageSet, config: TrainingConfig, *, train: bool = False, seed: int = 0) -> Any:
+    """The DataLoader over an image split: shuffled with the split's transform (augmentation) when it trains."""
+    from mlplat.images import loader
+
+    if train:
+        dataset = _Indexed(data.dataset(data.transform))
+        return loader(dataset, batch_size=config.batch_size, shuffle=True, workers=config.workers, seed=seed)
+    return loader(data.dataset(), batch_size=min(config.eval_batch_size, IMAGE_EVAL_BATCH), workers=config.workers)
+
+
+class _Indexed(torch.utils.data.Dataset[Any]):
+    """Items with their position, so a batch finds its rows' loss weights."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        return (*self.dataset[index], index)
+
+
+@torch.no_grad()
+def predict_images(network: nn.Module, batches: Any, device: torch.device, amp: str) -> torch.Tensor:
+    """Eval-mode outputs of every batch of an image DataLoader, in order."""
+    network.eval()
+    out = []
+    with autocast(device, amp):
+        for images, _ in batches:
+            out.append(network(images.to(device, non_blocking=True)).float())
+    return torch.cat(out) if out else torch.zeros(0, device=device)
+
+
+def _outputs(network: nn.Module, data: ArrayData | ImageSet, config: TrainingConfig, device: torch.device) -> torch.Tensor:
+    if isinstance(data, ImageSet):
+        return predict_images(network, image_loader(data, config), device, config.amp)
+    X = torch.as_tensor(data.X, dtype=torch.float32).to(device)
+    return predict_logits(network, X, config.eval_batch_size, device, config.amp)
+
+
 def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Unweighted, unsmoothed cross-entropy and accuracy: comparable across configs."""
     if len(y) == 0:
@@ -136,18 +184,17 @@ def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, flo
     return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
-def evaluate(network: nn.Module, data: ArrayData, config: TrainingConfig, device: torch.device) -> tuple[torch.Tensor, float, float]:
+def evaluate(network: nn.Module, data: ArrayData | ImageSet, config: TrainingConfig,
+             device: torch.device) -> tuple[torch.Tensor, float, float]:
     """Eval-mode logits of `data`, with their loss and accuracy (`loss_and_accuracy`)."""
-    X = torch.as_tensor(data.X, dtype=torch.float32).to(device)
-    logits = predict_logits(network, X, config.eval_batch_size, device, config.amp)
+    logits = _outputs(network, data, config, device)
     return (logits, *loss_and_accuracy(logits, torch.as_tensor(data.y, dtype=torch.long).to(device)))
 
 
-def evaluate_scores(network: nn.Module, data: ArrayData, config: TrainingConfig, device: torch.device,
+def evaluate_scores(network: nn.Module, data: ArrayData | ImageSet, config: TrainingConfig, device: torch.device,
                     objective: Objective) -> tuple[torch.Tensor, dict[str, float]]:
     """Eval-mode outputs of `data` and the objective's scores of them (`Objective.scores`)."""
-    X = torch.as_tensor(data.X, dtype=torch.float32).to(device)
-    out = predict_logits(network, X, config.eval_batch_size, device, config.amp)
+    out = _outputs(network, data, config, device)
     return out, objective.scores(out, torch.as_tensor(data.y, dtype=objective.target_dtype).to(device))
 
 
@@ -170,10 +217,16 @@ class LoopResult:
     resumed_from: int | None
 
 
-def fingerprint(config: TrainingConfig, architecture: dict[str, Any], train: ArrayData, val: ArrayData, seed: int) -> str:
+def fingerprint(config: TrainingConfig, architecture: dict[str, Any], train: ArrayData | ImageSet, val: ArrayData | ImageSet,
+                seed: int) -> str:
     """What a checkpoint is only valid for: same config, network, data shapes and seed."""
-    blob = json.dumps([config.model_dump(mode="json"), architecture, list(train.X.shape), list(val.X.shape), seed,
-                       float(np.asarray(train.X[:64], np.float64).sum())], sort_keys=True)
+    def shape_and_sample(data: ArrayData | ImageSet) -> Any:
+        if isinstance(data, ImageSet):
+            return [len(data.locations), data.locations[:64], data.preprocessing.model_dump()]
+        return [list(data.X.shape), float(np.asarray(data.X[:64], np.float64).sum())]
+
+    blob = json.dumps([config.model_dump(mode="json"), architecture, shape_and_sample(train), shape_and_sample(val), seed],
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -255,7 +308,7 @@ def _scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer) -> Any:
 
 
 def train_loop(
-    network: nn.Module, train: ArrayData, val: ArrayData, config: TrainingConfig, context: StepContext, *,
+    network: nn.Module, train: ArrayData | ImageSet, val: ArrayData | ImageSet, config: TrainingConfig, context: StepContext, *,
     device: torch.device, n_classes: int, dist: Dist = Dist(), checkpoints: Checkpointer | None = None,
     frozen: list[nn.Module] | None = None, report_epochs: bool = True, objective: Objective | None = None,
 ) -> LoopResult:
@@ -263,14 +316,22 @@ def train_loop(
     `objective` (default: classification with the config's label smoothing) sets the loss and the val scores."""
     objective = objective or Classification(config.label_smoothing)
     network.to(device)
-    Xt = torch.as_tensor(train.X, dtype=torch.float32).to(device)
+    images = isinstance(train, ImageSet)
+    if images and dist.world > 1:
+        raise SpecError([("ddp_processes", "DDP does not take image-file datasets yet; use ddp_processes: 1")])
     yt = torch.as_tensor(train.y, dtype=objective.target_dtype).to(device)
     weights = row_weights(train, config, n_classes) if not objective.regression else train.weight
     wt = None if weights is None else torch.as_tensor(weights, dtype=torch.float32).to(device)
     offset = None if objective.regression else logit_offset(train.y, config, n_classes)
     ot = None if offset is None else torch.as_tensor(offset).to(device)
-    Xv = torch.as_tensor(val.X, dtype=torch.float32).to(device)
     yv = torch.as_tensor(val.y, dtype=objective.target_dtype).to(device)
+    if isinstance(train, ImageSet) and isinstance(val, ImageSet):
+        train_batches, val_batches = image_loader(train, config, train=True, seed=context.seed), image_loader(val, config)
+    elif isinstance(train, ArrayData) and isinstance(val, ArrayData):
+        Xt = torch.as_tensor(train.X, dtype=torch.float32).to(device)
+        Xv = torch.as_tensor(val.X, dtype=torch.float32).to(device)
+    else:
+        raise TypeError("train and validation must both be ArrayData or both ImageSet")
 
     module: nn.Module = torch.compile(network) if config.compile else network
     forward = module
@@ -293,7 +354,22 @@ def train_loop(
         if restored is not None:
             state, resumed_from = restored, restored.epoch - 1
 
-    n, batch, world = len(Xt), config.batch_size, dist.world
+    n, batch, world = len(yt), config.batch_size, dist.world
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, int]]:
+        """(inputs, targets, their loss weights, the global batch's weight sum, global batch size) of one epoch."""
+        if images:
+            for xb, yb, positions in train_batches:
+                wb = None if wt is None else wt[positions.to(device)]
+                yield (xb.to(device, non_blocking=True), yb.to(device=device, dtype=objective.target_dtype, non_blocking=True),
+                       wb, None if wb is None else wb.sum(), len(yb))
+            return
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n, batch):
+            idx = order[start : start + batch]
+            local = idx[dist.rank :: world] if world > 1 else idx
+            yield Xt[local], yt[local], None if wt is None else wt[local], None if wt is None else wt[idx].sum(), len(idx)
+
     # the running train loss is the plain loss (no smoothing, weights or L1), comparable with val_loss
     plain_loss_differs = (not objective.regression and config.label_smoothing > 0) or wt is not None or bool(l1_params) or world > 1
     while not state.stopped and state.epoch < config.epochs:
@@ -301,25 +377,22 @@ def train_loop(
         network.train()
         for m in frozen or []:
             m.eval()  # frozen layers keep their batch-norm statistics
-        order = torch.randperm(n, generator=generator).to(device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
-        for start in range(0, n, batch):
-            idx = order[start : start + batch]
-            local = idx[dist.rank :: world] if world > 1 else idx
-            xb, yb = Xt[local], yt[local]
+        for xb, yb, wb, weight_sum, count in batches():
             with autocast(device, config.amp):
                 logits = forward(xb)
             if ot is not None:
                 logits = logits.float() + ot
-            if wt is None:
+            if wb is None:
                 if world == 1:
                     loss = objective.loss(logits.float(), yb)
                 else:
-                    loss = objective.loss(logits.float(), yb, reduction="sum") * (world / len(idx))
+                    loss = objective.loss(logits.float(), yb, reduction="sum") * (world / count)
             else:
                 per_row = objective.loss(logits.float(), yb, reduction="none")
-                loss = (per_row * wt[local]).sum() * (world / wt[idx].sum())
+                assert weight_sum is not None
+                loss = (per_row * wb).sum() * (world / weight_sum)
             if l1_params:
                 loss = loss + config.l1 * sum(p.abs().sum() for p in l1_params)
             optimizer.zero_grad(set_to_none=True)
@@ -332,14 +405,15 @@ def train_loop(
             if plain_loss_differs:
                 loss_sum += objective.plain_loss_sum(logits.detach().float(), yb)
             else:
-                loss_sum += loss.detach() * len(idx)
+                loss_sum += loss.detach() * count
             if not objective.regression:
                 correct += (logits.detach().argmax(1) == yb).sum()
         if world > 1:
             totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
             torch.distributed.all_reduce(totals)
             loss_sum, correct = totals[0], totals[1]
-        val_logits = predict_logits(module, Xv, config.eval_batch_size, device, config.amp)
+        val_logits = (predict_images(module, val_batches, device, config.amp) if images
+                      else predict_logits(module, Xv, config.eval_batch_size, device, config.amp))
         val_scores = objective.scores(val_logits if ot is None or not len(yv) else val_logits + ot, yv)
         row = {"epoch": epoch, "epochs": config.epochs, "train_loss": float(loss_sum) / n}
         if not objective.regression:
