@@ -95,7 +95,8 @@ def main() -> None:
         output = bool(result.prediction and result.prediction.drifted)
         cost = clean_accuracy - accuracy
         print(f"{name:32s} accuracy {accuracy:.3f} (cost {cost * 100:+.1f} pts)  embedding drift {result.dataset_drift} "
-              f"(p={result.features[0].p_value:.3g})  output drift {output} (p={result.prediction.p_value if result.prediction else 1:.3g})")
+              f"(p={result.features[0].p_value:.3g})  output drift {output} "
+              f"(p={result.prediction.p_value if result.prediction else 1:.3g})")
         if cost >= 0.10:
             lines.append((f"{name}: costs >= 10 pts, detected in one window", output, f"cost {cost * 100:.1f} pts"))
         elif abs(cost) < 0.02:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mlplat.registry import PluginSpec, StageKind
 from typing import Literal
 
+from mlplat.registry import PluginSpec, StageKind
 from pydantic import BaseModel, ConfigDict, Field
 
 
