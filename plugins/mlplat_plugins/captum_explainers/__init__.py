@@ -61,7 +61,8 @@ IMAGE_ATTRIBUTION_SPEC = PluginSpec(
     kind=StageKind.EXPLAINER,
     extra="captum",
     config_model=ImageAttributionConfig,
-    needs=frozenset({"image"}),
+    needs=frozenset({"image_files"}),
+    handles_images=True,
     factory="mlplat_plugins.captum_explainers.images:ImageAttributionExplainer",
     summary="image models: captum Integrated Gradients or Occlusion maps (downsampled) and PNG overlays",
 )

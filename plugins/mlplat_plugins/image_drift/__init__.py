@@ -23,6 +23,8 @@ SPEC = PluginSpec(
     name="image_drift",
     kind=StageKind.DRIFT_DETECTOR,
     config_model=ImageDriftConfig,
+    needs=frozenset({"image_files"}),
+    handles_images=True,
     factory="mlplat_plugins.image_drift.detector:ImageDriftDetector",
     summary="image models: RBF-MMD permutation test on embeddings, per-class KS on softmax outputs, image statistics",
 )
