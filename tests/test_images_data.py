@@ -89,11 +89,23 @@ def test_s3_folder_and_etags(tmp_path: Path) -> None:
     ({"source": "d", "image": {"channels": 4}}, "dataset.image.channels"),
     ({"source": "d", "image": {"shm_size": "lots"}}, "dataset.image.shm_size"),
     ({"source": "d", "image": {"colour": 1}}, "dataset.image.colour"),
+    ({"source": "d", "image": {}, "weight": "w"}, "weight: not supported for image datasets"),
+    ({"source": "generated:circles"}, None),  # refused at ingest, not parse: see test_unknown_generator
 ])
-def test_wrong_image_fields_name_the_field(dataset: dict, field: str) -> None:
+def test_wrong_image_fields_name_the_field(dataset: dict, field: str | None) -> None:
+    if field is None:
+        assert parse_spec(spec_of(dataset)).dataset.image is not None  # a generated source implies dataset.image
+        return
     with pytest.raises(SpecError) as refused:
         parse_spec(spec_of(dataset))
     assert field in str(refused.value)
+
+
+def test_unknown_generator_and_options_are_refused(tmp_path: Path) -> None:
+    for source, message in (("generated:circles", "unknown generated dataset"), ("generated:shapes?n=3", "not 'n'"),
+                            ("generated:shapes?per_class=1", "between 2 and")):
+        with pytest.raises(UsageError, match=message):
+            read_images(source, None, "path", tmp_path, tmp_path)
 
 
 def test_tabular_plugins_are_refused_for_image_datasets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
