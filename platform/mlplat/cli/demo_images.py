@@ -68,8 +68,8 @@ def image_demo(client: Any, name: str, splits: Any, run_dir: Path, next_evaluati
     pool, labels = splits.validation.features[IMAGE_COLUMN].astype(str).tolist(), splits.validation.labels
     rng = np.random.default_rng(0)
     phases: list[tuple[str, Callable[[Any], Any] | None]] = [("in-distribution", None)]
-    for perturbation, perturb in perturbations().items():
-        phases += [(f"{perturbation}, window {k}", perturb) for k in (1, 2, 3)]
+    for perturbation, change in perturbations().items():
+        phases += [(f"{perturbation}, window {k}", change) for k in (1, 2, 3)]
     for phase, perturb in phases:
         index = rng.integers(0, len(pool), WINDOW)
         ids: list[str] = []
