@@ -65,3 +65,12 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def trained_model_dir(trained_run) -> Path:
     return trained_run.model_dir
+
+
+@pytest.fixture(scope="session")
+def image_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small CNN on generated 16x16 shapes, written directly (mlplat.testing.image_model); do not modify it."""
+    from mlplat.testing.image_model import write_image_model
+
+    return write_image_model(tmp_path_factory.mktemp("image-model") / "model", steps=40, size=16,
+                             train_images=256, reference_images=128)

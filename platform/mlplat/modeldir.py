@@ -144,6 +144,10 @@ class ModelDir:
                  "schema": self.file(SCHEMA, "schema")}
         if manifest.explainer is not None and manifest.explainer.arrays:
             files["explainer.arrays"] = self.file(EXPLAINER_ARRAYS, "explainer.arrays")
+        if manifest.preprocessing.kind == "image":  # the embeddings, outputs and statistics image drift compares with
+            from mlplat.embeddings import DRIFT_FEATURES
+
+            files["drift_features"] = self.file(DRIFT_FEATURES, "drift reference")
         if manifest.drift_detector is not None:
             files["drift_detector.state"] = self.file(manifest.drift_detector.state, "drift_detector.state")
         return files

@@ -519,6 +519,8 @@ def explain(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
     splits = Splits.load(data)
     loaded = _loaded(model, loaded)
     explainer = registry.create(StageKind.EXPLAINER, step.plugin, step.params, step="explain")
+    if loaded.is_image:
+        return _explain_images(loaded, explainer, step.plugin, step.params, splits, out, _context(spec, "explain", out, splits))
     # imputed: explainers summarize and perturb with background rows (k-means takes no NaN)
     background = loaded.impute(loaded.encode(splits.train.features))[~splits.train.synthetic]
     state = explainer.fit(loaded, background, _context(spec, "explain", out, splits))
@@ -532,6 +534,45 @@ def explain(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
     return state.global_importance
 
 
+def _explain_images(loaded: modeldir.LoadedModel, explainer: Any, plugin: str, params: dict[str, Any], splits: Splits,
+                    out: Path, context: StepContext) -> dict[str, float]:
+    """An image explainer: its state in the manifest, and a report of overlays for sampled test images of each
+    class (PNG files under overlays/, linked from report.html and report.md)."""
+    import base64
+    from html import escape
+
+    from mlplat.images import IMAGE_COLUMN, read_bytes
+    from mlplat.serving.image_requests import ImageSchema
+
+    state = explainer.fit(loaded, np.empty((0, 0)), context)
+    loaded.update_manifest(explainer=ExplainerRef.of(StageKind.EXPLAINER, plugin, params, config=state.config, arrays=[]),
+                           global_importance=None)
+    per_class = int(state.config.get("samples_per_class", 2))
+    rng = np.random.default_rng(context.seed)
+    chosen = [int(i) for k in range(len(loaded.class_names))
+              for i in rng.permutation(np.flatnonzero(splits.test.labels == k))[:per_class]]
+    locations = splits.test.features[IMAGE_COLUMN].iloc[chosen].astype(str).tolist()
+    X, _ = ImageSchema(loaded.image_preprocessing, max(1, len(locations))).decode_all(
+        [read_bytes(location) for location in locations], "test images")
+    explanations = explainer.load(loaded, state).explain(X) if locations else []
+    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    html, markdown = [], [f"# Explanations of {loaded.name} ({plugin})", "", "| true class | predicted | overlay |", "|---|---|---|"]
+    for n, (i, explanation) in enumerate(zip(chosen, explanations, strict=True)):
+        name = f"overlays/{n:03d}.png"
+        (out / name).write_bytes(base64.b64decode(explanation["overlay_png_b64"]))
+        true = loaded.class_names[int(splits.test.labels[i])]
+        html.append(f"<tr><td>{escape(true)}</td><td>{escape(explanation['class'])}</td>"
+                    f"<td><img src='{name}' width=96></td></tr>")
+        markdown.append(f"| {true} | {explanation['class']} | ![{true}]({name}) |")
+    (out / "report.html").write_text(f"<html><body><h1>Explanations of {escape(loaded.name)} ({escape(plugin)})</h1>"
+                                     f"<p>Red: evidence for the predicted class; blue: against it.</p><table border=1>"
+                                     f"<tr><th>true class</th><th>predicted</th><th>overlay</th></tr>{''.join(html)}"
+                                     f"</table></body></html>")
+    (out / "report.md").write_text("\n".join(markdown) + "\n")
+    write_json(out / "global_importance.json", {})
+    return {}
+
+
 def monitor(spec: PipelineSpec, model: Path, out: Path, *, loaded: modeldir.LoadedModel | None = None) -> None:
     """Fit the drift detector's reference state from the model's reference sample."""
     step = spec.steps.monitor
@@ -541,7 +582,13 @@ def monitor(spec: PipelineSpec, model: Path, out: Path, *, loaded: modeldir.Load
     ctx = StepContext(step="monitor", work_dir=out, info=_info_from_manifest(loaded.manifest), seed=spec.seed)
     out.mkdir(parents=True, exist_ok=True)
     # the explain step (if it ran) wrote global importances: drift in ignored features pages nobody
-    state = detector.fit(loaded.reference(), ctx, loaded.manifest.global_importance)
+    if loaded.is_image:  # embeddings + softmax outputs + statistics of the reference images, saved in the model dir
+        from mlplat.embeddings import drift_reference
+
+        reference = drift_reference(loaded)
+    else:
+        reference = loaded.reference()
+    state = detector.fit(reference, ctx, loaded.manifest.global_importance)
     loaded.model_dir.write_state(modeldir.DRIFT_REFERENCE, state)
     loaded.update_manifest(drift_detector=DriftDetectorRef.of(StageKind.DRIFT_DETECTOR, step.plugin, step.params,
                                                               state=modeldir.DRIFT_REFERENCE))

@@ -59,8 +59,13 @@ def demo(
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
                               headers={"authorization": f"Bearer {token_file.read_text()}"}) as client:
                 name = _wait_ready(client, server)
-                top = _predict_and_explain(client, name, splits)
-                _traffic(client, name, splits, top or [str(splits.validation.features.columns[0])])
+                if splits.info.image_files:
+                    from mlplat.cli.demo_images import image_demo
+
+                    image_demo(client, name, splits, latest.dir, _next_evaluation)
+                else:
+                    top = _predict_and_explain(client, name, splits)
+                    _traffic(client, name, splits, top or [str(splits.validation.features.columns[0])])
         finally:
             server.terminate()
             server.wait(timeout=30)

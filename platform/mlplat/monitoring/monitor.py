@@ -36,6 +36,7 @@ from mlplat.registry import StageKind
 
 log = logging.getLogger("mlplat.monitoring")
 DEFAULT_DETECTOR = "evidently"
+DEFAULT_IMAGE_DETECTOR = "image_drift"  # embeddings (MMD), softmax outputs (KS per class), image statistics
 WINDOW_FILE, MONITOR_FILE, REPORT_FILE = "window.parquet", "monitor.json", "drift_report.html"
 GAP_METRICS = ("accuracy", "f1")
 REGRESSION_GAP_METRICS = ("rmse", "mae")  # in the label's units, against the CV band's val_rmse / val_mae
@@ -85,11 +86,14 @@ class Monitor:
         self.manifest = modeldir.ModelDir(self.model_dir).read()
         self.name = self.manifest.name
         self.classes = list(self.manifest.classes)
-        self.feature_names = self.manifest.feature_names
-        # a model published without a drift step gets the default detector, fitted at startup
-        section = self.manifest.drift_detector or DriftDetectorRef(plugin=DEFAULT_DETECTOR)
-        self.detector = registry.create(StageKind.DRIFT_DETECTOR, section.plugin, section.params, step="monitor")
         self._reference: pd.DataFrame | None = None
+        images = self.manifest.preprocessing.kind == "image"
+        # an image model's window holds its drift features (mlplat.embeddings), the columns of its reference
+        self.feature_names = ([c for c in self.reference().columns if c != PREDICTION_COLUMN] if images
+                              else self.manifest.feature_names)
+        # a model published without a drift step gets the default detector, fitted at startup
+        section = self.manifest.drift_detector or DriftDetectorRef(plugin=DEFAULT_IMAGE_DETECTOR if images else DEFAULT_DETECTOR)
+        self.detector = registry.create(StageKind.DRIFT_DETECTOR, section.plugin, section.params, step="monitor")
         self.reference_state = self._reference_state(section.state)
         self.regression = self.manifest.task == "regression"
         self.window = Window(self.feature_names, self.settings.capacity, self.regression)
@@ -121,7 +125,12 @@ class Monitor:
 
     def reference(self) -> pd.DataFrame:
         if self._reference is None:
-            self._reference = pd.read_parquet(modeldir.ModelDir(self.model_dir).file(modeldir.REFERENCE, "reference"))
+            if self.manifest.preprocessing.kind == "image":  # embeddings, outputs, statistics of the reference images
+                from mlplat.embeddings import drift_reference
+
+                self._reference = drift_reference(modeldir.LoadedModel.load(self.model_dir))
+            else:
+                self._reference = pd.read_parquet(modeldir.ModelDir(self.model_dir).file(modeldir.REFERENCE, "reference"))
         return self._reference
 
     def _check_state_dir(self) -> None:

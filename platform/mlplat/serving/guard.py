@@ -22,7 +22,7 @@ import orjson
 from mlplat.errors import InvalidInput
 from mlplat.monitoring.http_metrics import handler_of
 from mlplat.serving import metrics
-from mlplat.serving.v2_decoding import check_v2_body, v1_document
+from mlplat.serving.v2_decoding import check_v2_body, inline_binary_bytes, v1_document
 from mlplat.serving.validation import checked_request_id
 
 JSON_TYPES = {b"application/json", b"application/cloudevents+json", b"text/json"}
@@ -84,11 +84,13 @@ class RequestGuard:
     breaks the schema), or None where the model is not there to answer (KServe then answers 404/503)."""
 
     def __init__(self, app: Any, max_body_bytes: int, model: str, admin_routes: bool = False,
-                 max_values: int = 10_000 * 1024, prevalidate: Callable[[str, Any], np.ndarray | None] | None = None) -> None:
+                 max_values: int = 10_000 * 1024, prevalidate: Callable[[str, Any], np.ndarray | None] | None = None,
+                 inline_bytes: bool = False) -> None:
         self.app, self.max_body_bytes, self.model = app, max_body_bytes, model
         self.admin_routes = admin_routes
         self.max_values = max_values  # rows x features of one V2 request, checked before KServe allocates
         self.prevalidate = prevalidate
+        self.inline_bytes = inline_bytes  # an image model: binary BYTES tensors become base64 JSON (inline_binary_bytes)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not self.admin_routes and scope["path"].startswith(ADMIN_PREFIX):
@@ -150,6 +152,16 @@ class RequestGuard:
         except InvalidInput as exc:
             await self._reject(send, 400, exc.reason, str(exc))
             return
+        if binary_v2 and self.inline_bytes and scope["path"].endswith("/infer"):
+            body, header_length = inline_binary_bytes(body, int(headers[b"inference-header-content-length"]))
+            kept = [(k, v) for k, v in scope["headers"]
+                    if k not in (b"inference-header-content-length", b"content-length", b"content-type")]
+            if header_length is None:
+                kept.append((b"content-type", b"application/json"))
+            else:
+                kept += [(b"inference-header-content-length", str(header_length).encode()),
+                         (b"content-type", b"application/octet-stream")]
+            scope = {**scope, "headers": [*kept, (b"content-length", str(len(body)).encode())]}
         replayed = False
 
         async def replay() -> dict[str, Any]:

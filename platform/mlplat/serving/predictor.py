@@ -19,6 +19,7 @@ import numpy as np
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from mlplat.contracts.explainer import BoundExplainer
+from mlplat.embeddings import EmbeddingProbe
 from mlplat.errors import Busy, InvalidInput, NotFound, Timeout, UpstreamError
 from mlplat.modeldir import LoadedModel
 from mlplat.monitoring.window import explainer_parameters, from_explainer, row_key
@@ -26,6 +27,7 @@ from mlplat.serving import metrics
 from mlplat.serving.batching import AdaptiveBatcher
 from mlplat.serving.explain_worker import ExplainWorker
 from mlplat.serving.guard import PREVALIDATED, count_rejection
+from mlplat.serving.image_requests import ImageSchema
 from mlplat.serving.validation import FeatureSchema, checked_request_id
 
 
@@ -41,6 +43,7 @@ class ServingOptions:
     inline_forward_ms: float = 0.5  # passes measured cheaper than this run on the event loop (batching.py)
     monitoring_token: str | None = None  # --token-file: the explainer proves its marker with it, the predictor checks it
     max_explain_rows: int = 100  # rows per :explain request: one 10,000-row explanation held the explainer for minutes
+    max_request_images: int = 64  # images per request of an image model (each is decoded on the event loop)
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Batch:
     request_id: str
     protocol: str  # "v1" or "v2"
     monitored: bool = True  # False for the explainer's synthetic rows: answered, never recorded
+    image_stats: np.ndarray | None = None  # an image model's per-image statistics (image_requests.IMAGE_STATS)
 
 
 @dataclass
@@ -130,12 +134,21 @@ class MlplatModel(kserve.Model):
         super().__init__(self.loaded.name)
 
     def load(self) -> bool:
+        from mlplat.manifest import ImagePreprocessing
         from mlplat.modeldir import encodings_of
         from mlplat.serving.explainer_loader import load_explainer
 
-        self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows,
-                                    encodings_of(self.loaded.manifest.features),
-                                    impute=hasattr(self.loaded.standardizer, "fill"))
+        self.images = isinstance(self.loaded.standardizer, ImagePreprocessing)
+        self.probe: EmbeddingProbe | None = None
+        if isinstance(self.loaded.standardizer, ImagePreprocessing):
+            self.schema: FeatureSchema | ImageSchema = ImageSchema(
+                self.loaded.standardizer, min(self.options.max_request_rows, self.options.max_request_images))
+            if not self.options.predictor_url:  # the predictor records embeddings; an explainer role has no window
+                self.probe = EmbeddingProbe(self.loaded.network)
+        else:
+            self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows,
+                                        encodings_of(self.loaded.manifest.features),
+                                        impute=hasattr(self.loaded.standardizer, "fill"))
         self._imputed = [metrics.IMPUTED.labels(self.name, f) for f in self.loaded.feature_names]
         self._unknown = {j: metrics.UNKNOWN_CATEGORIES.labels(self.name, self.loaded.feature_names[j])
                          for j in self.schema.categorical}
@@ -146,7 +159,7 @@ class MlplatModel(kserve.Model):
         # the explainer role's "forward" is an HTTP call to the predictor: blocking I/O never runs on the loop
         inline_max_s = 0.0 if self.options.predictor_url else self.options.inline_forward_ms / 1000
         # forward: class probabilities [n, classes], or a regression's values [n, 1] (LoadedModel.predict_outputs)
-        self.batcher = AdaptiveBatcher(self.loaded.predict_outputs, self.name, self.options.max_batch_rows,
+        self.batcher = AdaptiveBatcher(self._forward, self.name, self.options.max_batch_rows,
                                        self.options.max_wait_ms / 1000, self.options.batching, inline_max_s)
         # built here once so a broken explainer refuses to load (never ready-then-500); explanations run in the worker
         has_explainer = load_explainer(self.loaded) is not None
@@ -159,12 +172,21 @@ class MlplatModel(kserve.Model):
         self.ready = True
         return self.ready
 
+    def _forward(self, rows: np.ndarray) -> np.ndarray:
+        """One pass: the outputs, and for an image model its embeddings beside them ([n, K + D]), so the
+        batcher's row slicing hands each request both."""
+        if self.probe is None:
+            return self.loaded.predict_outputs(rows)
+        return np.concatenate(self.probe(rows), axis=1)
+
     def answering(self) -> bool:
         """Loaded and able to answer: not stopped (an unload stops the model's worker threads)."""
         return bool(self.ready) and not self._stopped
 
     # ---- V2 metadata -------------------------------------------------------------------------------
     def get_input_types(self) -> list[dict[str, Any]]:
+        if isinstance(self.schema, ImageSchema):  # encoded images (PNG, JPEG, WebP, ...)
+            return [{"name": self.schema.names[0], "datatype": "BYTES", "shape": [-1]}]
         if not self.schema.all_numeric:  # one input per feature: categories travel as strings
             return [{"name": e.name, "datatype": "BYTES" if e.kind == "categorical" else "FP32", "shape": [-1]}
                     for e in self.schema.encodings]
@@ -180,6 +202,12 @@ class MlplatModel(kserve.Model):
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Batch:
         try:
             request_id = checked_request_id((headers or {}).get("x-request-id"), "header x-request-id") or uuid.uuid4().hex
+            if isinstance(self.schema, ImageSchema):
+                v2 = isinstance(payload, InferRequest)
+                rows, stats = self.schema.v2_images(payload) if v2 else self.schema.v1_images(payload)
+                batch = Batch(rows, (checked_request_id(payload.id, "id") if v2 else None) or request_id,
+                              "v2" if v2 else "v1", image_stats=stats)
+                return batch
             if isinstance(payload, InferRequest):
                 batch = Batch(self.schema.v2_rows(payload), checked_request_id(payload.id, "id") or request_id, "v2")
             else:
@@ -213,6 +241,9 @@ class MlplatModel(kserve.Model):
         batch, probabilities = result.batch, result.probabilities
         if self.regression:
             return self._postprocess_values(batch, probabilities[:, 0])
+        embedding = None
+        if self.probe is not None:  # [probabilities | embedding] from _forward
+            probabilities, embedding = probabilities[:, :len(self.classes)], probabilities[:, len(self.classes):]
         predicted = probabilities.argmax(axis=1)
         names = self.classes[predicted].tolist()
         for index, count in enumerate(np.bincount(predicted, minlength=len(self.classes))):
@@ -221,7 +252,10 @@ class MlplatModel(kserve.Model):
         n = len(predicted)
         row_ids = [row_key(batch.request_id, i, n) for i in range(n)]
         if self.recorder is not None and batch.monitored:
-            self.recorder.record(batch.rows, predicted, row_ids)
+            if embedding is not None and batch.image_stats is not None:  # image drift features (mlplat.embeddings)
+                self.recorder.record(np.concatenate([embedding, probabilities, batch.image_stats], axis=1), predicted, row_ids)
+            else:
+                self.recorder.record(batch.rows, predicted, row_ids)
         if batch.protocol == "v1":
             return {"predictions": names, "probabilities": probabilities.tolist(), "request_ids": row_ids}
         outputs = [InferOutput("probabilities", list(probabilities.shape), "FP32", probabilities.tolist()),

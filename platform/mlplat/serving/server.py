@@ -170,7 +170,8 @@ def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 
     # added last, so they run outside KServe's timing middleware, which matches every request against every route
     # (for trace lines that are off by default): a refused request never pays for that
     app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, model=model.name, admin_routes=enable_model_admin,
-                       max_values=options.max_request_rows * model.schema.width, prevalidate=prevalidate)
+                       max_values=options.max_request_rows * model.schema.width, prevalidate=prevalidate,
+                       inline_bytes=model.images)
     app.add_middleware(RequestMetricsMiddleware, models=frozenset(names))
     return ServingApp(app, model, repository, dataplane)
 

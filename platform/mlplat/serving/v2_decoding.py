@@ -7,6 +7,8 @@ Integer types take JSON integers in their range (an integral float such as 3.0 t
 In a binary body each tensor's `binary_data_size` must be exactly its shape times its item size, and the
 sizes must add up to the bytes after the JSON header: no missing and no trailing bytes.
 Duplicate JSON object keys are refused in every body (V1 and V2): which one wins is up to the parser.
+BYTES come as JSON strings, or (encoded images, tritonclient's binary_data=True) in a binary body as
+4-byte little-endian lengths each followed by that many bytes, exactly `shape` elements filling `binary_data_size`.
 
 A V1 body that is no JSON is a 400 worded as KServe's; a V2 one is left to KServe, whose 400 names the parse error.
 """
@@ -93,11 +95,12 @@ def check_v2_body(body: bytes, header_length: bytes | None, max_values: int) -> 
     except _NotJson:
         raise InvalidInput(reason="binary", message=f"the first {json_length} bytes (Inference-Header-Content-Length) "
                                                     f"are not a JSON header") from None
-    _check_inputs(document, len(body) - json_length, max_values)
+    _check_inputs(document, body[json_length:], max_values)
 
 
-def _check_inputs(document: Any, binary_bytes: int | None, max_values: int) -> None:
-    binary = binary_bytes is not None
+def _check_inputs(document: Any, binary_body: bytes | None, max_values: int) -> None:
+    binary = binary_body is not None
+    binary_bytes = len(binary_body) if binary_body is not None else None
     inputs = document.get("inputs") if isinstance(document, dict) else None
     if not isinstance(inputs, list):
         if binary:  # KServe's binary decoder indexes it unchecked
@@ -113,8 +116,8 @@ def _check_inputs(document: Any, binary_bytes: int | None, max_values: int) -> N
         if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
             raise InvalidInput(reason="malformed", message=f"{where} needs a string 'name', a string 'datatype' "
                                                            f"and a 'shape' list")
-        if datatype == "BYTES":  # categorical features (one tensor each), as JSON strings; the schema checks which
-            _check_bytes(tensor, shape, where)
+        if datatype == "BYTES":  # categorical features or encoded images; the schema checks which
+            declared += _check_bytes(tensor, shape, where, binary_body, declared)
             continue
         if datatype not in ITEM_BYTES:
             raise InvalidInput(reason="dtype", message=f"input {name!r}: datatype {datatype} is not numeric "
@@ -149,13 +152,22 @@ def _check_inputs(document: Any, binary_bytes: int | None, max_values: int) -> N
                                                     f"inputs declare {declared} ({kind} bytes)")
 
 
-def _check_bytes(tensor: dict[str, Any], shape: list[Any], where: str) -> None:
+def _check_bytes(tensor: dict[str, Any], shape: list[Any], where: str, binary_body: bytes | None, offset: int) -> int:
+    """A BYTES tensor's strings, or its binary segment at `offset`; the binary bytes it takes."""
     parameters = tensor.get("parameters") or {}
-    if isinstance(parameters, dict) and "binary_data_size" in parameters:
-        raise InvalidInput(reason="binary", message=f"{where}: BYTES come as JSON strings, not binary data")
     data = tensor.get("data")
     if not all(type(d) is int and d >= 0 for d in shape):
         raise InvalidInput(reason="shape", message=f"{where}: shape {shape!r} must be non-negative integers")
+    if isinstance(parameters, dict) and "binary_data_size" in parameters:
+        size = parameters["binary_data_size"]
+        if binary_body is None or data is not None:
+            raise InvalidInput(reason="binary", message=f"{where}: binary_data_size needs a binary body "
+                                                        f"(Inference-Header-Content-Length header) and no 'data'")
+        if type(size) is not int or size < 0 or offset + size > len(binary_body):
+            raise InvalidInput(reason="binary", message=f"{where}: binary_data_size {size!r} does not fit the "
+                                                        f"{len(binary_body)} binary bytes")
+        _check_length_prefixed(binary_body[offset:offset + size], math.prod(shape), where)
+        return int(size)
     flat = list(flat_values(data)) if isinstance(data, list) else [data]
     if len(flat) != math.prod(shape):
         raise InvalidInput(reason="shape", message=f"{where}: data does not match shape {shape}: {len(flat)} values")
@@ -163,6 +175,24 @@ def _check_bytes(tensor: dict[str, Any], shape: list[Any], where: str) -> None:
     if bad is not None:
         raise InvalidInput(reason="dtype", message=f"{where}: BYTES values must be strings (or null), got "
                                                    f"{str(flat[bad])[:40]!r} at [{bad}]")
+    return 0
+
+
+def _check_length_prefixed(segment: bytes, count: int, where: str) -> None:
+    """Exactly `count` elements, each a 4-byte little-endian length and that many bytes (KServe's decoder trusts it)."""
+    offset = 0
+    for index in range(count):
+        if offset + 4 > len(segment):
+            raise InvalidInput(reason="binary", message=f"{where}: binary BYTES end before element [{index}] "
+                                                        f"of {count}")
+        length = int.from_bytes(segment[offset:offset + 4], "little")
+        offset += 4 + length
+        if offset > len(segment):
+            raise InvalidInput(reason="binary", message=f"{where}: element [{index}] declares {length} bytes, "
+                                                        f"more than the binary data holds")
+    if offset != len(segment):
+        raise InvalidInput(reason="binary", message=f"{where}: {len(segment) - offset} bytes after the {count} "
+                                                    f"elements of shape")
 
 
 def _check_data(data: Any, datatype: str, shape: list[int], values: int, where: str) -> None:
@@ -195,3 +225,36 @@ def flat_values(data: list[Any]) -> Iterator[Any]:
             yield from flat_values(v)
         else:
             yield v
+
+
+def inline_binary_bytes(body: bytes, json_length: int) -> tuple[bytes, int | None]:
+    """A checked binary V2 body with its BYTES tensors moved into the JSON header as base64 strings:
+    (new body, new header length, None when no binary data is left).
+
+    KServe's binary decoder turns every BYTES element into a UTF-8 string, so an encoded image (tritonclient's
+    `binary_data=True`) would end in its 500; as base64 JSON strings it reaches the model intact."""
+    import base64
+    import json as stdlib_json
+
+    document = parse_json(body[:json_length])
+    binary, offset, kept = body[json_length:], 0, []
+    for tensor in document["inputs"]:
+        parameters = tensor.get("parameters") or {}
+        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        if size is None:
+            continue
+        segment = binary[offset:offset + size]
+        offset += size
+        if tensor["datatype"] != "BYTES":
+            kept.append(segment)
+            continue
+        values, at = [], 0
+        while at < len(segment):
+            length = int.from_bytes(segment[at:at + 4], "little")
+            values.append(base64.b64encode(segment[at + 4:at + 4 + length]).decode())
+            at += 4 + length
+        del parameters["binary_data_size"]
+        tensor["data"] = values
+    header = stdlib_json.dumps(document).encode()
+    rest = b"".join(kept)
+    return header + rest, (len(header) if rest else None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from mlplat.registry import PluginSpec, StageKind
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,4 +43,26 @@ LIME_SPEC = PluginSpec(
     config_model=LimeConfig,
     factory="mlplat_plugins.captum_explainers.attribution:LimeExplainer",
     summary="captum Lime: a local linear surrogate per row, Apache 2.0",
+)
+
+
+class ImageAttributionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["integrated_gradients", "occlusion"] = "integrated_gradients"
+    n_steps: int = Field(16, ge=4, description="integrated gradients: Riemann steps from the mean image")
+    occlusion_window: int = Field(4, ge=1, description="occlusion: side of the square patch, in pixels")
+    map_size: int = Field(32, ge=4, le=256, description="the returned map is sum-pooled to at most this many pixels a side")
+    samples_per_class: int = Field(2, ge=1, le=20, description="test images per class shown in the explain step's report")
+
+
+IMAGE_ATTRIBUTION_SPEC = PluginSpec(
+    name="image_attribution",
+    kind=StageKind.EXPLAINER,
+    extra="captum",
+    config_model=ImageAttributionConfig,
+    needs=frozenset({"image_files"}),
+    handles_images=True,
+    factory="mlplat_plugins.captum_explainers.images:ImageAttributionExplainer",
+    summary="image models: captum Integrated Gradients or Occlusion maps (downsampled) and PNG overlays",
 )
