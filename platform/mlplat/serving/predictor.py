@@ -211,8 +211,8 @@ class MlplatModel(kserve.Model):
             if isinstance(payload, InferRequest):
                 batch = Batch(self.schema.v2_rows(payload), checked_request_id(payload.id, "id") or request_id, "v2")
             else:
-                rows = PREVALIDATED.get()  # the guard's, from the same body
-                batch = Batch(self.schema.v1_rows(payload) if rows is None else rows, request_id, "v1",
+                checked = PREVALIDATED.get()  # the guard's, from the same body
+                batch = Batch(self.schema.v1_rows(payload) if checked is None else checked, request_id, "v1",
                               not from_explainer(payload, self.options.monitoring_token))
         except InvalidInput as exc:
             count_rejection(self.name, exc.reason)

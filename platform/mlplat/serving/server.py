@@ -32,6 +32,7 @@ from mlplat.heap import freeze_startup_heap
 from mlplat.monitoring.http_metrics import RequestMetricsMiddleware
 from mlplat.serving.guard import RequestGuard
 from mlplat.serving.http_errors import add_error_handler, quiet_kserve_handlers
+from mlplat.serving.image_requests import ImageSchema
 from mlplat.serving.predictor import MlplatModel, ServingOptions
 
 if TYPE_CHECKING:
@@ -165,7 +166,9 @@ def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 
     def prevalidate(name: str, document: Any) -> np.ndarray | None:
         """The V1 rows, from the model serving `name` now; None where none answers (KServe's 404/503 then)."""
         served = repository.get_model(name) if name in names else None
-        return served.schema.v1_rows(document) if isinstance(served, MlplatModel) and served.answering() else None
+        if not isinstance(served, MlplatModel) or not served.answering() or isinstance(served.schema, ImageSchema):
+            return None  # images are decoded once, in preprocess
+        return served.schema.v1_rows(document)
 
     # added last, so they run outside KServe's timing middleware, which matches every request against every route
     # (for trace lines that are off by default): a refused request never pays for that
