@@ -7,6 +7,10 @@ syncs; running train metrics are accumulated on the device and read once per epo
 Under DDP every rank holds the full (small) arrays and draws the same permutation; each
 takes a strided share of every batch and scales its loss by the *global* batch size, so
 the averaged gradient equals the single-process one.
+
+Image files (`ImageSet`) are decoded lazily by a `DataLoader` (`mlplat.images.loader`: workers,
+pinned memory) instead; the training split's augmentation (`ImageAugmentation`) runs there, per image
+in the workers and per batch (mixup/cutmix, soft targets) on the device. The rest of the loop is shared.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 from mlplat.contracts import StepContext
-from mlplat.contracts.trainer import ArrayData
+from mlplat.contracts.augmenter import ImageAugmentation
+from mlplat.contracts.trainer import ArrayData, ImageSet
 from mlplat.errors import SpecError
 from torch import nn
 from torch.nn import functional as F
@@ -89,7 +94,7 @@ def determinism(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[1], previous[2]
 
 
-def row_weights(data: ArrayData, config: TrainingConfig, n_classes: int) -> np.ndarray | None:
+def row_weights(data: ArrayData | ImageSet, config: TrainingConfig, n_classes: int) -> np.ndarray | None:
     """Per-row loss weights: the data's own weights times the class weights; None when all equal."""
     weight = None if data.weight is None else np.asarray(data.weight, np.float32)
     if config.class_weight is not None:
@@ -129,6 +134,55 @@ def predict_logits(network: nn.Module, X: torch.Tensor, batch: int, device: torc
         return torch.cat([network(X[s : s + batch]).float() for s in range(0, len(X), batch)]) if len(X) else torch.zeros(0)
 
 
+def _indexed(dataset: Any) -> Any:
+    """Items (input, label, row index): per-row loss weights follow shuffled image batches."""
+    return _Indexed(dataset)
+
+
+class _Indexed(torch.utils.data.Dataset[tuple[torch.Tensor, int, int]]):
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        x, y = self.dataset[index]
+        return x, y, index
+
+
+def image_loader(data: ImageSet, config: TrainingConfig, *, batch_size: int, shuffle: bool = False, seed: int = 0,
+                 transform: Any = None) -> torch.utils.data.DataLoader[Any]:
+    from mlplat.images import loader
+
+    return loader(_indexed(data.dataset(transform)), batch_size=batch_size, shuffle=shuffle, workers=config.workers, seed=seed)
+
+
+def to_input(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def use_channels_last(config: TrainingConfig, device: torch.device) -> bool:
+    """`channels_last: auto`: on CUDA only, where convolutions run faster in NHWC (tensor cores)."""
+    return config.channels_last == "on" or (config.channels_last == "auto" and device.type == "cuda")
+
+
+@torch.no_grad()
+def predict(network: nn.Module, data: ArrayData | ImageSet, config: TrainingConfig, device: torch.device) -> torch.Tensor:
+    """Eval-mode outputs of a split: arrays in big device batches, image files through a DataLoader."""
+    if isinstance(data, ArrayData):
+        return predict_logits(network, torch.as_tensor(data.X, dtype=torch.float32).to(device), config.eval_batch_size,
+                              device, config.amp)
+    network.eval()
+    channels_last = use_channels_last(config, device)
+    outs = []
+    with autocast(device, config.amp):
+        for xb, _, _ in image_loader(data, config, batch_size=min(config.eval_batch_size, 1024)):
+            outs.append(network(to_input(xb, device, channels_last)).float())
+    return torch.cat(outs) if outs else torch.zeros(0, device=device)
+
+
 def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Unweighted, unsmoothed cross-entropy and accuracy: comparable across configs."""
     if len(y) == 0:
@@ -136,10 +190,10 @@ def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, flo
     return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
-def evaluate(network: nn.Module, data: ArrayData, config: TrainingConfig, device: torch.device) -> tuple[torch.Tensor, float, float]:
+def evaluate(network: nn.Module, data: ArrayData | ImageSet, config: TrainingConfig,
+             device: torch.device) -> tuple[torch.Tensor, float, float]:
     """Eval-mode logits of `data`, with their loss and accuracy (`loss_and_accuracy`)."""
-    X = torch.as_tensor(data.X, dtype=torch.float32).to(device)
-    logits = predict_logits(network, X, config.eval_batch_size, device, config.amp)
+    logits = predict(network, data, config, device)
     return (logits, *loss_and_accuracy(logits, torch.as_tensor(data.y, dtype=torch.long).to(device)))
 
 
@@ -170,10 +224,16 @@ class LoopResult:
     resumed_from: int | None
 
 
-def fingerprint(config: TrainingConfig, architecture: dict[str, Any], train: ArrayData, val: ArrayData, seed: int) -> str:
+def _data_key(data: ArrayData | ImageSet) -> list[Any]:
+    if isinstance(data, ArrayData):
+        return [list(data.X.shape), float(np.asarray(data.X[:64], np.float64).sum())]
+    return [len(data.locations), data.locations[:64], data.preprocessing.model_dump(mode="json")]
+
+
+def fingerprint(config: TrainingConfig, architecture: dict[str, Any], train: ArrayData | ImageSet,
+                val: ArrayData | ImageSet, seed: int) -> str:
     """What a checkpoint is only valid for: same config, network, data shapes and seed."""
-    blob = json.dumps([config.model_dump(mode="json"), architecture, list(train.X.shape), list(val.X.shape), seed,
-                       float(np.asarray(train.X[:64], np.float64).sum())], sort_keys=True)
+    blob = json.dumps([config.model_dump(mode="json"), architecture, _data_key(train), _data_key(val), seed], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -254,23 +314,58 @@ def _scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer) -> Any:
     return None
 
 
+@dataclass
+class BackboneSchedule:
+    """Transfer learning: the backbone's parameters train at `lr * lr_scale` (discriminative learning
+    rates) and stay frozen, their batch-norm statistics fixed, for the first `frozen_epochs` epochs."""
+
+    backbone: nn.Module
+    lr_scale: float = 1.0
+    frozen_epochs: int = 0
+
+
+def _optimizer(network: nn.Module, params: list[nn.Parameter], config: TrainingConfig,
+               schedule: BackboneSchedule | None) -> tuple[torch.optim.Optimizer, list[nn.Parameter]]:
+    """AdamW (the head's group first: the reported `lr`), and the backbone parameters the schedule toggles."""
+    if schedule is None:
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay), []
+    in_backbone = {id(p) for p in schedule.backbone.parameters()}
+    backbone = [p for p in params if id(p) in in_backbone]
+    groups = [{"params": [p for p in params if id(p) not in in_backbone], "lr": config.lr},
+              {"params": backbone, "lr": config.lr * schedule.lr_scale}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, weight_decay=config.weight_decay), backbone
+
+
 def train_loop(
-    network: nn.Module, train: ArrayData, val: ArrayData, config: TrainingConfig, context: StepContext, *,
-    device: torch.device, n_classes: int, dist: Dist = Dist(), checkpoints: Checkpointer | None = None,
-    frozen: list[nn.Module] | None = None, report_epochs: bool = True, objective: Objective | None = None,
+    network: nn.Module, train: ArrayData | ImageSet, val: ArrayData | ImageSet, config: TrainingConfig,
+    context: StepContext, *, device: torch.device, n_classes: int, dist: Dist = Dist(),
+    checkpoints: Checkpointer | None = None, frozen: list[nn.Module] | None = None, report_epochs: bool = True,
+    objective: Objective | None = None, augmentation: ImageAugmentation | None = None,
+    schedule: BackboneSchedule | None = None,
 ) -> LoopResult:
     """Train `network` in place (on `device`); on return it holds the best weights when restore is on.
-    `objective` (default: classification with the config's label smoothing) sets the loss and the val scores."""
+    `objective` (default: classification with the config's label smoothing) sets the loss and the val scores.
+    `augmentation` (image files only) runs on the training split's DataLoader; `schedule` sets backbone
+    freezing and learning rates."""
     objective = objective or Classification(config.label_smoothing)
-    network.to(device)
-    Xt = torch.as_tensor(train.X, dtype=torch.float32).to(device)
+    images = isinstance(train, ImageSet)
+    if images and dist.world > 1:
+        raise SpecError([("ddp_processes", "image-file datasets train in one process (ddp_processes: 1)")])
+    channels_last = use_channels_last(config, device)
+    network.to(device, memory_format=torch.channels_last) if channels_last else network.to(device)
     yt = torch.as_tensor(train.y, dtype=objective.target_dtype).to(device)
     weights = row_weights(train, config, n_classes) if not objective.regression else train.weight
     wt = None if weights is None else torch.as_tensor(weights, dtype=torch.float32).to(device)
     offset = None if objective.regression else logit_offset(train.y, config, n_classes)
     ot = None if offset is None else torch.as_tensor(offset).to(device)
-    Xv = torch.as_tensor(val.X, dtype=torch.float32).to(device)
     yv = torch.as_tensor(val.y, dtype=objective.target_dtype).to(device)
+    Xv = torch.as_tensor(val.X, dtype=torch.float32).to(device) if isinstance(val, ArrayData) else None
+    if isinstance(train, ArrayData):
+        Xt = torch.as_tensor(train.X, dtype=torch.float32).to(device)
+    else:
+        train_loader = image_loader(train, config, batch_size=config.batch_size, shuffle=True, seed=context.seed,
+                                    transform=augmentation.sample if augmentation else None)
+    mix = augmentation.batch if augmentation is not None and images else None
 
     module: nn.Module = torch.compile(network) if config.compile else network
     forward = module
@@ -281,7 +376,9 @@ def train_loop(
     params = [p for p in network.parameters() if p.requires_grad]
     if not params:
         raise SpecError([("freeze", "every parameter is frozen; nothing left to train")])
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer, scheduled = _optimizer(network, params, config, schedule)
+    if schedule is not None and schedule.frozen_epochs and len(scheduled) == len(params):
+        raise SpecError([("freeze_backbone_epochs", "the network has no trainable parameters outside its backbone")])
     scheduler = _scheduler(config, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
     generator = torch.Generator().manual_seed(context.seed)
@@ -293,33 +390,54 @@ def train_loop(
         if restored is not None:
             state, resumed_from = restored, restored.epoch - 1
 
-    n, batch, world = len(Xt), config.batch_size, dist.world
+    n, batch, world = len(yt), config.batch_size, dist.world
     # the running train loss is the plain loss (no smoothing, weights or L1), comparable with val_loss
     plain_loss_differs = (not objective.regression and config.label_smoothing > 0) or wt is not None or bool(l1_params) or world > 1
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | int]]:
+        """(inputs, targets, this rank's row weights or None, the global batch's weight or row count)."""
+        if not images:
+            order = torch.randperm(n, generator=generator).to(device)
+            for start in range(0, n, batch):
+                idx = order[start : start + batch]
+                local = idx[dist.rank :: world] if world > 1 else idx
+                yield Xt[local], yt[local], None if wt is None else wt[local], len(idx) if wt is None else wt[idx].sum()
+            return
+        # the shuffle is drawn from the loop's generator, so a resumed run sees the same epochs
+        train_loader.generator.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        for xb, yb, ib in train_loader:
+            xb, yb = to_input(xb, device, channels_last), yb.to(device, non_blocking=True)
+            wb = None if wt is None else wt[ib.to(device)]
+            if mix is not None:
+                xb, yb = mix(xb, yb)  # soft targets [B, n_classes]
+            yield xb, yb, wb, len(yb) if wb is None else wb.sum()
+
     while not state.stopped and state.epoch < config.epochs:
         epoch, started, cpu_started = state.epoch, time.perf_counter(), time.process_time()
         network.train()
         for m in frozen or []:
             m.eval()  # frozen layers keep their batch-norm statistics
-        order = torch.randperm(n, generator=generator).to(device)
+        if schedule is not None and scheduled:
+            thawed = epoch >= schedule.frozen_epochs
+            for p in scheduled:
+                p.requires_grad_(thawed)
+            if not thawed:
+                schedule.backbone.eval()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
-        for start in range(0, n, batch):
-            idx = order[start : start + batch]
-            local = idx[dist.rank :: world] if world > 1 else idx
-            xb, yb = Xt[local], yt[local]
+        for xb, yb, wb, norm in batches():
             with autocast(device, config.amp):
                 logits = forward(xb)
             if ot is not None:
                 logits = logits.float() + ot
-            if wt is None:
+            if wb is None:
                 if world == 1:
                     loss = objective.loss(logits.float(), yb)
                 else:
-                    loss = objective.loss(logits.float(), yb, reduction="sum") * (world / len(idx))
+                    loss = objective.loss(logits.float(), yb, reduction="sum") * (world / norm)
             else:
                 per_row = objective.loss(logits.float(), yb, reduction="none")
-                loss = (per_row * wt[local]).sum() * (world / wt[idx].sum())
+                loss = (per_row * wb).sum() * (world / norm)
             if l1_params:
                 loss = loss + config.l1 * sum(p.abs().sum() for p in l1_params)
             optimizer.zero_grad(set_to_none=True)
@@ -332,14 +450,15 @@ def train_loop(
             if plain_loss_differs:
                 loss_sum += objective.plain_loss_sum(logits.detach().float(), yb)
             else:
-                loss_sum += loss.detach() * len(idx)
+                loss_sum += loss.detach() * len(yb)
             if not objective.regression:
-                correct += (logits.detach().argmax(1) == yb).sum()
+                correct += (logits.detach().argmax(1) == (yb.argmax(1) if yb.dim() > 1 else yb)).sum()
         if world > 1:
             totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
             torch.distributed.all_reduce(totals)
             loss_sum, correct = totals[0], totals[1]
-        val_logits = predict_logits(module, Xv, config.eval_batch_size, device, config.amp)
+        val_logits = predict(module, val, config, device) if Xv is None else predict_logits(
+            module, Xv, config.eval_batch_size, device, config.amp)
         val_scores = objective.scores(val_logits if ot is None or not len(yv) else val_logits + ot, yv)
         row = {"epoch": epoch, "epochs": config.epochs, "train_loss": float(loss_sum) / n}
         if not objective.regression:
