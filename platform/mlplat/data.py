@@ -44,10 +44,17 @@ class DatasetInfo:
     # the network input's layout (mlplat.columns.TabularPreprocessor.input_layout), set for the trainer only
     input_layout: dict[str, Any] | None = None
     task: Task = "classification"  # mlplat.tasks: inferred from the label or set as dataset.task
+    # an image-file dataset (dataset.image): {"size": [H, W], "channels": C, "max_pixels": N}; the one feature
+    # column is mlplat.images.IMAGE_COLUMN, each image's location (image_shape is then the network input [C, H, W])
+    image: dict[str, Any] | None = None
 
     @property
     def regression(self) -> bool:
         return self.task == "regression"
+
+    @property
+    def image_files(self) -> bool:
+        return self.image is not None
 
     @property
     def n_features(self) -> int:
@@ -266,6 +273,7 @@ def split_frame(
     image_shape: list[int] | None = None, held_out: Mapping[str, pd.DataFrame] | None = None, *,
     row_ids: np.ndarray | None = None, weights: np.ndarray | None = None, column_types: dict[str, str] | None = None,
     bad_cells: list[dict[str, Any]] | None = None, id_column: str | None = None, task: Task | None = None,
+    image: dict[str, Any] | None = None,
 ) -> Splits:
     """Seeded train/validation/test split, stratified by class for a classification; row ids are
     `row_ids` (the id column) or positions. `task` is the spec's dataset.task (None: inferred, see mlplat.tasks).
@@ -312,7 +320,7 @@ def split_frame(
     else:  # the validation fraction stays a fraction of the whole source, as without a held-out test file
         train_pos, val_pos = split_off(rest, validation if "test" in held_out else validation / (1 - test))
     info = DatasetInfo(name, label, [str(c) for c in features.columns], classes, image_shape, dict(column_types or {}),
-                       list(bad_cells or []), id_column, task=task)
+                       list(bad_cells or []), id_column, task=task, image=image)
     return Splits(info, table.take(train_pos), table.take(val_pos), table.take(test_pos))
 
 

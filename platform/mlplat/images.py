@@ -12,6 +12,7 @@ The pixel count a file's header declares is checked before any pixel is decoded.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -79,11 +80,21 @@ def decode(data: bytes, preprocessing: ImagePreprocessing) -> torch.Tensor:
 
 def read_bytes(location: str) -> bytes:
     """The bytes of a local path or fsspec URI (credentials as `mlplat.sources` reads them)."""
-    from mlplat.sources import filesystem
+    from mlplat.sources import filesystem, scheme
 
-    fs, path = filesystem(location)
-    with fs.open(path, "rb") as handle:
+    kind = scheme(location)
+    if not kind:  # a plain path: no fsspec round trip per image (the DataLoader's hot path)
+        with open(location, "rb") as handle:
+            return handle.read()
+    key = (os.getpid(), kind)  # one filesystem per process: a DataLoader worker must not reuse its parent's (s3fs)
+    if key not in _FILESYSTEMS:
+        _FILESYSTEMS[key] = filesystem(location)[0]
+    fs = _FILESYSTEMS[key]
+    with fs.open(fs._strip_protocol(location) if kind in ("s3", "gs", "gcs") else location, "rb") as handle:
         return bytes(handle.read())
+
+
+_FILESYSTEMS: dict[tuple[int, str], Any] = {}
 
 
 class ImageFiles:

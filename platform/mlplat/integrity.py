@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mlplat.errors import ModelDirError
+from mlplat.manifest import ImagePreprocessing
 
 if TYPE_CHECKING:
     import torch
@@ -119,6 +120,9 @@ def check_manifest(manifest: ModelManifest, source: Path) -> None:
                                                            and manifest.target.scale > 0):
             raise ModelDirError(f"{source}: target: mean must be finite and scale finite and positive, got "
                                 f"mean {manifest.target.mean}, scale {manifest.target.scale}")
+    if isinstance(manifest.preprocessing, ImagePreprocessing):
+        _check_image_manifest(manifest, source)
+        return
     if manifest.image_shape is not None and math.prod(manifest.image_shape) != len(features):
         raise ModelDirError(f"{source}: image_shape: {manifest.image_shape} has {math.prod(manifest.image_shape)} "
                             f"pixels, but there are {len(features)} features")
@@ -131,6 +135,26 @@ def check_manifest(manifest: ModelManifest, source: Path) -> None:
             need = "finite and positive" if field == "scale" else "finite"
             raise ModelDirError(f"{source}: preprocessing.{field}: must be {need}; feature {features[bad[0]]!r} "
                                 f"has {values[bad[0]]}" + (f" ({len(bad)} features in all)" if len(bad) > 1 else ""))
+
+
+def _check_image_manifest(manifest: ModelManifest, source: Path) -> None:
+    """An image-file model: one image feature, the input shape [channels, *size], one finite mean and positive std per channel."""
+    prep = manifest.preprocessing
+    assert isinstance(prep, ImagePreprocessing)
+    if len(manifest.features) != 1 or manifest.features[0].kind != "image" or manifest.features[0].dtype != "image":
+        raise ModelDirError(f"{source}: features: an image model has one feature of kind and dtype 'image', got "
+                            f"{[(f.name, f.kind) for f in manifest.features][:5]}")
+    if any(v < 1 for v in prep.size):
+        raise ModelDirError(f"{source}: preprocessing.size: must be positive, got {prep.size}")
+    shape = [prep.channels, *prep.size]
+    if manifest.image_shape is not None and list(manifest.image_shape) != shape:
+        raise ModelDirError(f"{source}: image_shape: {manifest.image_shape} differs from the preprocessing's [channels, *size] {shape}")
+    for field, values in (("mean", prep.mean), ("std", prep.std)):
+        if len(values) != prep.channels:
+            raise ModelDirError(f"{source}: preprocessing.{field}: {len(values)} values for {prep.channels} channels")
+        if not all(math.isfinite(v) and (field == "mean" or v > 0) for v in values):
+            raise ModelDirError(f"{source}: preprocessing.{field}: must be {'finite' if field == 'mean' else 'finite and positive'}, "
+                                f"got {values}")
 
 
 def _require_distinct(names: list[str], field: str, source: Path) -> None:
@@ -150,11 +174,11 @@ def torch_dtype_name(dtype: torch.dtype) -> str:
 
 
 def check_network(probe: torch.nn.Module, manifest: ModelManifest, weights: Path, source: Path,
-                  found: Mapping[str, TensorHeader], width: int | None = None) -> None:
+                  found: Mapping[str, TensorHeader], width: int | tuple[int, ...] | None = None) -> None:
     """`probe`, the manifest's architecture built on the meta device, against the weights' header and the manifest.
 
     `width` is the network's input width after preprocessing (default: one input per feature; encoded
-    tabular models add missing indicators and put categorical codes last)."""
+    tabular models add missing indicators and put categorical codes last); an image model's is its (C, H, W)."""
     import torch
 
     expected = probe.state_dict()
@@ -175,7 +199,7 @@ def check_network(probe: torch.nn.Module, manifest: ModelManifest, weights: Path
     probe.eval()
     try:
         with torch.no_grad():
-            output = probe(torch.empty(2, width, device="meta"))
+            output = probe(torch.empty(2, *(width if isinstance(width, tuple) else (width,)), device="meta"))
     except (RuntimeError, ValueError) as exc:
         raise ModelDirError(f"{source}: features: the architecture does not take {width} inputs "
                             f"({str(exc).splitlines()[0]})") from None

@@ -31,7 +31,7 @@ import numpy as np
 from mlplat.columns import ColumnEncoding, TabularPreprocessor, encode_frame
 from mlplat.contracts.drift_detector import PREDICTION_COLUMN
 from mlplat.errors import ModelDirError, UsageError
-from mlplat.manifest import DRIFT_REFERENCE, FORMAT_VERSION, Feature, ModelManifest
+from mlplat.manifest import DRIFT_REFERENCE, FORMAT_VERSION, Feature, ImagePreprocessing, ModelManifest
 from mlplat.preprocessing import Standardizer, TargetStandardizer
 from mlplat.sources import local_path
 
@@ -66,8 +66,11 @@ def encodings_of(features: list[Feature]) -> list[ColumnEncoding]:
     return [ColumnEncoding(f.name, f.kind, f.categories) for f in features]
 
 
-def preprocessor_from_json(data: dict[str, Any]) -> Standardizer | TabularPreprocessor:
-    """The saved preprocessing: `tabular` (mlplat.columns), or `standardize` (models written before it)."""
+def preprocessor_from_json(data: dict[str, Any]) -> Standardizer | TabularPreprocessor | ImagePreprocessing:
+    """The saved preprocessing: `tabular` (mlplat.columns), `image` (mlplat.images applies it), or `standardize`
+    (models written before `tabular`)."""
+    if data.get("kind") == "image":
+        return ImagePreprocessing.model_validate(data)
     return TabularPreprocessor.from_json(data) if data.get("kind") == "tabular" else Standardizer.from_json(data)
 
 
@@ -237,7 +240,8 @@ class LoadedModel:
     directory: Path
     manifest: ModelManifest
     network: torch.nn.Module
-    standardizer: Standardizer | TabularPreprocessor  # the saved preprocessing (named so before there were two kinds)
+    # the saved preprocessing (named so before there were other kinds); an image model's is its ImagePreprocessing
+    standardizer: Standardizer | TabularPreprocessor | ImagePreprocessing
     target: TargetStandardizer | None = None  # a regression's target scaling
 
     @classmethod
@@ -271,6 +275,8 @@ class LoadedModel:
             raise ModelDirError(f"{model_dir.manifest_path}: features: {len(manifest.features)} feature names for "
                                 f"preprocessing of {len(kinds)} columns")
         width = layout["dense"] + len(layout["cardinalities"]) if layout else None
+        if isinstance(standardizer, ImagePreprocessing):  # an image model takes [B, C, H, W]
+            width = (standardizer.channels, *standardizer.size)
         integrity.check_network(probe, manifest, weights, model_dir.manifest_path, found, width)
         network = _build(trainer, manifest, model_dir.manifest_path)
         network.load_state_dict(integrity.load_tensors(weights, device=device))
@@ -307,6 +313,39 @@ class LoadedModel:
         """One name per column of `predict_outputs`: the classes, or the regression label."""
         return [self.manifest.label] if self.task == "regression" else self.class_names
 
+    @property
+    def is_image(self) -> bool:
+        """An image-file model: its one feature is an encoded image, decoded with `image_preprocessing`."""
+        return isinstance(self.standardizer, ImagePreprocessing)
+
+    @property
+    def image_preprocessing(self) -> ImagePreprocessing:
+        if not isinstance(self.standardizer, ImagePreprocessing):
+            raise UsageError(f"model {self.name!r} takes tabular features, not images")
+        return self.standardizer
+
+    def predict_proba_images(self, images: torch.Tensor) -> np.ndarray:
+        """Class probabilities [B, classes] of a batch [B, C, H, W] of images decoded by `mlplat.images.decode`
+        (converted, resized and normalized with this model's `image_preprocessing`)."""
+        import torch
+
+        prep = self.image_preprocessing
+        expected = (prep.channels, *prep.size)
+        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+            raise UsageError(f"model {self.name!r} takes images [B, {', '.join(map(str, expected))}], got {list(images.shape)}")
+        device = next(iter(self.network.parameters())).device
+        with torch.inference_mode():
+            logits = self.network(images.to(device=device, dtype=torch.float32))
+            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def predict_proba_files(self, locations: list[str], batch_size: int = 256, workers: int = 0) -> np.ndarray:
+        """Class probabilities [n, classes] of image files (paths or URIs), decoded lazily in a DataLoader."""
+        from mlplat.images import ImageFiles, loader
+
+        parts = [self.predict_proba_images(batch) for batch, _ in
+                 loader(ImageFiles(locations, None, self.image_preprocessing), batch_size=batch_size, workers=workers)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)), np.float32)
+
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw feature columns (strings for categories, missing cells) → this model's input rows (mlplat.columns)."""
         return encode_frame(frame, encodings_of(self.manifest.features))
@@ -318,6 +357,8 @@ class LoadedModel:
         return X if fill is None else np.where(np.isnan(X), fill, X)
 
     def preprocess(self, X: np.ndarray) -> np.ndarray:
+        if isinstance(self.standardizer, ImagePreprocessing):
+            raise UsageError(f"model {self.name!r} takes images (predict_proba_images), not feature rows")
         return self.standardizer.transform(X)
 
     def _raw(self, X: np.ndarray) -> np.ndarray:

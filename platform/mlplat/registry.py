@@ -50,9 +50,13 @@ class PluginSpec:
     config_model: type[BaseModel]
     factory: str
     summary: str = ""
-    # What the plugin asks of the rest of the spec, checked at resolve time: "image" (an image dataset) or
-    # "step:NAME" (a NAME step in the plan, e.g. the validator's findings). Anything else is refused.
+    # What the plugin asks of the rest of the spec, checked at resolve time: "image" (an image dataset: pixel
+    # columns or image files), "image_files" (image files only: dataset.image, mlplat.images) or "step:NAME"
+    # (a NAME step in the plan, e.g. the validator's findings). Anything else is refused.
     needs: frozenset[str] = field(default_factory=frozenset)
+    # whether the plugin works on image-file datasets (split tables of image references, mlplat.images); a
+    # plugin that does not is refused at resolve time for such a spec, with the reason
+    handles_images: bool = False
     extra: str | None = None  # the distribution's extra that installs the implementation's libraries, e.g. "alibi"
     # trainers: the metrics they report that a tuner may optimize, with the better direction
     tune_metrics: Mapping[str, Direction] = field(default_factory=dict, hash=False)
@@ -71,10 +75,10 @@ class PluginSpec:
         from mlplat.tasks import TASKS
 
         steps = {node.name for node in NODES}
-        unknown = sorted(n for n in self.needs if n != "image" and not (n.startswith("step:") and n[5:] in steps))
+        unknown = sorted(n for n in self.needs if n not in ("image", "image_files") and not (n.startswith("step:") and n[5:] in steps))
         if unknown:
             raise ValueError(f"{self.kind.value} plugin {self.name!r}: unknown needs {unknown}; "
-                             f"declare 'image' or 'step:NAME' with NAME one of {', '.join(sorted(steps))}")
+                             f"declare 'image', 'image_files' or 'step:NAME' with NAME one of {', '.join(sorted(steps))}")
         if (self.tune_metrics or self.task_tune_metrics) and self.kind is not StageKind.TRAINER:
             raise ValueError(f"{self.kind.value} plugin {self.name!r}: only trainers declare tune_metrics")
         unknown_tasks = sorted((set(self.tasks) | set(self.task_tune_metrics)) - set(TASKS))

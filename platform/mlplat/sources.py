@@ -34,10 +34,10 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """What identifies one version of a file: `kind` sha256 | version | etag | builtin."""
+    """What identifies one version of a file: `kind` sha256 | version | etag | builtin | listing (an image set: mlplat.image_sources)."""
 
     uri: str
-    kind: Literal["sha256", "version", "etag", "builtin"]
+    kind: Literal["sha256", "version", "etag", "builtin", "listing"]
     value: str
     size: int | None = None
 

@@ -115,9 +115,38 @@ class Steps(Strict):
         return out
 
 
+class ImageSpec(Strict):
+    """`dataset.image`: the source holds image files (mlplat.images). It is an image folder (`root/<class>/*.png`,
+    torchvision's ImageFolder layout), a CSV/Parquet manifest with `path_column` and the label column (paths
+    relative to the manifest, or URIs), or `generated:shapes`. Split tables hold the images' locations, never pixels."""
+
+    size: list[int] = Field(default_factory=lambda: [32, 32], min_length=2, max_length=2,
+                            description="[height, width] every image is resized to (the network input)")
+    channels: Literal[1, 3] = Field(3, description="1 (grayscale) or 3 (RGB); other modes are converted")
+    path_column: str = Field("path", description="a manifest's column of image paths or URIs")
+    max_pixels: int = Field(40_000_000, gt=0, description="refuse an image whose header declares more pixels (bombs)")
+    shm_size: str = Field("1Gi", description="cluster pods: size of the memory-backed /dev/shm DataLoader workers need")
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(v < 1 or v > 4096 for v in value):
+            raise ValueError(f"height and width must be between 1 and 4096, got {value}")
+        return value
+
+    @field_validator("shm_size")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if not KFP_MEMORY.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes memory quantity, e.g. '512Mi' or '2Gi'")
+        return value
+
+
 class DatasetSpec(Strict):
     source: str = Field(description="'sklearn:NAME', a CSV/Parquet/safetensors path (relative to the spec) or a URI: "
-                                    "file://, http(s)://, s3://, gs:// (see mlplat.sources)")
+                                    "file://, http(s)://, s3://, gs:// (see mlplat.sources); with `image`, an image "
+                                    "folder or manifest, or 'generated:shapes'")
+    image: ImageSpec | None = Field(None, description="the source holds image files: their size, channels, path column")
     validation_source: str | None = Field(None, description="held-out validation file (same columns as source); "
                                                             "then `validation` is not split off the source")
     test_source: str | None = Field(None, description="held-out test file that evaluate scores (same columns as source); "
@@ -138,10 +167,23 @@ class DatasetSpec(Strict):
     stratify: bool = True  # a regression is never stratified
     task: Task | None = Field(None, description="classification | regression; default: inferred from the label (mlplat.tasks)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _generated_images(cls, data: Any) -> Any:
+        """A `generated:` source is an image dataset: `image` defaults to the generator's 32x32 RGB."""
+        if isinstance(data, dict) and str(data.get("source", "")).startswith("generated:") and data.get("image") is None:
+            return {**data, "image": {}}
+        return data
+
     @model_validator(mode="after")
     def _fractions(self) -> DatasetSpec:
         if self.validation + self.test >= 0.9:
             raise ValueError("validation + test must leave at least 10% for training")
+        if self.image is not None:  # image-file datasets: one image per row, no tabular column roles
+            tabular = [f for f in ("validation_source", "test_source", "features", "weight", "id")
+                       if getattr(self, f)] + [f for f in ("exclude", "column_types") if getattr(self, f)]
+            if tabular:
+                raise ValueError(f"{', '.join(tabular)}: not supported for image datasets (dataset.image)")
         return self
 
 
@@ -209,7 +251,7 @@ def resolve(spec: PipelineSpec, source: str = "") -> PipelineSpec:
             step.params = plugin.parse_config(step.params, f"steps.{path}.params").model_dump(mode="json")
         except SpecError as exc:
             problems += exc.problems
-        problems += _unmet_needs(resolved, path, step, plugin.needs)
+        problems += _unmet_needs(resolved, path, step, plugin.needs, plugin.handles_images)
     task = declared_task(resolved)
     if task is not None and not problems:
         problems += task_problems(resolved, task)
@@ -220,19 +262,28 @@ def resolve(spec: PipelineSpec, source: str = "") -> PipelineSpec:
     return resolved
 
 
-def _unmet_needs(spec: PipelineSpec, path: str, step: StepSpec, needs: frozenset[str]) -> list[tuple[str, str]]:
+def _unmet_needs(spec: PipelineSpec, path: str, step: StepSpec, needs: frozenset[str],
+                 handles_images: bool = False) -> list[tuple[str, str]]:
     """What a plugin's `needs` ask of the rest of the spec, checked before a run directory exists:
     "image" an image dataset (known from the source name alone, no data read) unless the step's params
-    give an `image_shape`; "step:NAME" a NAME step in the spec (e.g. a noise handler needs the validator's findings)."""
-    if not needs:
-        return []
+    give an `image_shape`; "image_files" an image-file dataset (dataset.image); "step:NAME" a NAME step in
+    the spec (e.g. a noise handler needs the validator's findings). On an image-file dataset, a plugin that
+    does not declare `handles_images` is refused: it would read the split tables' image paths as columns."""
     from mlplat.data import TENSOR_SUFFIXES, is_image_source
 
     problems = []
     source = spec.dataset.source
-    if "image" in needs and not is_image_source(source) and not step.params.get("image_shape"):
-        problems.append((f"steps.{path}.plugin", f"{step.plugin!r} needs an image dataset (sklearn:digits or a "
-                         f"{'/'.join(TENSOR_SUFFIXES)} file of images); dataset.source {source!r} is tabular"))
+    files = spec.dataset.image is not None
+    if files and not handles_images:
+        problems.append((f"steps.{path}.plugin", f"{step.plugin!r} works on tabular columns and cannot handle an image "
+                         f"dataset (dataset.image: its split tables hold image paths); leave the step out or use a "
+                         "plugin that handles images"))
+    if "image_files" in needs and not files:
+        problems.append((f"steps.{path}.plugin", f"{step.plugin!r} needs an image-file dataset (dataset.image: an image "
+                         f"folder, a manifest of image paths, or generated:shapes); dataset.source {source!r} is not one"))
+    if "image" in needs and not files and not is_image_source(source) and not step.params.get("image_shape"):
+        problems.append((f"steps.{path}.plugin", f"{step.plugin!r} needs an image dataset (dataset.image, sklearn:digits "
+                         f"or a {'/'.join(TENSOR_SUFFIXES)} file of images); dataset.source {source!r} is tabular"))
     present = {p.split(".")[0] for p, _ in spec.steps.plugin_steps()}
     for need in sorted(n for n in needs if n.startswith("step:")):
         if need.removeprefix("step:") not in present:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlplat import modeldir, registry
+from mlplat.contracts.augmenter import ImageAugmentation, ImageAugmenter
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
 from mlplat.contracts.trainer import InheritsPreprocessing
 from mlplat.data import HELD_OUT_FIELDS, Splits, check_same_columns, image_shape, read_source, split_frame
@@ -48,6 +49,8 @@ def ingest(spec: PipelineSpec, spec_dir: Path, out: Path, expected_fingerprint: 
     from mlplat.columns import split_roles
 
     ds = spec.dataset
+    if ds.image is not None:
+        return _ingest_images(spec, spec_dir, out, expected_fingerprint)
     frame, label, found = read_source(ds.source, ds.label, None, spec_dir, na_values=ds.na_values)
     fingerprints = {"source": found}
     shape = image_shape(ds.source, spec_dir)
@@ -81,9 +84,36 @@ def ingest(spec: PipelineSpec, spec_dir: Path, out: Path, expected_fingerprint: 
     return splits
 
 
+def _ingest_images(spec: PipelineSpec, spec_dir: Path, out: Path, expected_fingerprint: str) -> Splits:
+    """An image-file dataset: split tables of references (IMAGE_COLUMN, label, row id), stratified; nothing decoded."""
+    from mlplat.image_sources import read_images
+    from mlplat.images import IMAGE_COLUMN
+
+    ds = spec.dataset
+    assert ds.image is not None
+    frame, label, found = read_images(ds.source, ds.label, ds.image.path_column, spec_dir, out)
+    read = cache_key({"source": found})
+    if expected_fingerprint and read != expected_fingerprint:
+        raise UsageError(f"dataset: the images changed since this run was started (expected {expected_fingerprint}, "
+                         f"read {read}); start a new run")
+    image = {"size": list(ds.image.size), "channels": ds.image.channels, "max_pixels": ds.image.max_pixels}
+    splits = split_frame(frame[[IMAGE_COLUMN, label]], label, spec.name, ds.validation, ds.test, spec.seed, ds.stratify,
+                         [ds.image.channels, *ds.image.size], column_types={IMAGE_COLUMN: "image"},
+                         task=ds.task or "classification", image=image)
+    if splits.info.task != "classification":
+        raise SpecError([("dataset.task", "image datasets are classifications")], spec.name)
+    splits.save(out)
+    write_json(out / SOURCES_JSON, {"source": found.to_json()})
+    return splits
+
+
 def data_fingerprint(spec: PipelineSpec, spec_dir: Path) -> str:
     """The ingest cache key's data part for a spec's files as they are now (object stores: metadata only)."""
     ds = spec.dataset
+    if ds.image is not None:
+        from mlplat.image_sources import listing_fingerprint
+
+        return cache_key({"source": listing_fingerprint(ds.source, ds.label, ds.image.path_column, spec_dir)})
     fields = {"source": ds.source} | {f: getattr(ds, f) for f in HELD_OUT_FIELDS.values() if getattr(ds, f)}
     return cache_key({field: fingerprint(location, spec_dir, f"dataset.{field}") for field, location in fields.items()})
 
@@ -117,12 +147,44 @@ def augment(spec: PipelineSpec, data: Path, out: Path, findings: Path | None = N
     rows: list[dict[str, Any]] = [{"augmenter": "input", "rows": len(train), "synthetic": int(train.synthetic.sum())}]
     for i, step in enumerate(spec.steps.augment):
         augmenter = registry.create(StageKind.AUGMENTER, step.plugin, step.params, step=f"augment.{i}")
+        if splits.info.image_files and isinstance(augmenter, ImageAugmenter):  # applied while training (train_model)
+            rows.append({"augmenter": step.plugin, "rows": len(train), "synthetic": int(train.synthetic.sum()), "on_the_fly": True})
+            continue
         train = augmenter.augment(train, _context(spec, f"augment.{i}", out, splits, findings=found))
         rows.append({"augmenter": step.plugin, "rows": len(train), "synthetic": int(train.synthetic.sum())})
     augmented = splits.with_train(train)
     augmented.save(out)
     write_json(out / "augment.json", rows)
     return augmented
+
+
+class _Chain:
+    """Per-image transforms one after the other (a class, not a closure: DataLoader workers pickle it)."""
+
+    def __init__(self, transforms: list[Any]) -> None:
+        self.transforms = transforms
+
+    def __call__(self, x: Any) -> Any:
+        for transform in self.transforms:
+            x = transform(x)
+        return x
+
+
+def image_augmentation(spec: PipelineSpec, preprocessing: Any, context: StepContext) -> ImageAugmentation | None:
+    """The on-the-fly augmentation of an image-file training split: the `ImageAugmenter`s of steps.augment,
+    their per-image transforms chained in order; at most one of them may mix batches."""
+    samples, batches = [], []
+    for i, step in enumerate(spec.steps.augment):
+        augmenter = registry.create(StageKind.AUGMENTER, step.plugin, step.params, step=f"augment.{i}")
+        if isinstance(augmenter, ImageAugmenter):
+            part = augmenter.image_augmentation(preprocessing, context.info.n_classes, context)
+            samples += [part.sample] if part.sample is not None else []
+            batches += [(i, part.batch)] if part.batch is not None else []
+    if len(batches) > 1:
+        raise SpecError([(f"steps.augment[{batches[1][0]}]", "only one augmenter may mix batches (mixup/cutmix)")])
+    if not samples and not batches:
+        return None
+    return ImageAugmentation(_Chain(samples) if samples else None, batches[0][1] if batches else None)
 
 
 def read_best_params(path: Path, source: str | None = None) -> dict[str, Any]:
@@ -161,9 +223,12 @@ def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None
 
     from mlplat.columns import TabularPreprocessor, encode_frame, fit_encodings
     from mlplat.contracts.trainer import ArrayData, TrainingData
+    from mlplat.manifest import ImagePreprocessing
     from mlplat.modeldir import preprocessor_from_json
     from mlplat.preprocessing import TargetStandardizer
 
+    if splits.info.image_files:
+        return prepare_images(splits, preprocessing)
     refuse_bad_cells(splits.info.bad_cells)
     real = ~splits.train.synthetic
     fitted_on = splits.train.take(np.flatnonzero(real)) if real.any() else splits.train
@@ -171,6 +236,8 @@ def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None
     X_train = encode_frame(splits.train.features, encodings)
     if preprocessing is not None:
         preprocessor = preprocessor_from_json(preprocessing)
+        if isinstance(preprocessor, ImagePreprocessing):
+            raise UsageError("steps.train.params.init_from: the source model takes images; this dataset is tabular")
     else:
         preprocessor = TabularPreprocessor.fit(X_train[real] if real.any() else X_train, encodings)
     weights = splits.train.weights
@@ -184,6 +251,28 @@ def prepare_training(splits: Splits, preprocessing: dict[str, Any] | None = None
     val = ArrayData(preprocessor.transform(encode_frame(splits.validation.features, encodings)), y_val)
     layout = getattr(preprocessor, "input_layout", None)
     return TrainingData(train, val, replace(splits.info, input_layout=layout), target), preprocessor
+
+
+def prepare_images(splits: Splits, preprocessing: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """An image-file dataset's (TrainingData of ImageSets, ImagePreprocessing): the channel statistics are
+    fitted on a sample of the real training images, or `preprocessing` (a model's saved one) is reused."""
+    from mlplat.contracts.trainer import ImageSet, TrainingData
+    from mlplat.images import IMAGE_COLUMN, fit_preprocessing
+    from mlplat.manifest import ImagePreprocessing
+
+    image = splits.info.image
+    assert image is not None
+    real = splits.train.take(np.flatnonzero(~splits.train.synthetic)) if (~splits.train.synthetic).any() else splits.train
+    if preprocessing is not None and preprocessing.get("kind") == "image":
+        fitted = ImagePreprocessing.model_validate(preprocessing)
+    else:
+        fitted = fit_preprocessing(real.features[IMAGE_COLUMN].tolist(), size=image["size"], channels=image["channels"],
+                                   max_pixels=image["max_pixels"])
+    weights = splits.train.weights
+    train = ImageSet(splits.train.features[IMAGE_COLUMN].tolist(), splits.train.labels, fitted,
+                     None if np.all(weights == 1) else weights, splits.train.synthetic)
+    validation = ImageSet(splits.validation.features[IMAGE_COLUMN].tolist(), splits.validation.labels, fitted)
+    return TrainingData(train, validation, splits.info), fitted
 
 
 def refuse_bad_cells(cells: list[dict[str, Any]]) -> None:
@@ -281,13 +370,21 @@ def train_model(
     params = trainer_params(spec, best_params)
     trainer = registry.create(StageKind.TRAINER, spec.steps.train.plugin, params, step="train", path="steps.train.params")
     context = _context(spec, "train", out, splits, on_epoch=on_epoch, resume=resume, runs_root=runs_root)
-    encodings = model_encodings(splits)
-    training, standardizer = prepare_training(splits, inherited_preprocessing(trainer, context), encodings)
+    real = splits.train.take(np.flatnonzero(~splits.train.synthetic))
+    reference = real.features.sample(min(len(real), REFERENCE_ROWS), random_state=spec.seed).copy()
+    if splits.info.image_files:  # one feature, the encoded image; its preprocessing: size, channels, statistics
+        from mlplat.manifest import Feature
+
+        training, preprocessing = prepare_images(splits, inherited_preprocessing(trainer, context))
+        training.augmentation = image_augmentation(spec, preprocessing, context)
+        features, preprocessing_json = [Feature(name=reference.columns[0], dtype="image", kind="image")], preprocessing.model_dump()
+    else:
+        encodings = model_encodings(splits)
+        training, standardizer = prepare_training(splits, inherited_preprocessing(trainer, context), encodings)
+        features, preprocessing_json = modeldir.feature_schema(real.features, encodings), standardizer.to_json()
     started = time.perf_counter()
     trained = trainer.fit(training, context)
     wall = time.perf_counter() - started
-    real = splits.train.take(np.flatnonzero(~splits.train.synthetic))
-    reference = real.features.sample(min(len(real), REFERENCE_ROWS), random_state=spec.seed).copy()
     model_dir = modeldir.ModelDir(out / "model")
     trainer_config = trainer.config.model_dump(mode="json") if hasattr(trainer, "config") else params
     manifest = ModelManifest(
@@ -296,11 +393,11 @@ def train_model(
         architecture=trained.architecture,
         task=splits.info.task,
         target=TargetStandardization(**training.target.to_json()) if training.target else None,
-        features=modeldir.feature_schema(real.features, encodings),
+        features=features,
         image_shape=splits.info.image_shape,
         label=splits.info.label,
         classes=splits.info.classes,
-        preprocessing=standardizer.to_json(),
+        preprocessing=preprocessing_json,
         metrics=Metrics(train=trained.metrics),
         cv=CVBand.from_trainer(trained.cv) if trained.cv else None,
         seed=spec.seed,
@@ -310,9 +407,12 @@ def train_model(
     model_dir.write_weights(trained.network)
     model_dir.write(manifest)
     loaded = modeldir.LoadedModel.load(model_dir)  # the one load of this run: also proves the directory loads
-    # the reference holds model input rows (codes for categories, NaN for missing), as the serving window records them
-    reference = pd.DataFrame(loaded.encode(reference), columns=loaded.feature_names)
-    reference[modeldir.PREDICTION_COLUMN] = loaded.predict_labels(reference[loaded.feature_names].to_numpy())
+    if loaded.is_image:  # the reference holds the images' locations, as the split tables do, and their predictions
+        reference = reference.reset_index(drop=True)
+        reference[modeldir.PREDICTION_COLUMN] = loaded.predict_proba_files(reference[reference.columns[0]].tolist()).argmax(1)
+    else:  # model input rows (codes for categories, NaN for missing), as the serving window records them
+        reference = pd.DataFrame(loaded.encode(reference), columns=loaded.feature_names)
+        reference[modeldir.PREDICTION_COLUMN] = loaded.predict_labels(reference[loaded.feature_names].to_numpy())
     reference.reset_index(drop=True).to_parquet(model_dir.reference, index=False)
     if schema and schema.is_file():
         model_dir.schema.write_text(schema.read_text())
@@ -344,15 +444,25 @@ def score(loaded: modeldir.LoadedModel, features: Any, labels: np.ndarray, gate:
     """The one scoring of labeled rows against a gate (labels: indices into the model's classes, or a
     regression's values): writes metrics.json ({"test": metrics, "gate": {passed, failures}}) and report.md;
     returns the former."""
-    from mlplat.evaluation import classification_metrics, gate_failures, regression_metrics
-    from mlplat.kfp.runtime import evaluation_summary
+    from mlplat.evaluation import classification_metrics, regression_metrics
 
     out.mkdir(parents=True, exist_ok=True)
+    if loaded.is_image:  # the features are the images' locations (mlplat.images.IMAGE_COLUMN), decoded in a DataLoader
+        probabilities = loaded.predict_proba_files(features[loaded.feature_names[0]].tolist())
+        metrics = classification_metrics(labels, probabilities, loaded.class_names)
+        return _scored(metrics, gate, out)
     X = loaded.encode(features[loaded.feature_names])
     if loaded.task == "regression":
         metrics = regression_metrics(labels, loaded.predict_values(X))
     else:
         metrics = classification_metrics(labels, loaded.predict_proba(X), loaded.class_names)
+    return _scored(metrics, gate, out)
+
+
+def _scored(metrics: dict[str, Any], gate: EvaluateGate, out: Path) -> dict[str, Any]:
+    from mlplat.evaluation import gate_failures
+    from mlplat.kfp.runtime import evaluation_summary
+
     failures = gate_failures(metrics, gate)
     result = {"test": metrics, "gate": {"passed": not failures, "failures": failures}}
     write_json(out / METRICS_JSON, result)

@@ -46,6 +46,12 @@ class ImageSet:
     preprocessing: ImagePreprocessing  # fitted on the training split; the model saves it
     weight: np.ndarray | None = None
     synthetic: np.ndarray | None = None
+    # the training split's on-the-fly augmentation (e.g. a transforms.v2 pipeline) on decoded [C, H, W] tensors; it
+    # runs in the DataLoader's workers, so it must pickle. The validation split has none.
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.locations)
 
     def dataset(self, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ImageFiles:
         return ImageFiles(self.locations, self.y, self.preprocessing, transform)

@@ -28,7 +28,7 @@ from mlplat.contracts.validator import ValidationReport, Validator
 from mlplat.data import Splits, Table
 from mlplat.registry import PluginSpec, StageKind
 from mlplat.testing import _registry
-from mlplat.testing.fixtures import model_double, step_context, tiny_image_splits, tiny_splits
+from mlplat.testing.fixtures import model_double, step_context, tiny_image_file_splits, tiny_image_splits, tiny_splits
 
 
 class ConformanceError(AssertionError):
@@ -92,7 +92,10 @@ def _check(kind: StageKind, name: str, params: Mapping[str, Any] | None, work_di
     rules.require(isinstance(plugin, protocol),
                   f"its factory {spec.factory} returned {type(plugin).__name__}, which lacks the "
                   f"{protocol.__name__} methods ({', '.join(_protocol_methods(protocol))})")
-    splits = tiny_image_splits() if needs_images(spec) else tiny_splits()
+    if "image_files" in spec.needs:  # image files written into the work dir (they outlive no check)
+        splits = tiny_image_file_splits(work_dir / "tiny-images")
+    else:
+        splits = tiny_image_splits() if needs_images(spec) else tiny_splits()
     _KIND_CHECKS[kind](plugin, splits, work_dir, rules)
 
 

@@ -5,6 +5,7 @@ Everything here is numpy and pandas only; nothing imports torch unless a caller 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,22 @@ def tiny_image_splits(rows: int = 60, n_classes: int = 3, seed: int = 0) -> Spli
         images[i, 0, 2 * cls] += 12.0
     features = pd.DataFrame(images.reshape(rows, -1), columns=[f"pixel_{i}" for i in range(int(np.prod(IMAGE_SHAPE)))])
     return _split(features, labels, "tiny_images", [f"c{i}" for i in range(n_classes)], list(IMAGE_SHAPE), seed)
+
+
+def tiny_image_file_splits(directory: Path, per_class: int = 8, classes: tuple[str, ...] = ("circle", "square", "ring"),
+                           seed: int = 0) -> Splits:
+    """An image-file dataset (dataset.image, 32x32 RGB PNGs of `mlplat.datasets.shapes` written under `directory`):
+    split tables of image locations, `DatasetInfo.image` set, as ingest writes them."""
+    from mlplat.datasets.shapes import write_shapes
+    from mlplat.images import IMAGE_COLUMN
+
+    files = write_shapes(directory, per_class=per_class, seed=seed, classes=classes)
+    names = sorted(classes)
+    labels = np.array([names.index(f.parent.name) for f in files])
+    splits = _split(pd.DataFrame({IMAGE_COLUMN: [str(f) for f in files]}), labels, "tiny_image_files", names, [3, 32, 32], seed)
+    info = replace(splits.info, column_types={IMAGE_COLUMN: "image"},
+                   image={"size": [32, 32], "channels": 3, "max_pixels": 40_000_000})
+    return replace(splits, info=info)
 
 
 def step_context(work_dir: Path, splits: Splits | DatasetInfo | None = None, step: str = "test", **fields: Any) -> StepContext:

@@ -41,6 +41,7 @@ SPEC = PluginSpec(
     config_model=ImageAugmentConfig,
     factory="mlplat_plugins.image_augment.augment:ImageAugmenter",
     needs=frozenset({"image"}),
+    handles_images=True,
     summary="torchvision v2 image augmentation: crops, flips, jitter, RandAugment/TrivialAugment, mixup/cutmix "
             "(soft targets), on the fly in the training DataLoader",
 )

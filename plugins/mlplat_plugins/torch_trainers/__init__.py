@@ -52,7 +52,8 @@ class TrainingConfig(BaseModel):
     checkpoint_every: int = Field(5, ge=0, description="save a resumable checkpoint every N epochs (0 = off)")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms + cuDNN deterministic")
     eval_batch_size: int = Field(8192, ge=1)
-    workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes decoding image files (image datasets)")
+    workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes decoding image files (0: in the training "
+                                                     "process); on a cluster they need the pod's /dev/shm (dataset.image.shm_size)")
     channels_last: Literal["auto", "on", "off"] = Field(
         "auto", description="NHWC memory format for image networks; 'auto': on CUDA only")
     # warm start / transfer learning
@@ -151,8 +152,9 @@ CNN_SPEC = PluginSpec(
     tune_metrics=TUNE_METRICS,
     task_tune_metrics=TASK_TUNE_METRICS,
     tune_trial_params=TUNE_TRIAL_PARAMS,
-    needs=frozenset({"image"}),  # pixel features with DatasetInfo.image_shape (e.g. sklearn:digits)
-    summary="Image CNN (PyTorch) for pixel features, e.g. sklearn:digits 8x8; same engine as mlp",
+    needs=frozenset({"image"}),  # image files (dataset.image), or pixel features with DatasetInfo.image_shape (sklearn:digits)
+    handles_images=True,
+    summary="Image CNN (PyTorch) for image files (DataLoader workers) or pixel features, e.g. sklearn:digits 8x8; same engine as mlp",
 )
 
 VISION_SPEC = PluginSpec(
@@ -165,6 +167,7 @@ VISION_SPEC = PluginSpec(
     task_tune_metrics=TASK_TUNE_METRICS,
     tune_trial_params=TUNE_TRIAL_PARAMS,
     needs=frozenset({"image"}),
+    handles_images=True,
     summary="torchvision backbones (resnet18/34/50, mobilenet_v3, efficientnet_b0): pretrained weights, "
             "backbone freezing, discriminative LRs, AMP + channels_last; same engine as mlp/cnn",
 )

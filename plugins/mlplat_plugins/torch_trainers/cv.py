@@ -15,7 +15,7 @@ from mlplat.errors import SpecError
 
 if TYPE_CHECKING:
     import torch
-    from mlplat.contracts.trainer import ArrayData
+    from mlplat.contracts.trainer import ArrayData, ImageSet
     from torch import nn
 
     from mlplat_plugins.torch_trainers import TrainingConfig
@@ -45,7 +45,7 @@ def kfold(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return list(KFold(n_splits=k, shuffle=True, random_state=seed % 2**32).split(np.zeros(n)))
 
 
-def score_regression_fold(network: nn.Module, part: ArrayData, prefix: str, config: TrainingConfig,
+def score_regression_fold(network: nn.Module, part: ArrayData | ImageSet, prefix: str, config: TrainingConfig,
                           device: torch.device, objective: Any) -> dict[str, float]:
     """`{prefix}_loss`, `_rmse`, `_mae` and `_r2` of `network` on `part` (objectives.Regression.scores)."""
     from mlplat_plugins.torch_trainers import engine
@@ -54,7 +54,7 @@ def score_regression_fold(network: nn.Module, part: ArrayData, prefix: str, conf
     return {f"{prefix}_{k}": v for k, v in scores.items()}
 
 
-def score_fold(network: nn.Module, part: ArrayData, prefix: str, config: TrainingConfig, device: torch.device,
+def score_fold(network: nn.Module, part: ArrayData | ImageSet, prefix: str, config: TrainingConfig, device: torch.device,
                n_classes: int) -> dict[str, float]:
     """`{prefix}_loss`, `{prefix}_accuracy` and `{prefix}_f1` (macro over all classes) of `network` on `part`."""
     from sklearn.metrics import f1_score

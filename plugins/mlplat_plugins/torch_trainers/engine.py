@@ -4,13 +4,15 @@ Tabular data is moved to the device once and sliced into big batches there: a pe
 DataLoader would dominate the step time for small networks. The hot loop does no host
 syncs; running train metrics are accumulated on the device and read once per epoch.
 
+Image files (`ImageSet`) are the exception: they are decoded lazily by a `DataLoader` with
+`workers` processes (mlplat.images.loader: pinned memory on CUDA) and batches [B, C, H, W] are
+moved to the device as they come; nothing holds the decoded dataset. The training split's
+per-image augmentation (`ImageSet.transform`) runs in the workers, its per-batch one
+(`ImageAugmentation.batch`: mixup/cutmix, soft targets) on the device.
+
 Under DDP every rank holds the full (small) arrays and draws the same permutation; each
 takes a strided share of every batch and scales its loss by the *global* batch size, so
 the averaged gradient equals the single-process one.
-
-Image files (`ImageSet`) are decoded lazily by a `DataLoader` (`mlplat.images.loader`: workers,
-pinned memory) instead; the training split's augmentation (`ImageAugmentation`) runs there, per image
-in the workers and per batch (mixup/cutmix, soft targets) on the device. The rest of the loop is shared.
 """
 
 from __future__ import annotations
@@ -134,33 +136,30 @@ def predict_logits(network: nn.Module, X: torch.Tensor, batch: int, device: torc
         return torch.cat([network(X[s : s + batch]).float() for s in range(0, len(X), batch)]) if len(X) else torch.zeros(0)
 
 
-def _indexed(dataset: Any) -> Any:
-    """Items (input, label, row index): per-row loss weights follow shuffled image batches."""
-    return _Indexed(dataset)
+IMAGE_EVAL_BATCH = 512  # decoded images per evaluation batch (eval_batch_size sizes tabular batches of rows)
 
 
-class _Indexed(torch.utils.data.Dataset[tuple[torch.Tensor, int, int]]):
+def image_loader(data: ImageSet, config: TrainingConfig, *, train: bool = False, seed: int = 0) -> Any:
+    """The DataLoader over an image split: shuffled with the split's transform (augmentation) when it trains."""
+    from mlplat.images import loader
+
+    if train:
+        dataset = _Indexed(data.dataset(data.transform))
+        return loader(dataset, batch_size=config.batch_size, shuffle=True, workers=config.workers, seed=seed)
+    return loader(data.dataset(), batch_size=min(config.eval_batch_size, IMAGE_EVAL_BATCH), workers=config.workers)
+
+
+class _Indexed(torch.utils.data.Dataset[Any]):
+    """Items with their position, so a batch finds its rows' loss weights."""
+
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        x, y = self.dataset[index]
-        return x, y, index
-
-
-def image_loader(data: ImageSet, config: TrainingConfig, *, batch_size: int, shuffle: bool = False, seed: int = 0,
-                 transform: Any = None) -> torch.utils.data.DataLoader[Any]:
-    from mlplat.images import loader
-
-    return loader(_indexed(data.dataset(transform)), batch_size=batch_size, shuffle=shuffle, workers=config.workers, seed=seed)
-
-
-def to_input(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        return (*self.dataset[index], index)
 
 
 def use_channels_last(config: TrainingConfig, device: torch.device) -> bool:
@@ -168,19 +167,28 @@ def use_channels_last(config: TrainingConfig, device: torch.device) -> bool:
     return config.channels_last == "on" or (config.channels_last == "auto" and device.type == "cuda")
 
 
+def to_input(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """An image batch on the device, in the network's memory format."""
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
 @torch.no_grad()
-def predict(network: nn.Module, data: ArrayData | ImageSet, config: TrainingConfig, device: torch.device) -> torch.Tensor:
-    """Eval-mode outputs of a split: arrays in big device batches, image files through a DataLoader."""
-    if isinstance(data, ArrayData):
-        return predict_logits(network, torch.as_tensor(data.X, dtype=torch.float32).to(device), config.eval_batch_size,
-                              device, config.amp)
+def predict_images(network: nn.Module, batches: Any, device: torch.device, amp: str, channels_last: bool = False) -> torch.Tensor:
+    """Eval-mode outputs of every batch of an image DataLoader, in order."""
     network.eval()
-    channels_last = use_channels_last(config, device)
-    outs = []
-    with autocast(device, config.amp):
-        for xb, _, _ in image_loader(data, config, batch_size=min(config.eval_batch_size, 1024)):
-            outs.append(network(to_input(xb, device, channels_last)).float())
-    return torch.cat(outs) if outs else torch.zeros(0, device=device)
+    out = []
+    with autocast(device, amp):
+        for images, _ in batches:
+            out.append(network(to_input(images, device, channels_last)).float())
+    return torch.cat(out) if out else torch.zeros(0, device=device)
+
+
+def _outputs(network: nn.Module, data: ArrayData | ImageSet, config: TrainingConfig, device: torch.device) -> torch.Tensor:
+    if isinstance(data, ImageSet):
+        return predict_images(network, image_loader(data, config), device, config.amp, use_channels_last(config, device))
+    X = torch.as_tensor(data.X, dtype=torch.float32).to(device)
+    return predict_logits(network, X, config.eval_batch_size, device, config.amp)
 
 
 def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -193,15 +201,14 @@ def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, flo
 def evaluate(network: nn.Module, data: ArrayData | ImageSet, config: TrainingConfig,
              device: torch.device) -> tuple[torch.Tensor, float, float]:
     """Eval-mode logits of `data`, with their loss and accuracy (`loss_and_accuracy`)."""
-    logits = predict(network, data, config, device)
+    logits = _outputs(network, data, config, device)
     return (logits, *loss_and_accuracy(logits, torch.as_tensor(data.y, dtype=torch.long).to(device)))
 
 
-def evaluate_scores(network: nn.Module, data: ArrayData, config: TrainingConfig, device: torch.device,
+def evaluate_scores(network: nn.Module, data: ArrayData | ImageSet, config: TrainingConfig, device: torch.device,
                     objective: Objective) -> tuple[torch.Tensor, dict[str, float]]:
     """Eval-mode outputs of `data` and the objective's scores of them (`Objective.scores`)."""
-    X = torch.as_tensor(data.X, dtype=torch.float32).to(device)
-    out = predict_logits(network, X, config.eval_batch_size, device, config.amp)
+    out = _outputs(network, data, config, device)
     return out, objective.scores(out, torch.as_tensor(data.y, dtype=objective.target_dtype).to(device))
 
 
@@ -224,16 +231,16 @@ class LoopResult:
     resumed_from: int | None
 
 
-def _data_key(data: ArrayData | ImageSet) -> list[Any]:
-    if isinstance(data, ArrayData):
-        return [list(data.X.shape), float(np.asarray(data.X[:64], np.float64).sum())]
-    return [len(data.locations), data.locations[:64], data.preprocessing.model_dump(mode="json")]
-
-
-def fingerprint(config: TrainingConfig, architecture: dict[str, Any], train: ArrayData | ImageSet,
-                val: ArrayData | ImageSet, seed: int) -> str:
+def fingerprint(config: TrainingConfig, architecture: dict[str, Any], train: ArrayData | ImageSet, val: ArrayData | ImageSet,
+                seed: int) -> str:
     """What a checkpoint is only valid for: same config, network, data shapes and seed."""
-    blob = json.dumps([config.model_dump(mode="json"), architecture, _data_key(train), _data_key(val), seed], sort_keys=True)
+    def shape_and_sample(data: ArrayData | ImageSet) -> Any:
+        if isinstance(data, ImageSet):
+            return [len(data.locations), data.locations[:64], data.preprocessing.model_dump()]
+        return [list(data.X.shape), float(np.asarray(data.X[:64], np.float64).sum())]
+
+    blob = json.dumps([config.model_dump(mode="json"), architecture, shape_and_sample(train), shape_and_sample(val), seed],
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -324,9 +331,9 @@ class BackboneSchedule:
     frozen_epochs: int = 0
 
 
-def _optimizer(network: nn.Module, params: list[nn.Parameter], config: TrainingConfig,
+def _optimizer(params: list[nn.Parameter], config: TrainingConfig,
                schedule: BackboneSchedule | None) -> tuple[torch.optim.Optimizer, list[nn.Parameter]]:
-    """AdamW (the head's group first: the reported `lr`), and the backbone parameters the schedule toggles."""
+    """AdamW (the head's group first: its lr is the one reported), and the backbone parameters the schedule toggles."""
     if schedule is None:
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay), []
     in_backbone = {id(p) for p in schedule.backbone.parameters()}
@@ -337,35 +344,34 @@ def _optimizer(network: nn.Module, params: list[nn.Parameter], config: TrainingC
 
 
 def train_loop(
-    network: nn.Module, train: ArrayData | ImageSet, val: ArrayData | ImageSet, config: TrainingConfig,
-    context: StepContext, *, device: torch.device, n_classes: int, dist: Dist = Dist(),
-    checkpoints: Checkpointer | None = None, frozen: list[nn.Module] | None = None, report_epochs: bool = True,
-    objective: Objective | None = None, augmentation: ImageAugmentation | None = None,
-    schedule: BackboneSchedule | None = None,
+    network: nn.Module, train: ArrayData | ImageSet, val: ArrayData | ImageSet, config: TrainingConfig, context: StepContext, *,
+    device: torch.device, n_classes: int, dist: Dist = Dist(), checkpoints: Checkpointer | None = None,
+    frozen: list[nn.Module] | None = None, report_epochs: bool = True, objective: Objective | None = None,
+    augmentation: ImageAugmentation | None = None, schedule: BackboneSchedule | None = None,
 ) -> LoopResult:
     """Train `network` in place (on `device`); on return it holds the best weights when restore is on.
     `objective` (default: classification with the config's label smoothing) sets the loss and the val scores.
-    `augmentation` (image files only) runs on the training split's DataLoader; `schedule` sets backbone
-    freezing and learning rates."""
+    `augmentation.batch` (image files only) mixes training batches; `schedule` freezes and scales the backbone."""
     objective = objective or Classification(config.label_smoothing)
+    channels_last = use_channels_last(config, device) and isinstance(train, ImageSet)
+    network.to(device, memory_format=torch.channels_last) if channels_last else network.to(device)
+    mix = augmentation.batch if augmentation is not None else None
     images = isinstance(train, ImageSet)
     if images and dist.world > 1:
-        raise SpecError([("ddp_processes", "image-file datasets train in one process (ddp_processes: 1)")])
-    channels_last = use_channels_last(config, device)
-    network.to(device, memory_format=torch.channels_last) if channels_last else network.to(device)
+        raise SpecError([("ddp_processes", "DDP does not take image-file datasets yet; use ddp_processes: 1")])
     yt = torch.as_tensor(train.y, dtype=objective.target_dtype).to(device)
     weights = row_weights(train, config, n_classes) if not objective.regression else train.weight
     wt = None if weights is None else torch.as_tensor(weights, dtype=torch.float32).to(device)
     offset = None if objective.regression else logit_offset(train.y, config, n_classes)
     ot = None if offset is None else torch.as_tensor(offset).to(device)
     yv = torch.as_tensor(val.y, dtype=objective.target_dtype).to(device)
-    Xv = torch.as_tensor(val.X, dtype=torch.float32).to(device) if isinstance(val, ArrayData) else None
-    if isinstance(train, ArrayData):
+    if isinstance(train, ImageSet) and isinstance(val, ImageSet):
+        train_batches, val_batches = image_loader(train, config, train=True, seed=context.seed), image_loader(val, config)
+    elif isinstance(train, ArrayData) and isinstance(val, ArrayData):
         Xt = torch.as_tensor(train.X, dtype=torch.float32).to(device)
+        Xv = torch.as_tensor(val.X, dtype=torch.float32).to(device)
     else:
-        train_loader = image_loader(train, config, batch_size=config.batch_size, shuffle=True, seed=context.seed,
-                                    transform=augmentation.sample if augmentation else None)
-    mix = augmentation.batch if augmentation is not None and images else None
+        raise TypeError("train and validation must both be ArrayData or both ImageSet")
 
     module: nn.Module = torch.compile(network) if config.compile else network
     forward = module
@@ -376,7 +382,7 @@ def train_loop(
     params = [p for p in network.parameters() if p.requires_grad]
     if not params:
         raise SpecError([("freeze", "every parameter is frozen; nothing left to train")])
-    optimizer, scheduled = _optimizer(network, params, config, schedule)
+    optimizer, scheduled = _optimizer(params, config, schedule)
     if schedule is not None and schedule.frozen_epochs and len(scheduled) == len(params):
         raise SpecError([("freeze_backbone_epochs", "the network has no trainable parameters outside its backbone")])
     scheduler = _scheduler(config, optimizer)
@@ -391,27 +397,27 @@ def train_loop(
             state, resumed_from = restored, restored.epoch - 1
 
     n, batch, world = len(yt), config.batch_size, dist.world
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, int]]:
+        """(inputs, targets, their loss weights, the global batch's weight sum, global batch size) of one epoch."""
+        if images:
+            # the shuffle is drawn from the loop's generator (checkpointed), so a resumed run sees the same epochs
+            train_batches.generator.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            for xb, yb, positions in train_batches:
+                wb = None if wt is None else wt[positions.to(device)]
+                xb, yb = to_input(xb, device, channels_last), yb.to(device=device, dtype=objective.target_dtype, non_blocking=True)
+                if mix is not None:
+                    xb, yb = mix(xb, yb)  # soft targets [B, n_classes]: the cross-entropy takes them as they are
+                yield xb, yb, wb, None if wb is None else wb.sum(), len(yb)
+            return
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n, batch):
+            idx = order[start : start + batch]
+            local = idx[dist.rank :: world] if world > 1 else idx
+            yield Xt[local], yt[local], None if wt is None else wt[local], None if wt is None else wt[idx].sum(), len(idx)
+
     # the running train loss is the plain loss (no smoothing, weights or L1), comparable with val_loss
     plain_loss_differs = (not objective.regression and config.label_smoothing > 0) or wt is not None or bool(l1_params) or world > 1
-
-    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | int]]:
-        """(inputs, targets, this rank's row weights or None, the global batch's weight or row count)."""
-        if not images:
-            order = torch.randperm(n, generator=generator).to(device)
-            for start in range(0, n, batch):
-                idx = order[start : start + batch]
-                local = idx[dist.rank :: world] if world > 1 else idx
-                yield Xt[local], yt[local], None if wt is None else wt[local], len(idx) if wt is None else wt[idx].sum()
-            return
-        # the shuffle is drawn from the loop's generator, so a resumed run sees the same epochs
-        train_loader.generator.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-        for xb, yb, ib in train_loader:
-            xb, yb = to_input(xb, device, channels_last), yb.to(device, non_blocking=True)
-            wb = None if wt is None else wt[ib.to(device)]
-            if mix is not None:
-                xb, yb = mix(xb, yb)  # soft targets [B, n_classes]
-            yield xb, yb, wb, len(yb) if wb is None else wb.sum()
-
     while not state.stopped and state.epoch < config.epochs:
         epoch, started, cpu_started = state.epoch, time.perf_counter(), time.process_time()
         network.train()
@@ -425,7 +431,7 @@ def train_loop(
                 schedule.backbone.eval()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
-        for xb, yb, wb, norm in batches():
+        for xb, yb, wb, weight_sum, count in batches():
             with autocast(device, config.amp):
                 logits = forward(xb)
             if ot is not None:
@@ -434,10 +440,11 @@ def train_loop(
                 if world == 1:
                     loss = objective.loss(logits.float(), yb)
                 else:
-                    loss = objective.loss(logits.float(), yb, reduction="sum") * (world / norm)
+                    loss = objective.loss(logits.float(), yb, reduction="sum") * (world / count)
             else:
                 per_row = objective.loss(logits.float(), yb, reduction="none")
-                loss = (per_row * wb).sum() * (world / norm)
+                assert weight_sum is not None
+                loss = (per_row * wb).sum() * (world / weight_sum)
             if l1_params:
                 loss = loss + config.l1 * sum(p.abs().sum() for p in l1_params)
             optimizer.zero_grad(set_to_none=True)
@@ -450,15 +457,15 @@ def train_loop(
             if plain_loss_differs:
                 loss_sum += objective.plain_loss_sum(logits.detach().float(), yb)
             else:
-                loss_sum += loss.detach() * len(yb)
+                loss_sum += loss.detach() * count
             if not objective.regression:
                 correct += (logits.detach().argmax(1) == (yb.argmax(1) if yb.dim() > 1 else yb)).sum()
         if world > 1:
             totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
             torch.distributed.all_reduce(totals)
             loss_sum, correct = totals[0], totals[1]
-        val_logits = predict(module, val, config, device) if Xv is None else predict_logits(
-            module, Xv, config.eval_batch_size, device, config.amp)
+        val_logits = (predict_images(module, val_batches, device, config.amp, channels_last) if images
+                      else predict_logits(module, Xv, config.eval_batch_size, device, config.amp))
         val_scores = objective.scores(val_logits if ot is None or not len(yv) else val_logits + ot, yv)
         row = {"epoch": epoch, "epochs": config.epochs, "train_loss": float(loss_sum) / n}
         if not objective.regression:

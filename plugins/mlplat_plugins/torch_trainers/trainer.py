@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,7 +34,11 @@ class Outcome:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def _subset(data: ArrayData, index: np.ndarray) -> ArrayData:
+def _subset(data: ArrayData | ImageSet, index: np.ndarray) -> ArrayData | ImageSet:
+    if isinstance(data, ImageSet):
+        return replace(data, locations=[data.locations[i] for i in index], y=data.y[index],
+                       weight=None if data.weight is None else data.weight[index],
+                       synthetic=None if data.synthetic is None else data.synthetic[index])
     return ArrayData(data.X[index], data.y[index], None if data.weight is None else data.weight[index],
                      None if data.synthetic is None else data.synthetic[index])
 
@@ -44,7 +48,7 @@ def network_outputs(info: DatasetInfo) -> int:
     return 1 if info.regression else info.n_classes
 
 
-def cv_folds(train: ArrayData, k: int, seed: int, regression: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+def cv_folds(train: ArrayData | ImageSet, k: int, seed: int, regression: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
     """(fit positions, held-out positions) per fold: stratified over the real rows only (a regression's
     folds are plain shuffled K-fold). Synthetic rows
     (oversampled, generated) fit in every fold and are never held out: scored as held out, they would
@@ -84,15 +88,16 @@ class TorchTrainer:
     # --- the contract -------------------------------------------------------------------
     def fit(self, data: TrainingData, context: StepContext) -> TrainedModel:
         architecture = self.architecture_of(data)
-        if isinstance(data.train, ImageSet):
-            refused = [(name, "image-file datasets train in one process without cross-validation")
-                       for name, on in (("ddp_processes", self.config.ddp_processes > 1), ("cv_folds", self.config.cv_folds)) if on]
-            if refused:
-                raise SpecError(refused)
+        augmentation = data.augmentation
+        if augmentation is not None and augmentation.sample is not None and isinstance(data.train, ImageSet):
+            # the per-image part runs in the training split's DataLoader workers (ImageSet.transform)
+            data = replace(data, train=replace(data.train, transform=augmentation.sample))
         processes = self.config.ddp_processes
         external = engine.Dist.from_env()  # already a rank under an outside torchrun (a Trainer v2 TrainJob)
         device = engine.resolve_device(self.config.device, external)
         meter = ComputeMeter(device, processes if external.world == 1 else 1)
+        if processes > 1 and isinstance(data.train, ImageSet):
+            raise SpecError([("ddp_processes", "DDP does not take image-file datasets yet; use ddp_processes: 1")])
         if processes > 1 and "LOCAL_RANK" not in os.environ:
             if device.type == "cuda" and processes > torch.cuda.device_count():
                 raise SpecError([("ddp_processes", f"{processes} processes need {processes} GPUs; "

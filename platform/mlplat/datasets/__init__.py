@@ -1,0 +1,1 @@
+"""Datasets generated at run time (nothing is downloaded): `generated:NAME` sources."""

@@ -1,0 +1,97 @@
+"""The `images` validator on a generated folder with a corrupt file, a truncated one, a duplicate, CMYK and
+palette images: each finding names its files and gates by severity."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlplat.datasets.shapes import write_shapes
+from mlplat.spec import parse_spec, resolve
+from mlplat.steps import ingest, validate
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    root = tmp_path_factory.mktemp("damaged")
+    files = write_shapes(root / "data", per_class=12, classes=("circle", "square", "ring"))
+    by_name = {f.name: f for f in files}
+    corrupt = by_name["circle-0000.png"]
+    corrupt.write_bytes(b"this is not a png")
+    truncated = by_name["circle-0001.png"]
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    duplicate = root / "data" / "square" / "copy-of-ring.png"  # the same bytes, another label
+    duplicate.write_bytes(by_name["ring-0002.png"].read_bytes())
+    cmyk = root / "data" / "ring" / "cmyk.jpg"
+    Image.fromarray(np.asarray(Image.open(by_name["ring-0003.png"]))).convert("CMYK").save(cmyk, "JPEG")
+    palette = root / "data" / "square" / "palette.png"
+    Image.open(by_name["square-0004.png"]).convert("P").save(palette)
+    return root, {"corrupt": corrupt, "truncated": truncated, "duplicate": duplicate, "cmyk": cmyk, "palette": palette}
+
+
+def run_validator(root: Path, params: dict) -> tuple[object, dict]:
+    spec = resolve(parse_spec({"name": "damaged", "dataset": {"source": "data", "image": {}},
+                               "steps": {"validate": {"plugin": "images", "params": params}, "train": {"plugin": "cnn"}}}))
+    ingest(spec, root, root / "ingest")
+    report = validate(spec, root / "ingest", root / "validate")
+    return report, json.loads((root / "validate" / "report.json").read_text())
+
+
+def test_findings_name_files_and_gate(damaged: tuple[Path, dict[str, Path]]) -> None:
+    root, files = damaged
+    report, stored = run_validator(root, {"min_images_per_class": 5})
+    checks = {c["check"]: c for c in stored["checks"]}
+    assert not report.passed
+    blocking = {c.check for c in report.blocking}
+    assert {"images.undecodable", "images.truncated", "images.duplicate_labels"} <= blocking
+    assert str(files["corrupt"]) in checks["images.undecodable"]["message"]
+    assert str(files["truncated"]) in checks["images.truncated"]["message"]
+    assert [f["file"] for f in checks["images.truncated"]["details"]["files"]] == [str(files["truncated"])]
+    mode = checks["images.mode"]
+    assert not mode["passed"] and mode["severity"] == "warn"
+    assert {f["file"]: f["mode"] for f in mode["details"]["files"]} == {str(files["cmyk"]): "CMYK", str(files["palette"]): "P"}
+    group = checks["images.duplicate_labels"]["details"]["groups"][0]
+    assert {g["label"] for g in group} == {"ring", "square"} and str(files["duplicate"]) in {g["file"] for g in group}
+    assert checks["images.class_counts"]["passed"]
+    assert checks["images.class_counts"]["observed"]["train"].keys() == {"circle", "ring", "square"}
+    assert checks["images.sizes"]["observed"]["most_common"] == {"32x32": 37}  # 36 + 3 added, less the 2 unusable
+    assert len(checks["images.channels"]["observed"]["train"]["mean"]) == 3
+    assert sorted(stored["findings"]["images"]["bad_files"]) == sorted([str(files["corrupt"]), str(files["truncated"])])
+    assert "Images per class" in (root / "validate" / "report.html").read_text()
+
+
+def test_severities_are_configurable(damaged: tuple[Path, dict[str, Path]]) -> None:
+    root, _ = damaged
+    severity = {"images.undecodable": "warn", "images.truncated": "info", "images.duplicate_labels": "warn",
+                "images.leakage": "warn", "images.mode": "fail"}
+    report, _ = run_validator(root, {"severity": severity, "min_images_per_class": 50})
+    assert {c.check for c in report.blocking} == {"images.mode"}
+    assert "images.class_counts" in {c.check for c in report.warnings}  # 50 per class is more than there are
+
+
+def test_clean_folder_passes_and_unknown_checks_are_refused(tmp_path: Path) -> None:
+    write_shapes(tmp_path / "data", per_class=12, classes=("circle", "square"))
+    report, stored = run_validator(tmp_path, {"min_images_per_class": 5})
+    assert report.passed and all(c["passed"] for c in stored["checks"]), [c for c in stored["checks"] if not c["passed"]]
+    from mlplat.errors import SpecError
+
+    with pytest.raises(SpecError, match="unknown checks"):
+        run_validator(tmp_path, {"severity": {"images.colour": "fail"}})
+
+
+def test_images_validator_needs_an_image_dataset() -> None:
+    from mlplat.errors import SpecError
+
+    with pytest.raises(SpecError, match="needs an image-file dataset"):
+        resolve(parse_spec({"name": "tab", "dataset": {"source": "sklearn:iris"},
+                            "steps": {"validate": {"plugin": "images"}, "train": {"plugin": "mlp"}}}))
+
+
+def test_bytes_decoder_sanity() -> None:  # the truncated fixture really is truncated for PIL
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8) + 7).save(buffer, "PNG")
+    assert Image.open(io.BytesIO(buffer.getvalue())).size == (32, 32)
