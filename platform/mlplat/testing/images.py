@@ -8,7 +8,7 @@ another palette (6 classes). Pretraining on the first is meant to help the secon
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -80,3 +80,55 @@ def write_pngs(images: np.ndarray, directory: Path) -> list[str]:
         Image.fromarray(image).save(path)
         paths.append(str(path))
     return paths
+
+
+def image_task(variant: Variant, n: int, directory: Path, *, size: int, seed: int, validation: int) -> tuple[Any, Any, Any]:
+    """(train ImageSet, validation ImageSet, DatasetInfo) of `n` generated images; the last `validation` validate."""
+    from mlplat.contracts.trainer import ImageSet
+    from mlplat.data import DatasetInfo
+    from mlplat.images import IMAGE_COLUMN, fit_preprocessing
+
+    images, labels = render(variant, n, size=size, seed=seed)
+    paths = write_pngs(images, directory)
+    cut = n - validation
+    preprocessing = fit_preprocessing(paths[:cut], size=[size, size], channels=3)
+    info = DatasetInfo(f"shapes-{variant}", "label", [IMAGE_COLUMN], list(CLASSES[variant]), [3, size, size])
+    return ImageSet(paths[:cut], labels[:cut], preprocessing), ImageSet(paths[cut:], labels[cut:], preprocessing), info
+
+
+def transfer_gain(work: Path, *, params: dict[str, Any], pretrain_params: dict[str, Any], size: int = 16,
+                  n_source: int = 600, n_target: int = 1000, fraction: float = 0.1, n_val: int = 200,
+                  seed: int = 0) -> dict[str, float]:
+    """Pretrain the `vision` trainer on the source task and save its weights as safetensors, then train on
+    `fraction` of the target task's training images from scratch and from those weights (same `params`,
+    same target preprocessing: the runs differ in their initial weights alone).
+    Returns the source accuracy and the target validation accuracies of both."""
+    from dataclasses import replace
+
+    from safetensors.torch import save_file
+
+    from mlplat import registry
+    from mlplat.contracts import StepContext
+    from mlplat.contracts.trainer import TrainingData
+    from mlplat.registry import StageKind
+
+    train, val, info = image_task("source", n_source, work / "source", size=size, seed=seed, validation=n_source // 5)
+    source = registry.create(StageKind.TRAINER, "vision", pretrain_params, step="train").fit(
+        TrainingData(train, val, info), StepContext("pretrain", _fresh(work / "pretrain"), info, seed=seed))
+    checkpoint = work / "pretrained.safetensors"
+    save_file({k: v.contiguous() for k, v in source.network.state_dict().items()}, str(checkpoint))
+    train, val, info = image_task("target", n_target + n_val, work / "target", size=size, seed=seed + 1, validation=n_val)
+    keep = max(len(CLASSES["target"]), int(round(len(train.locations) * fraction)))
+    few = replace(train, locations=train.locations[:keep], y=train.y[:keep])
+    scores = {"source_val_accuracy": source.metrics["val_accuracy"], "target_train_images": float(keep)}
+    for name, extra in (("scratch", {}), ("pretrained", {"pretrained": str(checkpoint)})):
+        model = registry.create(StageKind.TRAINER, "vision", {**params, **extra}, step="train").fit(
+            TrainingData(few, val, info), StepContext(name, _fresh(work / name), info, seed=seed))
+        scores[f"{name}_val_accuracy"] = model.metrics["val_accuracy"]
+    scores["gain"] = scores["pretrained_val_accuracy"] - scores["scratch_val_accuracy"]
+    return scores
+
+
+def _fresh(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
