@@ -51,6 +51,9 @@ def pixel_pipeline(config: ImageAugmentConfig, size: Sequence[int], channels: in
 class Normalized(nn.Module):
     """A pixel pipeline applied to a normalized input: denormalize, augment, normalize."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, pipeline: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.pipeline = pipeline

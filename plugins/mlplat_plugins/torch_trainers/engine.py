@@ -354,7 +354,9 @@ def train_loop(
     `augmentation.batch` (image files only) mixes training batches; `schedule` freezes and scales the backbone."""
     objective = objective or Classification(config.label_smoothing)
     channels_last = use_channels_last(config, device) and isinstance(train, ImageSet)
-    network.to(device, memory_format=torch.channels_last) if channels_last else network.to(device)
+    network.to(device)
+    if channels_last:
+        network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack the keyword
     mix = augmentation.batch if augmentation is not None else None
     images = isinstance(train, ImageSet)
     if images and dist.world > 1:
