@@ -89,11 +89,23 @@ def test_s3_folder_and_etags(tmp_path: Path) -> None:
     ({"source": "d", "image": {"channels": 4}}, "dataset.image.channels"),
     ({"source": "d", "image": {"shm_size": "lots"}}, "dataset.image.shm_size"),
     ({"source": "d", "image": {"colour": 1}}, "dataset.image.colour"),
+    ({"source": "d", "image": {}, "weight": "w"}, "weight: not supported for image datasets"),
+    ({"source": "generated:circles"}, None),  # refused at ingest, not parse: see test_unknown_generator
 ])
-def test_wrong_image_fields_name_the_field(dataset: dict, field: str) -> None:
+def test_wrong_image_fields_name_the_field(dataset: dict, field: str | None) -> None:
+    if field is None:
+        assert parse_spec(spec_of(dataset)).dataset.image is not None  # a generated source implies dataset.image
+        return
     with pytest.raises(SpecError) as refused:
         parse_spec(spec_of(dataset))
     assert field in str(refused.value)
+
+
+def test_unknown_generator_and_options_are_refused(tmp_path: Path) -> None:
+    for source, message in (("generated:circles", "unknown generated dataset"), ("generated:shapes?n=3", "not 'n'"),
+                            ("generated:shapes?per_class=1", "between 2 and")):
+        with pytest.raises(UsageError, match=message):
+            read_images(source, None, "path", tmp_path, tmp_path)
 
 
 def test_tabular_plugins_are_refused_for_image_datasets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,7 +128,8 @@ def test_cnn_trains_on_image_files_end_to_end(tmp_path: Path, capsys: pytest.Cap
     from mlplat.modeldir import LoadedModel
 
     spec = tmp_path / "s.yaml"
-    train = {"plugin": "cnn", "params": {"epochs": 2, "batch_size": 16, "workers": 1, "channels": [8], "hidden": 16}}
+    train = {"plugin": "cnn", "params": {"epochs": 2, "batch_size": 16, "workers": 1, "channels": [8], "hidden": 16,
+                                         "class_weight": "balanced", "checkpoint_every": 1}}
     spec.write_text(yaml.safe_dump(spec_of({"source": "generated:shapes?per_class=8"}, {"train": train}, "shapes")))
     assert mlplat("run", str(spec), "--runs-dir", str(tmp_path / "runs")) == 0, capsys.readouterr()
     model_dir = tmp_path / "runs" / "latest" / "model"
@@ -153,3 +166,27 @@ def test_image_manifest_integrity(tmp_path: Path) -> None:
                           ({"features": [{"name": "x"}]}, "features")):
         with pytest.raises(ModelDirError, match=field):
             check_manifest(ModelManifest.model_validate({**base, **change}), tmp_path)
+
+
+def test_make_shapes_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert mlplat("datasets", "make-shapes", str(tmp_path / "set"), "--per-class", "2") == 0
+    assert sorted(p.name for p in (tmp_path / "set").iterdir()) == sorted(CLASSES)
+    assert mlplat("datasets", "make-shapes", str(tmp_path / "x"), "--per-class", "0") == 2
+    assert "--per-class" in capsys.readouterr().err
+
+
+def test_mlplat_evaluate_scores_an_image_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "s.yaml"
+    train = {"plugin": "cnn", "params": {"epochs": 1, "batch_size": 16, "channels": [4], "hidden": 8}}
+    spec.write_text(yaml.safe_dump(spec_of({"source": "data", "image": {"size": [16, 16]}}, {"train": train}, "folder")))
+    write_shapes(tmp_path / "data", per_class=6, classes=("circle", "dots"))
+    assert mlplat("run", str(spec), "--runs-dir", str(tmp_path / "runs")) == 0, capsys.readouterr()
+    write_shapes(tmp_path / "fresh", per_class=5, seed=3, classes=("circle", "dots"))
+    assert mlplat("evaluate", "latest", str(tmp_path / "fresh"), "--runs-dir", str(tmp_path / "runs"),
+                  "--out", str(tmp_path / "ev")) == 0, capsys.readouterr()
+    result = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert result["test"]["n"] == 10 and result["data"]["kind"] == "listing"
+    write_shapes(tmp_path / "other", per_class=2, classes=("ring",))
+    assert mlplat("evaluate", "latest", str(tmp_path / "other"), "--runs-dir", str(tmp_path / "runs"),
+                  "--out", str(tmp_path / "ev2")) == 2
+    assert "no class of the model" in capsys.readouterr().err

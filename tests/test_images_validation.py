@@ -83,6 +83,23 @@ def test_clean_folder_passes_and_unknown_checks_are_refused(tmp_path: Path) -> N
         run_validator(tmp_path, {"severity": {"images.colour": "fail"}})
 
 
+def test_a_shifted_split_fires_the_channel_check(tmp_path: Path) -> None:
+    files = write_shapes(tmp_path / "data", per_class=30, classes=("circle", "square"))
+    report, stored = run_validator(tmp_path, {"min_images_per_class": 5})
+    assert report.passed
+    from mlplat.data import Splits
+
+    test_files = set(Splits.load(tmp_path / "ingest").test.features["image"])
+    for f in files:  # darken the test split's images only
+        if str(f) in test_files:
+            Image.fromarray((np.asarray(Image.open(f)) * 0.3).astype(np.uint8)).save(f)
+    validate_report = validate(resolve(parse_spec({"name": "damaged", "dataset": {"source": "data", "image": {}},
+                                                   "steps": {"validate": {"plugin": "images"}, "train": {"plugin": "cnn"}}})),
+                               tmp_path / "ingest", tmp_path / "again")
+    channels = next(c for c in validate_report.checks if c.check == "images.channels")
+    assert not channels.passed and "test channel" in channels.message and "validation" not in channels.message
+
+
 def test_images_validator_needs_an_image_dataset() -> None:
     from mlplat.errors import SpecError
 

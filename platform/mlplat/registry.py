@@ -55,7 +55,7 @@ class PluginSpec:
     # (a NAME step in the plan, e.g. the validator's findings). Anything else is refused.
     needs: frozenset[str] = field(default_factory=frozenset)
     # whether the plugin works on image-file datasets (split tables of image references, mlplat.images); a
-    # plugin that does not is refused at resolve time for such a spec, with the reason
+    # plugin that does not is refused at resolve time for such a spec, with the reason (tuners need not say)
     handles_images: bool = False
     extra: str | None = None  # the distribution's extra that installs the implementation's libraries, e.g. "alibi"
     # trainers: the metrics they report that a tuner may optimize, with the better direction

@@ -251,7 +251,9 @@ def resolve(spec: PipelineSpec, source: str = "") -> PipelineSpec:
             step.params = plugin.parse_config(step.params, f"steps.{path}.params").model_dump(mode="json")
         except SpecError as exc:
             problems += exc.problems
-        problems += _unmet_needs(resolved, path, step, plugin.needs, plugin.handles_images)
+        # a tuner never reads the data (the trainer does, in its trials): any tuner tunes an image trainer
+        handles_images = plugin.handles_images or plugin.kind is StageKind.TUNER
+        problems += _unmet_needs(resolved, path, step, plugin.needs, handles_images)
     task = declared_task(resolved)
     if task is not None and not problems:
         problems += task_problems(resolved, task)

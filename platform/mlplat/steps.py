@@ -477,6 +477,8 @@ def evaluate_file(model: modeldir.ModelDir, location: str, out: Path, base_dir: 
     from mlplat.data import read_frame
 
     loaded = modeldir.LoadedModel.load(model)
+    if loaded.is_image:
+        return _evaluate_images(loaded, location, out, base_dir or Path.cwd(), gate or EvaluateGate())
     frame, fetched = read_frame(location, base_dir or Path.cwd(), "DATA")
     label = loaded.manifest.label
     missing = [c for c in [*loaded.feature_names, label] if c not in frame.columns]
@@ -489,6 +491,22 @@ def evaluate_file(model: modeldir.ModelDir, location: str, out: Path, base_dir: 
     labels = _target_values(frame[label], label) if loaded.task == "regression" else _class_indices(frame[label], label, loaded)
     result = score(loaded, frame[loaded.feature_names], labels, gate, out)
     result["data"] = fetched.fingerprint.to_json()
+    write_json(out / METRICS_JSON, result)
+    return result
+
+
+def _evaluate_images(loaded: modeldir.LoadedModel, location: str, out: Path, base_dir: Path,
+                     gate: EvaluateGate) -> dict[str, Any]:
+    """`evaluate_file` for an image model: DATA is an image folder, or a manifest with a `path` column and the
+    model's label column (mlplat.image_sources); the fingerprint is the listing's."""
+    from mlplat.image_sources import read_images
+    from mlplat.images import IMAGE_COLUMN
+
+    label = loaded.manifest.label
+    frame, found, fingerprint_ = read_images(location, label, "path", base_dir, None, "DATA")
+    labels = _class_indices(frame[found], label, loaded)
+    result = score(loaded, frame[[IMAGE_COLUMN]].rename(columns={IMAGE_COLUMN: loaded.feature_names[0]}), labels, gate, out)
+    result["data"] = fingerprint_.to_json()
     write_json(out / METRICS_JSON, result)
     return result
 

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from mlplat.cli import demo_cmd, deploy_cmd, evaluate_cmd, kfp_cmd, monitor_cmd, plugins_cmd, run_cmd, serve_cmd, tune_cmd
+from mlplat.cli import datasets_cmd, demo_cmd, deploy_cmd, evaluate_cmd, kfp_cmd, monitor_cmd, plugins_cmd, run_cmd, serve_cmd, tune_cmd
 from mlplat.cli.common import console_err
 from mlplat.errors import MlplatError, PluginUnavailable
 from mlplat.extras import extra_for_module, install_hint, require
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(plugins_cmd.app, name="plugins")
 app.add_typer(run_cmd.runs_app, name="runs")
 app.add_typer(tune_cmd.app, name="tune")
+app.add_typer(datasets_cmd.app, name="datasets")
 app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 app.command("evaluate")(evaluate_cmd.evaluate)

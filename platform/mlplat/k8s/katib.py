@@ -24,7 +24,7 @@ from typing import Any
 
 from mlplat import registry
 from mlplat.errors import SpecError, UsageError
-from mlplat.k8s import security
+from mlplat.k8s import security, shm
 from mlplat.registry import StageKind
 from mlplat.search_space import CategoricalParam, FloatParam, IntParam, SearchSpace, encode_choice, parse_search_space
 from mlplat.spec import PipelineSpec, to_yaml, tune_direction
@@ -142,6 +142,9 @@ def experiment(spec: PipelineSpec) -> dict[str, Any]:
     }
     pod: dict[str, Any] = {"containers": [container], "restartPolicy": "Never", "securityContext": security.pod_security_context(),
                            "volumes": [{"name": "pipeline-spec", "configMap": {"name": config_map_name(spec)}}]}
+    if (dshm := shm.volume(spec)) is not None:  # image specs: DataLoader workers need a memory-backed /dev/shm
+        pod["volumes"].append(dshm)
+        container["volumeMounts"].append(shm.mount())
     if tune.node_selector:
         pod["nodeSelector"] = dict(tune.node_selector)
     settings = [] if algorithm == "grid" else [{"name": "random_state", "value": str(p.get("seed") or spec.seed)}]

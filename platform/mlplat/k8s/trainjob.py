@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplat.errors import SpecError, UsageError
-from mlplat.k8s import goyaml, security
+from mlplat.k8s import goyaml, security, shm
 from mlplat.kfp.step import step_parameters
 from mlplat.plan import build_plan
 from mlplat.spec import PipelineSpec
@@ -100,13 +100,18 @@ def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, 
     env = [m.IoK8sApiCoreV1EnvVar(name=k, value=v) for k, v in
            (("MLPLAT_SPEC", spec_json(spec)), ("MLPLAT_PLUGIN", plugin), ("MLPLAT_PARAMS", params), ("MLPLAT_OUTPUT", output),
             ("MLPLAT_WORK", WORK_DIR))]
+    volumes = [m.IoK8sApiCoreV1Volume(name="output", persistent_volume_claim=m.IoK8sApiCoreV1PersistentVolumeClaimVolumeSource(claim_name=output_pvc))]
+    mounts = [m.IoK8sApiCoreV1VolumeMount(name="output", mount_path=OUTPUT_MOUNT)]
+    if (dshm := shm.volume(spec)) is not None:  # image specs: DataLoader workers need a memory-backed /dev/shm
+        volumes.append(m.IoK8sApiCoreV1Volume.from_dict(dshm))
+        mounts.append(m.IoK8sApiCoreV1VolumeMount.from_dict(shm.mount()))
     pod = m.TrainerV1alpha1PodSpecPatch(
         node_selector=dict(step.node_selector) or None,
         security_context=m.IoK8sApiCoreV1PodSecurityContext.from_dict(security.pod_security_context()),
-        volumes=[m.IoK8sApiCoreV1Volume(name="output", persistent_volume_claim=m.IoK8sApiCoreV1PersistentVolumeClaimVolumeSource(claim_name=output_pvc))],
+        volumes=volumes,
         containers=[m.TrainerV1alpha1ContainerPatch(
             name=NODE, security_context=m.IoK8sApiCoreV1SecurityContext.from_dict(security.container_security_context()),
-            volume_mounts=[m.IoK8sApiCoreV1VolumeMount(name="output", mount_path=OUTPUT_MOUNT)])],
+            volume_mounts=mounts)],
     )
     patch = m.TrainerV1alpha1RuntimePatch(
         manager="mlplat.io/trainjob",

@@ -134,10 +134,12 @@ def configure(task: Any, spec: PipelineSpec, step: StepLike | None, path: str) -
     rest of Pod Security "restricted" (no privilege escalation, capabilities dropped, RuntimeDefault seccomp)."""
     from kfp import kubernetes
 
+    from mlplat.k8s import shm
     from mlplat.k8s.security import DEFAULT_CPU, DEFAULT_MEMORY, UID
 
     task.set_container_image(step.image if step and step.image else spec.image)
     kubernetes.set_security_context(task, run_as_user=UID, run_as_group=UID, run_as_non_root=True)
+    shm.add_to_task(task, spec)  # image specs: a memory-backed /dev/shm for DataLoader workers
     res, where = (step.resources if step else Resources()), f"steps.{path}"
     try:
         task.set_cpu_request(res.cpu or DEFAULT_CPU).set_cpu_limit(res.cpu or DEFAULT_CPU)

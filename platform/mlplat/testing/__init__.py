@@ -3,7 +3,8 @@
 - `check_plugin(kind, name, params=None)`: run a discovered plugin through its kind's contract on
   tiny data; a broken rule raises `ConformanceError` (an AssertionError) naming the plugin and rule.
 - Fixtures as plain functions: `tiny_splits()`, `tiny_image_splits()` (8x8 images, what the `cnn`
-  trainer takes), `tiny_image_file_splits(dir)` (PNG files, what `dataset.image` ingests), `step_context(work_dir, splits)`, `model_double(splits)` (a numpy `ModelHandle`).
+  trainer takes), `tiny_image_file_splits(dir)` (PNG files, what `dataset.image` ingests),
+  `step_context(work_dir, splits)`, `model_double(splits)` (a numpy `ModelHandle`).
 - `make_distribution(root, name, entry_points, modules)` and `project_distribution(project_dir, root)`:
   fake installed distributions, so a test can add plugins to discovery without pip.
 - A pytest plugin (`mlplat.testing.pytest_plugin`, registered through the `pytest11` entry point)

@@ -150,8 +150,10 @@ def check_validator(validator: Any, splits: Splits, work_dir: Path, rules: _Rule
 
 
 def _findings(splits: Splits, work_dir: Path) -> dict[str, Any]:
-    """What a validate step would hand the augmenter: the first discovered validator's findings."""
-    validators = _registry.plugin_names(StageKind.VALIDATOR)
+    """What a validate step would hand the augmenter: the findings of the first discovered validator that takes
+    these splits (image-file validators take image-file splits only)."""
+    validators = [name for name in _registry.plugin_names(StageKind.VALIDATOR)
+                  if ("image_files" in _registry.spec_of(StageKind.VALIDATOR, name).needs) == splits.info.image_files]
     if not validators:
         return {}
     spec = _registry.spec_of(StageKind.VALIDATOR, validators[0])
