@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlplat import modeldir, registry
+from mlplat.contracts.augmenter import ImageAugmentation, ImageAugmenter
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
 from mlplat.contracts.trainer import InheritsPreprocessing
 from mlplat.data import HELD_OUT_FIELDS, Splits, check_same_columns, image_shape, read_source, split_frame
@@ -150,12 +151,44 @@ def augment(spec: PipelineSpec, data: Path, out: Path, findings: Path | None = N
     rows: list[dict[str, Any]] = [{"augmenter": "input", "rows": len(train), "synthetic": int(train.synthetic.sum())}]
     for i, step in enumerate(spec.steps.augment):
         augmenter = registry.create(StageKind.AUGMENTER, step.plugin, step.params, step=f"augment.{i}")
+        if splits.info.image_files and isinstance(augmenter, ImageAugmenter):  # applied while training (train_model)
+            rows.append({"augmenter": step.plugin, "rows": len(train), "synthetic": int(train.synthetic.sum()), "on_the_fly": True})
+            continue
         train = augmenter.augment(train, _context(spec, f"augment.{i}", out, splits, findings=found))
         rows.append({"augmenter": step.plugin, "rows": len(train), "synthetic": int(train.synthetic.sum())})
     augmented = splits.with_train(train)
     augmented.save(out)
     write_json(out / "augment.json", rows)
     return augmented
+
+
+class _Chain:
+    """Per-image transforms one after the other (a class, not a closure: DataLoader workers pickle it)."""
+
+    def __init__(self, transforms: list[Any]) -> None:
+        self.transforms = transforms
+
+    def __call__(self, x: Any) -> Any:
+        for transform in self.transforms:
+            x = transform(x)
+        return x
+
+
+def image_augmentation(spec: PipelineSpec, preprocessing: Any, context: StepContext) -> ImageAugmentation | None:
+    """The on-the-fly augmentation of an image-file training split: the `ImageAugmenter`s of steps.augment,
+    their per-image transforms chained in order; at most one of them may mix batches."""
+    samples, batches = [], []
+    for i, step in enumerate(spec.steps.augment):
+        augmenter = registry.create(StageKind.AUGMENTER, step.plugin, step.params, step=f"augment.{i}")
+        if isinstance(augmenter, ImageAugmenter):
+            part = augmenter.image_augmentation(preprocessing, context.info.n_classes, context)
+            samples += [part.sample] if part.sample is not None else []
+            batches += [(i, part.batch)] if part.batch is not None else []
+    if len(batches) > 1:
+        raise SpecError([(f"steps.augment[{batches[1][0]}]", "only one augmenter may mix batches (mixup/cutmix)")])
+    if not samples and not batches:
+        return None
+    return ImageAugmentation(_Chain(samples) if samples else None, batches[0][1] if batches else None)
 
 
 def read_best_params(path: Path, source: str | None = None) -> dict[str, Any]:
@@ -347,6 +380,7 @@ def train_model(
         from mlplat.manifest import Feature
 
         training, preprocessing = prepare_images(splits, inherited_preprocessing(trainer, context))
+        training.augmentation = image_augmentation(spec, preprocessing, context)
         features, preprocessing_json = [Feature(name=reference.columns[0], dtype="image", kind="image")], preprocessing.model_dump()
     else:
         encodings = model_encodings(splits)

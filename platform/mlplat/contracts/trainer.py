@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from mlplat.contracts.augmenter import ImageAugmentation
 from mlplat.contracts.context import StepContext
 from mlplat.data import DatasetInfo
 from mlplat.images import ImageFiles
@@ -64,6 +65,8 @@ class TrainingData:
     info: DatasetInfo  # info.task: "classification" | "regression"
     # a regression's target scaling: y arrives standardized; metrics in label units use target.scale
     target: TargetStandardizer | None = None
+    # image files only: the training split's on-the-fly augmentation (mlplat.contracts.augmenter.ImageAugmenter)
+    augmentation: ImageAugmentation | None = None
 
 
 @dataclass

@@ -54,6 +54,8 @@ class TrainingConfig(BaseModel):
     eval_batch_size: int = Field(8192, ge=1)
     workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes decoding image files (0: in the training "
                                                      "process); on a cluster they need the pod's /dev/shm (dataset.image.shm_size)")
+    channels_last: Literal["auto", "on", "off"] = Field(
+        "auto", description="NHWC memory format for image networks; 'auto': on CUDA only")
     # warm start / transfer learning
     init_from: str | None = Field(None, description="model directory, run id or 'latest' to initialise weights from")
     freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes to freeze, e.g. ['body'] or ['body.0']")
@@ -105,6 +107,20 @@ class CNNConfig(TrainingConfig):
                                           description="[channels, height, width]; default: the dataset's image_shape")
 
 
+class VisionConfig(TrainingConfig):
+    arch: Literal["resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"] = "resnet18"
+    stem: Literal["auto", "small", "imagenet"] = Field(
+        "auto", description="'small': 3x3 stride-1 first convolution (no ResNet max-pool) for small inputs such as "
+        "32x32; 'imagenet': torchvision's; 'auto': small below 96 pixels")
+    pretrained: str | None = Field(None, description="path or URI of a .safetensors file or a .pth state dict "
+                                   "(torchvision or mlplat key layout); a head of another shape is skipped")
+    freeze_backbone_epochs: int = Field(0, ge=0, description="epochs with the backbone frozen (only the head trains)")
+    backbone_lr_scale: float = Field(1.0, gt=0, le=1, description="the backbone's learning rate, as a fraction of lr")
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(512, ge=1)
+    early_stopping_patience: int | None = Field(5, ge=1)
+
+
 # what the engine reports every epoch (and at the end) that the tune step may optimize
 TUNE_METRICS: dict[str, Direction] = {"val_accuracy": "maximize", "val_loss": "minimize"}
 # a regression's engine reports these instead (mlplat.tasks.REGRESSION_METRICS on the validation split)
@@ -139,4 +155,19 @@ CNN_SPEC = PluginSpec(
     needs=frozenset({"image"}),  # image files (dataset.image), or pixel features with DatasetInfo.image_shape (sklearn:digits)
     handles_images=True,
     summary="Image CNN (PyTorch) for image files (DataLoader workers) or pixel features, e.g. sklearn:digits 8x8; same engine as mlp",
+)
+
+VISION_SPEC = PluginSpec(
+    name="vision",
+    kind=StageKind.TRAINER,
+    extra="vision",
+    config_model=VisionConfig,
+    factory="mlplat_plugins.torch_trainers.vision:VisionTrainer",
+    tune_metrics=TUNE_METRICS,
+    task_tune_metrics=TASK_TUNE_METRICS,
+    tune_trial_params=TUNE_TRIAL_PARAMS,
+    needs=frozenset({"image"}),
+    handles_images=True,
+    summary="torchvision backbones (resnet18/34/50, mobilenet_v3, efficientnet_b0): pretrained weights, "
+            "backbone freezing, discriminative LRs, AMP + channels_last; same engine as mlp/cnn",
 )

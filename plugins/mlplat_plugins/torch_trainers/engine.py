@@ -6,7 +6,9 @@ syncs; running train metrics are accumulated on the device and read once per epo
 
 Image files (`ImageSet`) are the exception: they are decoded lazily by a `DataLoader` with
 `workers` processes (mlplat.images.loader: pinned memory on CUDA) and batches [B, C, H, W] are
-moved to the device as they come; nothing holds the decoded dataset.
+moved to the device as they come; nothing holds the decoded dataset. The training split's
+per-image augmentation (`ImageSet.transform`) runs in the workers, its per-batch one
+(`ImageAugmentation.batch`: mixup/cutmix, soft targets) on the device.
 
 Under DDP every rank holds the full (small) arrays and draws the same permutation; each
 takes a strided share of every batch and scales its loss by the *global* batch size, so
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from mlplat.contracts import StepContext
+from mlplat.contracts.augmenter import ImageAugmentation
 from mlplat.contracts.trainer import ArrayData, ImageSet
 from mlplat.errors import SpecError
 from torch import nn
@@ -159,20 +162,31 @@ class _Indexed(torch.utils.data.Dataset[Any]):
         return (*self.dataset[index], index)
 
 
+def use_channels_last(config: TrainingConfig, device: torch.device) -> bool:
+    """`channels_last: auto`: on CUDA only, where convolutions run faster in NHWC (tensor cores)."""
+    return config.channels_last == "on" or (config.channels_last == "auto" and device.type == "cuda")
+
+
+def to_input(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """An image batch on the device, in the network's memory format."""
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
 @torch.no_grad()
-def predict_images(network: nn.Module, batches: Any, device: torch.device, amp: str) -> torch.Tensor:
+def predict_images(network: nn.Module, batches: Any, device: torch.device, amp: str, channels_last: bool = False) -> torch.Tensor:
     """Eval-mode outputs of every batch of an image DataLoader, in order."""
     network.eval()
     out = []
     with autocast(device, amp):
         for images, _ in batches:
-            out.append(network(images.to(device, non_blocking=True)).float())
+            out.append(network(to_input(images, device, channels_last)).float())
     return torch.cat(out) if out else torch.zeros(0, device=device)
 
 
 def _outputs(network: nn.Module, data: ArrayData | ImageSet, config: TrainingConfig, device: torch.device) -> torch.Tensor:
     if isinstance(data, ImageSet):
-        return predict_images(network, image_loader(data, config), device, config.amp)
+        return predict_images(network, image_loader(data, config), device, config.amp, use_channels_last(config, device))
     X = torch.as_tensor(data.X, dtype=torch.float32).to(device)
     return predict_logits(network, X, config.eval_batch_size, device, config.amp)
 
@@ -307,15 +321,43 @@ def _scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer) -> Any:
     return None
 
 
+@dataclass
+class BackboneSchedule:
+    """Transfer learning: the backbone's parameters train at `lr * lr_scale` (discriminative learning
+    rates) and stay frozen, their batch-norm statistics fixed, for the first `frozen_epochs` epochs."""
+
+    backbone: nn.Module
+    lr_scale: float = 1.0
+    frozen_epochs: int = 0
+
+
+def _optimizer(params: list[nn.Parameter], config: TrainingConfig,
+               schedule: BackboneSchedule | None) -> tuple[torch.optim.Optimizer, list[nn.Parameter]]:
+    """AdamW (the head's group first: its lr is the one reported), and the backbone parameters the schedule toggles."""
+    if schedule is None:
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay), []
+    in_backbone = {id(p) for p in schedule.backbone.parameters()}
+    backbone = [p for p in params if id(p) in in_backbone]
+    groups = [{"params": [p for p in params if id(p) not in in_backbone], "lr": config.lr},
+              {"params": backbone, "lr": config.lr * schedule.lr_scale}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, weight_decay=config.weight_decay), backbone
+
+
 def train_loop(
     network: nn.Module, train: ArrayData | ImageSet, val: ArrayData | ImageSet, config: TrainingConfig, context: StepContext, *,
     device: torch.device, n_classes: int, dist: Dist = Dist(), checkpoints: Checkpointer | None = None,
     frozen: list[nn.Module] | None = None, report_epochs: bool = True, objective: Objective | None = None,
+    augmentation: ImageAugmentation | None = None, schedule: BackboneSchedule | None = None,
 ) -> LoopResult:
     """Train `network` in place (on `device`); on return it holds the best weights when restore is on.
-    `objective` (default: classification with the config's label smoothing) sets the loss and the val scores."""
+    `objective` (default: classification with the config's label smoothing) sets the loss and the val scores.
+    `augmentation.batch` (image files only) mixes training batches; `schedule` freezes and scales the backbone."""
     objective = objective or Classification(config.label_smoothing)
+    channels_last = use_channels_last(config, device) and isinstance(train, ImageSet)
     network.to(device)
+    if channels_last:
+        network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack the keyword
+    mix = augmentation.batch if augmentation is not None else None
     images = isinstance(train, ImageSet)
     if images and dist.world > 1:
         raise SpecError([("ddp_processes", "DDP does not take image-file datasets yet; use ddp_processes: 1")])
@@ -342,7 +384,9 @@ def train_loop(
     params = [p for p in network.parameters() if p.requires_grad]
     if not params:
         raise SpecError([("freeze", "every parameter is frozen; nothing left to train")])
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer, scheduled = _optimizer(params, config, schedule)
+    if schedule is not None and schedule.frozen_epochs and len(scheduled) == len(params):
+        raise SpecError([("freeze_backbone_epochs", "the network has no trainable parameters outside its backbone")])
     scheduler = _scheduler(config, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
     generator = torch.Generator().manual_seed(context.seed)
@@ -359,10 +403,14 @@ def train_loop(
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, int]]:
         """(inputs, targets, their loss weights, the global batch's weight sum, global batch size) of one epoch."""
         if images:
+            # the shuffle is drawn from the loop's generator (checkpointed), so a resumed run sees the same epochs
+            train_batches.generator.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
             for xb, yb, positions in train_batches:
                 wb = None if wt is None else wt[positions.to(device)]
-                yield (xb.to(device, non_blocking=True), yb.to(device=device, dtype=objective.target_dtype, non_blocking=True),
-                       wb, None if wb is None else wb.sum(), len(yb))
+                xb, yb = to_input(xb, device, channels_last), yb.to(device=device, dtype=objective.target_dtype, non_blocking=True)
+                if mix is not None:
+                    xb, yb = mix(xb, yb)  # soft targets [B, n_classes]: the cross-entropy takes them as they are
+                yield xb, yb, wb, None if wb is None else wb.sum(), len(yb)
             return
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, batch):
@@ -377,6 +425,12 @@ def train_loop(
         network.train()
         for m in frozen or []:
             m.eval()  # frozen layers keep their batch-norm statistics
+        if schedule is not None and scheduled:
+            thawed = epoch >= schedule.frozen_epochs
+            for p in scheduled:
+                p.requires_grad_(thawed)
+            if not thawed:
+                schedule.backbone.eval()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         for xb, yb, wb, weight_sum, count in batches():
@@ -407,12 +461,12 @@ def train_loop(
             else:
                 loss_sum += loss.detach() * count
             if not objective.regression:
-                correct += (logits.detach().argmax(1) == yb).sum()
+                correct += (logits.detach().argmax(1) == (yb.argmax(1) if yb.dim() > 1 else yb)).sum()
         if world > 1:
             totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
             torch.distributed.all_reduce(totals)
             loss_sum, correct = totals[0], totals[1]
-        val_logits = (predict_images(module, val_batches, device, config.amp) if images
+        val_logits = (predict_images(module, val_batches, device, config.amp, channels_last) if images
                       else predict_logits(module, Xv, config.eval_batch_size, device, config.amp))
         val_scores = objective.scores(val_logits if ot is None or not len(yv) else val_logits + ot, yv)
         row = {"epoch": epoch, "epochs": config.epochs, "train_loss": float(loss_sum) / n}

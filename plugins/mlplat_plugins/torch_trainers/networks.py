@@ -87,7 +87,7 @@ def mlp_hidden(width: int, depth: int, hidden: list[int] | None) -> list[int]:
 
 
 def build_network(architecture: Mapping[str, Any]) -> nn.Module:
-    """The untrained network an architecture dict describes (`type`: mlp | cnn)."""
+    """The untrained network an architecture dict describes (`type`: mlp | cnn | vision)."""
     kind = architecture.get("type")
     if kind == "mlp":
         return MLP(int(architecture["in_features"]), int(architecture["n_classes"]), list(architecture["hidden"]),
@@ -96,7 +96,11 @@ def build_network(architecture: Mapping[str, Any]) -> nn.Module:
     if kind == "cnn":
         return CNN(list(architecture["image_shape"]), int(architecture["n_classes"]), list(architecture["channels"]),
                    int(architecture["hidden"]), float(architecture.get("dropout", 0.0)), str(architecture.get("norm", "batch")))
-    raise UsageError(f"architecture.type: unknown network type {kind!r} (expected 'mlp' or 'cnn')")
+    if kind == "vision":
+        from mlplat_plugins.torch_trainers import vision
+
+        return vision.build(architecture)
+    raise UsageError(f"architecture.type: unknown network type {kind!r} (expected 'mlp', 'cnn' or 'vision')")
 
 
 def check_image_shape(image_shape: list[int] | None, n_features: int) -> list[int]:

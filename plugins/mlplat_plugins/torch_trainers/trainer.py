@@ -70,12 +70,28 @@ class TorchTrainer:
     def architecture(self, info: DatasetInfo) -> dict[str, Any]:
         raise NotImplementedError
 
+    def architecture_of(self, data: TrainingData) -> dict[str, Any]:
+        """The architecture for this data (a trainer that needs more than `DatasetInfo` overrides it)."""
+        return self.architecture(data.info)
+
     def build_network(self, architecture: Mapping[str, Any]) -> nn.Module:
         return networks.build_network(architecture)
 
+    def prepare_network(self, network: nn.Module, context: StepContext) -> dict[str, Any]:
+        """Initialise a freshly built network before training (e.g. pretrained weights); what to report."""
+        return {}
+
+    def schedule(self, network: nn.Module) -> engine.BackboneSchedule | None:
+        """Backbone freezing and learning rates for `network` (None: one group, nothing scheduled)."""
+        return None
+
     # --- the contract -------------------------------------------------------------------
     def fit(self, data: TrainingData, context: StepContext) -> TrainedModel:
-        architecture = self.architecture(data.info)
+        architecture = self.architecture_of(data)
+        augmentation = data.augmentation
+        if augmentation is not None and augmentation.sample is not None and isinstance(data.train, ImageSet):
+            # the per-image part runs in the training split's DataLoader workers (ImageSet.transform)
+            data = replace(data, train=replace(data.train, transform=augmentation.sample))
         processes = self.config.ddp_processes
         external = engine.Dist.from_env()  # already a rank under an outside torchrun (a Trainer v2 TrainJob)
         device = engine.resolve_device(self.config.device, external)
@@ -120,12 +136,15 @@ class TorchTrainer:
         objective = objectives.for_data(data, config)
         with engine.determinism(config.deterministic):
             warm_state, warm_info = self._warm_start(architecture, info, context)
+            prepared: dict[str, Any] = {}
 
             def make_network(seed: int) -> tuple[nn.Module, list[nn.Module]]:
                 engine.seed_everything(seed)
                 network = self.build_network(architecture)
                 if warm_state is not None:
                     network.load_state_dict(warm_state)
+                else:
+                    prepared.update(self.prepare_network(network, context))
                 frozen = warmstart.freeze(network, config.freeze) if config.freeze else []
                 if config.freeze and not frozen:
                     context.log("freeze: the named modules have no parameters")
@@ -141,7 +160,8 @@ class TorchTrainer:
                 checkpointer = engine.Checkpointer(context.work_dir / "checkpoints", fp)
             result = engine.train_loop(network, data.train, data.validation, config, context, device=device,
                                        n_classes=info.n_classes, dist=dist, checkpoints=checkpointer, frozen=frozen,
-                                       objective=objective)
+                                       objective=objective, augmentation=data.augmentation,
+                                       schedule=self.schedule(network))
             metrics, val_pred = self._final_metrics(network, data, device, objective)
         extras: dict[str, Any] = {
             "device": str(device), "amp": config.amp, "compiled": config.compile, "ddp_processes": dist.world,
@@ -154,6 +174,7 @@ class TorchTrainer:
                                           "matrix": confusion.tolist()}  # rows: true class, columns: predicted
         if warm_info:
             extras["warm_start"] = warm_info
+        extras.update(prepared)
         if device.type == "cuda":
             extras["peak_device_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         metrics.update(best_epoch=float(result.best_epoch), epochs_run=float(len(result.history)))
