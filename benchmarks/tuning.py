@@ -131,7 +131,7 @@ def bench_spec(args: argparse.Namespace, seed: int, tmp: Path) -> Any:
         "steps": {"tune": {"plugin": "grid", "search_space": SPACE, "metric": "val_accuracy"},
                   "train": {"plugin": "mlp", "params": {
                       "epochs": args.epochs, "batch_size": 64, "early_stopping_patience": None,
-                      "monitor": "val_accuracy", "checkpoint_every": 0, "device": "cpu"}}},
+                      "early_stopping_metric": "val_accuracy", "checkpoint_every": 0, "device": "cpu"}}},
     }))
 
 

@@ -15,7 +15,7 @@ from mlplat.spec import STEP_KINDS, parse_spec, resolve
 from tests.conftest import TINY_SPEC
 
 FULL = {**TINY_SPEC, "steps": {**TINY_SPEC["steps"], "validate": {"plugin": "tabular"},
-                               "explain": {"plugin": "integrated_gradients"}, "monitor": {"plugin": "evidently"}}}
+                               "explain": {"plugin": "integrated_gradients"}, "drift": {"plugin": "evidently"}}}
 
 
 def test_minimal_spec_runs_the_always_nodes_in_order() -> None:
@@ -25,7 +25,7 @@ def test_minimal_spec_runs_the_always_nodes_in_order() -> None:
 
 def test_optional_steps_add_nodes_in_pipeline_order() -> None:
     names = plan.build_plan(parse_spec(FULL)).names
-    assert names == ["ingest", "validate", "train", "evaluate", "explain", "monitor", "publish"]
+    assert names == ["ingest", "validate", "train", "evaluate", "explain", "drift", "publish"]
     assert runner_plan(parse_spec(FULL)) == names  # the in-process runner records the plan's order
 
 

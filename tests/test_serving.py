@@ -24,7 +24,7 @@ SERVED_SPEC = {
     "steps": {
         **TINY_SPEC["steps"],
         "explain": {"plugin": "kernel_shap", "params": {"importance_rows": 5}},
-        "monitor": {"plugin": "evidently"},
+        "drift": {"plugin": "evidently"},
     },
 }
 MAX_BODY = 200_000

@@ -189,8 +189,8 @@ def _explain(s: _RunState) -> None:
 
 
 def _drift(s: _RunState) -> None:
-    out = s.out("monitor")
-    steps.monitor(s.spec, s.loaded.directory, out, loaded=s.loaded)
+    out = s.out("drift")
+    steps.drift(s.spec, s.loaded.directory, out, loaded=s.loaded)
 
 
 def _publish(s: _RunState) -> None:
@@ -200,7 +200,7 @@ def _publish(s: _RunState) -> None:
 # One executor per plan node, run in the plan's order; a test checks they match `plan.NODES`.
 _EXECUTE: dict[str, Callable[[_RunState], None]] = {
     "ingest": _ingest, "validate": _validate, "augment": _augment, "tune": _tune, "train": _train,
-    "evaluate": _evaluate, "explain": _explain, "monitor": _drift, "publish": _publish,
+    "evaluate": _evaluate, "explain": _explain, "drift": _drift, "publish": _publish,
 }
 
 

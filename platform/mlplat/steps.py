@@ -430,13 +430,13 @@ def explain(spec: PipelineSpec, data: Path, model: Path, out: Path, *,
     return state.global_importance
 
 
-def monitor(spec: PipelineSpec, model: Path, out: Path, *, loaded: modeldir.LoadedModel | None = None) -> None:
+def drift(spec: PipelineSpec, model: Path, out: Path, *, loaded: modeldir.LoadedModel | None = None) -> None:
     """Fit the drift detector's reference state from the model's reference sample."""
-    step = spec.steps.monitor
+    step = spec.steps.drift
     assert step is not None
     loaded = _loaded(model, loaded)
-    detector = registry.create(StageKind.DRIFT_DETECTOR, step.plugin, step.params, step="monitor")
-    ctx = StepContext(step="monitor", work_dir=out, info=_info_from_manifest(loaded.manifest), seed=spec.seed)
+    detector = registry.create(StageKind.DRIFT_DETECTOR, step.plugin, step.params, step="drift")
+    ctx = StepContext(step="drift", work_dir=out, info=_info_from_manifest(loaded.manifest), seed=spec.seed)
     out.mkdir(parents=True, exist_ok=True)
     # the explain step (if it ran) wrote global importances: drift in ignored features pages nobody
     state = detector.fit(loaded.reference(), ctx, loaded.manifest.global_importance)

@@ -1,7 +1,7 @@
 """Spec → KFP v2 pipeline → IR YAML.
 
 The graph mirrors the in-process runner: ingest → validate → [gate] → augment → tune →
-train → evaluate → [gate] → explain → monitor → publish. Each gate is a task of its own
+train → evaluate → [gate] → explain → drift → publish. Each gate is a task of its own
 after the step that decides it: it fails (exit 1, GateFailed's words) when the gate did not
 pass, so the run fails and nothing after it runs, while the deciding step succeeded and its
 report artifact is in the UI (KFP never uploads a failed task's outputs).
@@ -72,8 +72,8 @@ def build_pipeline(spec: PipelineSpec) -> Any:
         model = evaluated.outputs["evaluated"]
         if steps.explain:
             model = task(c.explain, "explain", steps.explain, "explain", data=data, model=model).outputs["explained"]
-        if steps.monitor:
-            model = task(c.monitor, "monitor", steps.monitor, "monitor", model=model).outputs["monitored"]
+        if steps.drift:
+            model = task(c.drift, "drift", steps.drift, "drift", model=model).outputs["model_out"]
         published = task(c.publish, "publish", None, "publish", model=model, runs_dir=runs_dir, run_id=run_id)
         published.set_caching_options(False)  # publishing has an effect outside KFP; never skip it
 

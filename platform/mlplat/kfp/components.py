@@ -74,11 +74,11 @@ def explain(spec: str, plugin: str, params: str, data: Input[Dataset], model: In
 
 
 @component
-def monitor(spec: str, plugin: str, params: str, model: Input[Model], workdir: Output[Artifact], monitored: Output[Model],
-            report: Output[HTML]):
+def drift(spec: str, plugin: str, params: str, model: Input[Model], workdir: Output[Artifact], model_out: Output[Model],
+          report: Output[HTML]):
     from mlplat.kfp import runtime
 
-    runtime.monitor(spec, plugin, params, model, workdir, monitored, report)
+    runtime.drift(spec, plugin, params, model, workdir, model_out, report)
 
 
 @component

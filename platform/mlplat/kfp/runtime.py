@@ -184,7 +184,7 @@ def explain(spec: str, plugin: str, params: str, data: Any, model: Any, workdir:
     describe_model(explained)
 
 
-def monitor(spec: str, plugin: str, params: str, model: Any, workdir: Any, monitored: Any, report: Any) -> None:
-    work = launch("monitor", spec, workdir, plugin, params, model=model, model_out=monitored)
+def drift(spec: str, plugin: str, params: str, model: Any, workdir: Any, model_out: Any, report: Any) -> None:
+    work = launch("drift", spec, workdir, plugin, params, model=model, model_out=model_out)
     html_report(report, work, "Drift reference")
-    describe_model(monitored)
+    describe_model(model_out)

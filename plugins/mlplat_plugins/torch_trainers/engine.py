@@ -248,7 +248,7 @@ def _scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer) -> Any:
     if config.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
     if config.scheduler == "plateau":
-        mode = "min" if config.monitor == "val_loss" else "max"
+        mode = "min" if config.early_stopping_metric == "val_loss" else "max"
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=config.plateau_factor,
                                                           patience=config.plateau_patience, min_lr=config.min_lr)
     return None
@@ -351,9 +351,9 @@ def train_loop(
             row.update(seconds=time.perf_counter() - started, cpu_seconds=time.process_time() - cpu_started)
 
         state.history.append(row)
-        score = -val_loss if config.monitor == "val_loss" else row["val_accuracy"]
+        score = -val_loss if config.early_stopping_metric == "val_loss" else row["val_accuracy"]
         if scheduler is not None:
-            scheduler.step(row[config.monitor]) if config.scheduler == "plateau" else scheduler.step()
+            scheduler.step(row[config.early_stopping_metric]) if config.scheduler == "plateau" else scheduler.step()
         if score > state.best_score + config.min_delta or state.best_epoch < 0:
             state.best_score, state.best_epoch, state.stale = score, epoch, 0
             if config.restore_best_weights:
