@@ -144,7 +144,8 @@ def test_gates_are_tasks_that_every_later_step_waits_for(gpu_pipeline: Path) -> 
     assert not any("triggerPolicy" in t for t in root.values())
     validation, evaluation = root[gate_keys["validation-gate"]], root[gate_keys["evaluation-gate"]]
     assert validation["dependentTasks"] == ["validate"]
-    assert validation["inputs"]["artifacts"]["result"]["taskOutputArtifact"] == {"outputArtifactKey": "result", "producerTask": "validate"}
+    assert validation["inputs"]["artifacts"]["result"]["taskOutputArtifact"] == {"outputArtifactKey": "findings",
+                                                                                 "producerTask": "validate"}
     assert evaluation["inputs"]["artifacts"]["result"]["taskOutputArtifact"]["producerTask"] == "evaluate"
     for name in ("train", "evaluate"):
         assert gate_keys["validation-gate"] in by_name(root, name)["dependentTasks"]
