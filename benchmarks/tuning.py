@@ -225,7 +225,8 @@ def main() -> None:
         budget = grid_size()
         tpe_settings = get(StageKind.TUNER, "bayesian").parse_config(strategies(budget, args.pruner, args.warmup)["tpe+pruning"][1])
         print(f"dataset {args.dataset}; {budget} trials per search (the grid's size), {args.epochs} epochs per trial, "
-              f"replicates {args.first_seed}-{args.first_seed + args.seeds - 1}; TPE settings {tpe_settings.model_dump(exclude_none=True)}; "
+              f"replicates {args.first_seed}-{args.first_seed + args.seeds - 1}; "
+              f"TPE settings {tpe_settings.model_dump(exclude_none=True)}; "
               f"space: {json.dumps(SPACE)}", flush=True)
         jobs = [(args, seed, tmp) for seed in range(args.first_seed, args.first_seed + args.seeds)]
         if args.jobs > 1:

@@ -322,7 +322,8 @@ def test_trainjob_is_schema_valid_multi_node_ddp_with_the_same_trainer_config() 
     assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "2"
     assert trainer["image"] == "registry.example.com/mlplat:cuda"
     script = trainer["command"][-1]
-    assert script.index("mlplat.kfp.step ingest") < script.index("mlplat.kfp.step validate") < script.index("torchrun -m mlplat.kfp.step train")
+    assert script.index("mlplat.kfp.step ingest") < script.index("mlplat.kfp.step validate") < \
+        script.index("torchrun -m mlplat.kfp.step train")
     assert "--require-passed" in script and '--findings "$MLPLAT_WORK/validate" --out "$MLPLAT_OUTPUT/train"' in script
     env = {e["name"]: e["value"] for e in trainer["env"]}
     assert env["MLPLAT_PLUGIN"] == "mlp" and json.loads(env["MLPLAT_PARAMS"]) == spec.steps.train.params

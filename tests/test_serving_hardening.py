@@ -183,7 +183,8 @@ STRICT_V2_CASES = [
     ("header length not a number", lambda: binary_body([fp32_tensor(W)], b"\0" * 4 * W, "12x"), "Inference-Header-Content-Length '12x'"),
     ("header length past the body", lambda: binary_body([fp32_tensor(W)], b"", "99999"), "Inference-Header-Content-Length '99999'"),
     ("header length cuts the JSON", lambda: binary_body([fp32_tensor(W)], b"\0" * 4 * W, "10"), "are not a JSON header"),
-    ("BYTES with binary data", lambda: binary_body([fp32_tensor(W, datatype="BYTES")], b"\0" * 4 * W), "BYTES come as JSON strings, not binary data"),
+    ("BYTES with binary data", lambda: binary_body([fp32_tensor(W, datatype="BYTES")], b"\0" * 4 * W),
+     "BYTES come as JSON strings, not binary data"),
     ("binary header without inputs", lambda: {"content": b'{"x": 1}', "headers": {
         "inference-header-content-length": "8", "content-type": "application/octet-stream"}}, "needs an 'inputs' list"),
     ("INT64 0.7", lambda: json_v2("INT64", [0.7] + [1] * (W - 1)), "INT64 value 0.7 at [0] is not an integer"),

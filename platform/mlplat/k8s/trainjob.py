@@ -103,7 +103,8 @@ def build_trainjob(spec: PipelineSpec, nodes: int = 2, name: str | None = None, 
     pod = m.TrainerV1alpha1PodSpecPatch(
         node_selector=dict(step.node_selector) or None,
         security_context=m.IoK8sApiCoreV1PodSecurityContext.from_dict(security.pod_security_context()),
-        volumes=[m.IoK8sApiCoreV1Volume(name="output", persistent_volume_claim=m.IoK8sApiCoreV1PersistentVolumeClaimVolumeSource(claim_name=output_pvc))],
+        volumes=[m.IoK8sApiCoreV1Volume(
+            name="output", persistent_volume_claim=m.IoK8sApiCoreV1PersistentVolumeClaimVolumeSource(claim_name=output_pvc))],
         containers=[m.TrainerV1alpha1ContainerPatch(
             name=NODE, security_context=m.IoK8sApiCoreV1SecurityContext.from_dict(security.container_security_context()),
             volume_mounts=[m.IoK8sApiCoreV1VolumeMount(name="output", mount_path=OUTPUT_MOUNT)])],

@@ -23,7 +23,7 @@ component = dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 
 
 @component
-def ingest(spec: str, data_root: str, data: Output[Dataset], data_fingerprint: str = ""):
+def ingest(spec: str, data_root: str, data: Output[Dataset], data_fingerprint: str = "") -> None:
     from mlplat.kfp import runtime
 
     runtime.ingest(spec, data_root, data, data_fingerprint)
@@ -39,7 +39,7 @@ def validate(spec: str, plugin: str, params: str, data: Input[Dataset], findings
 
 @component
 def augment(spec: str, plugin: str, params: str, data: Input[Dataset], data_out: Output[Dataset], summary: Output[Markdown],
-            findings: Input[Artifact] = None):
+            findings: Input[Artifact] = None) -> None:
     from mlplat.kfp import runtime
 
     runtime.augment(spec, plugin, params, data, findings, data_out, summary)
@@ -47,7 +47,7 @@ def augment(spec: str, plugin: str, params: str, data: Input[Dataset], data_out:
 
 @component
 def tune(spec: str, plugin: str, params: str, data: Input[Dataset], best_params: Output[Artifact], metrics: Output[Metrics],
-         report: Output[HTML]):
+         report: Output[HTML]) -> None:
     from mlplat.kfp import runtime
 
     runtime.tune(spec, plugin, params, data, best_params, metrics, report)
@@ -55,7 +55,7 @@ def tune(spec: str, plugin: str, params: str, data: Input[Dataset], best_params:
 
 @component
 def train(spec: str, plugin: str, params: str, data: Input[Dataset], workdir: Output[Artifact], model: Output[Model],
-          metrics: Output[Metrics], report: Output[HTML], best_params: Input[Artifact] = None, findings: Input[Artifact] = None):
+          metrics: Output[Metrics], report: Output[HTML], best_params: Input[Artifact] = None, findings: Input[Artifact] = None) -> None:
     from mlplat.kfp import runtime
 
     runtime.train(spec, plugin, params, data, best_params, findings, workdir, model, metrics, report)
@@ -72,7 +72,7 @@ def evaluate(spec: str, plugin: str, params: str, data: Input[Dataset], model: I
 
 @component
 def explain(spec: str, plugin: str, params: str, data: Input[Dataset], model: Input[Model], workdir: Output[Artifact],
-            model_out: Output[Model], report: Output[HTML]):
+            model_out: Output[Model], report: Output[HTML]) -> None:
     from mlplat.kfp import runtime
 
     runtime.explain(spec, plugin, params, data, model, workdir, model_out, report)
@@ -80,21 +80,21 @@ def explain(spec: str, plugin: str, params: str, data: Input[Dataset], model: In
 
 @component
 def drift(spec: str, plugin: str, params: str, model: Input[Model], workdir: Output[Artifact], model_out: Output[Model],
-          report: Output[HTML]):
+          report: Output[HTML]) -> None:
     from mlplat.kfp import runtime
 
     runtime.drift(spec, plugin, params, model, workdir, model_out, report)
 
 
 @component
-def publish(model: Input[Model], runs_dir: str, run_id: str, published: Output[Model]):
+def publish(model: Input[Model], runs_dir: str, run_id: str, published: Output[Model]) -> None:
     from mlplat.kfp import runtime
 
     runtime.publish(model, published, runs_dir, run_id)
 
 
 @component
-def gate(gate: str, result: Input[Artifact]):
+def gate(gate: str, result: Input[Artifact]) -> None:
     """Fails the run when the validation or evaluation gate did not pass. A task of its own, after the step that
     decided: KFP uploads a task's artifacts only when it succeeds, so the step's report stays in the UI."""
     from mlplat.kfp import runtime

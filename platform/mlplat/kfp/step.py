@@ -29,12 +29,13 @@ STEP_JSON = "step.json"  # {"kind", "seconds"}: what the kfp-local runner report
 def spec_for_step(spec_json: str, kind: str, plugin: str = "", params_json: str = "") -> PipelineSpec:
     """The resolved spec with this step's plugin and params taken from the component's parameters."""
     spec = PipelineSpec.model_validate_json(spec_json)
-    configured = node(kind).configured(spec)
-    if not params_json or configured is None:
+    target = node(kind)
+    configured = target.configured(spec)
+    if not params_json or configured is None or target.field is None:
         return spec
     params = json.loads(params_json)
     if isinstance(configured, list):  # a chain (augment) runs as one task: plugins comma-joined, params a list
-        setattr(spec.steps, node(kind).field, [StepSpec(plugin=name, params=p)
+        setattr(spec.steps, target.field, [StepSpec(plugin=name, params=p)
                                                for name, p in zip(plugin.split(","), params, strict=True)])
     elif isinstance(configured, StepSpec):
         configured.plugin, configured.params = plugin, params

@@ -26,7 +26,8 @@ from mlplat.data import DatasetInfo
 if TYPE_CHECKING:
     from mlplat_plugins.torch_trainers.trainer import Outcome, TorchTrainer
 
-JOB, DATA, EPOCHS, RESULT, WEIGHTS, LOG = "job.json", "data.safetensors", "epochs.jsonl", "result.json", "result.safetensors", "torchrun.log"
+JOB, DATA, EPOCHS = "job.json", "data.safetensors", "epochs.jsonl"
+RESULT, WEIGHTS, LOG = "result.json", "result.safetensors", "torchrun.log"
 
 
 def launch(trainer: TorchTrainer, architecture: dict[str, Any], data: TrainingData, context: StepContext) -> Outcome:
