@@ -31,7 +31,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import MODEL, N_FEATURES, free_port, start, stop, to_ms, write_model  # noqa: E402
+from serving import MODEL, N_FEATURES, free_port, start, stop, to_ms, write_model
 
 ROW = [10.0] * N_FEATURES
 VALID = json.dumps({"instances": [ROW]})
@@ -173,7 +173,8 @@ def main() -> int:
     print(f"failures  : {failures:.0f} responses neither 200-for-valid nor 400-for-bad   {'PASS' if failures == 0 else 'MISS'}")
     exact = mixed["rejected"] == mixed["sent_bad"]  # every bad request wrk sent, counted once by the server
     print(f"counters  : {'exact' if exact else 'differ'}   {'PASS' if exact else 'MISS'}")
-    print(f"RSS       : {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MiB ({100 * growth:+.1f} %)   {'PASS' if growth <= 0.05 else 'MISS'} (<= 5 %)")
+    print(f"RSS       : {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MiB ({100 * growth:+.1f} %)   "
+          f"{'PASS' if growth <= 0.05 else 'MISS'} (<= 5 %)")
     p99_ratio = busy["p99_ms"] / alone["p99_ms"]
     print(f"explain   : predict p99 {alone['p99_ms']:.2f} ms alone, {busy['p99_ms']:.2f} ms with 8 explain clients "
           f"({p99_ratio:.2f}x)   {'PASS' if p99_ratio <= 2 else 'MISS'} (<= 2x)")

@@ -131,7 +131,7 @@ def bench_spec(args: argparse.Namespace, seed: int, tmp: Path) -> Any:
         "steps": {"tune": {"plugin": "grid", "search_space": SPACE, "metric": "val_accuracy"},
                   "train": {"plugin": "mlp", "params": {
                       "epochs": args.epochs, "batch_size": 64, "early_stopping_patience": None,
-                      "monitor": "val_accuracy", "checkpoint_every": 0, "device": "cpu"}}},
+                      "early_stopping_metric": "val_accuracy", "checkpoint_every": 0, "device": "cpu"}}},
     }))
 
 
@@ -225,7 +225,8 @@ def main() -> None:
         budget = grid_size()
         tpe_settings = get(StageKind.TUNER, "bayesian").parse_config(strategies(budget, args.pruner, args.warmup)["tpe+pruning"][1])
         print(f"dataset {args.dataset}; {budget} trials per search (the grid's size), {args.epochs} epochs per trial, "
-              f"replicates {args.first_seed}-{args.first_seed + args.seeds - 1}; TPE settings {tpe_settings.model_dump(exclude_none=True)}; "
+              f"replicates {args.first_seed}-{args.first_seed + args.seeds - 1}; "
+              f"TPE settings {tpe_settings.model_dump(exclude_none=True)}; "
               f"space: {json.dumps(SPACE)}", flush=True)
         jobs = [(args, seed, tmp) for seed in range(args.first_seed, args.first_seed + args.seeds)]
         if args.jobs > 1:

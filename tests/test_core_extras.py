@@ -8,13 +8,12 @@ import importlib.util
 import re
 import subprocess
 import sys
-import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
+import tomllib
 from conftest import REPO
-
 from mlplat.errors import PluginUnavailable
 from mlplat.extras import EXTRA_MODULES
 from mlplat.registry import PluginSpec, StageKind, discover

@@ -15,7 +15,7 @@ from mlplat.spec import STEP_KINDS, parse_spec, resolve
 from tests.conftest import TINY_SPEC
 
 FULL = {**TINY_SPEC, "steps": {**TINY_SPEC["steps"], "validate": {"plugin": "tabular"},
-                               "explain": {"plugin": "integrated_gradients"}, "monitor": {"plugin": "evidently"}}}
+                               "explain": {"plugin": "integrated_gradients"}, "drift": {"plugin": "evidently"}}}
 
 
 def test_minimal_spec_runs_the_always_nodes_in_order() -> None:
@@ -25,7 +25,7 @@ def test_minimal_spec_runs_the_always_nodes_in_order() -> None:
 
 def test_optional_steps_add_nodes_in_pipeline_order() -> None:
     names = plan.build_plan(parse_spec(FULL)).names
-    assert names == ["ingest", "validate", "train", "evaluate", "explain", "monitor", "publish"]
+    assert names == ["ingest", "validate", "train", "evaluate", "explain", "drift", "publish"]
     assert runner_plan(parse_spec(FULL)) == names  # the in-process runner records the plan's order
 
 
@@ -64,19 +64,45 @@ def test_step_parameters_round_trip_for_every_node() -> None:
     assert changed.steps.evaluate.params.min_accuracy == 0.5
 
 
-def test_compiled_task_names_are_the_plan_nodes() -> None:
+EVERY_STEP = {**FULL, "steps": {**FULL["steps"], "augment": {"plugin": "smote"}, "tune": {"plugin": "grid", "search_space": {
+    "lr": {"type": "categorical", "choices": [0.01]}}}}}
+
+
+@pytest.mark.parametrize("data", [{**TINY_SPEC, "steps": {"train": TINY_SPEC["steps"]["train"]}}, FULL, EVERY_STEP],
+                         ids=["minimal", "full", "every-step"])
+def test_compiled_tasks_and_their_wiring_are_the_plan(data: dict) -> None:
+    """One task per plan node; each artifact input comes from the last node before it that wrote the artifact
+    (under the name the node writes it: NAME, or NAME_out where it also reads it); a gate task after each gated
+    node reads that node's working directory, and every later task waits for it."""
     pytest.importorskip("kfp")
     from mlplat.kfp.compiler import build_pipeline
 
-    spec = resolve(parse_spec(FULL))
-    graph = build_pipeline(spec)
-    tasks = set(graph.pipeline_spec.root.dag.tasks)
-    for sub in graph.pipeline_spec.components.values():
-        tasks |= set(sub.dag.tasks) if sub.HasField("dag") else set()
+    spec = resolve(parse_spec(data))
+    dag = build_pipeline(spec).pipeline_spec.root.dag
     built = plan.build_plan(spec)
-    gates = {t for t in tasks if t.startswith("gate")}  # one gate task after each gated node: "gate", "gate-2"
-    assert tasks - gates == set(built.names)
+    gates = {t for t in dag.tasks if t.startswith("gate")}  # one gate task after each gated node: "gate", "gate-2"
+    assert set(dag.tasks) - gates == set(built.names)
     assert len(gates) == sum(1 for n in built.nodes if n.gate)
+
+    def wiring(task: str) -> dict[str, tuple[str, str]]:
+        artifacts = dag.tasks[task].inputs.artifacts
+        return {k: (a.task_output_artifact.producer_task, a.task_output_artifact.output_artifact_key) for k, a in artifacts.items()}
+
+    last_writer: dict[str, tuple[str, str]] = {}
+    passed_gates: list[str] = []
+    for node in built.nodes:
+        assert wiring(node.name) == {a.name: last_writer[a.name] for a in node.inputs if a.name in last_writer}, node.name
+        assert all(a.optional or a.name in last_writer for a in node.inputs), node.name
+        assert set(passed_gates) <= set(dag.tasks[node.name].dependent_tasks), node.name
+        reads = {a.name for a in node.inputs}
+        last_writer.update({a.name: (node.name, f"{a.name}_out" if a.name in reads else a.name) for a in node.outputs})
+        if node.gate:
+            [gate] = [g for g in gates if wiring(g).get("result", ("",))[0] == node.name]
+            assert wiring(gate)["result"][1] == ("findings" if node.name == "validate" else "workdir")
+            assert dag.tasks[gate].task_info.name == f"{node.gate}-gate"
+            passed_gates.append(gate)
+    assert wiring("train").get("best_params") == (("tune", "best_params") if "tune" in built.names else None)
+    assert wiring("publish") == {"model": (built.names[-2], "model_out")}
 
 
 def test_the_in_process_runner_executes_exactly_the_plan_nodes() -> None:

@@ -39,7 +39,8 @@ def test_published_model_is_safetensors_plus_json_and_reloads(trained_run) -> No
     manifest = json.loads((trained_run.model_dir / "model.json").read_text())
     assert manifest["classes"] == ["benign", "malignant"]
     assert len(manifest["features"]) == 30 and len(manifest["preprocessing"]["mean"]) == 30
-    assert set(load_file(str(trained_run.model_dir / "weights.safetensors"))) == set(LoadedModel.load(trained_run.model_dir).network.state_dict())
+    assert set(load_file(str(trained_run.model_dir / "weights.safetensors"))) == \
+        set(LoadedModel.load(trained_run.model_dir).network.state_dict())
     # the reloaded model reproduces the evaluation metrics
     splits = Splits.load(trained_run.run.dir / "steps" / "ingest")
     model = LoadedModel.load(trained_run.model_dir)

@@ -42,7 +42,8 @@ def with_changes(**steps: dict) -> dict:
         ({**TINY_SPEC, "name": "Bad_Name"}, "name: String should match pattern"),
         ({**TINY_SPEC, "dataset": {"source": "sklearn:breast_cancer", "test": 1.5}}, "dataset.test: Input should be less than 1"),
         ({k: v for k, v in TINY_SPEC.items() if k != "steps"}, "steps: Field required"),
-        (with_changes(evaluate={"params": {"min_accuracy": 1.5}}), "steps.evaluate.params.min_accuracy: Input should be less than or equal to 1"),
+        (with_changes(evaluate={"params": {"min_accuracy": 1.5}}),
+         "steps.evaluate.params.min_accuracy: Input should be less than or equal to 1"),
     ],
 )
 def test_bad_spec_exits_2_with_exact_path(tmp_path: Path, data: dict, expected: str) -> None:

@@ -141,8 +141,8 @@ def test_image_augment_shifts_rotates_and_adds_noise(digits, tmp_path):
     new = out.features.to_numpy()[added]
     same = np.tile(X, (2, 1))
     assert np.abs(new - same).mean() > 0.5  # pixels moved
-    own = [np.corrcoef(a, b)[0, 1] for a, b in zip(new, same)]
-    other = [np.corrcoef(a, b)[0, 1] for a, b in zip(new, np.roll(same, 1, axis=0))]
+    own = [np.corrcoef(a, b)[0, 1] for a, b in zip(new, same, strict=True)]
+    other = [np.corrcoef(a, b)[0, 1] for a, b in zip(new, np.roll(same, 1, axis=0), strict=True)]
     assert np.mean(own) > np.mean(other) + 0.1  # still the same digit, recognizably
     assert new.min() >= X.min() and new.max() <= X.max()
     # shifts are whole pixels: with rotation and noise off, each output is its image moved by (dx, dy)
@@ -205,7 +205,7 @@ def test_pipeline_augments_train_only(tmp_path):
     flipped_in_train = set(flipped) & set(ingested.train.row_ids)
     found = set(noise["row_ids"]) & flipped_in_train
     assert len(found) >= 0.5 * len(flipped_in_train) and len(found) >= 0.7 * len(noise["row_ids"])  # the injected noise
-    dropped = {i for i, score in zip(noise["row_ids"], noise["scores"]) if score > 0}  # default min_score 0
+    dropped = {i for i, score in zip(noise["row_ids"], noise["scores"], strict=True) if score > 0}  # default min_score 0
     assert len(dropped) >= 0.5 * len(flipped_in_train)
     assert rows[1]["rows"] == rows[0]["rows"] - len(dropped) and rows[2]["synthetic"] > 0
     assert not dropped & set(augmented.train.row_ids)

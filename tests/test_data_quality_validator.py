@@ -232,7 +232,8 @@ def test_moderate_shift_is_flagged_in_a_new_batch(clean, tmp_path):
     check flags it against the schema, and Evidently's skew check against a serving sample."""
     std = clean.train.features["f2"].std(ddof=0)
     t = clean.test
-    shifted = Splits(clean.info, clean.train, clean.validation, Table(t.features.assign(f2=t.features["f2"] + 3 * std), t.labels, t.row_ids))
+    shifted = Splits(clean.info, clean.train, clean.validation,
+                     Table(t.features.assign(f2=t.features["f2"] + 3 * std), t.labels, t.row_ids))
     report = run(shifted, tmp_path, label_noise={"enabled": False})
     assert failed(report, "schema.range") == []  # documented: a +3 std shift is not a range anomaly
     (check,) = failed(report, "schema.shift")

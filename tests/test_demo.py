@@ -14,7 +14,7 @@ from conftest import REPO, TINY_SPEC
 
 def test_demo_runs_serves_explains_and_exports_drift(tmp_path: Path) -> None:
     spec = {**TINY_SPEC, "name": "demo-tiny",
-            "steps": {**TINY_SPEC["steps"], "explain": {"plugin": "integrated_gradients"}, "monitor": {"plugin": "evidently"}}}
+            "steps": {**TINY_SPEC["steps"], "explain": {"plugin": "integrated_gradients"}, "drift": {"plugin": "evidently"}}}
     spec_path = tmp_path / "demo.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     result = subprocess.run([sys.executable, "-m", "mlplat", "demo", str(spec_path), "--runs-dir", str(tmp_path / "runs")],

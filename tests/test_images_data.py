@@ -117,7 +117,7 @@ def test_tabular_plugins_are_refused_for_image_datasets(tmp_path: Path, capsys: 
     assert "cannot handle an image dataset" in str(refused.value)
     spec = tmp_path / "s.yaml"
     spec.write_text(yaml.safe_dump(spec_of({"source": "generated:shapes"}, {"train": {"plugin": "cnn"},
-                                                                              "monitor": {"plugin": "evidently"}})))
+                                                                              "drift": {"plugin": "evidently"}})))
     assert mlplat("run", str(spec), "--runs-dir", str(tmp_path / "runs")) == 2
     assert "steps.monitor.plugin" in capsys.readouterr().err
 

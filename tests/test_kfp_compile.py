@@ -144,7 +144,8 @@ def test_gates_are_tasks_that_every_later_step_waits_for(gpu_pipeline: Path) -> 
     assert not any("triggerPolicy" in t for t in root.values())
     validation, evaluation = root[gate_keys["validation-gate"]], root[gate_keys["evaluation-gate"]]
     assert validation["dependentTasks"] == ["validate"]
-    assert validation["inputs"]["artifacts"]["result"]["taskOutputArtifact"] == {"outputArtifactKey": "result", "producerTask": "validate"}
+    assert validation["inputs"]["artifacts"]["result"]["taskOutputArtifact"] == {"outputArtifactKey": "findings",
+                                                                                 "producerTask": "validate"}
     assert evaluation["inputs"]["artifacts"]["result"]["taskOutputArtifact"]["producerTask"] == "evaluate"
     for name in ("train", "evaluate"):
         assert gate_keys["validation-gate"] in by_name(root, name)["dependentTasks"]
@@ -321,7 +322,8 @@ def test_trainjob_is_schema_valid_multi_node_ddp_with_the_same_trainer_config() 
     assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "2"
     assert trainer["image"] == "registry.example.com/mlplat:cuda"
     script = trainer["command"][-1]
-    assert script.index("mlplat.kfp.step ingest") < script.index("mlplat.kfp.step validate") < script.index("torchrun -m mlplat.kfp.step train")
+    assert script.index("mlplat.kfp.step ingest") < script.index("mlplat.kfp.step validate") < \
+        script.index("torchrun -m mlplat.kfp.step train")
     assert "--require-passed" in script and '--findings "$MLPLAT_WORK/validate" --out "$MLPLAT_OUTPUT/train"' in script
     env = {e["name"]: e["value"] for e in trainer["env"]}
     assert env["MLPLAT_PLUGIN"] == "mlp" and json.loads(env["MLPLAT_PARAMS"]) == spec.steps.train.params

@@ -37,7 +37,7 @@ FULL_SPEC: dict[str, Any] = {
         "train": {"plugin": "mlp", "params": {"depth": 1, "width": 32, "epochs": 3, "early_stopping_patience": None,
                                               "checkpoint_every": 0}},
         "explain": {"plugin": "integrated_gradients", "params": {"n_steps": 8, "importance_rows": 20, "background_clusters": 4}},
-        "monitor": {"plugin": "evidently"},
+        "drift": {"plugin": "evidently"},
     },
 }
 VOLATILE = {"created_at", "training_wall_s"}  # model.json fields that record when and how long, not what
@@ -62,7 +62,7 @@ def test_kfp_local_runs_every_step_kind_like_the_in_process_runner(tmp_path: Pat
     assert (tuned["best_params"], tuned["best_value"], tuned["trials"]) == \
         (expected_tune["best_params"], expected_tune["best_value"], expected_tune["trials"])
     assert result.metrics["validation"]["passed"] and result.metrics["evaluation_gate"]["passed"]
-    assert set(result.step_seconds) == {"ingest", "validate", "augment", "tune", "train", "evaluate", "explain", "monitor"}
+    assert set(result.step_seconds) == {"ingest", "validate", "augment", "tune", "train", "evaluate", "explain", "drift"}
     assert os.readlink(store.root / "latest") == result.run.id
     assert result.run.record()["status"] == "succeeded" and result.run.metrics()["test"] == result.metrics["test"]
 
@@ -102,7 +102,7 @@ def test_kfp_local_runs_every_step_kind_like_the_in_process_runner(tmp_path: Pat
     train = executor_output(result.run.dir, "train")
     assert "<html" in artifact_text(train, "report")
     assert artifact_metadata(train, "metrics")["epochs_run"] == 3
-    for task in ("tune", "explain", "monitor"):
+    for task in ("tune", "explain", "drift"):
         assert "<html" in artifact_text(executor_output(result.run.dir, task), "report").lower(), task
 
 

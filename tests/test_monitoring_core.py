@@ -408,9 +408,9 @@ def test_monitor_step_fits_state_with_importance_and_monitor_uses_it(model_dir: 
 
     features = ModelDir(model_dir).read().feature_names
     ModelDir(model_dir).update(global_importance={features[0]: 1.0})  # as the explain step writes it
-    spec = resolve(parse_spec({**TINY_SPEC, "steps": {**TINY_SPEC["steps"], "monitor": {"plugin": "evidently",
-                                                                                         "params": {"min_window": 50}}}}))
-    steps.monitor(spec, model_dir, tmp_path / "out")
+    spec = resolve(parse_spec({**TINY_SPEC, "steps": {**TINY_SPEC["steps"], "drift": {"plugin": "evidently",
+                                                                                       "params": {"min_window": 50}}}}))
+    steps.drift(spec, model_dir, tmp_path / "out")
     state = json.loads((model_dir / "drift_reference.json").read_text())
     assert state["importance"][features[0]] == 1.0 and state["importance"][features[1]] == 0.0
     monitor = Monitor(model_dir, MonitorSettings())

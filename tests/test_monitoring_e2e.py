@@ -157,7 +157,7 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     finally:
         for proc in procs.values():
             proc.terminate()
-        for name, proc in procs.items():
+        for proc in procs.values():
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -226,8 +226,8 @@ def test_alerts_reach_the_webhook(stack: dict[str, Any]) -> None:
         predicted += names
         shifted_ids += ids
         for url in (urls["serve"], urls["monitor"]):  # evaluated before the next batch, however loaded the box
-            wait_for(f"evaluation of batch {batch}", lambda: client.get(f"{url}/v1/models/{name}/monitor").json()
-                     .get("rows") == 300 + 100 * batch, 60, procs)
+            wait_for(f"evaluation of batch {batch}", lambda url=url, batch=batch: client.get(f"{url}/v1/models/{name}/monitor")
+                     .json().get("rows") == 300 + 100 * batch, 60, procs)
     alerts = wait_for("MlplatDataDrift at the webhook", lambda: webhook.firing("MlplatDataDrift"), 90, procs)
     drift_delay = time.monotonic() - started
     assert alerts[0]["labels"]["model"] == name and alerts[0]["labels"]["severity"] == "warning"

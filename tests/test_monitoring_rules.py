@@ -45,7 +45,8 @@ def test_promtool_unit_tests_pass() -> None:
 
 
 def test_promtool_unit_tests_catch_a_broken_rule(tmp_path: Path) -> None:
-    broken = RULES.read_text().replace("mlplat_generalization_gap{metric=\"accuracy\"}) < -3", "mlplat_generalization_gap{metric=\"accuracy\"}) < -30")
+    broken = RULES.read_text().replace("mlplat_generalization_gap{metric=\"accuracy\"}) < -3",
+                                       "mlplat_generalization_gap{metric=\"accuracy\"}) < -30")
     (tmp_path / "rules.yaml").write_text(broken)
     tests = yaml.safe_load(RULE_TESTS.read_text())
     tests["rule_files"] = [str(tmp_path / "rules.yaml")]

@@ -1,5 +1,5 @@
 """A regression through the real CLI and the real server: sklearn diabetes → validate, train (MSE on
-the standardized target), evaluate (RMSE/MAE/R², gated), explain, monitor, publish → serve V1 and V2."""
+the standardized target), evaluate (RMSE/MAE/R², gated), explain, drift, publish → serve V1 and V2."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ SPEC: dict[str, Any] = {
                                               "cv_folds": 2, "checkpoint_every": 0, "early_stopping_patience": None}},
         "evaluate": {"params": {"max_rmse": 80, "min_r2": 0.2}},
         "explain": {"plugin": "integrated_gradients", "params": {"importance_rows": 20}},
-        "monitor": {"plugin": "evidently"},
+        "drift": {"plugin": "evidently"},
     },
 }
 

@@ -190,7 +190,8 @@ STRICT_V2_CASES = [
     ("header length past the body", lambda: binary_body([fp32_tensor(W)], b"", "99999"), "Inference-Header-Content-Length '99999'"),
     ("header length cuts the JSON", lambda: binary_body([fp32_tensor(W)], b"\0" * 4 * W, "10"), "are not a JSON header"),
     # binary BYTES (encoded images) are well-formed here, and this tabular model takes no BYTES tensor of that shape
-    ("BYTES with binary data", lambda: binary_body([fp32_tensor(W, datatype="BYTES")], b"\0" * 4 * W), "datatype BYTES is not numeric"),
+    ("BYTES with binary data", lambda: binary_body([fp32_tensor(W, datatype="BYTES")], b"\0" * 4 * W),
+     "datatype BYTES is not numeric"),
     ("binary BYTES lengths past the data", lambda: binary_body([fp32_tensor(W, datatype="BYTES")], b"\xff" * 4 * W),
      "more than the binary data holds"),
     ("binary header without inputs", lambda: {"content": b'{"x": 1}', "headers": {

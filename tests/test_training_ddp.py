@@ -33,9 +33,9 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path: Path) -> None:
         data, StepContext("train", tmp_path / "ddp", info, seed=5, on_epoch=lambda e, m: epochs.append(e)))
     assert ddp.extras["ddp_processes"] == 2 and ddp.extras["compute"]["devices"] == 2
     assert epochs == [0, 1, 2, 3]  # rank 0's epochs were relayed to the parent's callback
-    for (name, a), b in zip(single.network.state_dict().items(), ddp.network.state_dict().values()):
+    for (name, a), b in zip(single.network.state_dict().items(), ddp.network.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-5), name
-    for s, d in zip(single.history, ddp.history):
+    for s, d in zip(single.history, ddp.history, strict=True):
         assert abs(s["val_loss"] - d["val_loss"]) < 1e-5 and abs(s["train_loss"] - d["train_loss"]) < 1e-5
     assert (tmp_path / "ddp" / "checkpoints" / "LAST").is_file()
     assert (tmp_path / "ddp" / "report.html").is_file()

@@ -96,7 +96,7 @@ def test_resume_continues_from_checkpoint_with_identical_results(tmp_path: Path)
     assert resumed.extras["resumed_from_epoch"] == 3
     assert seen == [4, 5, 6]  # only the epochs after the checkpoint ran again
     assert _strip(resumed.history) == _strip(full.history)
-    for (name, a), b in zip(full.network.state_dict().items(), resumed.network.state_dict().values()):
+    for (name, a), b in zip(full.network.state_dict().items(), resumed.network.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
 
@@ -212,7 +212,7 @@ def test_schedulers_set_the_learning_rate(tmp_path: Path) -> None:
     plateau = fit(MLPConfig(hidden=[128, 128], dropout=0, epochs=10, batch_size=16, lr=3e-3, scheduler="plateau",
                             plateau_patience=0, early_stopping_patience=None, **QUIET), data, tmp_path / "plateau")
     best = np.inf
-    for row, following in zip(plateau.history, plateau.history[1:]):
+    for row, following in zip(plateau.history, plateau.history[1:], strict=False):  # pairs of consecutive epochs
         improved = row["val_loss"] < best
         best = min(best, row["val_loss"])
         assert following["lr"] == pytest.approx(row["lr"] * (1.0 if improved else 0.5))

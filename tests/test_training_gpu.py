@@ -47,7 +47,7 @@ def test_cuda_resume_and_cnn_bf16(tmp_path: Path) -> None:
     again = CNNTrainer(CNNConfig(epochs=4, amp="bf16", device="cuda", checkpoint_every=2)).fit(
         data, StepContext("train", tmp_path, data.info, seed=0, resume=True))
     assert again.extras["resumed_from_epoch"] == 3  # the final checkpoint: nothing left to train
-    for a, b in zip(model.network.state_dict().values(), again.network.state_dict().values()):
+    for a, b in zip(model.network.state_dict().values(), again.network.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 

@@ -91,7 +91,8 @@ def test_committed_manifests_match_the_generator(tuned_spec: Any) -> None:
     katib.validate_experiment(docs[1])
     assert yaml.safe_load((BASE / "kustomization.yaml").read_text())["resources"] == ["configmap.yaml", "experiment.yaml"]
     for overlay in ("dev", "prod"):
-        assert "../../base/katib" in yaml.safe_load((REPO / "manifests" / "overlays" / overlay / "kustomization.yaml").read_text())["resources"]
+        kustomization = REPO / "manifests" / "overlays" / overlay / "kustomization.yaml"
+        assert "../../base/katib" in yaml.safe_load(kustomization.read_text())["resources"]
 
 
 def broken(exp: dict[str, Any], edit: Any) -> dict[str, Any]:
@@ -105,7 +106,8 @@ def broken(exp: dict[str, Any], edit: Any) -> dict[str, Any]:
     (lambda e: e["spec"]["algorithm"].update(algorithmName="tpe2"), "spec.algorithm.algorithmName", "must be one of"),
     (lambda e: e["spec"]["parameters"][0].update(parameterType="float"), "spec.parameters[0].parameterType", "must be one of"),
     (lambda e: e["spec"]["parameters"][0]["feasibleSpace"].update(min=0.1), "spec.parameters[0].feasibleSpace.min", "string"),
-    (lambda e: e["spec"]["trialTemplate"]["trialParameters"].pop(0), "spec.trialTemplate.trialSpec", "${trialParameters.lr} is not declared"),
+    (lambda e: e["spec"]["trialTemplate"]["trialParameters"].pop(0), "spec.trialTemplate.trialSpec",
+     "${trialParameters.lr} is not declared"),
     (lambda e: e["spec"]["trialTemplate"].update(primaryContainerName="main"), "spec.trialTemplate.primaryContainerName", "no container"),
     (lambda e: e["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0].update(cmd=["x"]),
      "spec.trialTemplate.trialSpec.spec.template.spec.containers[0].cmd", "PodTemplateSpec"),

@@ -113,7 +113,7 @@ def split_roles(frame: pd.DataFrame, label: str, features: list[str] | None = No
         if absent:
             raise UsageError(f"{where}: columns not in the data: {', '.join(map(str, absent))} "
                              f"(columns: {', '.join(map(str, frame.columns))})")
-    roles = {label, weight, id_column} - {None}
+    roles = {r for r in (label, weight, id_column) if r is not None}
     overlap = sorted(roles & set(features or [])) + sorted(roles & set(column_types))
     if overlap:
         raise UsageError(f"dataset.features: {', '.join(map(str, overlap))} is the label, weight or id column, not a feature")

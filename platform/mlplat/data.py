@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -87,8 +87,12 @@ class Table:
     features: pd.DataFrame
     labels: np.ndarray
     row_ids: np.ndarray
-    weights: np.ndarray = field(default=None)  # type: ignore[assignment]
-    synthetic: np.ndarray = field(default=None)  # type: ignore[assignment]
+    weights: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    synthetic: np.ndarray = field(default=None)  # type: ignore[arg-type]
+
+    if TYPE_CHECKING:  # weights and synthetic may be left out (None): __post_init__ fills them in
+        def __init__(self, features: pd.DataFrame, labels: np.ndarray, row_ids: np.ndarray, weights: np.ndarray | None = None,
+                     synthetic: np.ndarray | None = None) -> None: ...
 
     def __post_init__(self) -> None:
         n = len(self.features)

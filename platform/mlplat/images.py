@@ -143,7 +143,7 @@ def loader(dataset: Any, *, batch_size: int, shuffle: bool = False, workers: int
 def fit_preprocessing(locations: Sequence[str], *, size: Sequence[int], channels: int,
                       sample: int = 512, seed: int = 0, max_pixels: int = 40_000_000) -> ImagePreprocessing:
     """Per-channel mean and std of [0, 1] pixels over a seeded sample of (training) images."""
-    identity = ImagePreprocessing(size=list(size), channels=channels,  # type: ignore[arg-type]
+    identity = ImagePreprocessing(size=list(size), channels=channels,
                                   mean=[0.0] * channels, std=[1.0] * channels, max_pixels=max_pixels)
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(locations), size=min(sample, len(locations)), replace=False)

@@ -57,7 +57,7 @@ def feature_schema(frame: pd.DataFrame, encodings: list[ColumnEncoding] | None =
             continue
         values = encoding.encode(frame[c])
         finite = values[np.isfinite(values)]
-        out.append(Feature(name=str(c), kind=encoding.kind, categories=encoding.categories,  # type: ignore[arg-type]
+        out.append(Feature(name=str(c), kind=encoding.kind, categories=encoding.categories,
                            min=float(finite.min()) if len(finite) else None, max=float(finite.max()) if len(finite) else None))
     return out
 

@@ -130,11 +130,11 @@ class ModelStore:
             fs, root = filesystem(self.uri)
             fs.pipe_file(f"{root}/{name}", text.encode())  # one PUT: readers see the old object or the new one
             return
-        root = self._local_root()
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".{name}.tmp-{secrets.token_hex(4)}"
+        local = self._local_root()
+        local.mkdir(parents=True, exist_ok=True)
+        tmp = local / f".{name}.tmp-{secrets.token_hex(4)}"
         tmp.write_text(text)
-        os.replace(tmp, root / name)
+        os.replace(tmp, local / name)
 
 
 def model_uri(ref: str) -> str:

@@ -52,7 +52,7 @@ NODES: tuple[Node, ...] = (
          always=True),
     Node("evaluate", None, "evaluate", (DATA, MODEL), (MODEL,), gate="evaluation", always=True),
     Node("explain", StageKind.EXPLAINER, "explain", (DATA, MODEL), (MODEL,)),
-    Node("monitor", StageKind.DRIFT_DETECTOR, "monitor", (MODEL,), (MODEL,)),
+    Node("drift", StageKind.DRIFT_DETECTOR, "drift", (MODEL,), (MODEL,)),  # fits the drift reference
     Node("publish", None, None, (MODEL,), (), always=True),
 )
 BY_NAME = {node.name: node for node in NODES}

@@ -256,14 +256,15 @@ def _contract(kind: StageKind) -> tuple[type, dict[str, type | tuple[type, ...]]
     from mlplat.contracts.validator import ValidationReport, Validator
     from mlplat.data import Table
 
-    return {
+    contracts: dict[StageKind, tuple[type, dict[str, type | tuple[type, ...]]]] = {
         StageKind.VALIDATOR: (Validator, {"validate": ValidationReport}),
         StageKind.AUGMENTER: (Augmenter, {"augment": Table}),
         StageKind.TRAINER: (Trainer, {"fit": TrainedModel, "inherited_preprocessing": (dict, type(None))}),
         StageKind.TUNER: (Tuner, {"tune": TuneResult}),
         StageKind.EXPLAINER: (Explainer, {"fit": ExplainerState}),
         StageKind.DRIFT_DETECTOR: (DriftDetector, {"fit": dict, "detect": DriftResult}),
-    }[kind]
+    }
+    return contracts[kind]
 
 
 _FROM_CALLER = "_mlplat_from_caller"

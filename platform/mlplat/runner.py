@@ -8,12 +8,13 @@ metrics, and publishes the model atomically only when every gate has passed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mlplat import steps
 from mlplat.errors import GateFailed, MlplatError
@@ -22,14 +23,21 @@ from mlplat.runs import METRICS_JSON, SPEC_YAML, Run, RunStore, is_disk_full, wr
 from mlplat.spec import PipelineSpec, to_yaml
 
 
-class Progress:
-    """What the runner tells its caller; the CLI implements it with rich, tests ignore it."""
+class Progress(Protocol):
+    """What the runner tells its caller; the CLI implements it with rich, tests subclass it (no-ops by default)."""
 
-    def step_started(self, step: str) -> None: ...
+    def step_started(self, step: str) -> None:
+        return None
 
-    def step_finished(self, step: str, seconds: float) -> None: ...
+    def step_finished(self, step: str, seconds: float) -> None:
+        return None
 
-    def epoch(self, epoch: int, metrics: Mapping[str, float]) -> None: ...
+    def epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        return None
+
+
+class _Silent(Progress):
+    """A caller that wants no progress."""
 
 
 RUN_LOG = "run.log"
@@ -72,7 +80,7 @@ def plan(spec: PipelineSpec) -> list[str]:
 def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: Progress | None = None,
                  run_id: str | None = None) -> RunSummary:
     """Run every step of a resolved spec; publish only if all gates pass."""
-    progress = progress or Progress()
+    progress = progress or _Silent()
     resume = run_id is not None
     if run_id:
         run = store.get(run_id)
@@ -101,7 +109,7 @@ def run_pipeline(spec: PipelineSpec, spec_dir: Path, store: RunStore, progress: 
         log.enter_context(run_log(run))
         state = _RunState(spec, spec_dir, store, run, resume, progress, metrics, data=run.step_dir("ingest"))
         for node in build_plan(spec).nodes:
-            timed(node.name, lambda node=node: _EXECUTE[node.name](state))
+            timed(node.name, functools.partial(_EXECUTE[node.name], state))
             if node.gate:
                 state.gates[node.gate].require()
         assert state.published is not None
@@ -189,8 +197,8 @@ def _explain(s: _RunState) -> None:
 
 
 def _drift(s: _RunState) -> None:
-    out = s.out("monitor")
-    steps.monitor(s.spec, s.loaded.directory, out, loaded=s.loaded)
+    out = s.out("drift")
+    steps.drift(s.spec, s.loaded.directory, out, loaded=s.loaded)
 
 
 def _publish(s: _RunState) -> None:
@@ -200,7 +208,7 @@ def _publish(s: _RunState) -> None:
 # One executor per plan node, run in the plan's order; a test checks they match `plan.NODES`.
 _EXECUTE: dict[str, Callable[[_RunState], None]] = {
     "ingest": _ingest, "validate": _validate, "augment": _augment, "tune": _tune, "train": _train,
-    "evaluate": _evaluate, "explain": _explain, "monitor": _drift, "publish": _publish,
+    "evaluate": _evaluate, "explain": _explain, "drift": _drift, "publish": _publish,
 }
 
 

@@ -21,14 +21,14 @@ import json
 import math
 import operator
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from mlplat.errors import SpecError
 
 SPACE_PATH = "steps.tune.search_space"
-Scalar = Union[bool, int, float, str, None]
+Scalar = bool | int | float | str | None
 
 CONDITION_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq,

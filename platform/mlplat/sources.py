@@ -147,10 +147,10 @@ def filesystem(uri: str) -> tuple[Any, str]:
 def fetch(location: str, base_dir: Path, field: str = "dataset.source") -> Fetched:
     """Read one file from a path or URI, with its fingerprint. A missing file is a UsageError naming it."""
     if not is_remote(location):
-        path = local_path(location, base_dir, field)
-        if not path.is_file():
-            raise UsageError(f"{field}: data file not found: {path}")
-        return Fetched(str(path), Fingerprint(str(path), "sha256", sha256_file(path), path.stat().st_size), local_path=path)
+        file = local_path(location, base_dir, field)
+        if not file.is_file():
+            raise UsageError(f"{field}: data file not found: {file}")
+        return Fetched(str(file), Fingerprint(str(file), "sha256", sha256_file(file), file.stat().st_size), local_path=file)
     fs, path = filesystem(location)
     try:
         if scheme(location) in OBJECT_STORES:

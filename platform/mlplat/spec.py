@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlplat import plan, registry
+from mlplat.deprecations import renamed_keys
 from mlplat.errors import PluginUnavailable, SpecError, UsageError
 from mlplat.registry import StageKind, config_problems
 from mlplat.tasks import GATE_METRICS, Task, source_task
@@ -24,6 +25,8 @@ from mlplat.tasks import GATE_METRICS, Task, source_task
 STEP_KINDS: dict[str, StageKind] = plan.plugin_kinds()  # spec step key -> stage kind, from the plan's node table
 KFP_GPU_COUNTS = (0, 1, 2, 4, 8, 16)
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+# step keys renamed since (old -> new): the old one still reads, with a DeprecationWarning (mlplat.deprecations)
+RENAMED_STEPS = {"monitor": "drift"}  # `monitor` fitted the drift reference, not the production monitor
 
 
 class Strict(BaseModel):
@@ -94,9 +97,14 @@ class Steps(Strict):
     train: StepSpec
     evaluate: EvaluateStepSpec = Field(default_factory=EvaluateStepSpec)
     explain: StepSpec | None = None
-    monitor: StepSpec | None = None
+    drift: StepSpec | None = Field(None, description="the drift detector that fits the served model's drift reference")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        return renamed_keys(data, RENAMED_STEPS, "steps.", cls.__name__)
 
     @field_validator("augment", mode="before")
     @classmethod
@@ -156,7 +164,8 @@ class DatasetSpec(Strict):
     features: list[str] | None = Field(None, description="feature columns (default: every column not given another role)")
     exclude: list[str] = Field(default_factory=list, description="columns that are neither features nor roles")
     weight: str | None = Field(None, description="column of per-row loss weights (finite, >= 0)")
-    id: str | None = Field(None, description="column of unique row ids (whole numbers >= 0 or text); reports and findings name rows by them")
+    id: str | None = Field(None, description="column of unique row ids (whole numbers >= 0 or text); "
+                                             "reports and findings name rows by them")
     column_types: dict[str, Literal["numeric", "categorical", "boolean"]] = Field(
         default_factory=dict, description="per-column type, overriding the inference rule")
     na_values: list[str] | None = Field(

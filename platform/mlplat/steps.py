@@ -453,17 +453,14 @@ def score(loaded: modeldir.LoadedModel, features: Any, labels: np.ndarray, gate:
     from mlplat.kfp.runtime import evaluation_summary
 
     out.mkdir(parents=True, exist_ok=True)
-    if loaded.is_image:  # the features are the images' locations (mlplat.images.IMAGE_COLUMN), decoded in a DataLoader
-        X = None
-    else:
-        X = loaded.encode(features[loaded.feature_names])
     if loaded.task == "regression":
-        predicted = loaded.predict_values(X)
+        predicted = loaded.predict_values(loaded.encode(features[loaded.feature_names]))
         metrics = regression_metrics(labels, predicted)
         rows = pd.DataFrame({"label": labels, "predicted": predicted})
     else:
-        proba = loaded.predict_proba_files(features[loaded.feature_names[0]].tolist()) if X is None \
-            else loaded.predict_proba(X)
+        # an image model's features are the images' locations (mlplat.images.IMAGE_COLUMN), decoded in a DataLoader
+        proba = loaded.predict_proba_files(features[loaded.feature_names[0]].tolist()) if loaded.is_image \
+            else loaded.predict_proba(loaded.encode(features[loaded.feature_names]))
         metrics = classification_metrics(labels, proba, loaded.class_names)
         names = np.asarray(loaded.class_names, dtype=object)
         rows = pd.DataFrame({"label": names[labels], "predicted": names[proba.argmax(1)]})
@@ -607,13 +604,13 @@ def _explain_images(loaded: modeldir.LoadedModel, explainer: Any, plugin: str, p
     return {}
 
 
-def monitor(spec: PipelineSpec, model: Path, out: Path, *, loaded: modeldir.LoadedModel | None = None) -> None:
+def drift(spec: PipelineSpec, model: Path, out: Path, *, loaded: modeldir.LoadedModel | None = None) -> None:
     """Fit the drift detector's reference state from the model's reference sample."""
-    step = spec.steps.monitor
+    step = spec.steps.drift
     assert step is not None
     loaded = _loaded(model, loaded)
-    detector = registry.create(StageKind.DRIFT_DETECTOR, step.plugin, step.params, step="monitor")
-    ctx = StepContext(step="monitor", work_dir=out, info=_info_from_manifest(loaded.manifest), seed=spec.seed)
+    detector = registry.create(StageKind.DRIFT_DETECTOR, step.plugin, step.params, step="drift")
+    ctx = StepContext(step="drift", work_dir=out, info=_info_from_manifest(loaded.manifest), seed=spec.seed)
     out.mkdir(parents=True, exist_ok=True)
     # the explain step (if it ran) wrote global importances: drift in ignored features pages nobody
     if loaded.is_image:  # embeddings + softmax outputs + statistics of the reference images, saved in the model dir

@@ -4,6 +4,8 @@ so `mlplat --help` and `mlplat plugins list` never import torch."""
 from __future__ import annotations
 
 import sys
+import warnings
+from typing import Any, TextIO
 
 import typer
 from rich.markup import escape
@@ -22,6 +24,7 @@ from mlplat.cli import (
     tune_cmd,
 )
 from mlplat.cli.common import console_err
+from mlplat.deprecations import RenamedKey
 from mlplat.errors import MlplatError, PluginUnavailable
 from mlplat.extras import extra_for_module, install_hint, require
 
@@ -77,7 +80,19 @@ def _missing_library(exc: ModuleNotFoundError) -> MlplatError | None:
     return PluginUnavailable(f"{exc.name} is not installed: {install_hint(extra)}")
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: TextIO | None = None,
+                  line: str | None = None, _default: Any = warnings.showwarning) -> None:
+    """A renamed spec key as one `warning:` line; other warnings as Python shows them."""
+    if issubclass(category, RenamedKey):
+        console_err.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main() -> None:
+    # Python hides DeprecationWarnings outside __main__; a renamed key must reach the spec's author (once each)
+    warnings.simplefilter("default", RenamedKey)
+    warnings.showwarning = _show_warning
     try:
         try:
             app()

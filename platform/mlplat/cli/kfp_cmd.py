@@ -16,7 +16,8 @@ def compile_cmd(
     all_specs: bool = typer.Option(False, "--all", help="Compile every pipelines/*.yaml into manifests/base/pipelines/ "
                                                         "(the checked-in copies, files to upload)"),
     pipelines_dir: Path = typer.Option(Path("pipelines"), "--pipelines-dir", help="With --all: where the specs are"),
-    out_dir: Path = typer.Option(None, "--out-dir", help="With --all: where compiled YAML goes [default: manifests/base/pipelines/compiled]"),
+    out_dir: Path = typer.Option(None, "--out-dir",
+                                 help="With --all: where compiled YAML goes [default: manifests/base/pipelines/compiled]"),
 ) -> None:
     """Compile a spec to KFP v2 IR YAML for the Kubeflow UI (or all example specs with --all)."""
     from mlplat.errors import UsageError

@@ -26,9 +26,9 @@ def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Pipeline spec (YAML)"),
     runs_dir: Path = RUNS_DIR_OPTION,
     runner: RunnerName = typer.Option(RunnerName.in_process, "--runner", help="Where the steps run"),
-    resume: str = typer.Option(None, "--resume", metavar="RUN",
+    resume: str | None = typer.Option(None, "--resume", metavar="RUN",
                                help="Resume an interrupted or failed run from its checkpoints (a finished run is refused)"),
-    publish_to: str = typer.Option(None, "--publish-to", metavar="URI",
+    publish_to: str | None = typer.Option(None, "--publish-to", metavar="URI",
                                    help="Also publish the model to this model store (s3://, gs://, pvc://, path); "
                                         "overrides the spec's publish.uri"),
 ) -> None:

@@ -15,9 +15,12 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (0.0.0.0 only inside a container)"),
     port: int = typer.Option(8080, "--port", "--http_port", min=1, max=65535, help="--http_port: as the KServe controller appends it"),
     max_batch_size: int = typer.Option(64, "--max-batch-size", min=1, help="Rows per merged forward pass"),
-    max_latency_ms: float = typer.Option(0.0, "--max-latency-ms", min=0, help="Extra wait to fill a batch (0: merge only what queued during the last pass)"),
+    max_latency_ms: float = typer.Option(0.0, "--max-latency-ms", min=0,
+                                         help="Extra wait to fill a batch (0: merge only what queued during the last pass)"),
     no_batching: bool = typer.Option(False, "--no-batching", help="One forward pass per request"),
-    inline_forward_ms: float = typer.Option(0.5, "--inline-forward-ms", min=0, help="Forward passes measured cheaper than this run on the event loop, slower ones on the forward thread (0: always the thread)"),
+    inline_forward_ms: float = typer.Option(0.5, "--inline-forward-ms", min=0,
+                                            help="Forward passes measured cheaper than this run on the event loop, slower ones "
+                                                 "on the forward thread (0: always the thread)"),
     max_body_bytes: int = typer.Option(4 << 20, "--max-body-bytes", min=1, help="Larger request bodies get HTTP 413"),
     max_rows: int = typer.Option(10_000, "--max-rows", min=1, help="Most instances in one request"),
     max_explain_rows: int = typer.Option(100, "--max-explain-rows", min=1, help="Most instances in one :explain request"),
@@ -32,7 +35,8 @@ def serve(
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (KServe timings and access lines)"),
     explainer: bool = typer.Option(False, "--explainer", help="Run as the explainer component; predictions come from --predictor-url"),
     predictor_url: str = typer.Option(None, "--predictor-url", help="Predictor base URL for --explainer, e.g. http://127.0.0.1:8080"),
-    predictor_batch_rows: int = typer.Option(256, "--predictor-batch-rows", min=1, help="--explainer: most rows per request to the predictor (keep under its --max-rows)"),
+    predictor_batch_rows: int = typer.Option(256, "--predictor-batch-rows", min=1,
+                                             help="--explainer: most rows per request to the predictor (keep under its --max-rows)"),
     # the arguments the KServe controller (v0.20, pkg/apis/serving/v1beta1/explainer_custom.go) appends to a custom
     # explainer's container: --model_name ISVC --predictor_host PREDICTOR.NAMESPACE --http_port 8080 [--workers N]
     model_name: str = typer.Option(None, "--model_name", help="KServe: the InferenceService's name, served as an alias"),

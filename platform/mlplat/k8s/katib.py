@@ -255,7 +255,7 @@ def _first_difference(a: Any, b: Any, path: str) -> str | None:
                 return found
         return None
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             if found := _first_difference(x, y, f"{path}[{i}]"):
                 return found
         return None

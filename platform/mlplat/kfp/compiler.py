@@ -1,10 +1,11 @@
 """Spec → KFP v2 pipeline → IR YAML.
 
-The graph mirrors the in-process runner: ingest → validate → [gate] → augment → tune →
-train → evaluate → [gate] → explain → monitor → publish. Each gate is a task of its own
-after the step that decides it: it fails (exit 1, GateFailed's words) when the gate did not
-pass, so the run fails and nothing after it runs, while the deciding step succeeded and its
-report artifact is in the UI (KFP never uploads a failed task's outputs).
+The graph is the plan (`mlplat.plan.build_plan`): one task per node, in the node order, each
+reading the artifacts its node reads from the last task that wrote them (see
+`mlplat.kfp.components` for how a component names them). Each gate is a task of its own after the
+node that decides it: it fails (exit 1, GateFailed's words) when the gate did not pass, so the run
+fails and nothing after it runs, while the deciding step succeeded and its report artifact is in
+the UI (KFP never uploads a failed task's outputs).
 Every step's image, resources, retries, caching and node selector come from
 the spec. Pipeline parameters: `data_root` (where relative dataset paths resolve),
 `runs_dir` and `run_id` (set by the kfp-local runner so publish lands in the run store), and
@@ -19,6 +20,7 @@ from typing import Any
 
 from mlplat.errors import SpecError
 from mlplat.kfp.step import step_parameters
+from mlplat.plan import Node, build_plan
 from mlplat.spec import PipelineSpec, Resources, StepOptions, StepSpec
 
 COMPILED_DIR = Path("manifests/base/pipelines/compiled")
@@ -36,59 +38,55 @@ def build_pipeline(spec: PipelineSpec) -> Any:
     from mlplat.kfp import components as c
 
     payload = spec_json(spec)
-
-    gates: list[Any] = []  # every task created after a gate waits for it
-
-    def task(component: Any, kind: str, step: StepLike | None, path: str, **inputs: Any) -> Any:
-        if kind not in ("ingest", "gate") and component is not c.publish:
-            plugin, params = step_parameters(spec, kind)
-            inputs = {"spec": payload, "plugin": plugin, "params": params, **inputs}
-        made = component(**inputs)
-        if gates:
-            made.after(*gates)
-        configure(made, spec, step, path)
-        return made
-
-    def gate(name: str, result: Any) -> None:
-        gates.append(task(c.gate, "gate", None, f"{name}-gate", gate=name, result=result).set_display_name(f"{name}-gate"))
+    nodes = build_plan(spec).nodes
 
     def pipeline(data_root: str = "", runs_dir: str = "", run_id: str = "", data_fingerprint: str = "",
                  model_store: str = spec.publish.uri or "") -> None:
-        steps = spec.steps
         # data_fingerprint (set by the runner that starts the run) is part of ingest's cache key: edited data is re-read
-        data = task(c.ingest, "ingest", None, "ingest", spec=payload, data_root=data_root,
-                    data_fingerprint=data_fingerprint).outputs["data"]
-        findings = None
-        if steps.validate_:
-            validated = task(c.validate, "validate", steps.validate_, "validate", data=data)
-            findings = validated.outputs["result"]
-            gate("validation", findings)
-        if steps.augment:
-            aug = task(c.augment, "augment", chain_options(steps.augment), "augment", data=data, **_given(findings=findings))
-            data = aug.outputs["augmented"]
-        best = None
-        if steps.tune:
-            best = task(c.tune, "tune", steps.tune, "tune", data=data).outputs["best"]
-        trained = task(c.train, "train", steps.train, "train", data=data, **_given(best=best, findings=findings))
-        evaluated = task(c.evaluate, "evaluate", steps.evaluate, "evaluate", data=data, model=trained.outputs["model"])
-        gate("evaluation", evaluated.outputs["workdir"])
-        model = evaluated.outputs["evaluated"]
-        if steps.explain:
-            model = task(c.explain, "explain", steps.explain, "explain", data=data, model=model).outputs["explained"]
-        if steps.monitor:
-            model = task(c.monitor, "monitor", steps.monitor, "monitor", model=model).outputs["monitored"]
-        published = task(c.publish, "publish", None, "publish", model=model, runs_dir=runs_dir, run_id=run_id,
-                         model_store=model_store, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-        published.set_caching_options(False)  # publishing has an effect outside KFP; never skip it
+        parameters = {"spec": payload, "data_root": data_root, "runs_dir": runs_dir, "run_id": run_id,
+                      "data_fingerprint": data_fingerprint, "model_store": model_store,
+                      "kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}  # publish: the model store, and a version per run
+        written: dict[str, Any] = {}  # plan artifact name -> the output of the last task that wrote it
+        gates: list[Any] = []  # every task created after a gate waits for it
+        for node in nodes:
+            made = _task(spec, node, c.for_node(node.name), parameters, written, gates)
+            written.update({a.name: made.outputs[c.output_name(node, a)] for a in node.outputs})
+            if not node.outputs:  # publish exists for its effect outside KFP: never skip it
+                made.set_caching_options(False)
+            if node.gate:
+                name = f"{node.gate}-gate"
+                gate = c.gate(gate=node.gate, result=made.outputs[c.workdir_name(node)]).set_display_name(name)
+                gates.append(_placed(gate, spec, None, name, gates))
 
     # KFP reads parameter types from real annotation objects, not this module's postponed strings
     pipeline.__annotations__ = {"data_root": str, "runs_dir": str, "run_id": str, "data_fingerprint": str, "model_store": str}
     return dsl.pipeline(name=spec.name, description=spec.description or f"mlplat pipeline {spec.name}")(pipeline)
 
 
-def _given(**inputs: Any) -> dict[str, Any]:
-    """Optional artifact inputs: pass only the ones that exist."""
-    return {k: v for k, v in inputs.items() if v is not None}
+def _task(spec: PipelineSpec, node: Node, component: Any, parameters: dict[str, Any], written: dict[str, Any],
+          gates: list[Any]) -> Any:
+    """The task of one plan node: the pipeline parameters its component declares, its plugin and params (what
+    the Kubeflow UI shows is what runs: `step.spec_for_step`), and the artifacts it reads that exist."""
+    declared = component.component_spec.inputs
+    inputs = {name: value for name, value in parameters.items() if name in declared}
+    if node.field:
+        inputs["plugin"], inputs["params"] = step_parameters(spec, node.name)
+    for artifact in node.inputs:
+        if artifact.name in written:
+            inputs[artifact.name] = written[artifact.name]
+        elif not artifact.optional:
+            raise ValueError(f"plan node {node.name} reads {artifact.name}, which no node before it writes")
+    configured = node.configured(spec)
+    options = chain_options(configured) if isinstance(configured, list) else configured
+    return _placed(component(**inputs), spec, options, node.name, gates)
+
+
+def _placed(task: Any, spec: PipelineSpec, step: StepLike | None, path: str, gates: list[Any]) -> Any:
+    """A task after every gate so far, with its step's settings."""
+    if gates:
+        task.after(*gates)
+    configure(task, spec, step, path)
+    return task
 
 
 def chain_options(chain: list[StepSpec]) -> StepOptions:

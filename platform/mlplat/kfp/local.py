@@ -21,6 +21,7 @@ from typing import Any
 
 from mlplat.contracts.validator import ValidationReport
 from mlplat.errors import GateFailed
+from mlplat.plan import build_plan
 from mlplat.runner import RunSummary, finish, plan
 from mlplat.runs import SPEC_YAML, Run, RunStore
 from mlplat.spec import PipelineSpec, to_yaml
@@ -123,7 +124,7 @@ def collect(root: Path) -> dict[str, Any]:
     report = _validation_report(root)
     if report is not None:
         metrics["validation"] = {"passed": report.passed, "blocking": len(report.blocking), "warnings": len(report.warnings)}
-    tuned = _read(root, "tune", "best", "best_params.json")
+    tuned = _read(root, "tune", "best_params", "best_params.json")
     if tuned is not None:
         metrics["tune"] = tuned
     trained = _read(root, "train", "workdir", "metrics.json")
@@ -137,22 +138,24 @@ def collect(root: Path) -> dict[str, Any]:
 
 
 def _validation_report(root: Path) -> ValidationReport | None:
-    saved = _read(root, "validate", "result", "report.json")
+    saved = _read(root, "validate", "findings", "report.json")
     return None if saved is None else ValidationReport.from_dict(saved)
 
 
 def gate_failure(spec: PipelineSpec, found: dict[str, Any], root: Path) -> GateFailed | None:
     """The GateFailed the in-process runner would raise for this run's outcome (None if every gate that ran passed)."""
+    from mlplat.kfp.components import workdir_name
     from mlplat.kfp.runtime import gate_result
 
-    decided = [("validation", "validate", "result")] if spec.steps.validate_ else []
-    decided.append(("evaluation", "evaluate", "workdir"))
-    for gate, task, artifact in decided:
-        work = next((d / artifact for d in _task_dirs(root, task) if (d / artifact).is_dir()), None)
+    for node in build_plan(spec).nodes:
+        if not node.gate:
+            continue
+        artifact = workdir_name(node)
+        work = next((d / artifact for d in _task_dirs(root, node.name) if (d / artifact).is_dir()), None)
         if work is None:
             return None  # the step itself failed (or never ran): not a gate failure
         try:
-            gate_result(gate, work).require()
+            gate_result(node.gate, work).require()
         except GateFailed as failed:
             return failed
     return None

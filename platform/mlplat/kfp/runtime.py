@@ -146,51 +146,51 @@ def ingest(spec: str, data_root: str, data: Any, data_fingerprint: str = "") -> 
     launch("ingest", spec, data, data_root=data_root, data_fingerprint=data_fingerprint)
 
 
-def validate(spec: str, plugin: str, params: str, data: Any, result: Any, report: Any, summary: Any) -> bool:
-    work = launch("validate", spec, result, plugin, params, data=data)
+def validate(spec: str, plugin: str, params: str, data: Any, findings: Any, report: Any, summary: Any) -> bool:
+    work = launch("validate", spec, findings, plugin, params, data=data)
     html_report(report, work, "Data validation")
     markdown(summary, (work / "report.md").read_text())
     return bool(read_json(work / "report.json")["passed"])
 
 
-def augment(spec: str, plugin: str, params: str, data: Any, findings: Any, augmented: Any, summary: Any) -> None:
-    work = launch("augment", spec, augmented, plugin, params, data=data, findings=findings)
+def augment(spec: str, plugin: str, params: str, data: Any, findings: Any, data_out: Any, summary: Any) -> None:
+    work = launch("augment", spec, data_out, plugin, params, data=data, findings=findings)
     markdown(summary, augment_summary(work))
 
 
-def tune(spec: str, plugin: str, params: str, data: Any, best: Any, metrics: Any, report: Any) -> None:
-    work = launch("tune", spec, best, plugin, params, data=data)
+def tune(spec: str, plugin: str, params: str, data: Any, best_params: Any, metrics: Any, report: Any) -> None:
+    work = launch("tune", spec, best_params, plugin, params, data=data)
     found = read_json(work / "best_params.json")
     scalars(metrics, {"best_value": found["best_value"], **{f"best_{k}": v for k, v in found["best_params"].items()}})
     html_report(report, work, "Tuning")
 
 
-def train(spec: str, plugin: str, params: str, data: Any, best: Any, findings: Any, workdir: Any, model: Any,
+def train(spec: str, plugin: str, params: str, data: Any, best_params: Any, findings: Any, workdir: Any, model: Any,
           metrics: Any, report: Any) -> None:
-    work = launch("train", spec, workdir, plugin, params, data=data, best_params=best, findings=findings, model_out=model)
+    work = launch("train", spec, workdir, plugin, params, data=data, best_params=best_params, findings=findings, model_out=model)
     scalars(metrics, read_json(work / "metrics.json").get("final", {}))
     html_report(report, work, "Training")
     describe_model(model)
 
 
-def evaluate(spec: str, plugin: str, params: str, data: Any, model: Any, workdir: Any, evaluated: Any, metrics: Any,
+def evaluate(spec: str, plugin: str, params: str, data: Any, model: Any, workdir: Any, model_out: Any, metrics: Any,
              classification_metrics: Any, summary: Any) -> bool:
-    work = launch("evaluate", spec, workdir, plugin, params, data=data, model=model, model_out=evaluated)
+    work = launch("evaluate", spec, workdir, plugin, params, data=data, model=model, model_out=model_out)
     result = read_json(work / "metrics.json")
     scalars(metrics, result["test"])
     classification(classification_metrics, result["test"])
     markdown(summary, evaluation_summary(result))
-    describe_model(evaluated)
+    describe_model(model_out)
     return bool(result["gate"]["passed"])
 
 
-def explain(spec: str, plugin: str, params: str, data: Any, model: Any, workdir: Any, explained: Any, report: Any) -> None:
-    work = launch("explain", spec, workdir, plugin, params, data=data, model=model, model_out=explained)
+def explain(spec: str, plugin: str, params: str, data: Any, model: Any, workdir: Any, model_out: Any, report: Any) -> None:
+    work = launch("explain", spec, workdir, plugin, params, data=data, model=model, model_out=model_out)
     html_report(report, work, "Explanation")
-    describe_model(explained)
+    describe_model(model_out)
 
 
-def monitor(spec: str, plugin: str, params: str, model: Any, workdir: Any, monitored: Any, report: Any) -> None:
-    work = launch("monitor", spec, workdir, plugin, params, model=model, model_out=monitored)
+def drift(spec: str, plugin: str, params: str, model: Any, workdir: Any, model_out: Any, report: Any) -> None:
+    work = launch("drift", spec, workdir, plugin, params, model=model, model_out=model_out)
     html_report(report, work, "Drift reference")
-    describe_model(monitored)
+    describe_model(model_out)

@@ -4,7 +4,7 @@ A KFP component launches this process with its artifact paths. It rebuilds the r
 spec from JSON, applies the component's plugin name and params (what the Kubeflow UI shows
 is what runs), and calls the step function from `mlplat.steps`, the one the in-process
 runner calls, so both produce the same results. Steps that amend a model directory
-(evaluate, explain, monitor) copy their input model first: KFP artifacts are immutable.
+(evaluate, explain, drift) copy their input model first: KFP artifacts are immutable.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplat.errors import GateFailed
-from mlplat.plan import STEP_PROCESS_KINDS, GateResult, node
+from mlplat.plan import MODEL, STEP_PROCESS_KINDS, GateResult, node
 from mlplat.spec import PipelineSpec, StepSpec
 
 KINDS = STEP_PROCESS_KINDS
@@ -29,12 +29,13 @@ STEP_JSON = "step.json"  # {"kind", "seconds"}: what the kfp-local runner report
 def spec_for_step(spec_json: str, kind: str, plugin: str = "", params_json: str = "") -> PipelineSpec:
     """The resolved spec with this step's plugin and params taken from the component's parameters."""
     spec = PipelineSpec.model_validate_json(spec_json)
-    configured = node(kind).configured(spec)
-    if not params_json or configured is None:
+    target = node(kind)
+    configured = target.configured(spec)
+    if not params_json or configured is None or target.field is None:
         return spec
     params = json.loads(params_json)
     if isinstance(configured, list):  # a chain (augment) runs as one task: plugins comma-joined, params a list
-        setattr(spec.steps, node(kind).field, [StepSpec(plugin=name, params=p)
+        setattr(spec.steps, target.field, [StepSpec(plugin=name, params=p)
                                                for name, p in zip(plugin.split(","), params, strict=True)])
     elif isinstance(configured, StepSpec):
         configured.plugin, configured.params = plugin, params
@@ -65,7 +66,7 @@ def run_step(kind: str, spec: PipelineSpec, out: Path, data: Path | None = None,
     out.mkdir(parents=True, exist_ok=True)
     result: Any = None
     started = time.perf_counter()
-    if kind in ("evaluate", "explain", "monitor"):
+    if MODEL in node(kind).inputs and MODEL in node(kind).outputs:  # amends the model (evaluate, explain, drift)
         assert model is not None and model_out is not None, f"{kind} needs --model and --model-out"
         from mlplat.modeldir import copy_model_dir
 
@@ -87,8 +88,8 @@ def run_step(kind: str, spec: PipelineSpec, out: Path, data: Path | None = None,
         steps.evaluate(spec, _need(data, "data"), _need(model_out, "model-out"), out)
     elif kind == "explain":
         steps.explain(spec, _need(data, "data"), _need(model_out, "model-out"), out)
-    elif kind == "monitor":
-        steps.monitor(spec, _need(model_out, "model-out"), out)
+    elif kind == "drift":
+        steps.drift(spec, _need(model_out, "model-out"), out)
     else:
         raise ValueError(f"unknown step kind {kind!r}; expected one of {', '.join(KINDS)}")
     (out / STEP_JSON).write_text(json.dumps({"kind": kind, "seconds": time.perf_counter() - started}))

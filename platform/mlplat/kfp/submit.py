@@ -28,7 +28,8 @@ class Submission:
 
 def check_host(host: str) -> str:
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", host):
-        raise UsageError(f"--host: expected the KFP API URL, e.g. http://localhost:8080 or https://kubeflow.example.com/pipeline; got {host!r}")
+        raise UsageError("--host: expected the KFP API URL, e.g. http://localhost:8080 or "
+                         f"https://kubeflow.example.com/pipeline; got {host!r}")
     return host.rstrip("/")
 
 
@@ -76,7 +77,9 @@ def read_token(token_file: Path | None, environ: Mapping[str, str],
 def client(host: str, namespace: str | None = None, token: str | None = None, client_factory: Any = None) -> Any:
     """A kfp.Client for the host: on multi-user Kubeflow the profile namespace and the token go with every call."""
     if client_factory is None:
-        from kfp import Client as client_factory
+        from kfp import Client
+
+        client_factory = Client
     return client_factory(host=check_host(host), namespace=namespace or "kubeflow", existing_token=token)
 
 

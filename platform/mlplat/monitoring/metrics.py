@@ -21,9 +21,12 @@ if TYPE_CHECKING:
     from mlplat.monitoring.window import Window
 
 M = ["model"]
-FEATURE_DRIFT_SCORE = Gauge("mlplat_feature_drift_score", "Evidently drift score per feature (p-value or distance, see the report)", [*M, "feature"])
-FEATURE_DRIFT_EFFECT = Gauge("mlplat_feature_drift_effect_size", "Normed Wasserstein distance per feature (reference std units)", [*M, "feature"])
-FEATURE_DRIFT_DETECTED = Gauge("mlplat_feature_drift_detected", "1 if the feature drifted in the last window after noise control", [*M, "feature"])
+FEATURE_DRIFT_SCORE = Gauge("mlplat_feature_drift_score", "Evidently drift score per feature (p-value or distance, see the report)",
+                            [*M, "feature"])
+FEATURE_DRIFT_EFFECT = Gauge("mlplat_feature_drift_effect_size", "Normed Wasserstein distance per feature (reference std units)",
+                             [*M, "feature"])
+FEATURE_DRIFT_DETECTED = Gauge("mlplat_feature_drift_detected", "1 if the feature drifted in the last window after noise control",
+                               [*M, "feature"])
 DRIFT_SHARE = Gauge("mlplat_drift_share", "Share of features drifted in the last window (after noise control)", M)
 DRIFT_SHARE_WEIGHTED = Gauge("mlplat_drift_share_weighted", "Importance-weighted share of drifted features in the last window", M)
 DATA_DRIFT_DETECTED = Gauge("mlplat_data_drift_detected", "1 once data drift held for N consecutive windows (hysteresis)", M)
@@ -33,7 +36,8 @@ PREDICTION_DRIFT_DETECTED = Gauge("mlplat_prediction_drift_detected", "1 once pr
 LIVE_ACCURACY = Gauge("mlplat_live_accuracy", "Accuracy over the labeled rows of the window (NaN below the minimum)", M)
 LIVE_F1 = Gauge("mlplat_live_f1", "Macro F1 over the labeled rows of the window (NaN below the minimum)", M)
 GENERALIZATION_GAP = Gauge("mlplat_generalization_gap", "(live metric - training CV mean) / CV std", [*M, "metric"])
-LAST_EVALUATION = Gauge("mlplat_monitor_last_evaluation_timestamp_seconds", "Unix time of the last evaluation (until the first: the start)", M)
+LAST_EVALUATION = Gauge("mlplat_monitor_last_evaluation_timestamp_seconds",
+                        "Unix time of the last evaluation (until the first: the start)", M)
 EVALUATION_SECONDS = Gauge("mlplat_monitor_evaluation_duration_seconds", "Wall time of the last drift evaluation", M)
 STATE_SAVE_FAILURES = Counter("mlplat_monitor_state_save_failures", "Failed saves of the monitor state (window, labels, alerts)", M)
 

@@ -167,7 +167,8 @@ def check_augmenter(augmenter: Any, splits: Splits, work_dir: Path, rules: _Rule
     out = augmenter.augment(splits.train, context)
     rules.require(isinstance(out, Table), f"augment must return a Table, got {type(out).__name__}")
     rules.require(list(out.features.columns) == list(splits.train.features.columns),
-                  f"augment must keep the feature columns in order: {list(splits.train.features.columns)} became {list(out.features.columns)}")
+                  f"augment must keep the feature columns in order: {list(splits.train.features.columns)} became "
+                  f"{list(out.features.columns)}")
     rules.require(_unchanged(splits, before), "augmenters must not mutate their input, and never touch validation or test")
     rules.require(set(np.unique(out.labels)) <= set(range(splits.info.n_classes)), "labels must stay class indices")
     rules.require(np.all(out.row_ids[out.synthetic] == synthetic_row_id(splits.train.row_ids)),
@@ -212,7 +213,7 @@ def check_tuner(tuner: Any, splits: Splits, work_dir: Path, rules: _Rules) -> No
         seen: list[dict[str, Any]] = []
 
         def objective(params: dict[str, Any], report: Callable[[int, float], None]) -> float:
-            seen.append(dict(params))
+            seen.append(dict(params))  # noqa: B023 (the tuner calls it before the loop moves on)
             value = 1.0 - (params["x"] - 0.3) ** 2 + (0.01 if params["width"] == 16 else 0.0)
             for epoch in range(3):
                 report(epoch, value)
@@ -221,7 +222,8 @@ def check_tuner(tuner: Any, splits: Splits, work_dir: Path, rules: _Rules) -> No
         result = tuner.tune(objective, space, step_context(work_dir / direction, splits, step="tune"), direction=direction)
         rules.require(isinstance(result, TuneResult), f"tune must return a TuneResult, got {type(result).__name__}")
         rules.require(seen, "tune must call the objective")
-        rules.require(set(result.best_params) == set(space), f"best_params must name every searched parameter: {sorted(result.best_params)}")
+        rules.require(set(result.best_params) == set(space),
+                      f"best_params must name every searched parameter: {sorted(result.best_params)}")
         rules.require(0.0 <= result.best_params["x"] <= 1.0 and result.best_params["width"] in (8, 16),
                       f"best_params must lie inside the search space, got {result.best_params}")
         values = [1.0 - (p["x"] - 0.3) ** 2 + (0.01 if p["width"] == 16 else 0.0) for p in seen]

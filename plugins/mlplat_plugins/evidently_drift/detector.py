@@ -72,7 +72,7 @@ class EvidentlyDriftDetector:
         adjusted = stats.false_discovery_control(ks_p, method="bh") if len(ks_p) else ks_p
         importance = reference_state["importance"]
         features: list[FeatureDrift] = []
-        for r, p_adj in zip(rows, adjusted):
+        for r, p_adj in zip(rows, adjusted, strict=True):
             weight = float(importance.get(r["name"], 0.0))
             alerting = (n >= cfg.min_window and p_adj <= cfg.fdr and r["effect"] >= cfg.min_effect_size
                         and weight >= cfg.importance_floor)
@@ -165,7 +165,8 @@ def _column_drift(name: str, ref: np.ndarray, ref_state: dict[str, Any], current
     effect = wd / max(ref_state["std"], 0.001)
     m, k = sorted((len(ref), len(cur)), reverse=True)
     ks_p = float(stats.kstwo.sf(d, np.round(m * k / (m + k)))) if len(cur) else 1.0
-    low_card = ref_state["nunique"] <= LOW_CARDINALITY and len(np.unique(np.concatenate([np.unique(ref), np.unique(cur)]))) <= LOW_CARDINALITY
+    low_card = (ref_state["nunique"] <= LOW_CARDINALITY
+                and len(np.unique(np.concatenate([np.unique(ref), np.unique(cur)]))) <= LOW_CARDINALITY)
     if ref_state.get("categorical"):  # Evidently's test for categories (chi-square / Jensen-Shannon by size)
         test, score, drifted = _evidently_test(ref, current.dropna(), categorical=True)
         effect, ks_p = _total_variation(ref, cur), _chi_square_p(ref, cur)  # BH-corrected like the K-S p-values

@@ -12,7 +12,8 @@ class RandomOversampleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sampling_strategy: float | Literal["auto", "minority", "not majority", "all"] = Field(
-        "auto", description="imbalanced-learn sampling_strategy: 'auto' balances every class; a float is the minority/majority ratio (binary)")
+        "auto", description="imbalanced-learn sampling_strategy: 'auto' balances every class; a float is the minority/majority "
+                            "ratio (binary)")
     shrinkage: float | None = Field(None, ge=0, description="smoothed bootstrap: gaussian jitter of the copies (imbalanced-learn); "
                                     "~1.0 helps a minority of a few rows (benchmarks/data_quality.py)")
 

@@ -98,7 +98,7 @@ class OptunaTuner:
 
         write_report(study, trials, context.work_dir, context.step)
         best = study.best_trial
-        return TuneResult(best_params=decode_params(space, best.params), best_value=float(best.value), trials=trials)
+        return TuneResult(best_params=decode_params(space, best.params), best_value=float(study.best_value), trials=trials)
 
     def _run(self, study: optuna.Study, store: optuna.storages.RDBStorage, db: Path, objective: Objective,
              space: SearchSpace, seed: int, n: int) -> None:
@@ -107,7 +107,7 @@ class OptunaTuner:
         torch = sys.modules.get("torch")
         if workers > 1 and torch is not None and torch.cuda.is_initialized():
             # a forked child cannot use CUDA once the parent has: run the trials here instead
-            warnings.warn("CUDA is already initialized in this process; running tune trials one at a time")
+            warnings.warn("CUDA is already initialized in this process; running tune trials one at a time", stacklevel=2)
             workers = 1
         if workers == 1:
             with limited_threads(self.config.threads_per_trial):
@@ -264,7 +264,7 @@ def suggest(trial: optuna.Trial, name: str, param: FloatParam | IntParam | Categ
 
 def decode_params(space: SearchSpace, stored: Mapping[str, Any]) -> dict[str, Any]:
     params = space.params
-    return {k: decode_choice(params[k], v) if isinstance(params.get(k), CategoricalParam) else v for k, v in stored.items()}
+    return {k: decode_choice(p, v) if isinstance(p := params.get(k), CategoricalParam) else v for k, v in stored.items()}
 
 
 def trial_rows(study: optuna.Study, space: SearchSpace) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ def fidelity(real: pd.DataFrame, real_y: np.ndarray, synth: pd.DataFrame, synth_
              classes: list[str]) -> dict[str, Any]:
     from scipy.stats import ks_2samp
 
-    marginals = []
+    marginals: list[dict[str, Any]] = []
     for name in real.columns:
         r, s = real[name].to_numpy(float), synth[name].to_numpy(float)
         marginals.append({"column": str(name), "ks": float(ks_2samp(r, s).statistic), "real_mean": float(r.mean()),
@@ -49,7 +49,8 @@ def write_fidelity_report(real: pd.DataFrame, real_y: np.ndarray, synth: pd.Data
             for m in report["marginals"]]
     sections = [
         ("Summary", html_table(("measure", "value"), summary)),
-        ("Correlation difference per class", html_table(("class", "mean |diff|"), report["per_class_mean_abs_correlation_difference"].items())),
+        ("Correlation difference per class",
+         html_table(("class", "mean |diff|"), report["per_class_mean_abs_correlation_difference"].items())),
         ("Marginals", html_table(("column", "KS", "real mean", "synthetic mean", "real std", "synthetic std"), marg)),
     ]
     (out / f"{stem}.html").write_text(html_page("Synthetic data fidelity", sections))

@@ -18,7 +18,7 @@ def distribution_grid(frames: dict[str, pd.DataFrame], columns: list[str], ncols
 
     nrows = -(-len(columns) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.2 * nrows), squeeze=False)
-    for ax, name in zip(axes.flat, columns):
+    for ax, name in zip(axes.flat, columns, strict=False):  # the grid may have more axes than columns
         for split, frame in frames.items():
             if name not in frame.columns:
                 continue

@@ -104,5 +104,5 @@ def imbalance(labels: np.ndarray, classes: list[str], min_share: float, severity
     return [CheckResult("imbalance", share >= min_share, severity("imbalance"),
                         f"imbalance {level}: minority class {minority!r} is {share:.1%} of training rows (ratio 1:{ratio:.1f})",
                         "label", f">= {min_share:.1%}", round(share, 4),
-                        details={"counts": dict(zip(classes, counts.tolist())), "ratio": ratio, "minority_share": share,
+                        details={"counts": dict(zip(classes, counts.tolist(), strict=True)), "ratio": ratio, "minority_share": share,
                                  "minority_class": minority, "level": level})]

@@ -156,11 +156,11 @@ class TabularValidator:
         sections = []
         noise = findings.get("label_noise", {})
         if noise.get("row_ids"):
-            rows = list(zip(noise["row_ids"], noise["scores"], noise["given"], noise["suggested"]))[:50]
+            rows = list(zip(noise["row_ids"], noise["scores"], noise["given"], noise["suggested"], strict=True))[:50]
             sections.append(("Label-noise suspects (top 50)", html_table(("row id", "score", "given", "suggested"), rows)
                              + f"<p>confident joint [given, true]: {noise['confident_joint']}</p>"))
         if self.config.plot_columns:
-            flagged = [c.column for c in checks if not c.passed and c.column in frames["train"].columns]
+            flagged = [c.column for c in checks if not c.passed and c.column is not None and c.column in frames["train"].columns]
             ordered = list(dict.fromkeys([*flagged, *map(str, frames["train"].columns)]))[: self.config.plot_columns]
             if ordered:
                 png = distribution_grid(frames, ordered)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from mlplat.deprecations import renamed_keys
 from mlplat.registry import Direction, PluginSpec, StageKind
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+RENAMED_PARAMS = {"monitor": "early_stopping_metric"}  # old -> new; the old name still reads, with a DeprecationWarning
 
 
 class TrainingConfig(BaseModel):
@@ -29,8 +32,9 @@ class TrainingConfig(BaseModel):
         "auto", description="'auto': cross-entropy for a classification, MSE for a regression; 'huber' = Huber on the standardized target")
     huber_delta: float = Field(1.0, gt=0, description="Huber threshold, in target standard deviations (loss: huber)")
     early_stopping_patience: int | None = Field(10, ge=1, description="epochs without val improvement before stopping; null = off")
-    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
-    min_delta: float = Field(0.0, ge=0, description="smallest change of the monitored metric that counts as improvement")
+    early_stopping_metric: Literal["val_loss", "val_accuracy"] = Field(
+        "val_loss", description="validation metric early stopping, the best weights and the plateau scheduler follow")
+    min_delta: float = Field(0.0, ge=0, description="smallest change of early_stopping_metric that counts as improvement")
     restore_best_weights: bool = True
     scheduler: Literal["none", "cosine", "plateau"] = "none"
     plateau_factor: float = Field(0.5, gt=0, lt=1)
@@ -60,16 +64,22 @@ class TrainingConfig(BaseModel):
     init_from: str | None = Field(None, description="model directory, run id or 'latest' to initialise weights from")
     freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes to freeze, e.g. ['body'] or ['body.0']")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        return renamed_keys(data, RENAMED_PARAMS, "params.", cls.__name__)
+
     @classmethod
     def task_problems(cls, params: dict[str, Any], task: str) -> list[tuple[str, str]]:
         """(param, message) for each set option that the task cannot use (mlplat.spec.task_problems calls it)."""
         if task == "regression":
-            bound = {"loss": params.get("loss") == "cross_entropy", "monitor": params.get("monitor") == "val_accuracy",
+            bound = {"loss": params.get("loss") == "cross_entropy",
+                     "early_stopping_metric": params.get("early_stopping_metric") == "val_accuracy",
                      "class_weight": params.get("class_weight") is not None,
                      "logit_adjustment": bool(params.get("logit_adjustment")),
                      "label_smoothing": bool(params.get("label_smoothing"))}
             return [(name, f"{params.get(name)!r} is a classification option; this spec is a regression "
-                     "(loss: mse | huber, monitor: val_loss)") for name, refused in bound.items() if refused]
+                     "(loss: mse | huber, early_stopping_metric: val_loss)") for name, refused in bound.items() if refused]
         if params.get("loss") in ("mse", "huber"):
             return [("loss", f"{params['loss']!r} is a regression loss; a classification trains on cross_entropy")]
         return []

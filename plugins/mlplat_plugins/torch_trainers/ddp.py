@@ -22,11 +22,13 @@ import numpy as np
 from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData, TrainingData
 from mlplat.data import DatasetInfo
+from mlplat.errors import SpecError
 
 if TYPE_CHECKING:
     from mlplat_plugins.torch_trainers.trainer import Outcome, TorchTrainer
 
-JOB, DATA, EPOCHS, RESULT, WEIGHTS, LOG = "job.json", "data.safetensors", "epochs.jsonl", "result.json", "result.safetensors", "torchrun.log"
+JOB, DATA, EPOCHS = "job.json", "data.safetensors", "epochs.jsonl"
+RESULT, WEIGHTS, LOG = "result.json", "result.safetensors", "torchrun.log"
 
 
 def launch(trainer: TorchTrainer, architecture: dict[str, Any], data: TrainingData, context: StepContext) -> Outcome:
@@ -38,6 +40,8 @@ def launch(trainer: TorchTrainer, architecture: dict[str, Any], data: TrainingDa
     job_dir.mkdir(parents=True, exist_ok=True)
     for stale in (EPOCHS, RESULT, WEIGHTS):
         (job_dir / stale).unlink(missing_ok=True)
+    if not isinstance(data.train, ArrayData) or not isinstance(data.validation, ArrayData):
+        raise SpecError([("ddp_processes", "multi-process training takes tabular or pixel-column data, not image files")])
     arrays = {"train_X": data.train.X, "train_y": data.train.y, "val_X": data.validation.X, "val_y": data.validation.y}
     if data.train.weight is not None:
         arrays["train_w"] = data.train.weight

@@ -31,6 +31,12 @@ def encoded_width(spec: Mapping[str, Any]) -> int:
 
 
 class CategoricalEncoder(nn.Module):
+    # buffers (register_buffer): declared so the type checker knows them as tensors, not nn.Module attributes
+    onehot_columns: torch.Tensor
+    onehot_offsets: torch.Tensor
+    embedded_columns: torch.Tensor
+    embedded_offsets: torch.Tensor
+
     def __init__(self, dense: int, cardinalities: list[int], onehot_max: int, embedding_dim: int) -> None:
         super().__init__()
         self.dense = dense

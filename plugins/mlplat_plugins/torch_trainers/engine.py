@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -315,7 +315,7 @@ def _scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer) -> Any:
     if config.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
     if config.scheduler == "plateau":
-        mode = "min" if config.monitor == "val_loss" else "max"
+        mode: Literal["min", "max"] = "min" if config.early_stopping_metric == "val_loss" else "max"
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=config.plateau_factor,
                                                           patience=config.plateau_patience, min_lr=config.min_lr)
     return None
@@ -375,7 +375,8 @@ def train_loop(
     else:
         raise TypeError("train and validation must both be ArrayData or both ImageSet")
 
-    module: nn.Module = torch.compile(network) if config.compile else network
+    # torch.compile of a Module returns an OptimizedModule (a Module); its stubs say only "a callable"
+    module = cast(nn.Module, torch.compile(network)) if config.compile else network
     forward = module
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -475,13 +476,13 @@ def train_loop(
         row.update({f"val_{k}": v for k, v in val_scores.items()}, lr=optimizer.param_groups[0]["lr"])
         val_loss = row["val_loss"]
 
-        def stamp() -> None:  # the epoch's time so far; the last stamp, after all per-epoch work, stands
-            row.update(seconds=time.perf_counter() - started, cpu_seconds=time.process_time() - cpu_started)
+        def stamp() -> None:  # the epoch's time so far; the last stamp, after all per-epoch work, stands (called in this epoch only)
+            row.update(seconds=time.perf_counter() - started, cpu_seconds=time.process_time() - cpu_started)  # noqa: B023
 
         state.history.append(row)
-        score = -val_loss if config.monitor == "val_loss" else row["val_accuracy"]
+        score = -val_loss if config.early_stopping_metric == "val_loss" else row["val_accuracy"]
         if scheduler is not None:
-            scheduler.step(row[config.monitor]) if config.scheduler == "plateau" else scheduler.step()
+            scheduler.step(row[config.early_stopping_metric]) if config.scheduler == "plateau" else scheduler.step()
         if score > state.best_score + config.min_delta or state.best_epoch < 0:
             state.best_score, state.best_epoch, state.stale = score, epoch, 0
             if config.restore_best_weights:

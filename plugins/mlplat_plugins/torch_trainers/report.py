@@ -23,7 +23,7 @@ def curves_png(history: list[dict[str, float]], best_epoch: int) -> bytes:
     figure = Figure(figsize=(10, 3.6))
     epochs = [int(r["epoch"]) + 1 for r in history]
     second = "accuracy" if history and "train_accuracy" in history[0] else "rmse"  # a regression reports val_rmse
-    for ax, metric in zip(figure.subplots(1, 2), ("loss", second)):
+    for ax, metric in zip(figure.subplots(1, 2), ("loss", second), strict=True):
         if f"train_{metric}" in history[0] if history else False:
             ax.plot(epochs, [r[f"train_{metric}"] for r in history], label=f"train {metric}")
         ax.plot(epochs, [r.get(f"val_{metric}", float("nan")) for r in history], label=f"validation {metric}")
@@ -69,7 +69,7 @@ def write_training_report(work_dir: Path, title: str, metrics: dict[str, float],
     if confusion:
         png = confusion_png(confusion["matrix"], confusion["labels"])
         (work_dir / CONFUSION_PNG).write_bytes(png)
-        rows = [[label, *row] for label, row in zip(confusion["labels"], confusion["matrix"])]
+        rows = [[label, *row] for label, row in zip(confusion["labels"], confusion["matrix"], strict=True)]
         sections.append(("Validation confusion matrix", html_image(png, "confusion matrix") +
                          html_table(["true \\ predicted", *confusion["labels"]], rows)))
     if cv:

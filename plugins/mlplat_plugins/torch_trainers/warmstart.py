@@ -63,13 +63,15 @@ def load_compatible_state(model_dir: Path, info: DatasetInfo, architecture: Mapp
         raise SpecError([(FIELD, f"class mismatch with {model_dir}: model has {manifest.classes}, data has {info.classes}")])
     previous = manifest.architecture
     if previous.get("type") != architecture.get("type"):
-        raise SpecError([(FIELD, f"architecture type mismatch: model is {previous.get('type')!r}, trainer builds {architecture.get('type')!r}")])
+        raise SpecError([(FIELD, f"architecture type mismatch: model is {previous.get('type')!r}, "
+                                 f"trainer builds {architecture.get('type')!r}")])
     try:  # the core's integrity-checked load: a corrupt source model is refused naming its file
         state = modeldir.LoadedModel.load(model_dir).network.state_dict()
     except ModelDirError as exc:
         raise SpecError([(FIELD, str(exc))]) from None
     target = network.state_dict()
-    wrong = [f"{k}: model {tuple(state[k].shape)} vs new {tuple(v.shape)}" for k, v in target.items() if k in state and state[k].shape != v.shape]
+    wrong = [f"{k}: model {tuple(state[k].shape)} vs new {tuple(v.shape)}"
+             for k, v in target.items() if k in state and state[k].shape != v.shape]
     absent = sorted(set(target) ^ set(state))
     if wrong or absent:
         problems = wrong + [f"{k}: only in {'new network' if k in target else 'model'}" for k in absent]
