@@ -119,7 +119,7 @@ def test_tabular_plugins_are_refused_for_image_datasets(tmp_path: Path, capsys: 
     spec.write_text(yaml.safe_dump(spec_of({"source": "generated:shapes"}, {"train": {"plugin": "cnn"},
                                                                               "drift": {"plugin": "evidently"}})))
     assert mlplat("run", str(spec), "--runs-dir", str(tmp_path / "runs")) == 2
-    assert "steps.monitor.plugin" in capsys.readouterr().err
+    assert "steps.drift.plugin" in capsys.readouterr().err
 
 
 def test_cnn_trains_on_image_files_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
