@@ -20,7 +20,7 @@ from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
 from mlplat.contracts.trainer import InheritsPreprocessing
 from mlplat.data import HELD_OUT_FIELDS, Splits, check_same_columns, image_shape, read_source, split_frame
 from mlplat.errors import SpecError, UsageError
-from mlplat.manifest import CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef, TargetStandardization
+from mlplat.manifest import Calibration, CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef, TargetStandardization
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
 from mlplat.sources import cache_key, fingerprint
@@ -310,6 +310,8 @@ def train_model(
     model_dir.write_weights(trained.network)
     model_dir.write(manifest)
     loaded = modeldir.LoadedModel.load(model_dir)  # the one load of this run: also proves the directory loads
+    if loaded.task == "classification" and len(splits.validation.labels):
+        loaded.update_manifest(calibration=fit_calibration(loaded, splits.validation.features, splits.validation.labels))
     # the reference holds model input rows (codes for categories, NaN for missing), as the serving window records them
     reference = pd.DataFrame(loaded.encode(reference), columns=loaded.feature_names)
     reference[modeldir.PREDICTION_COLUMN] = loaded.predict_labels(reference[loaded.feature_names].to_numpy())
@@ -318,6 +320,17 @@ def train_model(
         model_dir.schema.write_text(schema.read_text())
     write_json(out / METRICS_JSON, {"history": trained.history, "final": trained.metrics, "cv": trained.cv, **trained.extras})
     return loaded
+
+
+def fit_calibration(loaded: modeldir.LoadedModel, features: pd.DataFrame, labels: np.ndarray) -> Calibration:
+    """Temperature scaling on labeled held-out rows (the validation split): what the monitor's label-free
+    accuracy estimate calibrates the served probabilities with."""
+    from mlplat.monitoring.performance_estimate import fit_temperature, negative_log_likelihood
+
+    probabilities = loaded.predict_proba(loaded.encode(features[loaded.feature_names]))
+    temperature = fit_temperature(probabilities, labels)
+    return Calibration(temperature=temperature, rows=len(labels), nll_before=negative_log_likelihood(probabilities, labels),
+                       nll_after=negative_log_likelihood(probabilities, labels, temperature))
 
 
 def _loaded(model: Path, loaded: modeldir.LoadedModel | None) -> modeldir.LoadedModel:

@@ -53,6 +53,8 @@ class MonitorSettings:
     state_dir: Path | None = None  # where window, labels, hysteresis and the report persist; None = memory only
     persist_interval_s: float = 1.0  # with a state_dir: new rows and labels reach disk within this long
     inputs: InputPolicy = field(default_factory=InputPolicy)  # who may send feedback/events/evaluate: closed by default
+    min_estimate_rows: int = 100  # rows with probabilities below which the label-free estimate is not exported
+    estimate_band_stds: float = 3.0  # the CV band's lower edge for the estimate's gap: mean - this many stds
 
 
 class Hysteresis:
@@ -92,7 +94,8 @@ class Monitor:
         self._reference: pd.DataFrame | None = None
         self.reference_state = self._reference_state(section.state)
         self.regression = self.manifest.task == "regression"
-        self.window = Window(self.feature_names, self.settings.capacity, self.regression)
+        self.window = Window(self.feature_names, self.settings.capacity, self.regression,
+                             0 if self.regression else len(self.classes))
         self.data_flag = Hysteresis(self.settings.consecutive)
         self.prediction_flag = Hysteresis(self.settings.consecutive)
         self._counted_total = 0  # window.total at the last window that counted toward hysteresis
@@ -219,6 +222,8 @@ class Monitor:
                 self._export_drift(result)
                 summary.update(_drift_summary(result), counted_toward_hysteresis=counts)
             summary.update(self._label_metrics(frame))
+            if not self.regression:
+                summary["performance"] = self._performance_estimate(frame, summary.get("live", {}), summary["labeled_rows"])
             summary.update(data_drift_alert=self.data_flag.active, prediction_drift_alert=self.prediction_flag.active)
             m.DATA_DRIFT_DETECTED.labels(self.name).set(float(self.data_flag.active))
             m.PREDICTION_DRIFT_DETECTED.labels(self.name).set(float(self.prediction_flag.active))
@@ -280,6 +285,28 @@ class Monitor:
         out.update(live={k: v for k, v in live.items() if not math.isnan(v)},
                    generalization_gap={k: v for k, v in gaps.items() if not math.isnan(v)})
         return out
+
+    def _performance_estimate(self, frame: pd.DataFrame, live: dict[str, float], labeled_rows: int) -> dict[str, Any]:
+        """The label-free (CBPE) accuracy and macro-F1 of the window from its calibrated probabilities, its gap
+        to the CV band's lower edge, and beside them the realized figures once enough labels arrived."""
+        from mlplat.monitoring.performance_estimate import estimate
+
+        calibration = self.manifest.calibration
+        temperature = calibration.temperature if calibration else 1.0
+        probabilities = frame[self.window.probability_columns].to_numpy() if len(frame) else np.zeros((0, len(self.classes)))
+        probabilities = probabilities[~np.isnan(probabilities).any(axis=1)]  # rows another server answered without them
+        found = estimate(probabilities, temperature) if len(probabilities) >= self.settings.min_estimate_rows else None
+        band = self.band("accuracy", len(probabilities))
+        lower = band.mean - self.settings.estimate_band_stds * band.std if band else math.nan
+        accuracy, f1 = (found.accuracy, found.f1) if found else (math.nan, math.nan)
+        gap = accuracy - lower
+        m.ESTIMATED_ACCURACY.labels(self.name).set(accuracy)
+        m.ESTIMATED_F1.labels(self.name).set(f1)
+        m.ESTIMATED_ACCURACY_GAP.labels(self.name).set(gap)
+        return {"estimated_accuracy": accuracy, "estimated_f1": f1, "estimate_rows": len(probabilities),
+                "estimated_accuracy_gap": gap, "band_lower_edge": lower, "temperature": temperature,
+                "calibrated": calibration is not None, "realized_accuracy": live.get("accuracy", math.nan),
+                "realized_f1": live.get("f1", math.nan), "labeled_rows": labeled_rows}
 
     def _regression_label_metrics(self, frame: pd.DataFrame) -> dict[str, Any]:
         """Live RMSE / MAE / R² of the labeled rows, and the generalization gap in RMSE and MAE."""

@@ -97,7 +97,7 @@ class MlplatModel(kserve.Model):
     def __init__(self, model_dir: Path, options: ServingOptions | None = None, recorder: Any = None) -> None:
         self.model_dir = Path(model_dir)
         self.options = options or ServingOptions()
-        self.recorder = recorder  # monitoring window: .record(rows, predicted, row_ids)
+        self.recorder = recorder  # monitoring window: .record(rows, predicted, row_ids[, probabilities])
         loaded = LoadedModel.load(self.model_dir)
         if self.options.predictor_url:
             loaded = RemoteModel(loaded.directory, loaded.manifest, loaded.network, loaded.standardizer, loaded.target,
@@ -197,7 +197,7 @@ class MlplatModel(kserve.Model):
         n = len(predicted)
         row_ids = [row_key(batch.request_id, i, n) for i in range(n)]
         if self.recorder is not None and batch.monitored:
-            self.recorder.record(batch.rows, predicted, row_ids)
+            self.recorder.record(batch.rows, predicted, row_ids, probabilities)
         if batch.protocol == "v1":
             return {"predictions": names, "probabilities": probabilities.tolist(), "request_ids": row_ids}
         outputs = [InferOutput("probabilities", list(probabilities.shape), "FP32", probabilities.tolist()),
