@@ -17,6 +17,7 @@ import pandas as pd
 
 from mlplat import modeldir, registry
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
+from mlplat.contracts.drift_detector import probability_columns
 from mlplat.contracts.trainer import InheritsPreprocessing
 from mlplat.data import HELD_OUT_FIELDS, Splits, check_same_columns, image_shape, read_source, split_frame
 from mlplat.errors import SpecError, UsageError
@@ -314,7 +315,12 @@ def train_model(
         loaded.update_manifest(calibration=fit_calibration(loaded, splits.validation.features, splits.validation.labels))
     # the reference holds model input rows (codes for categories, NaN for missing), as the serving window records them
     reference = pd.DataFrame(loaded.encode(reference), columns=loaded.feature_names)
-    reference[modeldir.PREDICTION_COLUMN] = loaded.predict_labels(reference[loaded.feature_names].to_numpy())
+    if loaded.task == "regression":
+        reference[modeldir.PREDICTION_COLUMN] = loaded.predict_labels(reference[loaded.feature_names].to_numpy())
+    else:  # the class and its probabilities: the monitor's output-drift test compares the served ones with these
+        probabilities = loaded.predict_proba(reference[loaded.feature_names].to_numpy())
+        reference[modeldir.PREDICTION_COLUMN] = probabilities.argmax(1)
+        reference[probability_columns(probabilities.shape[1])] = probabilities.astype(np.float64)
     reference.reset_index(drop=True).to_parquet(model_dir.reference, index=False)
     if schema and schema.is_file():
         model_dir.schema.write_text(schema.read_text())

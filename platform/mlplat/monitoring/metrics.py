@@ -24,6 +24,10 @@ M = ["model"]
 FEATURE_DRIFT_SCORE = Gauge("mlplat_feature_drift_score", "Evidently drift score per feature (p-value or distance, see the report)", [*M, "feature"])
 FEATURE_DRIFT_EFFECT = Gauge("mlplat_feature_drift_effect_size", "Normed Wasserstein distance per feature (reference std units)", [*M, "feature"])
 FEATURE_DRIFT_DETECTED = Gauge("mlplat_feature_drift_detected", "1 if the feature drifted in the last window after noise control", [*M, "feature"])
+FEATURE_DRIFT_CRITICAL = Gauge("mlplat_feature_drift_critical", "1 once a top-importance feature drifted for N windows (hysteresis)",
+                               [*M, "feature"])
+OUTPUT_DRIFT_DETECTED = Gauge("mlplat_output_drift_detected", "1 once the class probabilities drifted for N windows (K-S per class)", M)
+DRIFT_CRITICAL = Gauge("mlplat_drift_critical", "1 while a top-importance feature or the output distribution drifted", M)
 DRIFT_SHARE = Gauge("mlplat_drift_share", "Share of features drifted in the last window (after noise control)", M)
 DRIFT_SHARE_WEIGHTED = Gauge("mlplat_drift_share_weighted", "Importance-weighted share of drifted features in the last window", M)
 DATA_DRIFT_DETECTED = Gauge("mlplat_data_drift_detected", "1 once data drift held for N consecutive windows (hysteresis)", M)

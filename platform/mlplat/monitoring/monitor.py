@@ -98,6 +98,8 @@ class Monitor:
                              0 if self.regression else len(self.classes))
         self.data_flag = Hysteresis(self.settings.consecutive)
         self.prediction_flag = Hysteresis(self.settings.consecutive)
+        self.output_flag = Hysteresis(self.settings.consecutive)  # critical: class probabilities drifted
+        self.feature_flags = {f: Hysteresis(self.settings.consecutive) for f in self.feature_names}  # critical, per feature
         self._counted_total = 0  # window.total at the last window that counted toward hysteresis
         self._last_report = -math.inf  # the first evaluation with rows writes a report
         self._report_dir = self.settings.state_dir  # without one: a temporary directory, made at the first report
@@ -152,6 +154,10 @@ class Monitor:
             data = json.loads(saved.read_text())
             self.data_flag = Hysteresis(self.settings.consecutive, **data.get("data_flag", {}))
             self.prediction_flag = Hysteresis(self.settings.consecutive, **data.get("prediction_flag", {}))
+            self.output_flag = Hysteresis(self.settings.consecutive, **data.get("output_flag", {}))
+            for feature, saved_flag in data.get("feature_flags", {}).items():
+                if feature in self.feature_flags:  # the model's features only, whatever the file says
+                    self.feature_flags[feature] = Hysteresis(self.settings.consecutive, **saved_flag)
             self._counted_total = int(data.get("counted_total", 0))
 
     def persist(self, window: bool = True) -> None:
@@ -178,7 +184,10 @@ class Monitor:
                 self.window.save(state_dir / WINDOW_FILE)
             flags = {"data_flag": {"active": self.data_flag.active, "streak": self.data_flag.streak},
                      "prediction_flag": {"active": self.prediction_flag.active, "streak": self.prediction_flag.streak},
-                     "counted_total": self._counted_total}
+                     "counted_total": self._counted_total,
+                     "output_flag": {"active": self.output_flag.active, "streak": self.output_flag.streak},
+                     "feature_flags": {f: {"active": h.active, "streak": h.streak} for f, h in self.feature_flags.items()
+                                       if h.active or h.streak}}
             tmp = state_dir / f".{MONITOR_FILE}.tmp"
             tmp.write_text(json.dumps(flags))
             tmp.replace(state_dir / MONITOR_FILE)
@@ -213,18 +222,21 @@ class Monitor:
             frame = self.window.frame()
             summary: dict[str, Any] = {"model": self.name, "rows": len(frame), "time": time.time()}
             if len(frame):
-                result = self.detector.detect(self.reference_state, frame[[*self.feature_names, PREDICTION_COLUMN]])
+                columns = [*self.feature_names, PREDICTION_COLUMN, *self.window.probability_columns]
+                result = self.detector.detect(self.reference_state, frame[columns])
                 counts = advance and self.window.total - self._counted_total >= self.settings.min_new_rows
                 if counts:
                     self._counted_total = self.window.total
                     self.data_flag.update(result.dataset_drift)
                     self.prediction_flag.update(bool(result.prediction and result.prediction.drifted))
+                    self._update_critical_flags(result)
                 self._export_drift(result)
                 summary.update(_drift_summary(result), counted_toward_hysteresis=counts)
             summary.update(self._label_metrics(frame))
             if not self.regression:
                 summary["performance"] = self._performance_estimate(frame, summary.get("live", {}), summary["labeled_rows"])
-            summary.update(data_drift_alert=self.data_flag.active, prediction_drift_alert=self.prediction_flag.active)
+            summary.update(data_drift_alert=self.data_flag.active, prediction_drift_alert=self.prediction_flag.active,
+                           **self._export_critical())
             m.DATA_DRIFT_DETECTED.labels(self.name).set(float(self.data_flag.active))
             m.PREDICTION_DRIFT_DETECTED.labels(self.name).set(float(self.prediction_flag.active))
             m.EVALUATION_SECONDS.labels(self.name).set(time.perf_counter() - started)
@@ -244,6 +256,23 @@ class Monitor:
             m.PREDICTION_DRIFT_SCORE.labels(self.name).set(result.prediction.score)
             effect = result.prediction.effect_size
             m.PREDICTION_DRIFT_EFFECT.labels(self.name).set(effect if effect is not None else math.nan)
+
+    def _update_critical_flags(self, result: DriftResult) -> None:
+        """Hysteresis of the critical severity: per top-importance feature, and of the output distribution."""
+        critical = {f.feature for f in result.features if f.critical}
+        for feature, flag in self.feature_flags.items():
+            flag.update(feature in critical)
+        self.output_flag.update(result.output_drift)
+
+    def _export_critical(self) -> dict[str, Any]:
+        """The critical gauges (per feature: the model's own feature names only) and their summary."""
+        critical = sorted(f for f, flag in self.feature_flags.items() if flag.active)
+        for feature, flag in self.feature_flags.items():
+            m.FEATURE_DRIFT_CRITICAL.labels(self.name, feature).set(float(flag.active))
+        m.OUTPUT_DRIFT_DETECTED.labels(self.name).set(float(self.output_flag.active))
+        alert = bool(critical) or self.output_flag.active
+        m.DRIFT_CRITICAL.labels(self.name).set(float(alert))
+        return {"critical_drift_alert": alert, "critical_features_alert": critical, "output_drift_alert": self.output_flag.active}
 
     def band(self, metric: str, n_labeled: int) -> Band | None:
         """The training CV band for `metric`; without CV, the recorded metric with its sampling std."""
@@ -397,5 +426,9 @@ def _drift_summary(result: DriftResult) -> dict[str, Any]:
         "drift_share_weighted": result.weighted_share,
         "library_dataset_drift": result.library_dataset_drift,
         "drifted_features": [f.feature for f in result.features if f.drifted],
+        "critical_features": [f.feature for f in result.features if f.critical],
+        "top_features": result.details.get("top_features", []),
+        "output_drift": result.output_drift,
+        "output": [asdict(o) for o in result.probabilities],
         "prediction": asdict(result.prediction) if result.prediction else None,
     }

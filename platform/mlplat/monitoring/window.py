@@ -21,11 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlplat.contracts.drift_detector import PREDICTION_COLUMN
+from mlplat.contracts.drift_detector import PREDICTION_COLUMN, probability_columns
 from mlplat.errors import LabelConflict, UsageError
 
 LABEL_COLUMN, ID_COLUMN, TIME_COLUMN = "__label__", "__request_id__", "__time__"
-PROBABILITY_PREFIX = "__probability_"  # a classifier's served probabilities: __probability_0__, ... (NaN: not known)
 NO_LABEL = -1
 
 
@@ -173,7 +172,7 @@ class Window:
 
     @property
     def probability_columns(self) -> list[str]:
-        return [f"{PROBABILITY_PREFIX}{k}__" for k in range(self.probabilities.shape[1])]
+        return probability_columns(self.probabilities.shape[1])
 
     def frame(self) -> pd.DataFrame:
         """The window in arrival order: features, `__prediction__`, `__label__`, ids, times and the
