@@ -20,6 +20,7 @@ from mlplat.monitoring.performance_estimate import (
     estimate,
     expected_confusion,
     fit_temperature,
+    improves_significantly,
     macro_f1,
     negative_log_likelihood,
 )
@@ -43,6 +44,9 @@ def test_fit_temperature_recovers_the_overconfidence_and_lowers_the_nll() -> Non
     assert fitted == pytest.approx(2.5, rel=0.1)
     assert negative_log_likelihood(served, labels, fitted) < negative_log_likelihood(served, labels) - 0.05
     assert np.array_equal(apply_temperature(served, fitted).argmax(1), served.argmax(1))  # classes unchanged
+    assert improves_significantly(served, labels, fitted)
+    calibrated, labels = _overconfident(300, 4, temperature=1.0, seed=3)  # already calibrated, few rows: T stays 1
+    assert not improves_significantly(calibrated, labels, fit_temperature(calibrated, labels))
 
 
 def test_cbpe_matches_realized_accuracy_of_calibrated_probabilities() -> None:
@@ -83,7 +87,8 @@ def model_dir(trained_model_dir: Path, tmp_path: Path) -> Path:
 
 def test_training_saves_a_temperature_fitted_on_validation(trained_model_dir: Path) -> None:
     calibration = ModelDir(trained_model_dir).read().calibration
-    assert calibration is not None and calibration.rows > 0 and calibration.temperature > 0
+    assert calibration is not None and calibration.rows > 0 and calibration.fitted_temperature is not None
+    assert calibration.temperature in (1.0, calibration.fitted_temperature)
     assert calibration.nll_after is not None and calibration.nll_before is not None
     assert calibration.nll_after <= calibration.nll_before + 1e-9
 

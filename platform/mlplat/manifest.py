@@ -96,7 +96,8 @@ class Calibration(_Record):
     The monitor's label-free performance estimate reads it (mlplat.monitoring.performance_estimate)."""
 
     kind: Literal["temperature"] = "temperature"
-    temperature: float = Field(1.0, gt=0)
+    temperature: float = Field(1.0, gt=0)  # the one applied: the fitted one if it improved the NLL significantly, else 1
+    fitted_temperature: float | None = None  # the NLL minimizer on the validation split
     rows: int = 0  # validation rows it was fitted on
     nll_before: float | None = None  # validation negative log-likelihood at temperature 1 ...
     nll_after: float | None = None  # ... and at the fitted temperature

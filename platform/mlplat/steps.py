@@ -331,11 +331,13 @@ def train_model(
 def fit_calibration(loaded: modeldir.LoadedModel, features: pd.DataFrame, labels: np.ndarray) -> Calibration:
     """Temperature scaling on labeled held-out rows (the validation split): what the monitor's label-free
     accuracy estimate calibrates the served probabilities with."""
-    from mlplat.monitoring.performance_estimate import fit_temperature, negative_log_likelihood
+    from mlplat.monitoring.performance_estimate import fit_temperature, improves_significantly, negative_log_likelihood
 
     probabilities = loaded.predict_proba(loaded.encode(features[loaded.feature_names]))
-    temperature = fit_temperature(probabilities, labels)
-    return Calibration(temperature=temperature, rows=len(labels), nll_before=negative_log_likelihood(probabilities, labels),
+    fitted = fit_temperature(probabilities, labels)
+    temperature = fitted if improves_significantly(probabilities, labels, fitted) else 1.0
+    return Calibration(temperature=temperature, fitted_temperature=fitted, rows=len(labels),
+                       nll_before=negative_log_likelihood(probabilities, labels),
                        nll_after=negative_log_likelihood(probabilities, labels, temperature))
 
 
