@@ -9,6 +9,10 @@ other class) and class-conditional (class i to class i+1), 3 seeds each. The det
 validator's `label_noise` check with its default config (out-of-fold probabilities, confident learning);
 the baseline in the same run is the previous default (a logistic regression alone).
 Target: mean precision >= 0.8 and mean recall >= 0.8 per dataset.
+
+Measured (seed 0-2): precision/recall iris 0.85/0.86, wine 0.87/0.91, breast cancer 0.87/0.88, digits
+0.90/0.90 PASS; synthetic_10class 0.48/0.83 and bars_images 0.61/0.82 MISS (baseline logistic
+0.36/0.80 and 0.43/0.79): many classes with weak per-row evidence still over-flag.
 """
 
 from __future__ import annotations
