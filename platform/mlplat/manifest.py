@@ -106,6 +106,18 @@ class CVBand(_Record):
         return cls.model_validate(_cv_fields(cv))
 
 
+class Calibration(_Record):
+    """Temperature scaling fitted on the validation split: calibrated = softmax(log p / temperature).
+    The monitor's label-free performance estimate reads it (mlplat.monitoring.performance_estimate)."""
+
+    kind: Literal["temperature"] = "temperature"
+    temperature: float = Field(1.0, gt=0)  # the one applied: the fitted one if it improved the NLL significantly, else 1
+    fitted_temperature: float | None = None  # the NLL minimizer on the validation split
+    rows: int = 0  # validation rows it was fitted on
+    nll_before: float | None = None  # validation negative log-likelihood at temperature 1 ...
+    nll_after: float | None = None  # ... and at the fitted temperature
+
+
 class PluginRef(_Record):
     """A plugin that left state in the model directory: what must be installed to load it again."""
 
@@ -157,6 +169,7 @@ class ModelManifest(_Record):
     explainer: ExplainerRef | None = None
     global_importance: dict[str, float] | None = None  # feature -> mean |attribution|, from the explain step
     drift_detector: DriftDetectorRef | None = None
+    calibration: Calibration | None = None  # a classifier's probability calibration (None: older models, regression)
 
     @property
     def feature_names(self) -> list[str]:

@@ -18,10 +18,11 @@ import pandas as pd
 from mlplat import modeldir, registry
 from mlplat.contracts.augmenter import ImageAugmentation, ImageAugmenter
 from mlplat.contracts.context import EpochCallback, StepContext, _ignore_epoch
+from mlplat.contracts.drift_detector import probability_columns
 from mlplat.contracts.trainer import InheritsPreprocessing
 from mlplat.data import HELD_OUT_FIELDS, Splits, check_same_columns, image_shape, read_source, split_frame
 from mlplat.errors import SpecError, UsageError
-from mlplat.manifest import CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef, TargetStandardization
+from mlplat.manifest import Calibration, CVBand, DriftDetectorRef, ExplainerRef, Metrics, ModelManifest, PluginRef, TargetStandardization
 from mlplat.registry import StageKind
 from mlplat.reports import write_json
 from mlplat.sources import cache_key, fingerprint
@@ -411,17 +412,37 @@ def train_model(
     model_dir.write_weights(trained.network)
     model_dir.write(manifest)
     loaded = modeldir.LoadedModel.load(model_dir)  # the one load of this run: also proves the directory loads
+    if loaded.task == "classification" and len(splits.validation.labels) and not loaded.is_image:
+        loaded.update_manifest(calibration=fit_calibration(loaded, splits.validation.features, splits.validation.labels))
     if loaded.is_image:  # the reference holds the images' locations, as the split tables do, and their predictions
         reference = reference.reset_index(drop=True)
         reference[modeldir.PREDICTION_COLUMN] = loaded.predict_proba_files(reference[reference.columns[0]].tolist()).argmax(1)
     else:  # model input rows (codes for categories, NaN for missing), as the serving window records them
         reference = pd.DataFrame(loaded.encode(reference), columns=loaded.feature_names)
-        reference[modeldir.PREDICTION_COLUMN] = loaded.predict_labels(reference[loaded.feature_names].to_numpy())
+        if loaded.task == "regression":
+            reference[modeldir.PREDICTION_COLUMN] = loaded.predict_labels(reference[loaded.feature_names].to_numpy())
+        else:  # the class and its probabilities: the monitor's output-drift test compares the served ones with these
+            probabilities = loaded.predict_proba(reference[loaded.feature_names].to_numpy())
+            reference[modeldir.PREDICTION_COLUMN] = probabilities.argmax(1)
+            reference[probability_columns(probabilities.shape[1])] = probabilities.astype(np.float64)
     reference.reset_index(drop=True).to_parquet(model_dir.reference, index=False)
     if schema and schema.is_file():
         model_dir.schema.write_text(schema.read_text())
     write_json(out / METRICS_JSON, {"history": trained.history, "final": trained.metrics, "cv": trained.cv, **trained.extras})
     return loaded
+
+
+def fit_calibration(loaded: modeldir.LoadedModel, features: pd.DataFrame, labels: np.ndarray) -> Calibration:
+    """Temperature scaling on labeled held-out rows (the validation split): what the monitor's label-free
+    accuracy estimate calibrates the served probabilities with."""
+    from mlplat.monitoring.performance_estimate import fit_temperature, improves_significantly, negative_log_likelihood
+
+    probabilities = loaded.predict_proba(loaded.encode(features[loaded.feature_names]))
+    fitted = fit_temperature(probabilities, labels)
+    temperature = fitted if improves_significantly(probabilities, labels, fitted) else 1.0
+    return Calibration(temperature=temperature, fitted_temperature=fitted, rows=len(labels),
+                       nll_before=negative_log_likelihood(probabilities, labels),
+                       nll_after=negative_log_likelihood(probabilities, labels, temperature))
 
 
 def _loaded(model: Path, loaded: modeldir.LoadedModel | None) -> modeldir.LoadedModel:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mlplat.cli.common import RUNS_DIR_OPTION
+from mlplat.cli.common import MONITOR_CONSECUTIVE_OPTION, MONITOR_MIN_NEW_ROWS_OPTION, MONITOR_WINDOW_OPTION, RUNS_DIR_OPTION
 from mlplat.monitoring.inputs import DEFAULT_MAX_BODY_BYTES
 
 
@@ -17,10 +17,10 @@ def monitor(
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (0.0.0.0 in a container)"),
     port: int = typer.Option(8090, "--port", min=0, max=65535),
     state_dir: Path = typer.Option(None, "--state-dir", help="Persist window, labels and report here (one subdir per model)"),
-    window: int = typer.Option(5000, "--window", min=1, help="Rows kept in the window"),
+    window: int = MONITOR_WINDOW_OPTION,
     interval: float = typer.Option(30.0, "--interval", min=0.05, help="Seconds between evaluations"),
-    consecutive: int = typer.Option(3, "--consecutive", min=1, help="Hysteresis: windows in a row that raise or clear a drift flag"),
-    min_new_rows: int = typer.Option(100, "--min-new-rows", min=0, help="New rows before a window counts toward hysteresis"),
+    consecutive: int = MONITOR_CONSECUTIVE_OPTION,
+    min_new_rows: int = MONITOR_MIN_NEW_ROWS_OPTION,
     min_labels: int = typer.Option(50, "--min-labels", min=1, help="Labeled rows before accuracy and the gap are exported"),
     report_interval: float = typer.Option(300.0, "--report-interval", min=0, help="Seconds between Evidently HTML reports"),
     token_file: Path = typer.Option(None, "--token-file",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mlplat.cli.common import RUNS_DIR_OPTION
+from mlplat.cli.common import MONITOR_CONSECUTIVE_OPTION, MONITOR_MIN_NEW_ROWS_OPTION, MONITOR_WINDOW_OPTION, RUNS_DIR_OPTION
 
 
 def serve(
@@ -28,6 +28,9 @@ def serve(
     no_monitor: bool = typer.Option(False, "--no-monitor", help="Don't record requests for drift monitoring"),
     monitor_interval_s: float = typer.Option(30.0, "--monitor-interval-s", min=0.05, help="Seconds between drift evaluations"),
     state_dir: Path = typer.Option(None, "--state-dir", help="Persist the monitoring window and labels here"),
+    window: int = MONITOR_WINDOW_OPTION,
+    consecutive: int = MONITOR_CONSECUTIVE_OPTION,
+    min_new_rows: int = MONITOR_MIN_NEW_ROWS_OPTION,
     token_file: Path = typer.Option(None, "--token-file",
                                  help="Bearer token for /feedback, monitor/evaluate and the explainer's marker"),
     insecure_monitoring_inputs: bool = typer.Option(False, "--insecure-monitoring-inputs",
@@ -80,6 +83,7 @@ def serve(
     inputs = InputPolicy.from_options(token_file, insecure_monitoring_inputs)
     options = ServingOptions(max_batch_size, max_latency_ms, not no_batching, max_rows, explain_timeout_s, predictor_url,
                              predictor_batch_rows, inline_forward_ms, inputs.token, max_explain_rows)
-    settings = MonitorSettings(interval_s=monitor_interval_s, state_dir=state_dir, inputs=inputs)
+    settings = MonitorSettings(capacity=window, interval_s=monitor_interval_s, consecutive=consecutive,
+                               min_new_rows=min_new_rows, state_dir=state_dir, inputs=inputs)
     run_server(model_dir, options, host, port, max_body_bytes, None if no_monitor else settings, access_log,
                enable_model_admin, model_name, drain_s, shutdown_timeout_s, ReadTimeouts(header_timeout_s, body_timeout_s))

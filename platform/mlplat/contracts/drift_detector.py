@@ -23,6 +23,16 @@ import pandas as pd
 from mlplat.contracts.context import StepContext
 
 PREDICTION_COLUMN = "__prediction__"
+PROBABILITY_PREFIX = "__probability_"  # a classifier's class probabilities: __probability_0__, ... (outputs, not features)
+
+
+def probability_columns(n_classes: int) -> list[str]:
+    return [f"{PROBABILITY_PREFIX}{k}__" for k in range(n_classes)]
+
+
+def is_feature_column(column: str) -> bool:
+    """Columns a detector tests as input features: not the prediction, not the class probabilities."""
+    return column != PREDICTION_COLUMN and not column.startswith(PROBABILITY_PREFIX)
 
 
 @dataclass
@@ -35,6 +45,7 @@ class FeatureDrift:
     effect_size: float | None = None
     library_drifted: bool | None = None
     importance: float | None = None  # normalized weight of the feature in the alerting verdict
+    critical: bool = False  # a top-importance feature drifted (after noise control): the critical alert
 
 
 @dataclass
@@ -47,6 +58,13 @@ class DriftResult:
     rows: int = 0
     weighted_share: float | None = None  # importance-weighted share of drifted features
     library_dataset_drift: bool | None = None  # the library's own dataset-level verdict
+    probabilities: list[FeatureDrift] = field(default_factory=list)  # output drift: per class, its probability's test
+    output_drift: bool = False  # the output distribution drifted (any class's probability, after noise control)
+
+    @property
+    def critical(self) -> bool:
+        """The critical verdict: a top-importance feature or the model's output distribution drifted."""
+        return self.output_drift or any(f.critical for f in self.features)
 
 
 @runtime_checkable

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class Attachment(NamedTuple):
-    recorder: Any  # has .record(rows, predictions, request_ids)
+    recorder: Any  # has .record(rows, predictions, request_ids, probabilities=None)
     routers: list[Any]  # fastapi.APIRouter
     hooks: tuple[Callable[[], None], Callable[[], None]]  # (start, stop)
     monitor: Monitor

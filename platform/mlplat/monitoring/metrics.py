@@ -27,6 +27,10 @@ FEATURE_DRIFT_EFFECT = Gauge("mlplat_feature_drift_effect_size", "Normed Wassers
                              [*M, "feature"])
 FEATURE_DRIFT_DETECTED = Gauge("mlplat_feature_drift_detected", "1 if the feature drifted in the last window after noise control",
                                [*M, "feature"])
+FEATURE_DRIFT_CRITICAL = Gauge("mlplat_feature_drift_critical", "1 once a top-importance feature drifted for N windows (hysteresis)",
+                               [*M, "feature"])
+OUTPUT_DRIFT_DETECTED = Gauge("mlplat_output_drift_detected", "1 once the class probabilities drifted for N windows (K-S per class)", M)
+DRIFT_CRITICAL = Gauge("mlplat_drift_critical", "1 while a top-importance feature or the output distribution drifted", M)
 DRIFT_SHARE = Gauge("mlplat_drift_share", "Share of features drifted in the last window (after noise control)", M)
 DRIFT_SHARE_WEIGHTED = Gauge("mlplat_drift_share_weighted", "Importance-weighted share of drifted features in the last window", M)
 DATA_DRIFT_DETECTED = Gauge("mlplat_data_drift_detected", "1 once data drift held for N consecutive windows (hysteresis)", M)
@@ -35,6 +39,9 @@ PREDICTION_DRIFT_EFFECT = Gauge("mlplat_prediction_drift_effect_size", "Total-va
 PREDICTION_DRIFT_DETECTED = Gauge("mlplat_prediction_drift_detected", "1 once prediction drift held for N consecutive windows", M)
 LIVE_ACCURACY = Gauge("mlplat_live_accuracy", "Accuracy over the labeled rows of the window (NaN below the minimum)", M)
 LIVE_F1 = Gauge("mlplat_live_f1", "Macro F1 over the labeled rows of the window (NaN below the minimum)", M)
+ESTIMATED_ACCURACY = Gauge("mlplat_estimated_accuracy", "Label-free (CBPE) accuracy estimate from calibrated probabilities", M)
+ESTIMATED_F1 = Gauge("mlplat_estimated_f1", "Label-free (CBPE) macro-F1 estimate from calibrated probabilities", M)
+ESTIMATED_ACCURACY_GAP = Gauge("mlplat_estimated_accuracy_gap", "Estimated accuracy minus the CV band's lower edge; < 0: below", M)
 GENERALIZATION_GAP = Gauge("mlplat_generalization_gap", "(live metric - training CV mean) / CV std", [*M, "metric"])
 LAST_EVALUATION = Gauge("mlplat_monitor_last_evaluation_timestamp_seconds",
                         "Unix time of the last evaluation (until the first: the start)", M)

@@ -54,6 +54,8 @@ class MonitorSettings:
     state_dir: Path | None = None  # where window, labels, hysteresis and the report persist; None = memory only
     persist_interval_s: float = 1.0  # with a state_dir: new rows and labels reach disk within this long
     inputs: InputPolicy = field(default_factory=InputPolicy)  # who may send feedback/events/evaluate: closed by default
+    min_estimate_rows: int = 100  # rows with probabilities below which the label-free estimate is not exported
+    estimate_band_stds: float = 3.0  # the CV band's lower edge for the estimate's gap: mean - this many stds
 
 
 class Hysteresis:
@@ -96,9 +98,12 @@ class Monitor:
         self.detector = registry.create(StageKind.DRIFT_DETECTOR, section.plugin, section.params, step="monitor")
         self.reference_state = self._reference_state(section.state)
         self.regression = self.manifest.task == "regression"
-        self.window = Window(self.feature_names, self.settings.capacity, self.regression)
+        self.window = Window(self.feature_names, self.settings.capacity, self.regression,
+                             0 if self.regression else len(self.classes))
         self.data_flag = Hysteresis(self.settings.consecutive)
         self.prediction_flag = Hysteresis(self.settings.consecutive)
+        self.output_flag = Hysteresis(self.settings.consecutive)  # critical: class probabilities drifted
+        self.feature_flags = {f: Hysteresis(self.settings.consecutive) for f in self.feature_names}  # critical, per feature
         self._counted_total = 0  # window.total at the last window that counted toward hysteresis
         self._last_report = -math.inf  # the first evaluation with rows writes a report
         self._report_dir = self.settings.state_dir  # without one: a temporary directory, made at the first report
@@ -158,6 +163,10 @@ class Monitor:
             data = json.loads(saved.read_text())
             self.data_flag = Hysteresis(self.settings.consecutive, **data.get("data_flag", {}))
             self.prediction_flag = Hysteresis(self.settings.consecutive, **data.get("prediction_flag", {}))
+            self.output_flag = Hysteresis(self.settings.consecutive, **data.get("output_flag", {}))
+            for feature, saved_flag in data.get("feature_flags", {}).items():
+                if feature in self.feature_flags:  # the model's features only, whatever the file says
+                    self.feature_flags[feature] = Hysteresis(self.settings.consecutive, **saved_flag)
             self._counted_total = int(data.get("counted_total", 0))
 
     def persist(self, window: bool = True) -> None:
@@ -184,7 +193,10 @@ class Monitor:
                 self.window.save(state_dir / WINDOW_FILE)
             flags = {"data_flag": {"active": self.data_flag.active, "streak": self.data_flag.streak},
                      "prediction_flag": {"active": self.prediction_flag.active, "streak": self.prediction_flag.streak},
-                     "counted_total": self._counted_total}
+                     "counted_total": self._counted_total,
+                     "output_flag": {"active": self.output_flag.active, "streak": self.output_flag.streak},
+                     "feature_flags": {f: {"active": h.active, "streak": h.streak} for f, h in self.feature_flags.items()
+                                       if h.active or h.streak}}
             tmp = state_dir / f".{MONITOR_FILE}.tmp"
             tmp.write_text(json.dumps(flags))
             tmp.replace(state_dir / MONITOR_FILE)
@@ -219,16 +231,21 @@ class Monitor:
             frame = self.window.frame()
             summary: dict[str, Any] = {"model": self.name, "rows": len(frame), "time": time.time()}
             if len(frame):
-                result = self.detector.detect(self.reference_state, frame[[*self.feature_names, PREDICTION_COLUMN]])
+                columns = [*self.feature_names, PREDICTION_COLUMN, *self.window.probability_columns]
+                result = self.detector.detect(self.reference_state, frame[columns])
                 counts = advance and self.window.total - self._counted_total >= self.settings.min_new_rows
                 if counts:
                     self._counted_total = self.window.total
                     self.data_flag.update(result.dataset_drift)
                     self.prediction_flag.update(bool(result.prediction and result.prediction.drifted))
+                    self._update_critical_flags(result)
                 self._export_drift(result)
                 summary.update(_drift_summary(result), counted_toward_hysteresis=counts)
             summary.update(self._label_metrics(frame))
-            summary.update(data_drift_alert=self.data_flag.active, prediction_drift_alert=self.prediction_flag.active)
+            if not self.regression:
+                summary["performance"] = self._performance_estimate(frame, summary.get("live", {}), summary["labeled_rows"])
+            summary.update(data_drift_alert=self.data_flag.active, prediction_drift_alert=self.prediction_flag.active,
+                           **self._export_critical())
             m.DATA_DRIFT_DETECTED.labels(self.name).set(float(self.data_flag.active))
             m.PREDICTION_DRIFT_DETECTED.labels(self.name).set(float(self.prediction_flag.active))
             m.EVALUATION_SECONDS.labels(self.name).set(time.perf_counter() - started)
@@ -248,6 +265,23 @@ class Monitor:
             m.PREDICTION_DRIFT_SCORE.labels(self.name).set(result.prediction.score)
             effect = result.prediction.effect_size
             m.PREDICTION_DRIFT_EFFECT.labels(self.name).set(effect if effect is not None else math.nan)
+
+    def _update_critical_flags(self, result: DriftResult) -> None:
+        """Hysteresis of the critical severity: per top-importance feature, and of the output distribution."""
+        critical = {f.feature for f in result.features if f.critical}
+        for feature, flag in self.feature_flags.items():
+            flag.update(feature in critical)
+        self.output_flag.update(result.output_drift)
+
+    def _export_critical(self) -> dict[str, Any]:
+        """The critical gauges (per feature: the model's own feature names only) and their summary."""
+        critical = sorted(f for f, flag in self.feature_flags.items() if flag.active)
+        for feature, flag in self.feature_flags.items():
+            m.FEATURE_DRIFT_CRITICAL.labels(self.name, feature).set(float(flag.active))
+        m.OUTPUT_DRIFT_DETECTED.labels(self.name).set(float(self.output_flag.active))
+        alert = bool(critical) or self.output_flag.active
+        m.DRIFT_CRITICAL.labels(self.name).set(float(alert))
+        return {"critical_drift_alert": alert, "critical_features_alert": critical, "output_drift_alert": self.output_flag.active}
 
     def band(self, metric: str, n_labeled: int) -> Band | None:
         """The training CV band for `metric`; without CV, the recorded metric with its sampling std."""
@@ -289,6 +323,28 @@ class Monitor:
         out.update(live={k: v for k, v in live.items() if not math.isnan(v)},
                    generalization_gap={k: v for k, v in gaps.items() if not math.isnan(v)})
         return out
+
+    def _performance_estimate(self, frame: pd.DataFrame, live: dict[str, float], labeled_rows: int) -> dict[str, Any]:
+        """The label-free (CBPE) accuracy and macro-F1 of the window from its calibrated probabilities, its gap
+        to the CV band's lower edge, and beside them the realized figures once enough labels arrived."""
+        from mlplat.monitoring.performance_estimate import estimate
+
+        calibration = self.manifest.calibration
+        temperature = calibration.temperature if calibration else 1.0
+        probabilities = frame[self.window.probability_columns].to_numpy() if len(frame) else np.zeros((0, len(self.classes)))
+        probabilities = probabilities[~np.isnan(probabilities).any(axis=1)]  # rows another server answered without them
+        found = estimate(probabilities, temperature) if len(probabilities) >= self.settings.min_estimate_rows else None
+        band = self.band("accuracy", len(probabilities))
+        lower = band.mean - self.settings.estimate_band_stds * band.std if band else math.nan
+        accuracy, f1 = (found.accuracy, found.f1) if found else (math.nan, math.nan)
+        gap = accuracy - lower
+        m.ESTIMATED_ACCURACY.labels(self.name).set(accuracy)
+        m.ESTIMATED_F1.labels(self.name).set(f1)
+        m.ESTIMATED_ACCURACY_GAP.labels(self.name).set(gap)
+        return {"estimated_accuracy": accuracy, "estimated_f1": f1, "estimate_rows": len(probabilities),
+                "estimated_accuracy_gap": gap, "band_lower_edge": lower, "temperature": temperature,
+                "calibrated": calibration is not None, "realized_accuracy": live.get("accuracy", math.nan),
+                "realized_f1": live.get("f1", math.nan), "labeled_rows": labeled_rows}
 
     def _regression_label_metrics(self, frame: pd.DataFrame) -> dict[str, Any]:
         """Live RMSE / MAE / R² of the labeled rows, and the generalization gap in RMSE and MAE."""
@@ -379,5 +435,9 @@ def _drift_summary(result: DriftResult) -> dict[str, Any]:
         "drift_share_weighted": result.weighted_share,
         "library_dataset_drift": result.library_dataset_drift,
         "drifted_features": [f.feature for f in result.features if f.drifted],
+        "critical_features": [f.feature for f in result.features if f.critical],
+        "top_features": result.details.get("top_features", []),
+        "output_drift": result.output_drift,
+        "output": [asdict(o) for o in result.probabilities],
         "prediction": asdict(result.prediction) if result.prediction else None,
     }

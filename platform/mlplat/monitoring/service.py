@@ -131,7 +131,8 @@ class PayloadLogSink:
         predictions = response_values(response) if monitor.regression else response_classes(response, monitor.classes)
         if len(predictions) != len(rows):
             raise BadEvent(f"response has {len(predictions)} predictions for {len(rows)} request rows")
-        monitor.window.record(rows, predictions, response_ids(response, len(rows)) or [event_id])
+        probabilities = None if monitor.regression else response_probabilities(response, len(monitor.classes), len(rows))
+        monitor.window.record(rows, predictions, response_ids(response, len(rows)) or [event_id], probabilities)
         return {"recorded": len(rows)}
 
     def _parse(self, headers: Mapping[str, str], body: bytes) -> tuple[str, str, Any, str | None]:
@@ -250,6 +251,30 @@ def response_classes(payload: Any, classes: list[str]) -> np.ndarray:
         else:
             raise BadEvent(f"predictions[{i}]: {str(value)[:100]!r} is not a class of this model")
     return np.asarray(out, dtype=np.int64)
+
+
+def response_probabilities(payload: Any, n_classes: int, rows: int) -> np.ndarray | None:
+    """The class probabilities [rows, classes] of an mlplat response (V1 `probabilities`, the V2 output
+    `probabilities`); None when the response has none (another server), so the estimate skips those rows."""
+    if not isinstance(payload, dict):
+        return None
+    if "probabilities" in payload:
+        values: Any = payload["probabilities"]
+    else:
+        outputs = payload.get("outputs")
+        tensor = next((o for o in outputs if isinstance(o, dict) and o.get("name") == "probabilities"), None) \
+            if isinstance(outputs, list) else None
+        if tensor is None:
+            return None
+        values = tensor.get("data")
+    try:
+        with np.errstate(over="ignore"):
+            array = np.asarray(values, dtype=np.float32).reshape(rows, n_classes)
+    except (ValueError, TypeError, OverflowError):
+        raise BadEvent(f"probabilities: expected {rows} rows of {n_classes} class probabilities") from None
+    if not (np.isfinite(array).all() and (array >= 0).all() and (array <= 1).all()):
+        raise BadEvent("probabilities: expected finite class probabilities in [0, 1]")
+    return array
 
 
 def response_ids(payload: Any, rows: int) -> list[str] | None:

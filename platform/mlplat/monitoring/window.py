@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlplat.contracts.drift_detector import PREDICTION_COLUMN
+from mlplat.contracts.drift_detector import PREDICTION_COLUMN, probability_columns
 from mlplat.errors import LabelConflict, UsageError
 
 LABEL_COLUMN, ID_COLUMN, TIME_COLUMN = "__label__", "__request_id__", "__time__"
@@ -69,10 +69,12 @@ class FeedbackResult:
 
 
 class Window:
-    """Ring buffer of the last `capacity` rows (raw float32 features, predicted class, labels).
+    """Ring buffer of the last `capacity` rows (raw float32 features, predicted class, labels and, with
+    `n_classes`, the served class probabilities: the label-free performance estimate reads them).
     A regression's window holds predicted and true values (float64); a missing label is NaN there."""
 
-    def __init__(self, feature_names: Sequence[str], capacity: int = 5000, regression: bool = False) -> None:
+    def __init__(self, feature_names: Sequence[str], capacity: int = 5000, regression: bool = False,
+                 n_classes: int = 0) -> None:
         if capacity < 1:
             raise UsageError("window capacity must be >= 1")
         self.feature_names = list(feature_names)
@@ -82,6 +84,7 @@ class Window:
         self.features = np.zeros((capacity, len(self.feature_names)), dtype=np.float32)
         self.predictions = np.zeros(capacity, dtype=self.dtype)
         self.labels = np.full(capacity, self.no_label, dtype=self.dtype)
+        self.probabilities = np.full((capacity, n_classes), np.nan, dtype=np.float32)
         self.times = np.zeros(capacity, dtype=np.float64)
         self.keys: list[str | None] = [None] * capacity
         self._slots: dict[str, int] = {}
@@ -91,9 +94,13 @@ class Window:
         self._lock = threading.Lock()
 
     # ---- request path ----------------------------------------------------------------------
-    def record(self, rows: np.ndarray, predictions: np.ndarray, request_ids: Sequence[str]) -> None:
-        """Append validated rows [n, n_features] with their predicted classes and request ids."""
+    def record(self, rows: np.ndarray, predictions: np.ndarray, request_ids: Sequence[str],
+               probabilities: np.ndarray | None = None) -> None:
+        """Append validated rows [n, n_features] with their predicted classes and request ids, and the
+        class probabilities [n, classes] when the server answered them (NaN otherwise)."""
         n = len(rows)
+        if probabilities is None or probabilities.shape != (n, self.probabilities.shape[1]):
+            probabilities = np.full((n, self.probabilities.shape[1]), np.nan, dtype=np.float32)
         now = time.time()
         with self._lock:
             start = (self.total + self._offset) % self.capacity
@@ -101,6 +108,7 @@ class Window:
                 self.features[start:start + n] = rows
                 self.predictions[start:start + n] = predictions
                 self.labels[start:start + n] = self.no_label
+                self.probabilities[start:start + n] = probabilities
                 self.times[start:start + n] = now
                 slots: Any = range(start, start + n)
             else:  # wraps around (or a request larger than the window)
@@ -109,6 +117,7 @@ class Window:
                     self.features[slot] = rows[i]
                     self.predictions[slot] = predictions[i]
                     self.labels[slot] = self.no_label
+                    self.probabilities[slot] = probabilities[i]
                     self.times[slot] = now
             single = len(request_ids) == n
             for i, slot in enumerate(slots):
@@ -161,18 +170,26 @@ class Window:
         """(rows recorded, labels received): changes whenever there is something new to persist."""
         return self.total, self.labels_received
 
+    @property
+    def probability_columns(self) -> list[str]:
+        return probability_columns(self.probabilities.shape[1])
+
     def frame(self) -> pd.DataFrame:
-        """The window in arrival order: features, `__prediction__`, `__label__`, ids and times."""
+        """The window in arrival order: features, `__prediction__`, `__label__`, ids, times and the
+        probability columns."""
         with self._lock:  # only the copies hold the lock (record waits on it); the frame is built after
             n, start = self.size, (self.total + self._offset) % self.capacity
             order = np.arange(start - n, start) % self.capacity if n else np.arange(0)
             features, predictions, labels = self.features[order], self.predictions[order], self.labels[order]
+            probabilities = self.probabilities[order]
             keys, times = [self.keys[i] for i in order], self.times[order]
         frame = pd.DataFrame(features.astype(np.float64), columns=self.feature_names)
         frame[PREDICTION_COLUMN] = predictions
         frame[LABEL_COLUMN] = labels
         frame[ID_COLUMN] = keys
         frame[TIME_COLUMN] = times
+        for k, column in enumerate(self.probability_columns):
+            frame[column] = probabilities[:, k].astype(np.float64)
         return frame
 
     def save(self, path: Path) -> None:
@@ -208,6 +225,8 @@ class Window:
             self.predictions[:n] = frame[PREDICTION_COLUMN].to_numpy(self.dtype)
             self.labels[:n] = frame[LABEL_COLUMN].to_numpy(self.dtype)
             self.times[:n] = frame[TIME_COLUMN].to_numpy(np.float64)
+            for k, column in enumerate(self.probability_columns):  # a window saved before probabilities: NaN
+                self.probabilities[:n, k] = frame[column].to_numpy(np.float32) if column in frame else np.nan
             self.keys[:n] = list(frame[ID_COLUMN])
             self._slots = {k: i for i, k in enumerate(self.keys[:n]) if k is not None}
             self.total = max(int(counters.get("total", n)), n)

@@ -128,7 +128,7 @@ class MlplatModel(kserve.Model):
     def __init__(self, model_dir: Path, options: ServingOptions | None = None, recorder: Any = None) -> None:
         self.model_dir = Path(model_dir)
         self.options = options or ServingOptions()
-        self.recorder = recorder  # monitoring window: .record(rows, predicted, row_ids)
+        self.recorder = recorder  # monitoring window: .record(rows, predicted, row_ids[, probabilities])
         self.loaded = serving_model(self.model_dir, self.options)
         self._stopped = False
         super().__init__(self.loaded.name)
@@ -253,9 +253,10 @@ class MlplatModel(kserve.Model):
         row_ids = [row_key(batch.request_id, i, n) for i in range(n)]
         if self.recorder is not None and batch.monitored:
             if embedding is not None and batch.image_stats is not None:  # image drift features (mlplat.embeddings)
-                self.recorder.record(np.concatenate([embedding, probabilities, batch.image_stats], axis=1), predicted, row_ids)
+                features = np.concatenate([embedding, probabilities, batch.image_stats], axis=1)
+                self.recorder.record(features, predicted, row_ids, probabilities)
             else:
-                self.recorder.record(batch.rows, predicted, row_ids)
+                self.recorder.record(batch.rows, predicted, row_ids, probabilities)
         if batch.protocol == "v1":
             return {"predictions": names, "probabilities": probabilities.tolist(), "request_ids": row_ids}
         outputs = [InferOutput("probabilities", list(probabilities.shape), "FP32", probabilities.tolist()),

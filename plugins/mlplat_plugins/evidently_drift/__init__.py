@@ -16,6 +16,9 @@ class EvidentlyDriftConfig(BaseModel):
     min_prediction_effect: float = Field(0.1, ge=0, le=1, description="total-variation distance of predicted classes for prediction drift")
     importance_floor: float = Field(0.01, ge=0, lt=1, description="features with a smaller normalized importance never alert")
     alert_share: float = Field(0.25, gt=0, le=1, description="importance-weighted share of drifted features that makes a drifted window")
+    top_importance_share: float = Field(0.8, gt=0, le=1, description="the top features: the fewest, by importance, that carry this share "
+                                        "of it; any of them drifting is critical")
+    min_output_ks: float = Field(0.1, ge=0, le=1, description="K-S distance a class's probability must exceed for output drift (critical)")
 
 
 SPEC = PluginSpec(

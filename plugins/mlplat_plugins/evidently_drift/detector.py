@@ -7,6 +7,12 @@ cardinality and categorical columns go straight to Evidently's registered stat t
 library verdicts are the ones a plain `DataDriftPreset` gives. The same pass yields the K-S
 distance, from which the alerting verdict adds a Benjamini-Hochberg correction across
 features, an effect-size floor and importance weights.
+
+Two severities: a window is **critical** when any top-importance feature (the fewest features carrying
+`top_importance_share` of the importance) passes that noise control, or when the model's output
+distribution moved (a K-S test per class on the predicted probabilities against the reference's,
+Benjamini-Hochberg across classes, a K-S distance floor); it is a **warning** (`dataset_drift`) when
+the importance-weighted share of drifted features reaches `alert_share`.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from mlplat.contracts.context import StepContext
-from mlplat.contracts.drift_detector import PREDICTION_COLUMN, DriftResult, FeatureDrift
+from mlplat.contracts.drift_detector import PREDICTION_COLUMN, PROBABILITY_PREFIX, DriftResult, FeatureDrift, is_feature_column
 from mlplat.errors import UsageError
 from scipy import stats
 
@@ -39,7 +45,7 @@ class EvidentlyDriftDetector:
     def fit(
         self, reference: pd.DataFrame, context: StepContext | None = None, importance: Mapping[str, float] | None = None
     ) -> dict[str, Any]:
-        features = [c for c in reference.columns if c != PREDICTION_COLUMN]
+        features = [c for c in reference.columns if is_feature_column(c)]
         # categorical features hold vocabulary codes (mlplat.columns): compared as categories, never as numbers
         kinds = context.info.column_types if context is not None else {}
         columns = {c: {**_column_state(reference[c]), "categorical": kinds.get(c) == "categorical"} for c in features}
@@ -49,6 +55,9 @@ class EvidentlyDriftDetector:
             "columns": columns,
             "importance": _normalized_importance(features, importance),
         }
+        probabilities = [c for c in reference.columns if c.startswith(PROBABILITY_PREFIX)]
+        if probabilities:  # a classifier's output distribution, for the output-drift (critical) test
+            state["probabilities"] = {c: _column_state(reference[c]) for c in probabilities}
         if PREDICTION_COLUMN in reference:
             state["prediction"] = _column_state(reference[PREDICTION_COLUMN])
             # a regression's predictions are float values (class predictions are int64 indices): tested like a numeric feature
@@ -71,13 +80,16 @@ class EvidentlyDriftDetector:
         ks_p = np.array([r["ks_p"] for r in rows])
         adjusted = stats.false_discovery_control(ks_p, method="bh") if len(ks_p) else ks_p
         importance = reference_state["importance"]
+        top = top_features(importance, cfg.top_importance_share)
         features: list[FeatureDrift] = []
         for r, p_adj in zip(rows, adjusted, strict=True):
             weight = float(importance.get(r["name"], 0.0))
             alerting = (n >= cfg.min_window and p_adj <= cfg.fdr and r["effect"] >= cfg.min_effect_size
                         and weight >= cfg.importance_floor)
             features.append(FeatureDrift(r["name"], r["score"], bool(alerting), r["test"], float(p_adj),
-                                         r["effect"], bool(r["library_drifted"]), weight))
+                                         r["effect"], bool(r["library_drifted"]), weight,
+                                         critical=bool(alerting and r["name"] in top)))
+        outputs = _output_drift(arrays, reference_state.get("probabilities", {}), current, cfg)
 
         prediction = None
         if "prediction" in reference_state and PREDICTION_COLUMN in current:
@@ -96,7 +108,9 @@ class EvidentlyDriftDetector:
             features=features, share=share, dataset_drift=bool(n >= cfg.min_window and weighted >= cfg.alert_share),
             prediction=prediction, rows=n, weighted_share=weighted,
             library_dataset_drift=bool(library_share >= cfg.drift_share),
-            details={"library_share": library_share, "reference_rows": reference_state["reference_rows"]},
+            details={"library_share": library_share, "reference_rows": reference_state["reference_rows"],
+                     "top_features": sorted(top)},
+            probabilities=outputs, output_drift=any(o.drifted for o in outputs),
         )
 
     def _reference_arrays(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -105,6 +119,8 @@ class EvidentlyDriftDetector:
             arrays = {c: np.asarray(s["values"], dtype=np.float64) for c, s in state["columns"].items()}
             if "prediction" in state:
                 arrays[PREDICTION_COLUMN] = np.asarray(state["prediction"]["values"], dtype=np.float64)
+            for c, s in state.get("probabilities", {}).items():
+                arrays[c] = np.asarray(s["values"], dtype=np.float64)
             self._arrays = (id(state), arrays)
         return self._arrays[1]
 
@@ -135,6 +151,42 @@ def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, drift_share
 def _column_state(series: pd.Series) -> dict[str, Any]:
     values = np.sort(series.dropna().to_numpy(dtype=np.float64))
     return {"values": values.tolist(), "std": float(np.std(values)), "nunique": int(len(np.unique(values)))}
+
+
+def top_features(importance: Mapping[str, float], share: float) -> set[str]:
+    """The fewest features, most important first, whose normalized importance adds up to `share`: the ones
+    that carry most of what the model uses (with uniform importance: that share of the features)."""
+    ranked = sorted(importance.items(), key=lambda item: -item[1])
+    top: set[str] = set()
+    carried = 0.0
+    for name, weight in ranked:
+        if carried >= share - 1e-12:
+            break
+        top.add(name)
+        carried += weight
+    return top
+
+
+def _output_drift(arrays: Mapping[str, np.ndarray], states: Mapping[str, Any], current: pd.DataFrame,
+                  cfg: EvidentlyDriftConfig) -> list[FeatureDrift]:
+    """K-S test per class of the served probabilities against the reference's, BH-corrected across classes;
+    a class drifts with an adjusted p <= fdr and a K-S distance >= min_output_ks. Rows without
+    probabilities (NaN: another server answered) are left out, and fewer than min_window rows never drift."""
+    tested = []
+    for column in states:
+        if column not in current:
+            continue
+        cur = np.sort(current[column].to_numpy(dtype=np.float64))
+        cur = cur[~np.isnan(cur)]
+        _, d = _wasserstein_and_ks(arrays[column], cur)
+        m, k = sorted((len(arrays[column]), len(cur)), reverse=True)
+        p = float(stats.kstwo.sf(d, np.round(m * k / (m + k)))) if len(cur) else 1.0
+        tested.append((column, d, p, len(cur)))
+    if not tested:
+        return []
+    adjusted = stats.false_discovery_control([t[2] for t in tested], method="bh")
+    return [FeatureDrift(column, p, bool(rows >= cfg.min_window and p_adj <= cfg.fdr and d >= cfg.min_output_ks),
+                         "K-S p_value", float(p_adj), d) for (column, d, p, rows), p_adj in zip(tested, adjusted, strict=True)]
 
 
 def _normalized_importance(features: list[str], importance: Mapping[str, float] | None) -> dict[str, float]:

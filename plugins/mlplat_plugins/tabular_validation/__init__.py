@@ -41,8 +41,9 @@ class LabelNoiseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    model: Literal["logistic", "forest", "mlp"] = Field(
-        "logistic", description="cross-validated model: scikit-learn logistic regression / random forest, or a small torch MLP")
+    model: Literal["ensemble", "logistic", "forest", "mlp"] = Field(
+        "ensemble", description="cross-validated model: the mean of a random forest's and a logistic regression's probabilities "
+                                "(ensemble), either alone, or a small torch MLP")
     method: Literal["prune_by_noise_rate", "confident_joint"] = Field(
         "prune_by_noise_rate", description="flag the estimated number of issues per class pair by margin, or only the joint's off-diagonal")
     folds: int = Field(5, ge=2, le=20)

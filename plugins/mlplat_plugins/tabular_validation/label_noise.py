@@ -1,5 +1,7 @@
 """Label-noise detection by confident learning (Northcutt et al., 2021), written here
-(cleanlab is AGPL). Out-of-fold probabilities come from a configurable cross-validated model.
+(cleanlab is AGPL). Out-of-fold probabilities come from a configurable cross-validated model; the
+default `ensemble` averages a random forest's and a logistic regression's (their errors differ, so a
+row both call mislabelled is more likely so than one either model doubts alone).
 
 Per class j the threshold t_j is the mean predicted probability of j over rows labelled j.
 A row's confident true label is the most probable class whose probability clears its
@@ -14,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+ENSEMBLE = ("forest", "logistic")  # the `ensemble` model: out-of-fold probabilities averaged over these
+
 
 @dataclass
 class NoiseResult:
@@ -23,16 +27,23 @@ class NoiseResult:
     thresholds: np.ndarray  # per-class threshold t_j
     joint: np.ndarray  # confident joint [given, true] counts
 
+    @property
+    def noise_rates(self) -> np.ndarray:
+        """Estimated P(true = j | given = i) per class pair, from the confident joint (rows sum to 1)."""
+        return self.joint / np.maximum(self.joint.sum(1, keepdims=True), 1)
+
 
 def out_of_fold_proba(X: np.ndarray, y: np.ndarray, n_classes: int, model: str, folds: int, seed: int,
                       mlp_epochs: int = 25) -> np.ndarray:
     """Each row's class probabilities from a model that never saw it."""
     from sklearn.model_selection import StratifiedKFold
 
+    members = ENSEMBLE if model == "ensemble" else (model,)
     proba = np.zeros((len(y), n_classes))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fit_idx, held_idx in splitter.split(X, y):
-        proba[held_idx] = _fit_predict(X[fit_idx], y[fit_idx], X[held_idx], n_classes, model, seed, mlp_epochs)
+        proba[held_idx] = np.mean([_fit_predict(X[fit_idx], y[fit_idx], X[held_idx], n_classes, member, seed, mlp_epochs)
+                                   for member in members], axis=0)
     return proba
 
 

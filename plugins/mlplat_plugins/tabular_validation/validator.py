@@ -118,6 +118,7 @@ class TabularValidator:
             "row_ids": table.row_ids[real][result.suspects].tolist(), "scores": np.round(result.scores, 6).tolist(),
             "given": y[result.suspects].tolist(), "suggested": result.suggested.tolist(),
             "thresholds": result.thresholds.tolist(), "confident_joint": result.joint.tolist(), "share": share,
+            "noise_rates": _noise_rates(result.noise_rates, splits.info.classes),
             "oof_accuracy": float((proba.argmax(1) == y).mean()),
         }
         check = CheckResult("label_noise", share <= cfg.max_noise_share, self.severity("label_noise"),
@@ -158,7 +159,9 @@ class TabularValidator:
         if noise.get("row_ids"):
             rows = list(zip(noise["row_ids"], noise["scores"], noise["given"], noise["suggested"], strict=True))[:50]
             sections.append(("Label-noise suspects (top 50)", html_table(("row id", "score", "given", "suggested"), rows)
-                             + f"<p>confident joint [given, true]: {noise['confident_joint']}</p>"))
+                             + f"<p>confident joint [given, true]: {noise['confident_joint']}</p>"
+                             + html_table(("given", "true", "estimated share of the given class"),
+                                          [(r["given"], r["true"], f"{r['rate']:.1%}") for r in noise.get("noise_rates", [])])))
         if self.config.plot_columns:
             flagged = [c.column for c in checks if not c.passed and c.column is not None and c.column in frames["train"].columns]
             ordered = list(dict.fromkeys([*flagged, *map(str, frames["train"].columns)]))[: self.config.plot_columns]
@@ -176,3 +179,10 @@ def _read_json(path: str, field: str) -> dict[str, Any]:
         return json.loads(file.read_text())
     except json.JSONDecodeError as exc:
         raise UsageError(f"steps.validate.params.{field}: not valid JSON: {exc}") from None
+
+
+def _noise_rates(rates: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
+    """The estimated noise rate per class pair (given -> true), largest first; pairs estimated at 0 are left out."""
+    pairs = [{"given": classes[i], "true": classes[j], "rate": round(float(rates[i, j]), 4)}
+             for i in range(len(classes)) for j in range(len(classes)) if i != j and rates[i, j] > 0]
+    return sorted(pairs, key=lambda pair: -pair["rate"])

@@ -1,0 +1,111 @@
+"""Label-noise detection with the validator's defaults (issue 17.1): precision and recall of the flagged rows.
+
+    .venv/bin/python benchmarks/effectiveness/label_noise.py [--seeds 3] [--datasets iris,digits]
+
+Six datasets, few rows with few classes to many classes, tabular and image: iris, wine, breast cancer,
+digits (8x8 images, 10 classes), a 10-class synthetic table and synthetic 10x10 images of oriented
+bars (4 classes, pixel noise). Labels are flipped at 10 / 20 / 30 %: symmetric (to a uniformly random
+other class) and class-conditional (class i to class i+1), 3 seeds each. The detector is the tabular
+validator's `label_noise` check with its default config (out-of-fold probabilities, confident learning);
+the baseline in the same run is the previous default (a logistic regression alone).
+Target: mean precision >= 0.8 and mean recall >= 0.8 per dataset.
+
+Measured (seed 0-2): precision/recall iris 0.85/0.86, wine 0.87/0.91, breast cancer 0.87/0.88, digits
+0.90/0.90 PASS; synthetic_10class 0.48/0.83 and bars_images 0.61/0.82 MISS (baseline logistic
+0.36/0.80 and 0.43/0.79): many classes with weak per-row evidence still over-flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+RATES = (0.1, 0.2, 0.3)
+KINDS = ("symmetric", "class-conditional")
+
+
+def bars(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """10x10 images of a bar at one of 4 orientations, shifted and noisy."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    images = rng.normal(0, 0.6, (n, 10, 10))
+    for i, label in enumerate(y):
+        k = rng.integers(2, 8)
+        if label == 0:
+            images[i, k, :] += 1.5
+        elif label == 1:
+            images[i, :, k] += 1.5
+        else:
+            diagonal = np.eye(10) if label == 2 else np.fliplr(np.eye(10))
+            images[i] += 1.5 * np.roll(diagonal, k - 5, axis=1)
+    return images.reshape(n, -1), y
+
+
+def datasets(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine, make_classification
+
+    out = {name: (loader().data, loader().target) for name, loader in
+           (("iris", load_iris), ("wine", load_wine), ("breast_cancer", load_breast_cancer), ("digits", load_digits))}
+    out["synthetic_10class"] = make_classification(2000, 20, n_informative=12, n_classes=10, class_sep=1.5, random_state=seed)
+    out["bars_images"] = bars(1200, seed)
+    return out
+
+
+def flip(y: np.ndarray, rate: float, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    n_classes = int(y.max()) + 1
+    flipped = rng.random(len(y)) < rate
+    noisy = y.copy()
+    if kind == "symmetric":
+        noisy[flipped] = (y[flipped] + rng.integers(1, n_classes, flipped.sum())) % n_classes
+    else:
+        noisy[flipped] = (y[flipped] + 1) % n_classes
+    return noisy, flipped
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--datasets", default="")
+    args = parser.parse_args()
+    from mlplat_plugins.tabular_validation import LabelNoiseConfig
+    from mlplat_plugins.tabular_validation.label_noise import confident_learning, out_of_fold_proba
+
+    default = LabelNoiseConfig()
+    print(f"default detector: model={default.model} method={default.method} folds={default.folds}; baseline: logistic")
+    misses = 0
+    for name, (X, y) in datasets(0).items():
+        if args.datasets and name not in args.datasets.split(","):
+            continue
+        scores: dict[str, list[tuple[float, float]]] = {"default": [], "baseline": []}
+        cells = []
+        for kind in KINDS:
+            for rate in RATES:
+                cell: dict[str, list[tuple[float, float]]] = {"default": [], "baseline": []}
+                for seed in range(args.seeds):
+                    noisy, flipped = flip(y, rate, kind, np.random.default_rng(seed))
+                    n_classes = int(y.max()) + 1
+                    folds = min(default.folds, int(np.bincount(noisy).min()))
+                    for which, model in (("default", default.model), ("baseline", "logistic")):
+                        proba = out_of_fold_proba(X.astype(np.float64), noisy, n_classes, model, folds, seed, default.mlp_epochs)
+                        found = confident_learning(proba, noisy, default.method)
+                        hits = flipped[found.suspects].sum()
+                        precision = hits / max(len(found.suspects), 1)
+                        recall = hits / max(flipped.sum(), 1)
+                        cell[which].append((precision, recall))
+                for which in cell:
+                    scores[which] += cell[which]
+                p, r = np.mean(cell["default"], axis=0)
+                cells.append(f"{kind[:3]}{int(rate * 100)}% {p:.2f}/{r:.2f}")
+        p, r = np.mean(scores["default"], axis=0)
+        bp, br = np.mean(scores["baseline"], axis=0)
+        ok = p >= 0.8 and r >= 0.8
+        misses += not ok
+        print(f"{name:18s} precision {p:.3f} recall {r:.3f} (baseline {bp:.3f}/{br:.3f}; precision {p / max(bp, 1e-9):.2f}x) "
+              f"target >= 0.8/0.8 {'PASS' if ok else 'MISS'}   [{' '.join(cells)}]", flush=True)
+    return 1 if misses else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
