@@ -94,7 +94,7 @@ def label_noise_detection(dataset: str, rate: float, model: str, seeds: list[int
         noisy, flipped = inject_symmetric_noise(splits.train.labels, splits.info.n_classes, rate, rng)
         t = splits.train
         splits = splits.with_train(Table(t.features, noisy, t.row_ids))
-        validator = registry.get(StageKind.VALIDATOR, "tabular").create(
+        validator = registry.spec_of(StageKind.VALIDATOR, "tabular").create(
             {"plot_columns": 0, "label_noise": {"model": model}})
         started = time.perf_counter()
         report = validator.validate(splits, context(splits, seed))
@@ -114,7 +114,7 @@ def train_and_score(splits: Splits, seed: int, trainer: str = "mlp", **params: A
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
     torch.manual_seed(seed)
-    plugin = registry.get(StageKind.TRAINER, trainer).create({**TRAINING, **params})
+    plugin = registry.spec_of(StageKind.TRAINER, trainer).create({**TRAINING, **params})
     ctx = context(splits, seed)
     training, standardizer = prepare_training(splits, inherited_preprocessing(plugin, ctx))  # a warm start keeps its source's
     fitted = plugin.fit(training, ctx)
@@ -129,7 +129,7 @@ def train_and_score(splits: Splits, seed: int, trainer: str = "mlp", **params: A
 def augmented(splits: Splits, seed: int, chain: list[tuple[str, dict[str, Any]]], findings: dict[str, Any] | None = None) -> Splits:
     train = splits.train
     for name, params in chain:
-        train = registry.get(StageKind.AUGMENTER, name).create(params).augment(train, context(splits, seed, findings))
+        train = registry.spec_of(StageKind.AUGMENTER, name).create(params).augment(train, context(splits, seed, findings))
     return splits.with_train(train)
 
 
@@ -176,7 +176,7 @@ def imbalance_benchmark(dataset: str, seeds: list[int]) -> dict[str, float]:
     for seed in seeds:
         base = generated_splits(seed) if dataset == "make_classification" else splits_for(dataset, seed)
         splits = make_imbalanced(base, ratio=20, minority=1, seed=seed)
-        report = registry.get(StageKind.VALIDATOR, "tabular").create({"plot_columns": 0}).validate(splits, context(splits, seed))
+        report = registry.spec_of(StageKind.VALIDATOR, "tabular").create({"plot_columns": 0}).validate(splits, context(splits, seed))
         variants["naive"].append(train_and_score(splits, seed)["balanced_accuracy"])
         for name, chain in IMBALANCE_CHAINS.items():
             remedied = augmented(splits, seed, chain, {"validate": report.findings})
@@ -195,7 +195,7 @@ def noise_remediation_benchmark(rate: float, seeds: list[int]) -> dict[str, floa
         noisy, _ = inject_symmetric_noise(splits.train.labels, 2, rate, np.random.default_rng(seed))
         t = splits.train
         splits = splits.with_train(Table(t.features, noisy, t.row_ids))
-        report = registry.get(StageKind.VALIDATOR, "tabular").create({"plot_columns": 0}).validate(splits, context(splits, seed))
+        report = registry.spec_of(StageKind.VALIDATOR, "tabular").create({"plot_columns": 0}).validate(splits, context(splits, seed))
         findings = {"validate": report.findings}
         out["noisy"].append(train_and_score(splits, seed)["accuracy"])
         out["label_noise drop"].append(train_and_score(augmented(splits, seed, [("label_noise", {})], findings), seed)["accuracy"])

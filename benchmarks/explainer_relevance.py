@@ -89,7 +89,7 @@ def main() -> int:
             background, test = X[:2000], X[2000:2000 + args.rows]
             for name in names:
                 started = time.perf_counter()
-                plugin = registry.get("explainer", name).create({})
+                plugin = registry.spec_of("explainer", name).create({})
                 context = StepContext(step="explain", work_dir=work / task / name, info=None, seed=0)  # type: ignore[arg-type]
                 state = plugin.fit(model, background, context)
                 rows = test if name != "anchors" else test[: max(5, args.rows // 3)]

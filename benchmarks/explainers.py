@@ -95,7 +95,7 @@ def baseline_kernel_shap(model: LoadedModel, train_rows: np.ndarray) -> Any:
 
 
 def fitted(name: str, model: LoadedModel, train_rows: np.ndarray, work_dir: Path) -> tuple[Any, Any]:
-    plugin = registry.get("explainer", name).create({})
+    plugin = registry.spec_of("explainer", name).create({})
     state = plugin.fit(model, train_rows, context(work_dir))
     return plugin.load(model, state), state
 

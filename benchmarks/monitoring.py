@@ -163,7 +163,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     per_record = bench_record()
     print(f"request path: Window.record {per_record * 1e6:.2f} µs per request (budget 10 µs -> {10e-6 / per_record:.1f}x headroom)")
-    detector = registry.get("drift_detector", "evidently").create({"min_window": 200})
+    detector = registry.spec_of("drift_detector", "evidently").create({"min_window": 200})
     reference = sample(rng, REFERENCE_ROWS)
     state = detector.fit(reference, None, importance())
     bench_evaluation(rng, detector, state, reference)

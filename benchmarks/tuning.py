@@ -143,7 +143,7 @@ def run_replicate(args: argparse.Namespace, seed: int, tmp: Path) -> dict[str, A
     from mlplat import steps
     from mlplat.contracts import StepContext
     from mlplat.data import Splits
-    from mlplat.registry import StageKind, get
+    from mlplat.registry import StageKind, spec_of
 
     torch.set_num_threads(1)
     spec = bench_spec(args, seed, tmp)
@@ -158,7 +158,7 @@ def run_replicate(args: argparse.Namespace, seed: int, tmp: Path) -> dict[str, A
         work = root / label
         work.mkdir()
         started = time.perf_counter()
-        result = get(StageKind.TUNER, plugin).create(params).tune(
+        result = spec_of(StageKind.TUNER, plugin).create(params).tune(
             objective, SPACE, StepContext(step="tune", work_dir=work, info=splits.info, seed=1000 + seed))
         result.wall = time.perf_counter() - started
         return result
@@ -217,13 +217,13 @@ def main() -> None:
 
     import multiprocessing
 
-    from mlplat.registry import StageKind, get
+    from mlplat.registry import StageKind, spec_of
 
     with tempfile.TemporaryDirectory(prefix="mlplat-tuning-bench-") as name:
         tmp = Path(name)
         dataset_source(args.dataset, tmp)  # a generated dataset is written once, before the replicates fork
         budget = grid_size()
-        tpe_settings = get(StageKind.TUNER, "bayesian").parse_config(strategies(budget, args.pruner, args.warmup)["tpe+pruning"][1])
+        tpe_settings = spec_of(StageKind.TUNER, "bayesian").parse_config(strategies(budget, args.pruner, args.warmup)["tpe+pruning"][1])
         print(f"dataset {args.dataset}; {budget} trials per search (the grid's size), {args.epochs} epochs per trial, "
               f"replicates {args.first_seed}-{args.first_seed + args.seeds - 1}; "
               f"TPE settings {tpe_settings.model_dump(exclude_none=True)}; "

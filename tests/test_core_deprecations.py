@@ -67,3 +67,11 @@ def test_cli_warns_once_per_renamed_key_and_refuses_both_with_exit_2(tmp_path: P
     result = mlplat("run", str(write_spec(tmp_path, both)), "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and "steps.monitor: the old name of steps.drift; give only steps.drift" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
+
+
+def test_registry_get_is_the_deprecated_name_of_spec_of():
+    from mlplat import registry
+
+    with pytest.warns(DeprecationWarning, match="spec_of"):
+        old = registry.get("trainer", "mlp")
+    assert old is registry.spec_of("trainer", "mlp")

@@ -76,7 +76,7 @@ def test_builtins_are_found_through_entry_points() -> None:
 
 def test_unknown_plugin_lists_the_available_ones() -> None:
     with pytest.raises(PluginUnavailable, match=r"unknown trainer plugin 'nope'; available: .*mlp"):
-        registry.get("trainer", "nope")
+        registry.spec_of("trainer", "nope")
 
 
 def test_invalid_params_name_the_field() -> None:
@@ -94,7 +94,7 @@ def test_two_distributions_offering_one_name_is_an_error_naming_both(mlplat_dist
                         {"shadow_mlp": "raise RuntimeError('must not be imported before the conflict is found')"})
     with pytest.raises(PluginUnavailable,
                        match=r"'mlp' .*is broken: offered by two distributions: .*(mlplat.*shadow-mlp|shadow-mlp.*mlplat)"):
-        registry.get("trainer", "mlp")
+        registry.spec_of("trainer", "mlp")
     assert "cnn" in registry.discover(StageKind.TRAINER)  # the clash breaks only the name it is about
 
 
@@ -104,11 +104,11 @@ def test_entry_point_must_resolve_to_a_matching_spec(mlplat_distribution) -> Non
     mlplat_distribution("thirdparty-linear", {}, LINEAR_MODULES)
     assert "oops" not in registry.discover(StageKind.TUNER) and "grid" in registry.discover(StageKind.TUNER)
     with pytest.raises(PluginUnavailable, match="must resolve to a PluginSpec of kind 'tuner' named 'oops'"):
-        registry.get(StageKind.TUNER, "oops")
+        registry.spec_of(StageKind.TUNER, "oops")
 
 
 def test_listing_does_not_import_the_implementation(third_party: Path) -> None:
-    spec = registry.get("trainer", "linear")
+    spec = registry.spec_of("trainer", "linear")
     assert spec.summary == "softmax regression" and spec.factory == "thirdparty_linear_impl:LinearTrainer"
     assert "thirdparty_linear" in sys.modules  # the light spec module the entry point names
     assert "thirdparty_linear_impl" not in sys.modules  # listing stops there
@@ -315,10 +315,10 @@ def test_undeclared_contract_fields_make_the_entry_point_broken(mlplat_distribut
 
 
 def test_declared_contract_fields_are_typed_spec_fields() -> None:
-    mlp = registry.get(StageKind.TRAINER, "mlp")
+    mlp = registry.spec_of(StageKind.TRAINER, "mlp")
     assert dict(mlp.tune_metrics) == {"val_accuracy": "maximize", "val_loss": "minimize"}
     assert mlp.tune_trial_params["cv_folds"] == 0
-    assert registry.get(StageKind.TUNER, "bayesian").katib_algorithm == "tpe"
+    assert registry.spec_of(StageKind.TUNER, "bayesian").katib_algorithm == "tpe"
     with pytest.raises(TypeError):
         mlp.tune_metrics["val_loss"] = "maximize"  # type: ignore[index]
     # per task: a regression's metrics are its own; with no task, those of every task the trainer works for

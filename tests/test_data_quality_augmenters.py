@@ -30,7 +30,7 @@ def digits() -> Splits:
 
 
 def augment(name: str, train: Table, info, tmp_path: Path, findings=None, **params) -> Table:
-    plugin = registry.get(StageKind.AUGMENTER, name).create(params)
+    plugin = registry.spec_of(StageKind.AUGMENTER, name).create(params)
     ctx = StepContext("augment.0", tmp_path, info, seed=0, findings=findings or {})
     before = train.to_frame().copy()
     out = plugin.augment(train, ctx)

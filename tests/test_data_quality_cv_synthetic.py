@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 def smoted(tmp_path_factory: pytest.TempPathFactory) -> Splits:
     frame, label = load_source("sklearn:breast_cancer", None, None, REPO)
     splits = split_frame(frame, label, "bc", 0.2, 0.2, seed=0)
-    smote = registry.get(StageKind.AUGMENTER, "smote").create({})
+    smote = registry.spec_of(StageKind.AUGMENTER, "smote").create({})
     ctx = StepContext("augment.0", tmp_path_factory.mktemp("augment"), splits.info, seed=0)
     return splits.with_train(smote.augment(splits.train, ctx))
 

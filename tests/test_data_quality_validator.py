@@ -32,7 +32,7 @@ def clean() -> Splits:
 
 def run(splits: Splits, tmp_path: Path, **params) -> object:
     params.setdefault("plot_columns", 0)  # plots are tested once; keep the rest fast
-    validator = registry.get(StageKind.VALIDATOR, "tabular").create(params)
+    validator = registry.spec_of(StageKind.VALIDATOR, "tabular").create(params)
     return validator.validate(splits, StepContext("validate", tmp_path, splits.info, seed=0))
 
 

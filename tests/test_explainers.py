@@ -73,7 +73,7 @@ def rows() -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit(name: str, model: LoadedModel, background: np.ndarray, tmp_path: Path) -> tuple[Any, Any]:
-    plugin = registry.get(StageKind.EXPLAINER, name).create(FAST.get(name, {}))
+    plugin = registry.spec_of(StageKind.EXPLAINER, name).create(FAST.get(name, {}))
     state = plugin.fit(model, background, StepContext(step="explain", work_dir=tmp_path, info=None, seed=0))  # type: ignore[arg-type]
     return plugin.load(model, state), state
 
@@ -175,4 +175,4 @@ def test_bad_explainer_params_name_the_field() -> None:
     from mlplat.errors import SpecError
 
     with pytest.raises(SpecError, match="nsamples"):
-        registry.get(StageKind.EXPLAINER, "kernel_shap").create({"nsamples": 1})
+        registry.spec_of(StageKind.EXPLAINER, "kernel_shap").create({"nsamples": 1})

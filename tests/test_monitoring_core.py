@@ -45,7 +45,7 @@ def test_detector_library_verdicts_equal_plain_evidently(n_ref: int) -> None:
     from mlplat_plugins.evidently_drift.detector import evidently_report
 
     ref, cur = _frames(n_ref, 1000, {"f1": 0.5, "f2": 0.3, "f3": 0.02})
-    detector = registry.get("drift_detector", "evidently").create({})
+    detector = registry.spec_of("drift_detector", "evidently").create({})
     result = detector.detect(detector.fit(ref, None), cur)
     metrics = evidently_report(ref, cur).dict()["metrics"]
     plain = {m["config"]["column"]: m["value"] for m in metrics if "column" in m["config"]}
@@ -60,7 +60,7 @@ def test_detector_library_verdicts_equal_plain_evidently(n_ref: int) -> None:
 
 
 def test_noise_control_min_window_importance_and_effect_size() -> None:
-    detector = registry.get("drift_detector", "evidently").create({"min_window": 300})
+    detector = registry.spec_of("drift_detector", "evidently").create({"min_window": 300})
     ref, cur = _frames(3000, 2000, {"f0": 1.0, "f1": 1.0})
     # f0 carries almost all importance, f1 none: only f0 may alert
     state = detector.fit(ref, None, {"f0": 10.0, "f1": 0.0, "f2": 0.5, "f3": 0.5})
@@ -87,7 +87,7 @@ def test_benjamini_hochberg_correction_across_features(shift: float, alerts: boo
     reference = pd.DataFrame({c: ref_values for c in COLS})
     current = pd.DataFrame({c: cur_values for c in COLS})
     current["f0"] += shift
-    detector = registry.get("drift_detector", "evidently").create({})
+    detector = registry.spec_of("drift_detector", "evidently").create({})
     config = detector.config
     f0 = next(f for f in detector.detect(detector.fit(reference, None), current).features if f.feature == "f0")
     raw = stats.ks_2samp(reference["f0"], current["f0"]).pvalue

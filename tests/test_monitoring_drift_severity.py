@@ -38,7 +38,7 @@ def test_top_features_carry_the_share_of_importance() -> None:
 
 
 def test_a_half_std_shift_of_a_top_feature_is_critical_without_reaching_the_warning_share() -> None:
-    detector = registry.get("drift_detector", "evidently").create({})
+    detector = registry.spec_of("drift_detector", "evidently").create({})
     state = detector.fit(_frame(3000, 0), None, IMPORTANCE)
     assert "probabilities" in state and not set(state["columns"]) & set(probability_columns(2))  # outputs are no features
     shifted = detector.detect(state, _frame(1000, 1, {"f0": 0.5}))
@@ -52,7 +52,7 @@ def test_a_half_std_shift_of_a_top_feature_is_critical_without_reaching_the_warn
 
 
 def test_output_distribution_drift_is_critical_and_needs_probabilities() -> None:
-    detector = registry.get("drift_detector", "evidently").create({})
+    detector = registry.spec_of("drift_detector", "evidently").create({})
     state = detector.fit(_frame(3000, 0), None, IMPORTANCE)
     moved = detector.detect(state, _frame(1000, 3, proba_shift=0.15))
     assert moved.output_drift and moved.critical and len(moved.probabilities) == 2

@@ -74,7 +74,7 @@ def test_label_noise_augmenter_drops_rows_by_text_id(tmp_path: Path) -> None:
     roles = split_roles(frame(), "y", id_column="key")
     train = Table(roles.features, (roles.label == "up").astype(int).to_numpy(), roles.row_ids)
     findings = {"validate": {"label_noise": {"row_ids": ["acct-003", "acct-010"], "scores": [0.9, 0.8]}}}
-    plugin = registry.get(StageKind.AUGMENTER, "label_noise").create({})
+    plugin = registry.spec_of(StageKind.AUGMENTER, "label_noise").create({})
     info = split_frame(roles.features.assign(y=roles.label), "y", "ids", 0.25, 0.25, seed=0).info
     out = plugin.augment(train, StepContext("augment.0", tmp_path, info, seed=0, findings=findings))
     assert len(out) == len(train) - 2 and not {"acct-003", "acct-010"} & set(out.row_ids)

@@ -12,7 +12,7 @@ from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData, TrainingData
 from mlplat.data import DatasetInfo
 from mlplat.errors import SpecError, UsageError
-from mlplat.registry import StageKind, get
+from mlplat.registry import StageKind, spec_of
 from mlplat_plugins.torch_trainers import CNNConfig, MLPConfig
 from mlplat_plugins.torch_trainers.cnn import CNNTrainer
 from mlplat_plugins.torch_trainers.compute import RSS_SAMPLE_S
@@ -137,7 +137,7 @@ def test_cv_reports_band_with_k_folds(tmp_path: Path) -> None:
     assert cv["gap_accuracy"]["mean"] == pytest.approx(float(np.mean(gaps)))
     assert cv["gap_accuracy"]["std"] == pytest.approx(float(np.std(gaps, ddof=1)))
     with pytest.raises(SpecError, match="cv_folds"):
-        get(StageKind.TRAINER, "mlp").create({"cv_folds": 1})
+        spec_of(StageKind.TRAINER, "mlp").create({"cv_folds": 1})
 
 
 def noisy_label_data(n_train: int = 100, n_val: int = 300, features: int = 5, flip: float = 0.2,
@@ -286,7 +286,7 @@ def test_logit_adjustment_trains_balanced_logits_and_early_stops_on_the_adjusted
     assert val_loss[1.0] == pytest.approx(val_loss[0.0], abs=0.02) and val_loss[1.0] < 0.5
     assert np.isfinite(logit_offset(np.zeros(5, np.int64), MLPConfig(logit_adjustment=1.0), 3)).all()  # an absent class
     with pytest.raises(SpecError, match="logit_adjustment"):
-        get(StageKind.TRAINER, "mlp").create({"logit_adjustment": -1})
+        spec_of(StageKind.TRAINER, "mlp").create({"logit_adjustment": -1})
 
 
 def test_reports_progress_and_compute_cost(tmp_path: Path) -> None:
@@ -333,7 +333,7 @@ def test_mlp_width_depth_and_architecture_rebuild(tmp_path: Path) -> None:
     trainer = MLPTrainer(MLPConfig(width=24, depth=3, norm="batch", epochs=2, **QUIET))
     model = trainer.fit(data, context(tmp_path, info=data.info))
     assert model.architecture["hidden"] == [24, 24, 24]
-    rebuilt = get(StageKind.TRAINER, "mlp").create({}).build_network(model.architecture)  # serving's path
+    rebuilt = spec_of(StageKind.TRAINER, "mlp").create({}).build_network(model.architecture)  # serving's path
     rebuilt.load_state_dict(model.network.state_dict())
     rebuilt.eval()
     x = torch.from_numpy(data.validation.X)
@@ -354,7 +354,7 @@ def test_cnn_learns_digits_and_rebuilds(tmp_path: Path) -> None:
     model = CNNTrainer(CNNConfig(epochs=4, lr=3e-3, **QUIET)).fit(data, context(tmp_path, info=data.info))
     assert model.architecture["image_shape"] == [1, 8, 8]
     assert model.metrics["val_accuracy"] > 0.9
-    rebuilt = get(StageKind.TRAINER, "cnn").create({}).build_network(model.architecture)
+    rebuilt = spec_of(StageKind.TRAINER, "cnn").create({}).build_network(model.architecture)
     rebuilt.load_state_dict(model.network.state_dict())
     rebuilt.eval()
     x = torch.from_numpy(data.validation.X[:20])

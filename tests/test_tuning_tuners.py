@@ -14,7 +14,7 @@ import pytest
 from mlplat.contracts import StepContext
 from mlplat.data import DatasetInfo
 from mlplat.errors import MlplatError
-from mlplat.registry import StageKind, get
+from mlplat.registry import StageKind, spec_of
 
 SPACE = {
     "lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True, "grid_points": 3},
@@ -44,7 +44,7 @@ def context(tmp_path: Path, resume: bool = False, seed: int = 3) -> StepContext:
 
 
 def tuner(name: str, **params: Any) -> Any:
-    return get(StageKind.TUNER, name).create(params)
+    return spec_of(StageKind.TUNER, name).create(params)
 
 
 @pytest.mark.parametrize("name", ["grid", "random", "bayesian", "gp"])

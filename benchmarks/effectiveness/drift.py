@@ -119,7 +119,7 @@ def main() -> int:
             model = train(name, X_train, y_train, Path(tmp))
             reference = model.reference()
             importance = permutation_importance(model, reference[model.feature_names].to_numpy(np.float32)[:500], rng)
-            detector = registry.get("drift_detector", "evidently").create({})
+            detector = registry.spec_of("drift_detector", "evidently").create({})
             state = detector.fit(reference, None, importance)
             stds = {f: float(s["std"]) for f, s in state["columns"].items()}
             moving = [f for f in model.feature_names if stds[f] > 0]

@@ -237,9 +237,17 @@ def lookup(kind: StageKind | str, name: str) -> Discovered:
     return available[name]
 
 
-def get(kind: StageKind | str, name: str) -> PluginSpec:
+def spec_of(kind: StageKind | str, name: str) -> PluginSpec:
     """The plugin spec for `name` (see `lookup`)."""
     return lookup(kind, name).spec
+
+
+def get(kind: StageKind | str, name: str) -> PluginSpec:
+    """Deprecated name of `spec_of` (it returns a spec, not a plugin)."""
+    import warnings
+
+    warnings.warn("mlplat.registry.get is renamed spec_of", DeprecationWarning, stacklevel=2)
+    return spec_of(kind, name)
 
 
 def discover_all() -> dict[StageKind, tuple[dict[str, Discovered], dict[str, Broken]]]:

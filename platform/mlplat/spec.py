@@ -313,7 +313,7 @@ def task_problems(spec: PipelineSpec, task: Task) -> list[tuple[str, str]]:
     (`PluginSpec.tasks`), gate thresholds of the other task, and the trainer's task-bound options."""
     problems = []
     for path, step in spec.steps.plugin_steps():
-        plugin = registry.get(step_kind(path), step.plugin)
+        plugin = registry.spec_of(step_kind(path), step.plugin)
         if task not in plugin.tasks:
             problems.append((f"steps.{path}.plugin", f"{step.plugin!r} works for {' and '.join(sorted(plugin.tasks))} "
                              f"only; this spec is a {task} (dataset.task or inferred from the label)"))
@@ -342,7 +342,7 @@ def _resolve_search_space(spec: PipelineSpec) -> list[tuple[str, str]]:
     assert tune is not None
     try:
         space = parse_search_space(tune.search_space)
-        trainer = registry.get(StageKind.TRAINER, spec.steps.train.plugin)
+        trainer = registry.spec_of(StageKind.TRAINER, spec.steps.train.plugin)
         check_against_config(space, trainer.config_model, spec.steps.train.params)
     except SpecError as exc:
         return exc.problems
@@ -355,7 +355,7 @@ def tune_metrics(trainer_plugin: str, task: Task | None = None) -> dict[str, Lit
     the direction that is better ("maximize" | "minimize"): its plugin spec's `tune_metrics`, or for
     a task its `task_tune_metrics[task]` (see PluginSpec.tune_metrics_for). With no task: every metric
     of every task (the task is not known before the data is read)."""
-    return registry.get(StageKind.TRAINER, trainer_plugin).tune_metrics_for(task)
+    return registry.spec_of(StageKind.TRAINER, trainer_plugin).tune_metrics_for(task)
 
 
 def tune_direction(spec: PipelineSpec, task: Task | None = None) -> Literal["maximize", "minimize"]:

@@ -299,7 +299,7 @@ def trial_params(spec: PipelineSpec, params: dict[str, Any]) -> dict[str, Any]:
     """A tune trial's trainer params: the train step's, then what the trainer switches off for trials
     (its plugin spec's `tune_trial_params`, e.g. CV and checkpoints: a trial needs one score, and its
     directory is deleted), then the trial's own values. The retrain of the best params keeps the spec's."""
-    overrides = registry.get(StageKind.TRAINER, spec.steps.train.plugin).tune_trial_params
+    overrides = registry.spec_of(StageKind.TRAINER, spec.steps.train.plugin).tune_trial_params
     return {**spec.steps.train.params, **overrides, **params}
 
 
@@ -311,7 +311,7 @@ def tune_objective(spec: PipelineSpec, splits: Splits, out: Path) -> Any:
 
     step = spec.steps.tune
     assert step is not None
-    trainer_spec = registry.get(StageKind.TRAINER, spec.steps.train.plugin)
+    trainer_spec = registry.spec_of(StageKind.TRAINER, spec.steps.train.plugin)
     base = dict(spec.steps.train.params)
     training, _ = prepare_training(splits, inherited_preprocessing(trainer_spec.create(base, "steps.train.params"),
                                                                    _context(spec, "tune", out, splits)))

@@ -58,7 +58,7 @@ DEFAULT_METRICS_FILTER = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]
 
 def katib_algorithm(tuner_plugin: str) -> str:
     """The Katib suggestion algorithm the tuner plugin declares (`PluginSpec.katib_algorithm`)."""
-    algorithm = registry.get(StageKind.TUNER, tuner_plugin).katib_algorithm
+    algorithm = registry.spec_of(StageKind.TUNER, tuner_plugin).katib_algorithm
     if algorithm not in ALGORITHMS:
         raise UsageError(f"tuner plugin {tuner_plugin!r} has no Katib algorithm (its plugin spec declares "
                          f"katib_algorithm={algorithm!r}; Katib offers {', '.join(ALGORITHMS)})")

@@ -83,7 +83,7 @@ def train_parameters(spec: PipelineSpec, best_params: dict[str, Any] | None) -> 
                          f"({', '.join(sorted(tune.search_space))}); was it tuned with another spec?")
     merged = {**spec.steps.train.params, **best_params}
     try:
-        config = registry.get(StageKind.TRAINER, plugin).parse_config(merged, "best_params")
+        config = registry.spec_of(StageKind.TRAINER, plugin).parse_config(merged, "best_params")
     except SpecError as exc:
         raise SpecError(exc.problems, "--best-params") from None
     return plugin, json.dumps(config.model_dump(mode="json"), sort_keys=True)

@@ -17,7 +17,7 @@ def plugin_names(kind: StageKind | str) -> list[str]:
 
 def spec_of(kind: StageKind | str, name: str) -> PluginSpec:
     """A discovered plugin's spec (its factory is not imported yet)."""
-    return registry.get(StageKind(kind), name)
+    return registry.spec_of(StageKind(kind), name)
 
 
 def create(spec: PluginSpec, config: BaseModel) -> Any:
