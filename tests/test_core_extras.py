@@ -15,7 +15,7 @@ import pytest
 import tomllib
 from conftest import REPO
 from mlplat.errors import PluginUnavailable
-from mlplat.extras import EXTRA_MODULES
+from mlplat.extras import EXTRA_MODULES, INCLUDES
 from mlplat.registry import PluginSpec, StageKind, discover
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -59,7 +59,7 @@ def test_builtin_plugins_declare_the_extra_their_implementation_imports(kind: St
         package = REPO / "plugins" / Path(*found.spec.factory.split(":")[0].split(".")[:2])
         needed = {extra for extra, modules in EXTRA_MODULES.items() if _module_level_imports(package) & set(modules)}
         declared = {found.spec.extra} - {None}
-        covered = declared | ({"torch"} if "captum" in declared else set())  # [captum] installs torch too
+        covered = declared | {included for extra in declared for included in INCLUDES.get(extra, ())}
         assert needed <= covered, f"{kind.value} {name}: imports {needed}, declares {declared}"
         assert declared <= set(EXTRA_MODULES), f"{kind.value} {name}: unknown extra {declared}"
 

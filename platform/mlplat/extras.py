@@ -26,6 +26,9 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "vision": ("torchvision", "PIL"),
 }
 
+# extras that install another extra's libraries too (pyproject.toml lists torch in both)
+INCLUDES: dict[str, tuple[str, ...]] = {"captum": ("torch",), "vision": ("torch",)}
+
 
 def _present(module: str) -> bool:
     try:

@@ -96,7 +96,8 @@ def _check(kind: StageKind, name: str, params: Mapping[str, Any] | None, work_di
         splits = tiny_image_file_splits(work_dir / "tiny-images")
     else:
         splits = tiny_image_splits() if needs_images(spec) else tiny_splits()
-    _KIND_CHECKS[kind](plugin, splits, work_dir, rules)
+    image_check = _IMAGE_CHECKS.get(kind) if spec.handles_images and splits.info.image_files else None
+    (image_check or _KIND_CHECKS[kind])(plugin, splits, work_dir, rules)
 
 
 def check_config(spec: PluginSpec, rules: _Rules | None = None) -> None:
@@ -285,6 +286,55 @@ def check_drift_detector(detector: Any, splits: Splits, work_dir: Path, rules: _
     rules.require(not same.dataset_drift, "a window drawn from the reference's distribution must not drift")
     rules.require(moved.dataset_drift and moved.share > same.share, "a window shifted by 2 standard deviations must drift")
 
+
+def check_image_explainer(explainer: Any, splits: Splits, work_dir: Path, rules: _Rules) -> None:
+    """An explainer of image models: fitted and loaded against a small torch CNN, it explains decoded images."""
+    from mlplat.images import IMAGE_COLUMN, decode, read_bytes
+    from mlplat.testing.fixtures import image_model_double
+
+    model = image_model_double(splits)
+    state = explainer.fit(model, np.empty((0, 0)), step_context(work_dir, splits, step="explain"))
+    rules.require(isinstance(state, ExplainerState), f"fit must return an ExplainerState, got {type(state).__name__}")
+    stored = ExplainerState(rules.json(state.config, "ExplainerState.config"), _safetensors_copy(state.arrays, rules),
+                            rules.json(state.global_importance, "ExplainerState.global_importance"))
+    bound = explainer.load(model, stored)
+    rules.require(isinstance(bound, BoundExplainer), f"load must return an object with explain(X), got {type(bound).__name__}")
+    locations = splits.test.features[IMAGE_COLUMN].astype(str).tolist()[:2]
+    X = np.stack([decode(read_bytes(location), model.image_preprocessing).numpy() for location in locations])
+    explanations = bound.explain(X)
+    rules.require(isinstance(explanations, list) and len(explanations) == len(X),
+                  f"explain must return a list with one explanation per image ({len(X)})")
+    rules.require(all(isinstance(e, dict) for e in explanations), "each explanation must be a dict")
+    rules.json(explanations, "explanations", default=float)
+
+
+def check_image_drift_detector(detector: Any, splits: Splits, work_dir: Path, rules: _Rules) -> None:
+    """A drift detector of image models: its reference holds embeddings and class probabilities (mlplat.embeddings)."""
+    from mlplat.embeddings import drift_columns
+
+    rng = np.random.default_rng(0)
+    n_classes = len(splits.info.classes)
+
+    def rows(n: int, shift: float) -> pd.DataFrame:
+        embedding = rng.normal(size=(n, 8)) + shift
+        logits = embedding[:, :n_classes]
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        return pd.DataFrame(np.hstack([embedding, probabilities]), columns=drift_columns(8, n_classes, []))
+
+    state = detector.fit(rows(1000, 0.0), step_context(work_dir, splits, step="fit_drift_reference"))
+    state = rules.json(state, "the reference state (drift_reference.json)", default=float)
+    same, moved = detector.detect(state, rows(300, 0.0)), detector.detect(state, rows(300, 2.0))
+    rules.require(isinstance(same, DriftResult) and isinstance(moved, DriftResult), "detect must return a DriftResult")
+    rules.require(0.0 <= same.share <= 1.0 and 0.0 <= moved.share <= 1.0, "share must lie in [0, 1]")
+    rules.require(not same.dataset_drift, "a window drawn from the reference's distribution must not drift")
+    rules.require(moved.dataset_drift, "a window whose embeddings moved by 2 standard deviations must drift")
+
+
+# plugins that declare handles_images are checked on image files with these, where their kind has one
+_IMAGE_CHECKS: dict[StageKind, Callable[[Any, Splits, Path, _Rules], None]] = {
+    StageKind.EXPLAINER: check_image_explainer,
+    StageKind.DRIFT_DETECTOR: check_image_drift_detector,
+}
 
 _KIND_CHECKS: dict[StageKind, Callable[[Any, Splits, Path, _Rules], None]] = {
     StageKind.VALIDATOR: check_validator,

@@ -147,3 +147,31 @@ class LinearModelDouble:
 def model_double(splits: Splits | None = None) -> LinearModelDouble:
     """A numpy ModelHandle fitted in closed form to `splits` (tiny_splits() by default)."""
     return LinearModelDouble.from_splits(splits if splits is not None else tiny_splits())
+
+
+class ImageModelDouble:
+    """What image explainers use of a `LoadedModel`: a small seeded torch CNN (untrained: explainers must
+    not depend on accuracy), its `ImagePreprocessing`, class and feature names."""
+
+    def __init__(self, splits: Splits, seed: int = 0) -> None:
+        import torch
+        from torch import nn
+
+        from mlplat.manifest import ImagePreprocessing
+
+        image = splits.info.image or {}
+        size, channels = list(image.get("size", [32, 32])), int(image.get("channels", 3))
+        torch.manual_seed(seed)
+        self.network = nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                     nn.Flatten(), nn.Linear(4, len(splits.info.classes))).eval()
+        self.image_preprocessing = ImagePreprocessing(size=size, channels=channels,
+                                                      mean=[0.5] * channels, std=[0.25] * channels)
+        self.class_names = list(splits.info.classes)
+        self.feature_names = ["image"]
+        self.name = "image-double"
+        self.is_image = True
+
+
+def image_model_double(splits: Splits) -> ImageModelDouble:
+    """An image ModelHandle double for `tiny_image_file_splits()`."""
+    return ImageModelDouble(splits)
