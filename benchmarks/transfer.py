@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--val-images", type=int, default=300)
     parser.add_argument("--pretrain-epochs", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--freeze-epochs", type=int, default=5, help="fine-tuning: epochs with the pretrained backbone frozen")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -52,7 +53,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         scores = transfer_gain(Path(tmp), size=args.size, n_source=args.source_images, n_target=args.target_images,
                                fraction=args.fraction, n_val=args.val_images, seed=args.seed,
-                               pretrain_params={**common, "epochs": args.pretrain_epochs}, params={**common, "epochs": args.epochs})
+                               pretrain_params={**common, "epochs": args.pretrain_epochs}, params={**common, "epochs": args.epochs},
+                               finetune_params={"freeze_backbone_epochs": args.freeze_epochs})
     print(f"source task val accuracy {scores['source_val_accuracy']:.3f}; target trains on {scores['target_train_images']:.0f} images")
     print(f"target val accuracy: from scratch {scores['scratch_val_accuracy']:.3f} | pretrained {scores['pretrained_val_accuracy']:.3f}")
     verdict = "PASS" if scores["gain"] >= TARGET_GAIN else "MISS"

@@ -96,12 +96,13 @@ def image_task(variant: Variant, n: int, directory: Path, *, size: int, seed: in
     return ImageSet(paths[:cut], labels[:cut], preprocessing), ImageSet(paths[cut:], labels[cut:], preprocessing), info
 
 
-def transfer_gain(work: Path, *, params: dict[str, Any], pretrain_params: dict[str, Any], size: int = 16,
+def transfer_gain(work: Path, *, params: dict[str, Any], pretrain_params: dict[str, Any],
+                  finetune_params: dict[str, Any] | None = None, size: int = 16,
                   n_source: int = 600, n_target: int = 1000, fraction: float = 0.1, n_val: int = 200,
                   seed: int = 0) -> dict[str, float]:
     """Pretrain the `vision` trainer on the source task and save its weights as safetensors, then train on
     `fraction` of the target task's training images from scratch and from those weights (same `params`,
-    same target preprocessing: the runs differ in their initial weights alone).
+    same target preprocessing; `finetune_params`, e.g. a freezing schedule, apply to the pretrained run only).
     Returns the source accuracy and the target validation accuracies of both."""
     from dataclasses import replace
 
@@ -121,7 +122,7 @@ def transfer_gain(work: Path, *, params: dict[str, Any], pretrain_params: dict[s
     keep = max(len(CLASSES["target"]), int(round(len(train.locations) * fraction)))
     few = replace(train, locations=train.locations[:keep], y=train.y[:keep])
     scores = {"source_val_accuracy": source.metrics["val_accuracy"], "target_train_images": float(keep)}
-    for name, extra in (("scratch", {}), ("pretrained", {"pretrained": str(checkpoint)})):
+    for name, extra in (("scratch", {}), ("pretrained", {**(finetune_params or {}), "pretrained": str(checkpoint)})):
         model = registry.create(StageKind.TRAINER, "vision", {**params, **extra}, step="train").fit(
             TrainingData(few, val, info), StepContext(name, _fresh(work / name), info, seed=seed))
         scores[f"{name}_val_accuracy"] = model.metrics["val_accuracy"]
