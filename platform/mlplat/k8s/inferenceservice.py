@@ -220,8 +220,10 @@ def write(d: Deployment, directory: Path) -> list[Path]:
 
 
 def write_base(directory: Path = Path(BASE_DIR)) -> list[Path]:
-    """The checked-in kustomize base: the demo model's InferenceService."""
-    return write(Deployment(DEMO_NAME), directory)
+    """The checked-in kustomize base: the demo model's InferenceService, serving the latest version in the
+    model store the base TrainJob publishes to (pvc://mlplat-models/<spec name>: a store root, which
+    `mlplat serve` resolves through its `latest` pointer)."""
+    return write(Deployment(DEMO_NAME, storage_uri=f"{DEFAULT_STORAGE_URI}/{DEMO_NAME}"), directory)
 
 
 if __name__ == "__main__":  # regenerate the checked-in base: python -m mlplat.k8s.inferenceservice (from the repo root)
