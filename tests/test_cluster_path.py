@@ -35,7 +35,7 @@ import yaml
 from crd_schemas import documents, problems
 from kserve_controller import local_command, storage_initializer
 from s3_server import mlplat, moto_bucket
-from test_monitoring_e2e import ALERTMANAGER, PROMETHEUS, TOKEN, Webhook, fast_rules, free_port, predict, wait_for
+from test_monitoring_e2e import ALERTMANAGER, PROMETHEUS, TOKEN, Webhook, fast_rules, free_port, predict, stop, wait_for
 
 pytestmark = [pytest.mark.cluster_path, pytest.mark.slow]
 
@@ -64,14 +64,7 @@ def processes(logs: Path) -> Iterator[tuple[dict[str, subprocess.Popen[bytes]], 
     try:
         yield procs, start
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(procs)
 
 
 def python_m(command: list[str]) -> list[str]:

@@ -71,6 +71,18 @@ class Webhook:
         return [a for a in self.alerts if a["labels"]["alertname"] == name and a["status"] == "firing"]
 
 
+def stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Terminate every process, then kill those still running after 20 s."""
+    for proc in procs.values():
+        proc.terminate()
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def wait_for(what: str, check: Callable[[], Any], timeout: float, procs: dict[str, subprocess.Popen[bytes]]) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -155,14 +167,7 @@ def stack(trained_model_dir: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
         wait_for("alertmanager", lambda: httpx.get(f"{urls['alertmanager']}/-/ready").status_code == 200, 30, procs)
         yield {"urls": urls, "procs": procs, "webhook": webhook, "model_dir": model_dir, "logs": logs, "commands": commands}
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(procs)
         webhook.server.shutdown()
         webhook.server.server_close()
         assert all(proc.poll() is not None for proc in procs.values())
