@@ -80,7 +80,7 @@ def decode(data: bytes, preprocessing: ImagePreprocessing) -> torch.Tensor:
 
 def read_bytes(location: str) -> bytes:
     """The bytes of a local path or fsspec URI (credentials as `mlplat.sources` reads them)."""
-    from mlplat.sources import filesystem, scheme
+    from mlplat.sources import OBJECT_STORES, filesystem, scheme
 
     kind = scheme(location)
     if not kind:  # a plain path: no fsspec round trip per image (the DataLoader's hot path)
@@ -90,7 +90,7 @@ def read_bytes(location: str) -> bytes:
     if key not in _FILESYSTEMS:
         _FILESYSTEMS[key] = filesystem(location)[0]
     fs = _FILESYSTEMS[key]
-    with fs.open(fs._strip_protocol(location) if kind in ("s3", "gs", "gcs") else location, "rb") as handle:
+    with fs.open(fs._strip_protocol(location) if kind in OBJECT_STORES else location, "rb") as handle:
         return bytes(handle.read())
 
 

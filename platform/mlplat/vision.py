@@ -34,8 +34,3 @@ def load() -> Any:
         import torchvision
     return torchvision
 
-
-def compiled_ops() -> bool:
-    """Whether torchvision's compiled ops (nms, image decoding) loaded; mlplat works either way."""
-    load()
-    return hasattr(sys.modules[_META], "register_meta")
