@@ -23,6 +23,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "optuna": ("optuna",),
     "imbalance": ("imblearn",),
     "s3": ("s3fs",),
+    "gcs": ("google.cloud.storage",),
     "vision": ("torchvision", "PIL"),
 }
 

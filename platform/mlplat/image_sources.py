@@ -24,7 +24,7 @@ import pandas as pd
 
 from mlplat.errors import UsageError
 from mlplat.images import IMAGE_COLUMN, IMAGE_EXTENSIONS
-from mlplat.sources import OBJECT_STORES, Fingerprint, filesystem, is_remote, local_path, scheme
+from mlplat.sources import OBJECT_STORES, Fingerprint, filesystem, is_remote, local_path, object_tag, scheme
 
 GENERATED = "generated:"
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -117,9 +117,8 @@ def _read_folder(source: str, base_dir: Path, field: str) -> tuple[pd.DataFrame,
             relative = path[len(root.rstrip("/")) + 1:]
             if "/" not in relative or not _is_image(relative):
                 continue
-            tag = info.get("VersionId") or info.get("ETag") or info.get("etag") or ""
             rows.append((prefix + path, relative.split("/", 1)[0]))
-            stats.append(f"{relative}\t{info.get('size')}\t{str(tag).strip(chr(34))}")
+            stats.append(f"{relative}\t{info.get('size')}\t{object_tag(info)}")
     else:
         root_path = local_path(source, base_dir, field)
         if not root_path.is_dir():
@@ -176,5 +175,4 @@ def _stat(location: str, field: str, row: int) -> str:
         raise
     except Exception as exc:
         raise UsageError(f"{field}: manifest row {row}: cannot read {location}: {type(exc).__name__}: {exc}") from None
-    tag = info.get("VersionId") or info.get("ETag") or info.get("etag") or info.get("mtime") or ""
-    return f"{info.get('size')}\t{str(tag).strip(chr(34))}"
+    return f"{info.get('size')}\t{object_tag(info) or info.get('mtime') or ''}"

@@ -138,9 +138,18 @@ def filesystem(uri: str) -> tuple[Any, str]:
     if kind == "s3":
         options |= s3_options() | {"use_listings_cache": False}
     try:
-        fs = fsspec.filesystem(kind, **options)
-    except ImportError as exc:  # gs:// needs gcsfs, http(s):// aiohttp
-        raise UsageError(f"{uri}: reading {kind}:// needs a package that is not installed ({exc})") from None
+        if kind in ("gs", "gcs"):
+            from mlplat.gcs import GCSFileSystem  # google-cloud-storage, as KServe's storage code reads gs://
+
+            fs = GCSFileSystem(**options)
+        else:
+            fs = fsspec.filesystem(kind, **options)
+    except ImportError as exc:  # s3:// needs s3fs, gs:// google-cloud-storage, http(s):// aiohttp
+        from mlplat.extras import install_hint
+
+        extra = {"s3": "s3", "gs": "gcs", "gcs": "gcs"}.get(kind)
+        raise UsageError(f"{uri}: reading {kind}:// needs a package that is not installed ({exc})"
+                         + (f": {install_hint(extra)}" if extra else "")) from None
     return fs, fs._strip_protocol(uri) if kind in OBJECT_STORES else uri
 
 
@@ -185,14 +194,21 @@ def fingerprint(location: str, base_dir: Path, field: str = "dataset.source") ->
     return fetch(location, base_dir, field).fingerprint
 
 
+def object_version(info: Mapping[str, Any]) -> str | None:
+    """An object's VersionId (S3, when the bucket keeps versions) or generation (GCS, always)."""
+    version = info.get("VersionId") or info.get("generation")
+    return None if version is None else str(version)
+
+
+def object_tag(info: Mapping[str, Any]) -> str:
+    """What changes when an object is rewritten: its version, else its ETag."""
+    return object_version(info) or str(info.get("ETag") or info.get("etag") or "").strip('"')
+
+
 def _object_fingerprint(info: Mapping[str, Any], location: str) -> Fingerprint:
-    """An object's VersionId (S3) or generation (GCS) when the bucket keeps versions, else its ETag."""
     if info.get("type") == "directory":
         raise FileNotFoundError(location)
-    version, etag = info.get("VersionId") or info.get("generation"), info.get("ETag") or info.get("etag")
-    size = info.get("size")
-    return Fingerprint(location, "version", str(version), size) if version else \
-        Fingerprint(location, "etag", str(etag or "").strip('"'), size)
+    return Fingerprint(location, "version" if object_version(info) else "etag", object_tag(info), info.get("size"))
 
 
 def cache_key(fingerprints: Mapping[str, Fingerprint]) -> str:
