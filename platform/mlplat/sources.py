@@ -1,4 +1,5 @@
-"""Data and model locations by URI: local paths, file://, http(s)://, s3://, gs:// (read through fsspec).
+"""Data and model locations by URI: local paths, file://, http(s)://, s3://, gs:// (read through fsspec;
+gs:// through mlplat.gcs, an fsspec filesystem on google-cloud-storage).
 
 S3 settings come from the environment variables KServe's storage initializer reads (and its
 `s3_secret.go` sets from a secret's annotations), so one secret serves ingest, publishing and serving:
@@ -9,7 +10,7 @@ S3 settings come from the environment variables KServe's storage initializer rea
     AWS_DEFAULT_REGION, S3_VERIFY_SSL ("0"), AWS_CA_BUNDLE, awsAnonymousCredential ("true")
 
 Every file read records a `Fingerprint`: the content's sha256 for local and http(s) files, the
-object's VersionId (else its ETag) for object stores. Runs record it, and the ingest cache key
+object's VersionId or GCS generation (else its ETag) for object stores. Runs record it, and the ingest cache key
 includes it, so an edited file at the same URI never yields stale data.
 """
 
