@@ -110,6 +110,12 @@ def test_image_folder_from_gs_and_its_listing_fingerprint(gcs: Any, tmp_path: Pa
         read_images(f"gs://{BUCKET}/nothing-here", None, "path", tmp_path)
 
 
+def test_image_manifest_from_gs(gcs: Any, tmp_path: Path) -> None:
+    from test_images_data import check_remote_manifest
+
+    check_remote_manifest(lambda key, data: put(gcs, key, data), f"gs://{BUCKET}", tmp_path)
+
+
 def test_model_store_on_gs_publishes_downloads_and_serves(gcs: Any, trained_model_dir: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio

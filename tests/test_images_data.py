@@ -1,9 +1,10 @@
-"""Image-file datasets: folders, manifests (local and S3), generated shapes; the spec fields and refusals;
+"""Image-file datasets: folders, manifests (local, S3; gs:// in test_data_gcs), generated shapes; the spec fields and refusals;
 ingest writes references only; the cnn trains from a DataLoader; evaluate, publish and LoadedModel take images."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,31 @@ def test_s3_folder_and_etags(tmp_path: Path) -> None:
         assert read_bytes(frame[IMAGE_COLUMN][0]) == files[0].read_bytes()
         client.put_object(Bucket="images", Key="set/circle/circle-0000.png", Body=files[1].read_bytes())
         assert listing_fingerprint("s3://images/set", None, "path", tmp_path).value != found.value
+
+
+def check_remote_manifest(put: Callable[[str, bytes], None], base: str, tmp_path: Path) -> None:
+    """A manifest in an object store whose relative paths sit in two directories beside it: read with one
+    listing per directory; a rewritten image changes the fingerprint; a missing one is named by its row."""
+    files = write_shapes(tmp_path / "data", per_class=2, classes=("circle", "square"))
+    for f in files:
+        put(f"m/{f.parent.name}/{f.name}", f.read_bytes())
+    rows = [{"file": f"{f.parent.name}/{f.name}", "kind": f.parent.name} for f in files]
+    put("m/manifest.csv", pd.DataFrame(rows).to_csv(index=False).encode())
+    frame, label, found = read_images(f"{base}/m/manifest.csv", "kind", "file", tmp_path)
+    assert label == "kind" and list(frame[IMAGE_COLUMN]) == [f"{base}/m/{r['file']}" for r in rows]
+    from mlplat.images import read_bytes
+
+    assert read_bytes(frame[IMAGE_COLUMN][1]) == files[1].read_bytes()
+    put(f"m/{rows[0]['file']}", files[1].read_bytes())
+    assert listing_fingerprint(f"{base}/m/manifest.csv", "kind", "file", tmp_path).value != found.value
+    put("m/manifest.csv", pd.DataFrame([*rows, {"file": "circle/gone.png", "kind": "circle"}]).to_csv(index=False).encode())
+    with pytest.raises(UsageError, match=f"manifest row {len(rows)}: image not found: {base}/m/circle/gone.png"):
+        read_images(f"{base}/m/manifest.csv", "kind", "file", tmp_path)
+
+
+def test_s3_manifest(tmp_path: Path) -> None:
+    with moto_bucket("images") as client:
+        check_remote_manifest(lambda key, data: client.put_object(Bucket="images", Key=key, Body=data), "s3://images", tmp_path)
 
 
 @pytest.mark.parametrize(("dataset", "field"), [

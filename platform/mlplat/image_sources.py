@@ -149,7 +149,8 @@ def _read_manifest(source: str, label: str, path_column: str, base_dir: Path,
         raise UsageError(f"dataset.image.path_column: {int(paths.isna().sum())} rows of {fetched.name} have no path")
     parent = str(fetched.local_path.parent) if fetched.local_path else fetched.uri.rsplit("/", 1)[0]
     locations = [_beside(str(p), parent) for p in paths]
-    stats = [f"manifest\t{fetched.fingerprint.key}"] + [f"{loc}\t{_stat(loc, field, i)}" for i, loc in enumerate(locations)]
+    remote = _remote_listings(locations, field)
+    stats = [f"manifest\t{fetched.fingerprint.key}"] + [f"{loc}\t{_stat(loc, field, i, remote)}" for i, loc in enumerate(locations)]
     frame = pd.DataFrame({IMAGE_COLUMN: locations, label: table[label].to_numpy()})
     return frame, label, Fingerprint(source, "listing", _digest(stats), len(locations))
 
@@ -161,14 +162,45 @@ def _beside(path: str, parent: str) -> str:
     return f"{parent.rstrip('/')}/{path}" if is_remote(parent) else str(Path(parent) / path)
 
 
-def _stat(location: str, field: str, row: int) -> str:
+def _remote_listings(locations: list[str], field: str) -> dict[str, dict[str, Any]]:
+    """The object-store entries of every directory the manifest's remote images sit in, keyed by URI: one
+    listing per directory, not one request per image (a manifest of 100,000 objects in one prefix)."""
+    by_directory: dict[tuple[str, str], set[str]] = {}
+    for location in locations:
+        if scheme(location) in OBJECT_STORES:
+            by_directory.setdefault((scheme(location), location.rsplit("/", 1)[0]), set()).add(location)
+    found: dict[str, dict[str, Any]] = {}
+    filesystems: dict[str, Any] = {}
+    for (kind, directory), wanted in by_directory.items():
+        if kind not in filesystems:
+            filesystems[kind] = filesystem(directory)[0]
+        fs = filesystems[kind]
+        try:
+            entries = fs.ls(fs._strip_protocol(directory), detail=True)
+        except FileNotFoundError:
+            continue  # each of its images is then named missing, by row
+        except Exception as exc:
+            raise UsageError(f"{field}: cannot list {directory}: {type(exc).__name__}: {exc}") from None
+        for entry in entries:
+            uri = f"{kind}://{entry['name']}"
+            if uri in wanted:
+                found[uri] = entry
+    return found
+
+
+def _stat(location: str, field: str, row: int, listed: dict[str, dict[str, Any]]) -> str:
     """One file's size and change marker (mtime, or the object's ETag/VersionId); a missing file names its row."""
     try:
         if not is_remote(location):
             stat = Path(local_path(location)).stat()
             return f"{stat.st_size}\t{stat.st_mtime_ns}"
-        fs, path = filesystem(location)
-        info: dict[str, Any] = fs.info(path)
+        if scheme(location) in OBJECT_STORES:
+            if location not in listed:
+                raise FileNotFoundError(location)
+            info = listed[location]
+        else:
+            fs, path = filesystem(location)
+            info = fs.info(path)
     except (FileNotFoundError, NotADirectoryError):
         raise UsageError(f"{field}: manifest row {row}: image not found: {location}") from None
     except UsageError:

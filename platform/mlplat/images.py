@@ -80,13 +80,14 @@ def decode(data: bytes, preprocessing: ImagePreprocessing) -> torch.Tensor:
 
 def read_bytes(location: str) -> bytes:
     """The bytes of a local path or fsspec URI (credentials as `mlplat.sources` reads them)."""
-    from mlplat.sources import OBJECT_STORES, filesystem, scheme
+    from mlplat.sources import CONNECTION_ENV, OBJECT_STORES, filesystem, scheme
 
     kind = scheme(location)
     if not kind:  # a plain path: no fsspec round trip per image (the DataLoader's hot path)
         with open(location, "rb") as handle:
             return handle.read()
-    key = (os.getpid(), kind)  # one filesystem per process: a DataLoader worker must not reuse its parent's (s3fs)
+    # one filesystem per process (a DataLoader worker must not reuse its parent's s3fs) and per endpoint
+    key = (os.getpid(), kind, *(os.environ.get(name) for name in CONNECTION_ENV))
     if key not in _FILESYSTEMS:
         _FILESYSTEMS[key] = filesystem(location)[0]
     fs = _FILESYSTEMS[key]
@@ -94,7 +95,7 @@ def read_bytes(location: str) -> bytes:
         return bytes(handle.read())
 
 
-_FILESYSTEMS: dict[tuple[int, str], Any] = {}
+_FILESYSTEMS: dict[tuple[Any, ...], Any] = {}
 
 
 class ImageFiles:

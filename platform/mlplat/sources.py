@@ -31,6 +31,10 @@ OBJECT_STORES = ("s3", "gs", "gcs")
 REMOTE_SCHEMES = (*OBJECT_STORES, "http", "https")
 PVC_ROOT_ENV, KSERVE_PVC_ROOT = "MLPLAT_PVC_ROOT", "/mnt/pvc"  # where pvc://CLAIM/PATH is mounted (KServe's path)
 _CHUNK = 1 << 20
+# the variables a remote filesystem is built from: a cached one is reused only while they are unchanged
+CONNECTION_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "S3_ENDPOINT", "S3_USE_HTTPS",
+                  "AWS_DEFAULT_REGION", "S3_VERIFY_SSL", "AWS_CA_BUNDLE", "awsAnonymousCredential",
+                  "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ class ImageDriftDetector:
                                  p_value=p_embedding, effect_size=mmd, library_drifted=p_embedding < 0.05)
         outputs = self._ks(reference_state, window, reference_state["outputs"], config.output_alpha, enough)
         statistics = self._ks(reference_state, window, reference_state["statistics"], config.statistics_alpha, enough)
-        p_output = min(1.0, min(f.p_value or 1.0 for f in outputs) * len(outputs))
+        p_output = min(1.0, min(1.0 if f.p_value is None else f.p_value for f in outputs) * len(outputs))  # p may be 0.0
         prediction = FeatureDrift(PREDICTION_COLUMN, p_output, any(f.drifted for f in outputs), "ks_per_class_bonferroni",
                                   p_value=p_output, effect_size=max(f.effect_size or 0.0 for f in outputs),
                                   library_drifted=p_output < 0.05)
