@@ -17,8 +17,7 @@ def test_demo_runs_serves_explains_and_exports_drift(tmp_path: Path) -> None:
             "steps": {**TINY_SPEC["steps"], "explain": {"plugin": "integrated_gradients"}, "drift": {"plugin": "evidently"}}}
     spec_path = tmp_path / "demo.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
-    result = subprocess.run([sys.executable, "-m", "mlplat", "demo", str(spec_path), "--runs-dir", str(tmp_path / "runs")],
-                            capture_output=True, text=True, timeout=600, cwd=REPO, env={"COLUMNS": "200", **_env()})
+    result = run_demo(spec_path, tmp_path)
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     assert re.search(r"predict \(3 rows keyed by feature name\) → \['(benign|malignant)'", out)
@@ -30,7 +29,24 @@ def test_demo_runs_serves_explains_and_exports_drift(tmp_path: Path) -> None:
     assert "demo done" in out and (tmp_path / "runs" / "latest" / "serve.log").is_file()
 
 
-def _env() -> dict[str, str]:
+def run_demo(spec_path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     import os
 
-    return dict(os.environ)
+    wide = {**os.environ, "COLUMNS": "400"}  # rich must not wrap the long tmp paths the assertions read
+    return subprocess.run([sys.executable, "-m", "mlplat", "demo", str(spec_path), "--runs-dir", str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=900, cwd=REPO, env=wide)
+
+
+def test_image_demo_serves_explains_and_alerts_on_perturbed_images(tmp_path: Path) -> None:
+    """The second main job as shipped (pipelines/images_demo.yaml): train, serve PNGs, explain, drift alerts."""
+    result = run_demo(REPO / "pipelines" / "images_demo.yaml", tmp_path)
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    assert re.search(r"predict \(3 PNGs as .*\) → \[", out)
+    overlay = re.search(r"overlay written to (\S+)", out)
+    assert overlay and Path(overlay.group(1)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", out[-3000:]
+    alerts = dict(re.findall(r"^([\w .=,-]+?): 300 images \+ labels → .*prediction drift (True|False)", out, re.M))
+    assert alerts.get("in-distribution") == "False", out[-3000:]
+    assert "True" in [alerts.get(f"noise sigma=90, window {k}") for k in (1, 2, 3)], out[-3000:]
+    assert re.search(r'mlplat_prediction_drift\S*\{.*model="images-demo".*\} \d', out)
+    assert "demo done" in out
