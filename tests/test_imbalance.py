@@ -130,6 +130,11 @@ def test_evaluation_serving_explanation_and_monitoring_use_the_decision(trained_
     estimated = estimate(probabilities, 1.0, decision)
     assert estimated is not None
     assert estimated.accuracy == pytest.approx(probabilities[np.arange(len(rows)), expected].mean())
+    # explanation: the class an explanation explains (integrated gradients, through the registry)
+    explainer = spec_of(StageKind.EXPLAINER, "integrated_gradients").create({"n_steps": 8, "importance_rows": 5})
+    state = explainer.fit(model, rows[:10], StepContext(step="explain", work_dir=tmp_path, info=None, seed=0))  # type: ignore[arg-type]
+    explained = explainer.load(model, state).explain(rows[:10])
+    assert [e["class"] for e in explained] == [model.class_names[i] for i in expected[:10]]
     # evaluation: the labels are the decided classes, which the argmax misses in part
     metrics = score(model, pd.DataFrame(rows, columns=model.feature_names), expected, EvaluateGate(), tmp_path / "evaluate")
     assert metrics["test"]["accuracy"] == 1.0

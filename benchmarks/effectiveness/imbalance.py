@@ -16,6 +16,15 @@ Variants, all through the `mlp` trainer plugin from the registry with the same p
   predicted class is `mlplat.decision.decide`, as evaluation and serving apply it;
 - a `--extra` variant set for context: logit adjustment alone, and recommended after a smoothed bootstrap.
 Target: mean gain of the recommended remedy >= +10 points of balanced accuracy over naive, per setting.
+
+Measured (seeds 0-2, loaded machine; naive / smote / recommended, gain): breast_cancer 1:10 (21 minority
+rows) 0.926 / 0.942 / 0.945 +2.0 MISS, 1:20 (10) 0.850 / 0.918 / 0.935 +8.5 MISS; make_classification
+1:10 (120) 0.805 / 0.836 / 0.858 +5.3 MISS, 1:20 (60) 0.713 / 0.798 / 0.848 +13.5 PASS;
+make_classification_400 1:10 (12) 0.817 / 0.842 / 0.863 +4.6 MISS, 1:20 (6) 0.504 / 0.721 / 0.754 +25.0
+PASS; digits_8 1:10 (97) 0.946 / 0.955 / 0.975 +2.9 MISS, 1:20 (48) 0.865 / 0.906 / 0.934 +6.9 MISS.
+The remedy beats SMOTE everywhere; +10 is met where naive training loses 20 points or more against the
+uncut splits (the `uncut` column) and missed where it loses 12 or fewer: there +10 means recovering all
+that was lost, or more. 387 s wall.
 """
 
 from __future__ import annotations
@@ -120,11 +129,11 @@ def main() -> int:
     torch.set_num_threads(1)
     variants = {**VARIANTS, **(EXTRA_VARIANTS if args.extra else {})}
     started, misses = time.perf_counter(), 0
-    print(f"{'dataset':24s} {'ratio':>5s} {'minority':>8s} {'ceiling':>7s} " + " ".join(f"{v:>24s}" for v in variants)
+    print(f"{'dataset':24s} {'ratio':>5s} {'minority':>8s} {'uncut':>7s} " + " ".join(f"{v:>24s}" for v in variants)
           + "   gain (recommended - naive)")
     for name in args.datasets.split(","):
-        # the ceiling: naive training on the uncut (nearly balanced) splits; no remedy can gain more than it leaves
-        ceiling = float(np.mean([balanced_accuracy(imbalanced_splits(binary_frames(seed)[name], name, None, seed), seed, [], {})
+        # for context: naive training on the uncut splits (the dataset's own class mix)
+        uncut = float(np.mean([balanced_accuracy(imbalanced_splits(binary_frames(seed)[name], name, None, seed), seed, [], {})
                                  for seed in range(args.seeds)]))
         for ratio in map(int, args.ratios.split(",")):
             scores: dict[str, list[float]] = {v: [] for v in variants}
@@ -138,9 +147,8 @@ def main() -> int:
             gain = 100 * (means["recommended"] - means["naive"])
             misses += gain < TARGET_POINTS
             cells = " ".join(f"{means[v]:>9.3f} ({100 * (means[v] - means['naive']):+6.1f} pts)" for v in variants)
-            print(f"{name:24s} {'1:' + str(ratio):>5s} {min(minority):>8d} {ceiling:>7.3f} {cells}   {gain:+.1f} pts "
-                  f"(headroom {100 * (ceiling - means['naive']):+.1f}) target >= +{TARGET_POINTS:.0f}: "
-                  f"{'PASS' if gain >= TARGET_POINTS else 'MISS'}", flush=True)
+            print(f"{name:24s} {'1:' + str(ratio):>5s} {min(minority):>8d} {uncut:>7.3f} {cells}   {gain:+.1f} pts "
+                  f"target >= +{TARGET_POINTS:.0f}: {'PASS' if gain >= TARGET_POINTS else 'MISS'}", flush=True)
     print(f"wall {time.perf_counter() - started:.0f} s")
     return 1 if misses else 0
 
