@@ -10,10 +10,12 @@ from mlplat.spec import EvaluateGate
 from mlplat.tasks import GATE_METRICS
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, Any]:
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str],
+                           y_pred: np.ndarray | None = None) -> dict[str, Any]:
+    """`y_pred`: the predicted classes by the model's decision rule (`LoadedModel.decide`); default the argmax."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
 
-    y_pred = proba.argmax(axis=1)
+    y_pred = proba.argmax(axis=1) if y_pred is None else y_pred
     labels = list(range(len(classes)))
     metrics: dict[str, Any] = {
         "accuracy": float(accuracy_score(y_true, y_pred)),

@@ -118,6 +118,22 @@ class Calibration(_Record):
     nll_after: float | None = None  # ... and at the fitted temperature
 
 
+class Decision(_Record):
+    """How class probabilities become the predicted class: argmax(log p + offsets), per class.
+
+    `argmax` (offsets all 0) is what a model without this field does. `offsets` moves the decision
+    boundary, e.g. towards a rare class; for two classes it is the threshold `threshold` on p(class 1).
+    `mlplat.decision.decide` applies it in evaluation, serving, explanation and monitoring alike."""
+
+    kind: Literal["argmax", "offsets"] = "argmax"
+    offsets: list[float] = Field(default_factory=list)  # per class, added to log-probabilities (empty: argmax)
+    threshold: float | None = None  # two classes: predict class 1 when p(class 1) >= threshold (the same rule)
+    selected_on: str = ""  # e.g. "out_of_fold": where the offsets were chosen
+    rows: int = 0  # rows the offsets were chosen on
+    balanced_accuracy: float | None = None  # on those rows, with the offsets ...
+    argmax_balanced_accuracy: float | None = None  # ... and with plain argmax
+
+
 class PluginRef(_Record):
     """A plugin that left state in the model directory: what must be installed to load it again."""
 
@@ -170,6 +186,7 @@ class ModelManifest(_Record):
     global_importance: dict[str, float] | None = None  # feature -> mean |attribution|, from the explain step
     drift_detector: DriftDetectorRef | None = None
     calibration: Calibration | None = None  # a classifier's probability calibration (None: older models, regression)
+    decision: Decision | None = None  # a classifier's decision rule (None: argmax, as older models)
 
     @property
     def feature_names(self) -> list[str]:

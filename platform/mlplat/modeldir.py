@@ -391,7 +391,13 @@ class LoadedModel:
 
     def predict_labels(self, X: np.ndarray) -> np.ndarray:
         """Class indices [n] (classification) or values [n] (regression): the monitor's prediction column."""
-        return self.predict_values(X) if self.task == "regression" else self.predict_proba(X).argmax(1)
+        return self.predict_values(X) if self.task == "regression" else self.decide(self.predict_proba(X))
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """The predicted class indices [n] of class probabilities, by the model's decision rule (argmax without one)."""
+        from mlplat.decision import decide
+
+        return decide(probabilities, self.manifest.decision)
 
     def reference(self) -> pd.DataFrame:
         import pandas as pd

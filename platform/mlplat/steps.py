@@ -405,6 +405,7 @@ def train_model(
         preprocessing=preprocessing_json,
         metrics=Metrics(train=trained.metrics),
         cv=CVBand.from_trainer(trained.cv) if trained.cv else None,
+        decision=trained.decision,
         seed=spec.seed,
         created_at=time.time(),
         training_wall_s=wall,
@@ -416,14 +417,14 @@ def train_model(
         loaded.update_manifest(calibration=fit_calibration(loaded, splits.validation.features, splits.validation.labels))
     if loaded.is_image:  # the reference holds the images' locations, as the split tables do, and their predictions
         reference = reference.reset_index(drop=True)
-        reference[modeldir.PREDICTION_COLUMN] = loaded.predict_proba_files(reference[reference.columns[0]].tolist()).argmax(1)
+        reference[modeldir.PREDICTION_COLUMN] = loaded.decide(loaded.predict_proba_files(reference[reference.columns[0]].tolist()))
     else:  # model input rows (codes for categories, NaN for missing), as the serving window records them
         reference = pd.DataFrame(loaded.encode(reference), columns=loaded.feature_names)
         if loaded.task == "regression":
             reference[modeldir.PREDICTION_COLUMN] = loaded.predict_labels(reference[loaded.feature_names].to_numpy())
         else:  # the class and its probabilities: the monitor's output-drift test compares the served ones with these
             probabilities = loaded.predict_proba(reference[loaded.feature_names].to_numpy())
-            reference[modeldir.PREDICTION_COLUMN] = probabilities.argmax(1)
+            reference[modeldir.PREDICTION_COLUMN] = loaded.decide(probabilities)
             reference[probability_columns(probabilities.shape[1])] = probabilities.astype(np.float64)
     reference.reset_index(drop=True).to_parquet(model_dir.reference, index=False)
     if schema and schema.is_file():
@@ -482,9 +483,10 @@ def score(loaded: modeldir.LoadedModel, features: Any, labels: np.ndarray, gate:
         # an image model's features are the images' locations (mlplat.images.IMAGE_COLUMN), decoded in a DataLoader
         proba = loaded.predict_proba_files(features[loaded.feature_names[0]].tolist()) if loaded.is_image \
             else loaded.predict_proba(loaded.encode(features[loaded.feature_names]))
-        metrics = classification_metrics(labels, proba, loaded.class_names)
+        predicted = loaded.decide(proba)
+        metrics = classification_metrics(labels, proba, loaded.class_names, predicted)
         names = np.asarray(loaded.class_names, dtype=object)
-        rows = pd.DataFrame({"label": names[labels], "predicted": names[proba.argmax(1)]})
+        rows = pd.DataFrame({"label": names[labels], "predicted": names[predicted]})
     rows.insert(0, "row_id", np.arange(len(rows)) if row_ids is None else row_ids)
     rows.to_csv(out / "predictions.csv", index=False)
     failures = gate_failures(metrics, gate)

@@ -32,6 +32,10 @@ class ModelHandle(Protocol):
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
 
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """The predicted classes of probabilities by the model's decision rule: what an explanation explains."""
+        ...
+
     def preprocess(self, X: np.ndarray) -> np.ndarray: ...
 
 

@@ -22,7 +22,7 @@ from mlplat.contracts.augmenter import ImageAugmentation
 from mlplat.contracts.context import StepContext
 from mlplat.data import DatasetInfo
 from mlplat.images import ImageFiles
-from mlplat.manifest import ImagePreprocessing
+from mlplat.manifest import Decision, ImagePreprocessing
 from mlplat.preprocessing import TargetStandardizer
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ class TrainedModel:
     cv: dict[str, Any] | None = None
     # e.g. "compute": {wall_s, device_seconds, peak_host_rss_mb, peak_device_memory_mb, energy_j, ...}
     extras: dict[str, Any] = field(default_factory=dict)
+    # the decision rule the trainer chose (e.g. out-of-fold offsets); None: argmax. Saved as `model.json` `decision`.
+    decision: Decision | None = None
 
 
 @runtime_checkable

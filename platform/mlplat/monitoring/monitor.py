@@ -333,7 +333,8 @@ class Monitor:
         temperature = calibration.temperature if calibration else 1.0
         probabilities = frame[self.window.probability_columns].to_numpy() if len(frame) else np.zeros((0, len(self.classes)))
         probabilities = probabilities[~np.isnan(probabilities).any(axis=1)]  # rows another server answered without them
-        found = estimate(probabilities, temperature) if len(probabilities) >= self.settings.min_estimate_rows else None
+        enough = len(probabilities) >= self.settings.min_estimate_rows
+        found = estimate(probabilities, temperature, self.manifest.decision) if enough else None
         band = self.band("accuracy", len(probabilities))
         lower = band.mean - self.settings.estimate_band_stds * band.std if band else math.nan
         accuracy, f1 = (found.accuracy, found.f1) if found else (math.nan, math.nan)

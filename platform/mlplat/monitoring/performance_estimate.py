@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlplat.manifest import Decision
+
 PROBABILITY_FLOOR = 1e-12  # float32 softmax underflows to 0: log(0) would be -inf
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 
@@ -82,12 +84,12 @@ class PerformanceEstimate:
     rows: int
 
 
-def expected_confusion(calibrated: np.ndarray) -> np.ndarray:
+def expected_confusion(calibrated: np.ndarray, predicted: np.ndarray | None = None) -> np.ndarray:
     """C[i, j] = expected number of rows of true class i predicted as j: row r adds its calibrated
-    probabilities to the column of its predicted class (the argmax)."""
+    probabilities to the column of its predicted class (`predicted`, default the argmax)."""
     n_classes = calibrated.shape[1]
     confusion = np.zeros((n_classes, n_classes))
-    np.add.at(confusion.T, calibrated.argmax(axis=1), calibrated)
+    np.add.at(confusion.T, calibrated.argmax(axis=1) if predicted is None else predicted, calibrated)
     return confusion
 
 
@@ -102,11 +104,16 @@ def macro_f1(confusion: np.ndarray) -> float:
     return float(f1.mean())
 
 
-def estimate(probabilities: np.ndarray, temperature: float = 1.0) -> PerformanceEstimate | None:
-    """CBPE of a window's rows [n, classes] (the served probabilities); None without rows."""
+def estimate(probabilities: np.ndarray, temperature: float = 1.0, decision: Decision | None = None) -> PerformanceEstimate | None:
+    """CBPE of a window's rows [n, classes] (the served probabilities); None without rows. The served class
+    is the model's decision rule's (`mlplat.decision.decide`; argmax without one): a row is right with the
+    calibrated probability of that class."""
+    from mlplat.decision import decide
+
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.ndim != 2 or not len(probabilities):
         return None
     calibrated = apply_temperature(probabilities, temperature)
-    return PerformanceEstimate(accuracy=float(calibrated.max(axis=1).mean()),
-                               f1=macro_f1(expected_confusion(calibrated)), rows=len(calibrated))
+    predicted = decide(probabilities, decision)
+    return PerformanceEstimate(accuracy=float(calibrated[np.arange(len(calibrated)), predicted].mean()),
+                               f1=macro_f1(expected_confusion(calibrated, predicted)), rows=len(calibrated))

@@ -19,7 +19,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from mlplat.decision import decide
 from mlplat.errors import BadEvent, NotFound
+from mlplat.manifest import Decision
 from mlplat.monitoring.feedback import MAX_ID_CHARS, parse_feedback
 from mlplat.monitoring.http_metrics import RequestMetricsMiddleware
 from mlplat.monitoring.inputs import EVENT_CONTENT_TYPES, JSON_CONTENT_TYPES, InputPolicy, is_finite_number, parse_json
@@ -128,7 +130,8 @@ class PayloadLogSink:
         if from_explainer(request, self.explainer_secret):
             return {"recorded": 0, "skipped": "explainer"}
         rows = request_rows(request, monitor.feature_names)
-        predictions = response_values(response) if monitor.regression else response_classes(response, monitor.classes)
+        predictions = response_values(response) if monitor.regression \
+            else response_classes(response, monitor.classes, monitor.manifest.decision)
         if len(predictions) != len(rows):
             raise BadEvent(f"response has {len(predictions)} predictions for {len(rows)} request rows")
         probabilities = None if monitor.regression else response_probabilities(response, len(monitor.classes), len(rows))
@@ -223,8 +226,9 @@ def response_values(payload: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-def response_classes(payload: Any, classes: list[str]) -> np.ndarray:
-    """Predicted class indices from a v1 (`predictions`) or v2 (`outputs`) response."""
+def response_classes(payload: Any, classes: list[str], decision: Decision | None = None) -> np.ndarray:
+    """Predicted class indices from a v1 (`predictions`) or v2 (`outputs`) response; a row of class
+    probabilities is decided by the model's rule (`decision`, argmax without one)."""
     if isinstance(payload, dict) and "predictions" in payload:
         values = payload["predictions"]
     elif isinstance(payload, dict) and isinstance(payload.get("outputs"), list) and payload["outputs"]:
@@ -243,7 +247,7 @@ def response_classes(payload: Any, classes: list[str]) -> np.ndarray:
         if isinstance(value, list):  # class probabilities
             if len(value) != len(classes) or not all(is_finite_number(p) for p in value):
                 raise BadEvent(f"predictions[{i}]: expected {len(classes)} finite class probabilities")
-            out.append(int(np.argmax(value)))
+            out.append(int(decide(np.asarray([value], np.float64), decision)[0]))
         elif isinstance(value, str) and value in classes:
             out.append(classes.index(value))
         elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(classes):

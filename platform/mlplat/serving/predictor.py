@@ -244,7 +244,7 @@ class MlplatModel(kserve.Model):
         embedding = None
         if self.probe is not None:  # [probabilities | embedding] from _forward
             probabilities, embedding = probabilities[:, :len(self.classes)], probabilities[:, len(self.classes):]
-        predicted = probabilities.argmax(axis=1)
+        predicted = self.loaded.decide(probabilities)  # the model's decision rule (model.json `decision`)
         names = self.classes[predicted].tolist()
         for index, count in enumerate(np.bincount(predicted, minlength=len(self.classes))):
             if count:

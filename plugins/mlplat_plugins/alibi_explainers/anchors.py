@@ -18,7 +18,7 @@ class BoundAnchors:
         from alibi.explainers import AnchorTabular
 
         self.model, self.config = model, config
-        self.explainer = AnchorTabular(lambda X: model.predict_proba(X).argmax(axis=1), model.feature_names,
+        self.explainer = AnchorTabular(lambda X: model.decide(model.predict_proba(X)), model.feature_names,
                                        seed=config.seed)
         self.explainer.fit(state.arrays["train_sample"], disc_perc=tuple(config.disc_perc))
 

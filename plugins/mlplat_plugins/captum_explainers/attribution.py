@@ -49,7 +49,8 @@ class BoundAttribution:
         inputs = torch.from_numpy(self.model.preprocess(np.asarray(X, dtype=np.float32)).astype(np.float32))
         with torch.no_grad():
             outputs = self.forward(inputs)
-            predicted = outputs.argmax(dim=1)  # a regression's one output: target 0
+            # a regression's one output: target 0; a classifier's class by its decision rule
+            predicted = outputs.argmax(dim=1) if self.regression else torch.as_tensor(self.model.decide(outputs.numpy()))
             base = self.forward(self.baseline)[0, predicted].numpy()
         baselines = self.baseline.expand_as(inputs)
         if self.method == "integrated_gradients":

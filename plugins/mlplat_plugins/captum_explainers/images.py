@@ -63,7 +63,7 @@ class BoundImageAttribution:
 
         inputs = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         with torch.no_grad():
-            predicted = self.forward(inputs).argmax(dim=1)
+            predicted = torch.as_tensor(self.model.decide(self.forward(inputs).numpy()))
         baselines = torch.zeros_like(inputs)  # the training mean image, after normalization
         if self.config.method == "integrated_gradients":
             values = IntegratedGradients(self.forward).attribute(inputs, baselines=baselines, target=predicted,

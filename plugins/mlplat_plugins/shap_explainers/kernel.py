@@ -28,7 +28,7 @@ class BoundShapKernel:
         np.random.seed(self.config.seed)  # KernelExplainer samples coalitions from numpy's global state
         shap_values = np.stack(self.explainer.shap_values(X, nsamples=self.config.nsamples, l1_reg=False,
                                                           silent=True))  # [classes, n, F]
-        predicted = self.model.predict_proba(X.astype(np.float32)).argmax(axis=1)
+        predicted = self.model.decide(self.model.predict_proba(X.astype(np.float32)))
         base = np.asarray(self.explainer.expected_value)[predicted]
         return shap_values[predicted, np.arange(len(X))], predicted, base
 

@@ -94,6 +94,23 @@ def label_feature_identity(features: pd.DataFrame, labels: np.ndarray, n_classes
     return out
 
 
+# The remedy for a rare class (benchmarks/effectiveness/imbalance.py): the trainer's logit-adjusted loss with the
+# decision offsets chosen out of fold. Below this max/min ratio the argmax of a plain network does as well.
+REMEDY_FROM_RATIO = 3.0
+REMEDY_SPEC = "steps:\n  train:\n    params:\n      imbalance: logit_adjust"
+
+
+def recommended_remedy(ratio: float, minority_count: int) -> dict[str, str]:
+    """{"remedy", "why", "spec"}: what the imbalance check recommends for this class ratio and minority size."""
+    if ratio < REMEDY_FROM_RATIO:
+        return {"remedy": "none", "why": f"ratio 1:{ratio:.1f} is below 1:{REMEDY_FROM_RATIO:.0f}: plain training serves it", "spec": ""}
+    few = f"; with {minority_count} minority rows the offsets use min(5, {minority_count}) folds" if minority_count < 10 else ""
+    return {"remedy": "logit_adjust",
+            "why": "logit-adjusted loss (tau 1) and per-class decision offsets chosen on out-of-fold predictions, "
+                   f"saved in model.json `decision`{few}",
+            "spec": REMEDY_SPEC}
+
+
 def imbalance(labels: np.ndarray, classes: list[str], min_share: float, severity: SevFn) -> list[CheckResult]:
     counts = np.bincount(labels, minlength=len(classes))
     share = float(counts.min() / counts.sum())
@@ -101,8 +118,13 @@ def imbalance(labels: np.ndarray, classes: list[str], min_share: float, severity
     level = next((name for bound, name in IMBALANCE_LEVELS if ratio < bound), "severe")
     minority = classes[int(counts.argmin())]
     min_share = min(min_share, 0.5 / len(classes))  # with many classes a balanced share is already small
+    remedy = recommended_remedy(ratio, int(counts.min()))
+    advice = f"; recommended remedy: {remedy['remedy']} (steps.train.params.imbalance: logit_adjust)" \
+        if remedy["remedy"] != "none" else ""
     return [CheckResult("imbalance", share >= min_share, severity("imbalance"),
-                        f"imbalance {level}: minority class {minority!r} is {share:.1%} of training rows (ratio 1:{ratio:.1f})",
+                        f"imbalance {level}: minority class {minority!r} is {share:.1%} of training rows "
+                        f"({int(counts.min())} rows, ratio 1:{ratio:.1f}){advice}",
                         "label", f">= {min_share:.1%}", round(share, 4),
                         details={"counts": dict(zip(classes, counts.tolist(), strict=True)), "ratio": ratio, "minority_share": share,
-                                 "minority_class": minority, "level": level})]
+                                 "minority_class": minority, "minority_count": int(counts.min()), "level": level,
+                                 "recommendation": remedy})]

@@ -46,6 +46,13 @@ class TrainingConfig(BaseModel):
     logit_adjustment: float = Field(
         0.0, ge=0, le=10, description="tau of the logit-adjusted loss (Menon et al. 2021; 1.0 = theirs, 0 = off): trains on "
         "logits + tau * log(class prior of the training rows), so the network learns balanced logits for an imbalanced split")
+    decision: Literal["argmax", "out_of_fold"] = Field(
+        "argmax", description="'out_of_fold': per-class offsets on the log-probabilities (a threshold for two classes) "
+        "maximizing balanced accuracy on the CV's out-of-fold predictions (cv_folds, else min(5, smallest class) folds), "
+        "saved in model.json `decision` and applied wherever the model predicts a class")
+    imbalance: Literal["none", "logit_adjust"] = Field(
+        "none", description="'logit_adjust': the remedy for a rare class (the tabular validator recommends it): "
+        "logit_adjustment 1.0 unless set, and decision: out_of_fold")
     cv_folds: int = Field(0, ge=0, le=20, description="stratified K-fold CV inside the step (0 = off)")
     # compute
     device: str = Field("auto", description="'auto' (CUDA, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
@@ -69,6 +76,13 @@ class TrainingConfig(BaseModel):
     def _renamed(cls, data: Any) -> Any:
         return renamed_keys(data, RENAMED_PARAMS, "params.", cls.__name__)
 
+    @model_validator(mode="after")
+    def _imbalance_preset(self) -> TrainingConfig:
+        if self.imbalance == "logit_adjust":
+            self.logit_adjustment = self.logit_adjustment or 1.0
+            self.decision = "out_of_fold"
+        return self
+
     @classmethod
     def task_problems(cls, params: dict[str, Any], task: str) -> list[tuple[str, str]]:
         """(param, message) for each set option that the task cannot use (mlplat.spec.task_problems calls it)."""
@@ -77,7 +91,9 @@ class TrainingConfig(BaseModel):
                      "early_stopping_metric": params.get("early_stopping_metric") == "val_accuracy",
                      "class_weight": params.get("class_weight") is not None,
                      "logit_adjustment": bool(params.get("logit_adjustment")),
-                     "label_smoothing": bool(params.get("label_smoothing"))}
+                     "label_smoothing": bool(params.get("label_smoothing")),
+                     "imbalance": params.get("imbalance", "none") != "none",
+                     "decision": params.get("decision", "argmax") != "argmax"}
             return [(name, f"{params.get(name)!r} is a classification option; this spec is a regression "
                      "(loss: mse | huber, early_stopping_metric: val_loss)") for name, refused in bound.items() if refused]
         if params.get("loss") in ("mse", "huber"):

@@ -32,6 +32,7 @@ RESULT, WEIGHTS, LOG = "result.json", "result.safetensors", "torchrun.log"
 
 
 def launch(trainer: TorchTrainer, architecture: dict[str, Any], data: TrainingData, context: StepContext) -> Outcome:
+    from mlplat.manifest import Decision
     from safetensors.numpy import save_file
 
     from mlplat_plugins.torch_trainers.trainer import Outcome
@@ -75,7 +76,8 @@ def launch(trainer: TorchTrainer, architecture: dict[str, Any], data: TrainingDa
     network = trainer.build_network(architecture)
     network.load_state_dict(load_file(str(job_dir / WEIGHTS)))
     network.eval()
-    return Outcome(network, result["history"], result["metrics"], result["cv"], result["extras"])
+    decision = Decision.model_validate(result["decision"]) if result.get("decision") else None
+    return Outcome(network, result["history"], result["metrics"], result["cv"], result["extras"], decision)
 
 
 def _relay_epochs(process: subprocess.Popen[bytes], path: Path, context: StepContext) -> None:
@@ -144,7 +146,8 @@ def worker(job_dir: Path) -> None:
             save_file({k: v.contiguous() for k, v in outcome.network.state_dict().items()}, str(job_dir / WEIGHTS))
             tmp = job_dir / f".{RESULT}.tmp"
             tmp.write_text(json.dumps({"history": outcome.history, "metrics": outcome.metrics, "cv": outcome.cv,
-                                       "extras": outcome.extras}))
+                                       "extras": outcome.extras,
+                                       "decision": outcome.decision.model_dump() if outcome.decision else None}))
             tmp.replace(job_dir / RESULT)
         dist.barrier()
         print(f"[rank {rank}] done at {time.time():.2f}", flush=True)

@@ -19,6 +19,7 @@ from mlplat.contracts import StepContext
 from mlplat.contracts.trainer import ArrayData, ImageSet, TrainedModel, TrainingData
 from mlplat.data import DatasetInfo
 from mlplat.errors import SpecError
+from mlplat.manifest import Decision
 from torch import nn
 
 from mlplat_plugins.torch_trainers import TrainingConfig, cv, engine, networks, objectives, warmstart
@@ -32,6 +33,7 @@ class Outcome:
     metrics: dict[str, float]
     cv: dict[str, Any] | None
     extras: dict[str, Any] = field(default_factory=dict)
+    decision: Decision | None = None
 
 
 def _subset(data: ArrayData | ImageSet, index: np.ndarray) -> ArrayData | ImageSet:
@@ -113,7 +115,8 @@ class TorchTrainer:
 
             write_training_report(context.work_dir, f"Training: {data.info.name} ({architecture['type']})",
                                   outcome.metrics, outcome.history, outcome.cv, outcome.extras)
-        return TrainedModel(outcome.network, architecture, outcome.history, outcome.metrics, outcome.cv, outcome.extras)
+        return TrainedModel(outcome.network, architecture, outcome.history, outcome.metrics, outcome.cv, outcome.extras,
+                            outcome.decision)
 
     def inherited_preprocessing(self, context: StepContext) -> dict[str, Any] | None:
         """A warm start's source-model preprocessing, which the runner reuses (mlplat.steps.inherited_preprocessing)."""
@@ -150,9 +153,12 @@ class TorchTrainer:
                     context.log("freeze: the named modules have no parameters")
                 return network, warmstart.frozen_modules(network, config.freeze)
 
-            band = None
-            if config.cv_folds:
-                band = self._cross_validate(make_network, data, context, device, dist, objective)
+            band, decision = None, None
+            folds = config.cv_folds or (self._decision_folds(data.train) if config.decision == "out_of_fold" else 0)
+            if folds:
+                band, out_of_fold = self._cross_validate(make_network, data, context, device, dist, objective, folds)
+                if config.decision == "out_of_fold" and not objective.regression:
+                    decision = self._choose_decision(out_of_fold, data.train.y, context)
             network, frozen = make_network(context.seed)
             checkpointer = None
             if config.checkpoint_every:
@@ -179,7 +185,7 @@ class TorchTrainer:
             extras["peak_device_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         metrics.update(best_epoch=float(result.best_epoch), epochs_run=float(len(result.history)))
         network.cpu().eval()
-        return Outcome(network, result.history, metrics, band, extras)
+        return Outcome(network, result.history, metrics, band, extras, decision)
 
     # --- pieces -------------------------------------------------------------------------
     def _warm_start(self, architecture: dict[str, Any], info: DatasetInfo,
@@ -195,10 +201,29 @@ class TorchTrainer:
         return state, {"init_from": self.config.init_from, "model_dir": str(model_dir), "frozen": list(self.config.freeze),
                        "frozen_parameters": frozen, "trainable_parameter_count": trainable}
 
-    def _cross_validate(self, make_network: Any, data: TrainingData, context: StepContext,
-                        device: torch.device, dist: engine.Dist, objective: objectives.Objective) -> dict[str, Any]:
-        folds = cv_folds(data.train, self.config.cv_folds, context.seed, objective.regression)
+    @staticmethod
+    def _decision_folds(train: ArrayData | ImageSet) -> int:
+        """Folds for `decision: out_of_fold` without `cv_folds`: 5, fewer when the smallest class has fewer real rows."""
+        real = train.y if train.synthetic is None else train.y[~np.asarray(train.synthetic, bool)]
+        counts = np.bincount(real)
+        return max(2, min(5, int(counts[counts > 0].min())))
+
+    @staticmethod
+    def _choose_decision(out_of_fold: np.ndarray, y: np.ndarray, context: StepContext) -> Decision:
+        from mlplat.decision import choose_offsets
+
+        held = ~np.isnan(out_of_fold[:, 0])  # real rows (synthetic ones are never held out)
+        decision = choose_offsets(out_of_fold[held], y[held], "out_of_fold")
+        context.log(f"decision: {decision.kind} {decision.offsets} (out-of-fold balanced accuracy "
+                    f"{decision.argmax_balanced_accuracy:.4f} -> {decision.balanced_accuracy:.4f} on {decision.rows} rows)")
+        return decision
+
+    def _cross_validate(self, make_network: Any, data: TrainingData, context: StepContext, device: torch.device,
+                        dist: engine.Dist, objective: objectives.Objective, k: int) -> tuple[dict[str, Any], np.ndarray]:
+        """The CV band, and each training row's held-out fold probabilities (NaN for synthetic rows; a regression: outputs)."""
+        folds = cv_folds(data.train, k, context.seed, objective.regression)
         rows = []
+        out_of_fold = np.full((len(data.train.y), network_outputs(data.info)), np.nan, np.float32)
         for k, (train_idx, held_idx) in enumerate(folds):
             network, frozen = make_network(context.seed + 1000 + k)
             fold_train, held = _subset(data.train, train_idx), _subset(data.train, held_idx)
@@ -212,10 +237,11 @@ class TorchTrainer:
             else:
                 scores = {**cv.score_fold(network, fold_train, "train", self.config, device, data.info.n_classes),
                           **cv.score_fold(network, held, "val", self.config, device, data.info.n_classes)}
+                out_of_fold[held_idx] = torch.softmax(engine.evaluate(network, held, self.config, device)[0].float(), 1).cpu().numpy()
             rows.append({"fold": k, **scores, "best_epoch": result.best_epoch, "n_train": len(train_idx), "n_val": len(held_idx)})
             shown = ("val_rmse", "val_r2", "train_rmse") if objective.regression else ("val_accuracy", "val_f1", "train_accuracy")
             context.log(f"cv fold {k + 1}/{len(folds)}: " + " ".join(f"{m}={scores[m]:.4f}" for m in shown))
-        return cv.band(rows, cv.REGRESSION_METRICS if objective.regression else cv.METRICS)
+        return cv.band(rows, cv.REGRESSION_METRICS if objective.regression else cv.METRICS), out_of_fold
 
     def _final_metrics(self, network: nn.Module, data: TrainingData, device: torch.device,
                        objective: objectives.Objective) -> tuple[dict[str, float], np.ndarray]:
