@@ -122,7 +122,8 @@ class TabularValidator:
             "oof_accuracy": float((proba.argmax(1) == y).mean()),
         }
         check = CheckResult("label_noise", share <= cfg.max_noise_share, self.severity("label_noise"),
-                            f"{len(result.suspects)} likely mislabelled training rows ({share:.1%}, confident learning, {cfg.model})",
+                            f"{len(result.suspects)} likely mislabelled training rows ({share:.1%}, confident learning, "
+                            f"{cfg.model}: {'+'.join(members)})",
                             "label", f"<= {cfg.max_noise_share:.1%} suspects", round(share, 4),
                             details={"top_row_ids": finding["row_ids"][:20]})
         return check, finding
