@@ -36,3 +36,20 @@ def test_noise_rate_per_class_pair_names_the_flipped_pair() -> None:
     true_rate = flipped.sum() / (noisy == 1).sum()  # of the rows labelled "b", the share that is "a"
     assert (pairs[0]["given"], pairs[0]["true"]) == ("b", "a") and 0.5 * true_rate <= pairs[0]["rate"] <= 1.5 * true_rate
     assert np.allclose(found.noise_rates.sum(1), 1.0)
+
+
+def test_ensemble_averages_only_the_members_close_to_the_best() -> None:
+    from mlplat_plugins.tabular_validation.label_noise import ENSEMBLE_TOLERANCE, combine_members
+
+    y = np.arange(100) % 2
+    right = np.eye(2)[y] * 0.8 + 0.1
+
+    def wrong_on(rows: int) -> np.ndarray:  # right except on the first `rows` rows
+        out = right.copy()
+        out[:rows] = out[:rows, ::-1]
+        return out
+
+    close, far = wrong_on(int(100 * ENSEMBLE_TOLERANCE) - 1), wrong_on(40)
+    proba, kept = combine_members({"forest": right, "logistic": far, "knn": close}, y)
+    assert kept == ["forest", "knn"]
+    np.testing.assert_allclose(proba, (right + close) / 2)

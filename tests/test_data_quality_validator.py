@@ -116,7 +116,7 @@ def test_label_noise_finds_flipped_labels(clean, tmp_path, model, method):
     truth = set(clean.train.row_ids[flipped].tolist())
     found = set(noise["row_ids"])
     assert len(found & truth) >= 0.75 * len(truth) and len(found - truth) <= 0.1 * len(found)
-    assert noise["scores"] == sorted(noise["scores"], reverse=True)
+    assert noise["scores"] == sorted(noise["scores"], reverse=True) and noise["members"] == [model]
     assert sum(map(sum, noise["confident_joint"])) > 0 and check.observed == pytest.approx(len(found) / len(labels), abs=1e-4)
 
 

@@ -166,6 +166,8 @@ def test_cnn_trains_on_image_files_end_to_end(tmp_path: Path, capsys: pytest.Cap
     assert set(manifest["metrics"]["test"]) >= {"accuracy", "f1"}
     reference = pd.read_parquet(model_dir / "reference.parquet")
     assert list(reference.columns) == [IMAGE_COLUMN, "__prediction__"]
+    validation = pd.read_parquet(tmp_path / "runs" / "latest" / "steps" / "ingest" / "validation.parquet")
+    assert set(reference[IMAGE_COLUMN]) == set(validation[IMAGE_COLUMN])  # the drift reference: held-out images
     loaded = LoadedModel.load(model_dir)
     assert loaded.is_image
     files = sorted((tmp_path / "runs" / "latest" / "steps" / "ingest" / "images").glob("*/*.png"))[:3]

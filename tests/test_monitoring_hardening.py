@@ -277,7 +277,7 @@ def test_client_evaluations_never_advance_the_hysteresis(model_dir: Path) -> Non
     shift = (1.5 * reference[monitor.feature_names].std().to_numpy()).astype(np.float32)
     url = f"/v1/models/{monitor.name}/monitor/evaluate"
     for i in range(3):  # three drifted windows, each evaluated at once by a client
-        rows = reference[monitor.feature_names].sample(200, random_state=i).to_numpy(np.float32) + shift
+        rows = reference[monitor.feature_names].sample(200, replace=True, random_state=i).to_numpy(np.float32) + shift
         monitor.window.record(rows, np.zeros(200, dtype=np.int64), [f"shift{i}"])
         summary = client.post(url).json()
         assert summary["dataset_drift"] and not summary["counted_toward_hysteresis"]

@@ -92,7 +92,7 @@ def image_reference(loaded: Any, encoded: Sequence[bytes]) -> pd.DataFrame:
 
 def drift_reference(loaded: Any) -> pd.DataFrame:
     """An image model's drift reference: `DRIFT_FEATURES` in its directory, computed once from the reference
-    images (reference.parquet's locations, a sample of the real training images) when missing."""
+    images (reference.parquet's locations, a sample of the validation images) when missing."""
     import pandas as pd
 
     from mlplat.images import read_bytes

@@ -3,7 +3,7 @@
     model/
       model.json             the typed manifest (mlplat.manifest.ModelManifest)
       weights.safetensors    the network's state dict
-      reference.parquet      a sample of the training data and the model's predictions of it
+      reference.parquet      a sample of the validation rows (training rows without one) and the model's predictions of them
                              (column `__prediction__`): monitoring's reference
       schema.json            the validator's inferred schema, when a validator ran
       explainer.safetensors  explainer arrays (e.g. the k-means background), when fitted

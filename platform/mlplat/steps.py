@@ -376,7 +376,10 @@ def train_model(
     trainer = registry.create(StageKind.TRAINER, spec.steps.train.plugin, params, step="train", path="steps.train.params")
     context = _context(spec, "train", out, splits, on_epoch=on_epoch, resume=resume, runs_root=runs_root)
     real = splits.train.take(np.flatnonzero(~splits.train.synthetic))
-    reference = real.features.sample(min(len(real), REFERENCE_ROWS), random_state=spec.seed).copy()
+    # the drift reference is held-out rows (validation): what the model outputs on rows it never fitted is what it
+    # will serve; on its training rows an overfit model is over-confident, and the output-drift test alarms on clean traffic
+    held_out = splits.validation if len(splits.validation.labels) else real
+    reference = held_out.features.sample(min(len(held_out.labels), REFERENCE_ROWS), random_state=spec.seed).copy()
     if splits.info.image_files:  # one feature, the encoded image; its preprocessing: size, channels, statistics
         from mlplat.manifest import Feature
 

@@ -1,7 +1,10 @@
 """Label-noise detection by confident learning (Northcutt et al., 2021), written here
 (cleanlab is AGPL). Out-of-fold probabilities come from a configurable cross-validated model; the
-default `ensemble` averages a random forest's and a logistic regression's (their errors differ, so a
-row both call mislabelled is more likely so than one either model doubts alone).
+default `ensemble` fits a random forest, a logistic regression and a k-nearest-neighbour vote, and
+averages the members whose out-of-fold accuracy on the given labels is within `ENSEMBLE_TOLERANCE` of
+the best one's (their errors differ, so a row several good models call mislabelled is more likely so;
+a member far worse than the best, e.g. a linear model on bars in images or on multi-cluster classes,
+only adds its own errors to the suspects: on those it halved precision).
 
 Per class j the threshold t_j is the mean predicted probability of j over rows labelled j.
 A row's confident true label is the most probable class whose probability clears its
@@ -16,7 +19,11 @@ from typing import Any
 
 import numpy as np
 
-ENSEMBLE = ("forest", "logistic")  # the `ensemble` model: out-of-fold probabilities averaged over these
+ENSEMBLE = ("forest", "logistic", "knn")  # the `ensemble` model's candidate members
+# a member is averaged in when its out-of-fold accuracy on the given labels is at most this much below the
+# best member's; the given labels are noisy, but the noise is the same for every member, so they rank the members
+ENSEMBLE_TOLERANCE = 0.05
+KNN_NEIGHBOURS = 15
 
 
 @dataclass
@@ -36,15 +43,29 @@ class NoiseResult:
 def out_of_fold_proba(X: np.ndarray, y: np.ndarray, n_classes: int, model: str, folds: int, seed: int,
                       mlp_epochs: int = 25) -> np.ndarray:
     """Each row's class probabilities from a model that never saw it."""
+    return combine_members(out_of_fold_members(X, y, n_classes, model, folds, seed, mlp_epochs), y)[0]
+
+
+def out_of_fold_members(X: np.ndarray, y: np.ndarray, n_classes: int, model: str, folds: int, seed: int,
+                        mlp_epochs: int = 25) -> dict[str, np.ndarray]:
+    """Out-of-fold probabilities per model: the `ensemble`'s candidate members, or the one model named."""
     from sklearn.model_selection import StratifiedKFold
 
     members = ENSEMBLE if model == "ensemble" else (model,)
-    proba = np.zeros((len(y), n_classes))
+    proba = {member: np.zeros((len(y), n_classes)) for member in members}
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fit_idx, held_idx in splitter.split(X, y):
-        proba[held_idx] = np.mean([_fit_predict(X[fit_idx], y[fit_idx], X[held_idx], n_classes, member, seed, mlp_epochs)
-                                   for member in members], axis=0)
+        for member in members:
+            proba[member][held_idx] = _fit_predict(X[fit_idx], y[fit_idx], X[held_idx], n_classes, member, seed, mlp_epochs)
     return proba
+
+
+def combine_members(proba: dict[str, np.ndarray], y: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(mean probabilities of the members within `ENSEMBLE_TOLERANCE` of the best out-of-fold accuracy, their names)."""
+    accuracy = {member: float((p.argmax(1) == y).mean()) for member, p in proba.items()}
+    best = max(accuracy.values())
+    kept = [member for member in proba if accuracy[member] >= best - ENSEMBLE_TOLERANCE]
+    return np.mean([proba[member] for member in kept], axis=0), kept
 
 
 def _fit_predict(X: np.ndarray, y: np.ndarray, X_new: np.ndarray, n_classes: int, model: str, seed: int,
@@ -58,6 +79,10 @@ def _fit_predict(X: np.ndarray, y: np.ndarray, X_new: np.ndarray, n_classes: int
         from sklearn.ensemble import RandomForestClassifier
 
         clf: Any = RandomForestClassifier(n_estimators=100, min_samples_leaf=2, random_state=seed, n_jobs=1)
+    elif model == "knn":  # local evidence: carries classes a forest's axis-aligned splits and a linear model miss (bars in images)
+        from sklearn.neighbors import KNeighborsClassifier
+
+        clf = KNeighborsClassifier(n_neighbors=min(KNN_NEIGHBOURS, len(X)), weights="distance")
     else:
         from sklearn.linear_model import LogisticRegression
 

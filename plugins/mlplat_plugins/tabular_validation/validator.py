@@ -98,7 +98,7 @@ class TabularValidator:
                            col["name"], f"<= {cap:.1%}", missing, details={"rows": missing, "rate": rate})
 
     def _label_noise(self, splits: Splits, seed: int) -> tuple[CheckResult, dict[str, Any]]:
-        from mlplat_plugins.tabular_validation.label_noise import confident_learning, out_of_fold_proba
+        from mlplat_plugins.tabular_validation.label_noise import combine_members, confident_learning, out_of_fold_members
 
         cfg, table = self.config.label_noise, splits.train
         real = np.flatnonzero(~table.synthetic)
@@ -110,11 +110,11 @@ class TabularValidator:
         if folds < 2 or numeric.shape[1] == 0:
             return (CheckResult("label_noise", True, "info", "label noise not assessed: too few rows per class or no numeric columns"),
                     {"row_ids": [], "scores": []})
-        proba = out_of_fold_proba(X, y, splits.info.n_classes, cfg.model, folds, seed, cfg.mlp_epochs)
+        proba, members = combine_members(out_of_fold_members(X, y, splits.info.n_classes, cfg.model, folds, seed, cfg.mlp_epochs), y)
         result = confident_learning(proba, y, cfg.method)
         share = len(result.suspects) / len(y)
         finding = {
-            "method": f"confident_learning/{cfg.method}", "model": cfg.model, "folds": folds,
+            "method": f"confident_learning/{cfg.method}", "model": cfg.model, "members": members, "folds": folds,
             "row_ids": table.row_ids[real][result.suspects].tolist(), "scores": np.round(result.scores, 6).tolist(),
             "given": y[result.suspects].tolist(), "suggested": result.suggested.tolist(),
             "thresholds": result.thresholds.tolist(), "confident_joint": result.joint.tolist(), "share": share,
@@ -122,7 +122,8 @@ class TabularValidator:
             "oof_accuracy": float((proba.argmax(1) == y).mean()),
         }
         check = CheckResult("label_noise", share <= cfg.max_noise_share, self.severity("label_noise"),
-                            f"{len(result.suspects)} likely mislabelled training rows ({share:.1%}, confident learning, {cfg.model})",
+                            f"{len(result.suspects)} likely mislabelled training rows ({share:.1%}, confident learning, "
+                            f"{cfg.model}: {'+'.join(members)})",
                             "label", f"<= {cfg.max_noise_share:.1%} suspects", round(share, 4),
                             details={"top_row_ids": finding["row_ids"][:20]})
         return check, finding
