@@ -50,6 +50,13 @@ class EmbeddingProbe:
     def _hook(self, module: Any, inputs: tuple[Any, ...], output: Any) -> None:
         self._caught.value = inputs[0]
 
+    def caught(self) -> torch.Tensor:
+        """The last linear layer's input in this thread's latest forward pass."""
+        caught = getattr(self._caught, "value", None)
+        if caught is None:
+            raise RuntimeError("the last nn.Linear did not run in the forward pass")
+        return caught
+
     def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
@@ -57,10 +64,7 @@ class EmbeddingProbe:
         with torch.inference_mode():
             logits = self.network(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))).float()
             probabilities = torch.softmax(logits, dim=1).numpy()
-        caught = self._caught.value
-        if caught is None:
-            raise RuntimeError("the last nn.Linear did not run in the forward pass")
-        return probabilities, caught.float().reshape(len(X), -1).numpy()
+        return probabilities, self.caught().float().reshape(len(X), -1).numpy()
 
 
 def drift_rows(probe: EmbeddingProbe, X: np.ndarray, stats: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:

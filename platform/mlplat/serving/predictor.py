@@ -19,7 +19,6 @@ import numpy as np
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from mlplat.contracts.explainer import BoundExplainer
-from mlplat.embeddings import EmbeddingProbe
 from mlplat.errors import Busy, InvalidInput, NotFound, Timeout, UpstreamError
 from mlplat.modeldir import LoadedModel
 from mlplat.monitoring.window import explainer_parameters, from_explainer, row_key
@@ -27,7 +26,7 @@ from mlplat.serving import metrics
 from mlplat.serving.batching import AdaptiveBatcher
 from mlplat.serving.explain_worker import ExplainWorker
 from mlplat.serving.guard import PREVALIDATED, count_rejection
-from mlplat.serving.image_requests import ImageSchema
+from mlplat.serving.image_requests import ImageProbe, ImageSchema, serving_probe
 from mlplat.serving.validation import FeatureSchema, checked_request_id
 
 
@@ -139,12 +138,12 @@ class MlplatModel(kserve.Model):
         from mlplat.serving.explainer_loader import load_explainer
 
         self.images = isinstance(self.loaded.standardizer, ImagePreprocessing)
-        self.probe: EmbeddingProbe | None = None
+        self.probe: ImageProbe | None = None
         if isinstance(self.loaded.standardizer, ImagePreprocessing):
             self.schema: FeatureSchema | ImageSchema = ImageSchema(
                 self.loaded.standardizer, min(self.options.max_request_rows, self.options.max_request_images))
             if not self.options.predictor_url:  # the predictor records embeddings; an explainer role has no window
-                self.probe = EmbeddingProbe(self.loaded.network)
+                self.probe = serving_probe(self.loaded.network, self.schema.input_shape)
         else:
             self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows,
                                         encodings_of(self.loaded.manifest.features),
