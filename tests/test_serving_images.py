@@ -166,7 +166,8 @@ def test_concurrent_image_requests_share_forward_passes(served: ServingApp, clie
     count = REGISTRY.get_sample_value("mlplat_batch_rows_count", {"model": model.name}) or 0
     results = asyncio.run(many())
     passes = (REGISTRY.get_sample_value("mlplat_batch_rows_count", {"model": model.name}) or 0) - count
-    assert len(results) == 6 and all(r.shape == (1, len(model.classes) + model.probe.dim) for r in results)
+    assert len(results) == 6 and all(r.shape == (1, len(model.classes) + model.probe.dim + 2) for r in results)
+    # [probabilities | embedding | brightness, contrast]
     assert passes < 6  # six queued requests, fewer forward passes
 
 

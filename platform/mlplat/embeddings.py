@@ -36,16 +36,25 @@ class EmbeddingProbe:
     thread never mixes its activations into a prediction's."""
 
     def __init__(self, network: torch.nn.Module) -> None:
+
+        self.network = network
+        self.last = self.last_linear(network)
+        self.dim = int(self.last.in_features)
+        self._caught = threading.local()
+        self.last.register_forward_hook(self._hook)
+
+    @staticmethod
+    def last_linear(network: torch.nn.Module) -> torch.nn.Linear:
         from torch import nn
 
         linears = [m for m in network.modules() if isinstance(m, nn.Linear)]
         if not linears:
             raise ValueError("the network has no nn.Linear layer: no penultimate embedding to record")
-        self.network = network
-        self.last = linears[-1]
-        self.dim = int(self.last.in_features)
-        self._caught = threading.local()
-        self.last.register_forward_hook(self._hook)
+        return linears[-1]
+
+    @staticmethod
+    def embedding_dim(network: torch.nn.Module) -> int:
+        return int(EmbeddingProbe.last_linear(network).in_features)
 
     def _hook(self, module: Any, inputs: tuple[Any, ...], output: Any) -> None:
         self._caught.value = inputs[0]

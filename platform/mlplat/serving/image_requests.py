@@ -31,7 +31,7 @@ IMAGE_STATS = ("brightness", "contrast", "width", "height")
 # colour spaces such as LAB or HSV reinterpreted: those answer 400 instead of a confident wrong prediction
 CONVERTIBLE_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"})
 _B64 = "b64"
-# (probabilities [n, K], embedding [n, D]) of network inputs [n, C, H, W]: what the predictor's forward pass returns
+# (probabilities [n, K], embedding [n, D]) of network inputs [n, C, H, W]
 ImageProbe = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 if TYPE_CHECKING:
@@ -63,18 +63,24 @@ def decode_pixels(data: bytes, preprocessing: ImagePreprocessing) -> tuple[np.nd
                               f"({exc.__class__.__name__})", "channels") from None
 
 
-def image_statistics(pixels: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """IMAGE_STATS [n, 4] of uint8 pixels [n, H, W, C] at the model's size and their original (width, height) [n, 2]:
-    brightness and contrast of the [0, 1] pixels the network sees, as a person would call them."""
+def brightness_contrast(pixels: np.ndarray) -> np.ndarray:
+    """[n, 2] mean and standard deviation of the [0, 1] pixels the network sees (uint8 [n, H, W, C]): what a person
+    would call brightness and contrast."""
     flat = pixels.reshape(len(pixels), -1).astype(np.float32)
     mean = flat.mean(axis=1)
     centered = flat - mean[:, None]
     std = np.sqrt(np.einsum("ij,ij->i", centered, centered) / flat.shape[1])  # np.std's Python layers cost more here
-    return np.column_stack([mean / 255.0, std / 255.0, sizes]).astype(np.float32)
+    return np.column_stack([mean / 255.0, std / 255.0]).astype(np.float32)
+
+
+def image_statistics(pixels: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """IMAGE_STATS [n, 4] of uint8 pixels [n, H, W, C] at the model's size and their original (width, height) [n, 2]."""
+    return np.concatenate([brightness_contrast(pixels), sizes.astype(np.float32)], axis=1)
 
 
 class ImageSchema:
-    """What an image model's server accepts; `v1_rows` / `v2_rows` return the stacked network inputs."""
+    """What an image model's server accepts; `v1_images` / `v2_images` return the decoded uint8 pixels
+    [n, H, W, C] and original sizes [n, 2] (`network_input` makes the network's input of the pixels)."""
 
     names = [images.IMAGE_COLUMN]
     width = 1  # one input (an encoded image) per instance
@@ -86,10 +92,9 @@ class ImageSchema:
         self.max_rows = max_images
         self.input_shape = (preprocessing.channels, *preprocessing.size)
 
-    def decode_all(self, encoded: list[bytes], where: str) -> tuple[np.ndarray, np.ndarray]:
-        """(inputs [n, C, H, W], statistics [n, 4]); the first bad image refuses the request, naming its index.
-
-        Each image is decoded straight to uint8; scaling, normalization and statistics run once for all of them."""
+    def decode_pixels(self, encoded: list[bytes], where: str) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 pixels [n, H, W, C], original (width, height) [n, 2]); the first bad image refuses the request,
+        naming its index."""
         pixels = np.empty((len(encoded), *self.preprocessing.size, self.preprocessing.channels), np.uint8)
         sizes = np.empty((len(encoded), 2), np.float32)
         for i, data in enumerate(encoded):
@@ -97,7 +102,16 @@ class ImageSchema:
                 pixels[i], sizes[i] = decode_pixels(data, self.preprocessing)
             except images.BadImage as exc:
                 raise InvalidInput(reason=f"image_{exc.reason}", message=f"{where}[{i}]: {exc}") from None
-        return images.normalize(pixels, self.preprocessing), image_statistics(pixels, sizes)
+        return pixels, sizes
+
+    def network_input(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 [n, C, H, W] of uint8 pixels [n, H, W, C], normalized as in training."""
+        return images.normalize(pixels, self.preprocessing)
+
+    def decode_all(self, encoded: list[bytes], where: str) -> tuple[np.ndarray, np.ndarray]:
+        """(network inputs [n, C, H, W], statistics [n, 4]) of encoded images, as serving sees them."""
+        pixels, sizes = self.decode_pixels(encoded, where)
+        return self.network_input(pixels), image_statistics(pixels, sizes)
 
     def _count(self, n: int) -> None:
         if n == 0:
@@ -111,7 +125,7 @@ class ImageSchema:
             raise InvalidInput(reason="malformed", message='an image request is {"instances": [{"image": {"b64": "..."}}, ...]}')
         instances = payload["instances"]
         self._count(len(instances))
-        return self.decode_all([_v1_bytes(instance, i) for i, instance in enumerate(instances)], "instances")
+        return self.decode_pixels([_v1_bytes(instance, i) for i, instance in enumerate(instances)], "instances")
 
     # ---- V2 ----------------------------------------------------------------------------------------
     def v2_images(self, request: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +143,7 @@ class ImageSchema:
 
             values = [_b64(v, f"input {tensor.name!r}[{k}]") for k, v in enumerate(flat_values(tensor.data))]
         self._count(len(values))
-        return self.decode_all(values, f"input {tensor.name!r}")
+        return self.decode_pixels(values, f"input {tensor.name!r}")
 
 
 def _v1_bytes(instance: Any, i: int) -> bytes:
@@ -203,3 +217,45 @@ def serving_probe(network: torch.nn.Module, input_shape: tuple[int, ...]) -> Ima
         logging.getLogger("mlplat.serve").warning("serving the network eagerly (its frozen trace was refused: %s)", exc)
         return probe
     return frozen
+
+
+class ImageForward:
+    """The predictor's forward pass over uint8 pixels [n, H, W, C] (`ImageSchema.v1_images`): outputs
+    [probabilities (K) | embedding (D) | brightness, contrast] [n, K + D + 2], which the batcher slices per request.
+
+    Normalization and the statistics run here, once per merged batch on the forward thread, not per request on the
+    event loop, whose time is what bounds a server's requests per second."""
+
+    def __init__(self, network: torch.nn.Module, preprocessing: ImagePreprocessing) -> None:
+        self.preprocessing = preprocessing
+        self.probe = serving_probe(network, (preprocessing.channels, *preprocessing.size))
+        self.dim = EmbeddingProbe.embedding_dim(network)
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        probabilities, embedding = self.probe(images.normalize(pixels, self.preprocessing))
+        return np.concatenate([probabilities, embedding, brightness_contrast(pixels)], axis=1)
+
+    @staticmethod
+    def split(outputs: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probabilities, embedding, brightness and contrast) of `__call__`'s outputs."""
+        return outputs[:, :n_classes], outputs[:, n_classes:-2], outputs[:, -2:]
+
+
+def encoded_inputs(X: np.ndarray, preprocessing: ImagePreprocessing) -> list[str]:
+    """Base64 PNGs of network inputs [n, C, H, W]: what the explainer role sends the predictor for predictions.
+
+    Lossless: the inputs are normalized uint8 pixels at the model's size, so the predictor decodes them back to the
+    same inputs (and resizes nothing)."""
+    import io
+
+    from PIL import Image
+
+    mean = np.asarray(preprocessing.mean, np.float32)[:, None, None]
+    std = np.asarray(preprocessing.std, np.float32)[:, None, None]
+    pixels = np.clip(np.rint((np.asarray(X, np.float32) * std + mean) * 255.0), 0, 255).astype(np.uint8)
+    out = []
+    for image in pixels.transpose(0, 2, 3, 1):
+        buffer = io.BytesIO()
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG", compress_level=1)
+        out.append(base64.b64encode(buffer.getvalue()).decode())
+    return out
