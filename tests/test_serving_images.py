@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -105,6 +106,7 @@ BIG = encoded("RGB", (3000, 3000))  # 9 Mpx of zeros: a few kB of PNG
     ({"image": {"b64": b64(BIG)}}, "image_too_large", "instances[1]: 3000x3000 pixels exceeds the limit of 1000000"),
     ({"image": {"b64": b64(encoded("I;16"))}}, "image_channels", "instances[1]: mode I;16 cannot be converted"),
     ({"image": "abc"}, "shape", "instances[1] must be"),
+    ({"image": {"b64": b64(png(shapes(1, 3, 16)[0][0]))}, "label": "ring"}, "shape", "instances[1] must be"),
     ([1, 2, 3], "shape", "instances[1] must be"),
 ])
 def test_bad_images_are_400s_naming_the_instance(image_model_dir: Path, pictures: Any, instance: Any, reason: str,
@@ -131,6 +133,15 @@ def test_bad_images_are_400s_naming_the_instance(image_model_dir: Path, pictures
     assert reply.status_code == 400, reply.text
     assert message in reply.json()["error"]
     assert after == before + 1
+
+
+def test_line_wrapped_base64_is_accepted(client: TestClient, model: LoadedModel) -> None:
+    image = png(shapes(1, seed=8, size=64)[0][0])  # > 57 bytes: base64.encodebytes (like the `base64` CLI) wraps it
+    wrapped = base64.encodebytes(image).decode()
+    assert "\n" in wrapped.strip()
+    reply = client.post(f"/v1/models/{model.name}:predict", json={"instances": [{"image": {"b64": wrapped}}]})
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(reply.json()["probabilities"], expected(model, [image]), atol=1e-5)
 
 
 def test_too_many_images_and_bad_v2_tensors_are_400s(client: TestClient, model: LoadedModel, pictures: Any) -> None:
@@ -193,7 +204,9 @@ def test_real_server_with_tritonclient_binary_bytes(image_model_dir: Path, model
     import tritonclient.http as triton
 
     images, _ = pictures
-    with running_server(image_model_dir) as base:
+    with running_server(image_model_dir, "--max-request-images", "3") as base:
+        too_many = httpx.post(f"{base}/v1/models/{model.name}:predict", json={"instances": [{"b64": b64(images[0])}] * 4})
+        assert too_many.status_code == 400 and "4 images in one request; the limit is 3" in too_many.json()["error"]
         client = triton.InferenceServerClient(base.removeprefix("http://"))
         try:
             tensor = triton.InferInput("image", [3], "BYTES")

@@ -148,8 +148,8 @@ class ImageSchema:
 
 def _v1_bytes(instance: Any, i: int) -> bytes:
     """The encoded image of one V1 instance: {"image": {"b64": ...}} or {"b64": ...}."""
-    if isinstance(instance, dict) and isinstance(instance.get(images.IMAGE_COLUMN), dict):
-        instance = instance[images.IMAGE_COLUMN]
+    if isinstance(instance, dict) and set(instance) == {images.IMAGE_COLUMN} and isinstance(instance[images.IMAGE_COLUMN], dict):
+        instance = instance[images.IMAGE_COLUMN]  # other keys beside "image" are refused, not silently dropped
     if not isinstance(instance, dict) or set(instance) != {_B64}:
         raise InvalidInput(reason="shape", message=f'instances[{i}] must be {{"image": {{"b64": "<base64 of an encoded '
                                                    f'image>"}}}} (or {{"b64": ...}})')
@@ -164,6 +164,10 @@ def _b64(value: Any, where: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
+        # line-wrapped base64 (`base64 file.png`, MIME) is still base64: retry without the whitespace
+        unwrapped = "".join(value.split())
+        if unwrapped != value:
+            return _b64(unwrapped, where)
         raise InvalidInput(reason="image_base64", message=f"{where}: not valid base64 ({exc})") from None
 
 
