@@ -218,3 +218,34 @@ def test_real_server_with_tritonclient_binary_bytes(image_model_dir: Path, model
                 client.infer(model.name, [tensor])
         finally:
             client.close()
+
+
+def test_the_frozen_probe_answers_as_the_eager_network(model: LoadedModel, pictures: Any) -> None:
+    import torch
+    from mlplat.embeddings import EmbeddingProbe
+    from mlplat.serving.image_requests import FrozenProbe, ImageForward, serving_probe
+
+    shape = (model.image_preprocessing.channels, *model.image_preprocessing.size)
+    probe = serving_probe(model.network, shape)
+    assert isinstance(probe, FrozenProbe)  # a plain CNN traces
+    images, _ = pictures
+    X, _ = ImageSchema(model.image_preprocessing, 100).decode_all(images * 7, "x")  # 42 images: one batch size not tried at load
+    for got, want in zip(probe(X), EmbeddingProbe(model.network)(X), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+    class Branching(torch.nn.Module):  # data-dependent control flow: a trace would freeze one branch
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(int(np.prod(shape)), 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            flat = x.flatten(1)
+            return self.head(flat if bool(flat.mean() > 0) else -flat)
+
+    assert isinstance(serving_probe(Branching().eval(), shape), EmbeddingProbe)  # refused, served eagerly
+    outputs = ImageForward(model.network, model.image_preprocessing)(ImageSchema(model.image_preprocessing, 100).v1_images(
+        {"instances": [{"b64": b64(i)} for i in images]})[0])
+    probabilities, embedding, looks = ImageForward.split(outputs, len(model.class_names))
+    _, stats = ImageSchema(model.image_preprocessing, 100).decode_all(images, "x")
+    np.testing.assert_allclose(probabilities, expected(model, images), atol=1e-5)
+    np.testing.assert_allclose(looks, stats[:, :2], atol=1e-6)
