@@ -1,4 +1,5 @@
-"""Image requests: encoded images in, network input [n, C, H, W] out, through `mlplat.images` (the one decode path).
+"""Image requests: encoded images in, uint8 pixels [n, H, W, C] at the model's size out, through `mlplat.images`
+(the one decode path); the predictor's forward thread normalizes them per merged batch (`ImageForward`).
 
 V1: `{"instances": [{"image": {"b64": "..."}}, ...]}` (KServe's image convention), also `{"b64": "..."}` per
 instance. V2: one BYTES tensor [n] of encoded images, raw bytes in a binary body (tritonclient's
@@ -8,7 +9,7 @@ and why: bad base64, undecodable or truncated data, a header declaring more pixe
 converted to the model's, or more images than the per-request limit.
 
 Each decoded image also yields cheap statistics (brightness, contrast, original width and height) that
-the image drift monitor watches beside the embeddings (`mlplat.embeddings`).
+the image drift monitor watches beside the embeddings (`mlplat.embeddings`). Base64 may be line-wrapped.
 """
 
 from __future__ import annotations
