@@ -249,3 +249,18 @@ def test_the_frozen_probe_answers_as_the_eager_network(model: LoadedModel, pictu
     _, stats = ImageSchema(model.image_preprocessing, 100).decode_all(images, "x")
     np.testing.assert_allclose(probabilities, expected(model, images), atol=1e-5)
     np.testing.assert_allclose(looks, stats[:, :2], atol=1e-6)
+
+
+def test_uint8_decode_then_batch_normalization_equals_the_per_image_float_path(model: LoadedModel, pictures: Any) -> None:
+    from mlplat import images as image_io
+    from PIL import Image
+
+    prep = model.image_preprocessing
+    encoded_images = [*pictures[0], encoded("L", (40, 30), "JPEG")]
+    X, _ = ImageSchema(prep, 100).decode_all(encoded_images, "x")
+    for data, x in zip(encoded_images, X, strict=True):  # the arithmetic training's float path always did
+        image = Image.open(io.BytesIO(data)).convert("RGB").resize(tuple(prep.size[::-1]), Image.Resampling.BILINEAR)
+        floats = np.asarray(image, dtype=np.float32) / 255.0
+        want = ((floats - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)).transpose(2, 0, 1)
+        np.testing.assert_array_equal(x, want)
+        np.testing.assert_array_equal(image_io.decode(data, prep).numpy(), want)
