@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -39,21 +41,34 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], timeout_s: float = 1
 
 
 async def load(url: str, bodies: list[dict], seconds: float, connections: int) -> tuple[int, np.ndarray, int]:
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    """`connections` keep-alive HTTP/1.1 connections, each sending its next request when the last answer is in.
+
+    A raw asyncio client with the request bytes built once: httpx's async client spent ~3 ms of CPU per request
+    here, so it saturated at ~100 requests/s even against a FastAPI app that does nothing, and measured itself."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    requests = [f"POST {parts.path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\n\r\n".encode() + body for body in (json.dumps(b).encode() for b in bodies)]
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        async def worker(k: int) -> None:
-            nonlocal errors
-            i = k
-            while time.perf_counter() < stop:
-                started = time.perf_counter()
-                reply = await client.post(url, json=bodies[i % len(bodies)])
-                latencies.append(time.perf_counter() - started)
-                errors += reply.status_code != 200
-                i += connections
-        await asyncio.gather(*(worker(k) for k in range(connections)))
+
+    async def worker(k: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, port)
+        i = k
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            writer.write(requests[i % len(requests)])
+            head = await reader.readuntil(b"\r\n\r\n")
+            lengths = [int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+            await reader.readexactly(lengths[0] if lengths else 0)
+            latencies.append(time.perf_counter() - started)
+            errors += head[9:12] != b"200"
+            i += connections
+        writer.close()
+
+    await asyncio.gather(*(worker(k) for k in range(connections)))
     return len(latencies), np.asarray(latencies), errors
 
 

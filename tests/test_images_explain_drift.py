@@ -93,3 +93,49 @@ def test_image_drift_flags_noise_and_not_clean_windows(model: LoadedModel) -> No
     assert drifted.dataset_drift and drifted.prediction.drifted
     brightness = {f.feature: f for f in drifted.features}["contrast"]
     assert brightness.drifted  # noise raises the pixel std
+
+
+def test_an_image_is_explained_by_a_separate_explainer_server(image_model_dir: Path, tmp_path: Path) -> None:
+    """KServe's explainer component: `mlplat serve --explainer` beside the predictor. The explainer attributes with
+    its own copy of the network and asks the predictor for predictions, sending the images as PNGs, marked so that
+    the predictor's drift window never records them."""
+    import re
+
+    import httpx
+    from PIL import Image
+    from serving_server import running_server
+
+    directory = tmp_path / "model"
+    copy_model_dir(image_model_dir, directory)
+    params = {"method": "occlusion", "map_size": 4}
+    loaded = LoadedModel.load(directory)
+    state = registry.create("explainer", "image_attribution", params, step="explain").fit(loaded, np.empty((0, 0)), None)
+    ModelDir(directory).update(explainer=ExplainerRef.of("explainer", "image_attribution", params, config=state.config, arrays=[]))
+    token = tmp_path / "token"
+    token.write_text("image-explainer-token")
+    # 32x32 images for a 16x16 model: the explainer resizes them as the predictor would, then forwards them losslessly
+    body = {"instances": [{"image": {"b64": base64.b64encode(png(p)).decode()}} for p in shapes(3, seed=6, size=32)[0]]}
+
+    def recorded(base: str) -> float:
+        return float(re.findall(r'mlplat_monitor_records_total\{model="[\w-]+"\} ([\d.]+)', httpx.get(f"{base}/metrics").text)[0])
+
+    with running_server(directory, "--token-file", str(token)) as predictor:
+        direct = httpx.post(f"{predictor}/v1/models/{loaded.name}:predict", json=body, timeout=60).json()
+        before = recorded(predictor)
+        with running_server(directory, "--explainer", "--predictor-url", predictor, "--token-file", str(token)) as explainer:
+            reply = httpx.post(f"{explainer}/v1/models/{loaded.name}:explain", json=body, timeout=120)
+            assert reply.status_code == 200, reply.text
+            explanations = reply.json()["explanations"]
+            assert [e["class"] for e in explanations] == direct["predictions"]
+            for explanation in explanations:
+                assert explanation["map_shape"] == [4, 4] and np.asarray(explanation["attribution_map"]).shape == (4, 4)
+                overlay = Image.open(io.BytesIO(base64.b64decode(explanation["overlay_png_b64"])))
+                height, width = loaded.image_preprocessing.size  # the overlay is drawn at the model's input size
+                assert overlay.format == "PNG" and overlay.size == (width, height)
+            forwarded = httpx.post(f"{explainer}/v1/models/{loaded.name}:predict", json=body, timeout=60)
+            assert forwarded.status_code == 200, forwarded.text
+            np.testing.assert_allclose(forwarded.json()["probabilities"], direct["probabilities"], atol=1e-5)
+            bad = httpx.post(f"{explainer}/v1/models/{loaded.name}:explain", json={"instances": [{"image": {"b64": "!!"}}]})
+            assert bad.status_code == 400 and "instances[0]: not valid base64" in bad.json()["error"]
+        assert recorded(predictor) == before  # the explainer's forwarded images never reached the drift window
+        assert recorded(predictor) >= len(body["instances"])  # while the direct request was recorded

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -105,6 +106,7 @@ BIG = encoded("RGB", (3000, 3000))  # 9 Mpx of zeros: a few kB of PNG
     ({"image": {"b64": b64(BIG)}}, "image_too_large", "instances[1]: 3000x3000 pixels exceeds the limit of 1000000"),
     ({"image": {"b64": b64(encoded("I;16"))}}, "image_channels", "instances[1]: mode I;16 cannot be converted"),
     ({"image": "abc"}, "shape", "instances[1] must be"),
+    ({"image": {"b64": b64(png(shapes(1, 3, 16)[0][0]))}, "label": "ring"}, "shape", "instances[1] must be"),
     ([1, 2, 3], "shape", "instances[1] must be"),
 ])
 def test_bad_images_are_400s_naming_the_instance(image_model_dir: Path, pictures: Any, instance: Any, reason: str,
@@ -131,6 +133,15 @@ def test_bad_images_are_400s_naming_the_instance(image_model_dir: Path, pictures
     assert reply.status_code == 400, reply.text
     assert message in reply.json()["error"]
     assert after == before + 1
+
+
+def test_line_wrapped_base64_is_accepted(client: TestClient, model: LoadedModel) -> None:
+    image = png(shapes(1, seed=8, size=64)[0][0])  # > 57 bytes: base64.encodebytes (like the `base64` CLI) wraps it
+    wrapped = base64.encodebytes(image).decode()
+    assert "\n" in wrapped.strip()
+    reply = client.post(f"/v1/models/{model.name}:predict", json={"instances": [{"image": {"b64": wrapped}}]})
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(reply.json()["probabilities"], expected(model, [image]), atol=1e-5)
 
 
 def test_too_many_images_and_bad_v2_tensors_are_400s(client: TestClient, model: LoadedModel, pictures: Any) -> None:
@@ -166,7 +177,8 @@ def test_concurrent_image_requests_share_forward_passes(served: ServingApp, clie
     count = REGISTRY.get_sample_value("mlplat_batch_rows_count", {"model": model.name}) or 0
     results = asyncio.run(many())
     passes = (REGISTRY.get_sample_value("mlplat_batch_rows_count", {"model": model.name}) or 0) - count
-    assert len(results) == 6 and all(r.shape == (1, len(model.classes) + model.probe.dim) for r in results)
+    assert len(results) == 6 and all(r.shape == (1, len(model.classes) + model.probe.dim + 2) for r in results)
+    # [probabilities | embedding | brightness, contrast]
     assert passes < 6  # six queued requests, fewer forward passes
 
 
@@ -192,7 +204,9 @@ def test_real_server_with_tritonclient_binary_bytes(image_model_dir: Path, model
     import tritonclient.http as triton
 
     images, _ = pictures
-    with running_server(image_model_dir) as base:
+    with running_server(image_model_dir, "--max-request-images", "3") as base:
+        too_many = httpx.post(f"{base}/v1/models/{model.name}:predict", json={"instances": [{"b64": b64(images[0])}] * 4})
+        assert too_many.status_code == 400 and "4 images in one request; the limit is 3" in too_many.json()["error"]
         client = triton.InferenceServerClient(base.removeprefix("http://"))
         try:
             tensor = triton.InferInput("image", [3], "BYTES")
@@ -204,3 +218,49 @@ def test_real_server_with_tritonclient_binary_bytes(image_model_dir: Path, model
                 client.infer(model.name, [tensor])
         finally:
             client.close()
+
+
+def test_the_frozen_probe_answers_as_the_eager_network(model: LoadedModel, pictures: Any) -> None:
+    import torch
+    from mlplat.embeddings import EmbeddingProbe
+    from mlplat.serving.image_requests import FrozenProbe, ImageForward, serving_probe
+
+    shape = (model.image_preprocessing.channels, *model.image_preprocessing.size)
+    probe = serving_probe(model.network, shape)
+    assert isinstance(probe, FrozenProbe)  # a plain CNN traces
+    images, _ = pictures
+    X, _ = ImageSchema(model.image_preprocessing, 100).decode_all(images * 7, "x")  # 42 images: one batch size not tried at load
+    for got, want in zip(probe(X), EmbeddingProbe(model.network)(X), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+    class Branching(torch.nn.Module):  # data-dependent control flow: a trace would freeze one branch
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(int(np.prod(shape)), 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            flat = x.flatten(1)
+            return self.head(flat if bool(flat.mean() > 0) else -flat)
+
+    assert isinstance(serving_probe(Branching().eval(), shape), EmbeddingProbe)  # refused, served eagerly
+    outputs = ImageForward(model.network, model.image_preprocessing)(ImageSchema(model.image_preprocessing, 100).v1_images(
+        {"instances": [{"b64": b64(i)} for i in images]})[0])
+    probabilities, embedding, looks = ImageForward.split(outputs, len(model.class_names))
+    _, stats = ImageSchema(model.image_preprocessing, 100).decode_all(images, "x")
+    np.testing.assert_allclose(probabilities, expected(model, images), atol=1e-5)
+    np.testing.assert_allclose(looks, stats[:, :2], atol=1e-6)
+
+
+def test_uint8_decode_then_batch_normalization_equals_the_per_image_float_path(model: LoadedModel, pictures: Any) -> None:
+    from mlplat import images as image_io
+    from PIL import Image
+
+    prep = model.image_preprocessing
+    encoded_images = [*pictures[0], encoded("L", (40, 30), "JPEG")]
+    X, _ = ImageSchema(prep, 100).decode_all(encoded_images, "x")
+    for data, x in zip(encoded_images, X, strict=True):  # the arithmetic training's float path always did
+        image = Image.open(io.BytesIO(data)).convert("RGB").resize(tuple(prep.size[::-1]), Image.Resampling.BILINEAR)
+        floats = np.asarray(image, dtype=np.float32) / 255.0
+        want = ((floats - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)).transpose(2, 0, 1)
+        np.testing.assert_array_equal(x, want)
+        np.testing.assert_array_equal(image_io.decode(data, prep).numpy(), want)

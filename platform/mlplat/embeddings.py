@@ -11,7 +11,7 @@ cheap statistics of `mlplat.serving.image_requests.IMAGE_STATS`: the columns of 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,19 +36,35 @@ class EmbeddingProbe:
     thread never mixes its activations into a prediction's."""
 
     def __init__(self, network: torch.nn.Module) -> None:
+
+        self.network = network
+        self.last = self.last_linear(network)
+        self.dim = int(self.last.in_features)
+        self._caught = threading.local()
+        self.last.register_forward_hook(self._hook)
+
+    @staticmethod
+    def last_linear(network: torch.nn.Module) -> torch.nn.Linear:
         from torch import nn
 
         linears = [m for m in network.modules() if isinstance(m, nn.Linear)]
         if not linears:
             raise ValueError("the network has no nn.Linear layer: no penultimate embedding to record")
-        self.network = network
-        self.last = linears[-1]
-        self.dim = int(self.last.in_features)
-        self._caught = threading.local()
-        self.last.register_forward_hook(self._hook)
+        return linears[-1]
+
+    @staticmethod
+    def embedding_dim(network: torch.nn.Module) -> int:
+        return int(EmbeddingProbe.last_linear(network).in_features)
 
     def _hook(self, module: Any, inputs: tuple[Any, ...], output: Any) -> None:
         self._caught.value = inputs[0]
+
+    def caught(self) -> torch.Tensor:
+        """The last linear layer's input in this thread's latest forward pass."""
+        caught = getattr(self._caught, "value", None)
+        if caught is None:
+            raise RuntimeError("the last nn.Linear did not run in the forward pass")
+        return caught
 
     def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
@@ -57,19 +73,18 @@ class EmbeddingProbe:
         with torch.inference_mode():
             logits = self.network(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))).float()
             probabilities = torch.softmax(logits, dim=1).numpy()
-        caught = self._caught.value
-        if caught is None:
-            raise RuntimeError("the last nn.Linear did not run in the forward pass")
-        return probabilities, caught.float().reshape(len(X), -1).numpy()
+        return probabilities, self.caught().float().reshape(len(X), -1).numpy()
 
 
-def drift_rows(probe: EmbeddingProbe, X: np.ndarray, stats: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(drift feature rows [n, D + K + S], predicted class [n]) of network inputs X with their statistics."""
+def drift_rows(probe: EmbeddingProbe, X: np.ndarray, stats: np.ndarray, batch_size: int = 256,
+               decide: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(drift feature rows [n, D + K + S], predicted class [n]) of network inputs X with their statistics;
+    the class by `decide` (a model's decision rule, `LoadedModel.decide`), else the argmax."""
     parts, predicted = [], []
     for start in range(0, len(X), batch_size):
         probabilities, embedding = probe(X[start:start + batch_size])
         parts.append(np.concatenate([embedding, probabilities, stats[start:start + batch_size]], axis=1))
-        predicted.append(probabilities.argmax(axis=1))
+        predicted.append(probabilities.argmax(axis=1) if decide is None else decide(probabilities))
     return np.concatenate(parts).astype(np.float32), np.concatenate(predicted)
 
 
@@ -84,7 +99,7 @@ def image_reference(loaded: Any, encoded: Sequence[bytes]) -> pd.DataFrame:
     schema = ImageSchema(loaded.image_preprocessing, max_images=len(encoded))
     X, stats = schema.decode_all(list(encoded), "reference images")
     probe = EmbeddingProbe(loaded.network)
-    rows, predicted = drift_rows(probe, X, stats)
+    rows, predicted = drift_rows(probe, X, stats, decide=loaded.decide)
     frame = pd.DataFrame(rows, columns=drift_columns(probe.dim, len(loaded.class_names), IMAGE_STATS))
     frame[PREDICTION_COLUMN] = predicted
     return frame

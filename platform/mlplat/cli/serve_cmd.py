@@ -23,6 +23,8 @@ def serve(
                                                  "on the forward thread (0: always the thread)"),
     max_body_bytes: int = typer.Option(4 << 20, "--max-body-bytes", min=1, help="Larger request bodies get HTTP 413"),
     max_rows: int = typer.Option(10_000, "--max-rows", min=1, help="Most instances in one request"),
+    max_request_images: int = typer.Option(64, "--max-request-images", min=1,
+                                           help="An image model: most images in one request (more get HTTP 400)"),
     max_explain_rows: int = typer.Option(100, "--max-explain-rows", min=1, help="Most instances in one :explain request"),
     explain_timeout_s: float = typer.Option(30.0, "--explain-timeout-s", min=0.01, help="Explanations slower than this get HTTP 504"),
     no_monitor: bool = typer.Option(False, "--no-monitor", help="Don't record requests for drift monitoring"),
@@ -82,7 +84,8 @@ def serve(
 
     inputs = InputPolicy.from_options(token_file, insecure_monitoring_inputs)
     options = ServingOptions(max_batch_size, max_latency_ms, not no_batching, max_rows, explain_timeout_s, predictor_url,
-                             predictor_batch_rows, inline_forward_ms, inputs.token, max_explain_rows)
+                             predictor_batch_rows, inline_forward_ms, inputs.token, max_explain_rows,
+                             max_request_images=max_request_images)
     settings = MonitorSettings(capacity=window, interval_s=monitor_interval_s, consecutive=consecutive,
                                min_new_rows=min_new_rows, state_dir=state_dir, inputs=inputs)
     run_server(model_dir, options, host, port, max_body_bytes, None if no_monitor else settings, access_log,

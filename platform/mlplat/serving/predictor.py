@@ -19,7 +19,6 @@ import numpy as np
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from mlplat.contracts.explainer import BoundExplainer
-from mlplat.embeddings import EmbeddingProbe
 from mlplat.errors import Busy, InvalidInput, NotFound, Timeout, UpstreamError
 from mlplat.modeldir import LoadedModel
 from mlplat.monitoring.window import explainer_parameters, from_explainer, row_key
@@ -27,7 +26,7 @@ from mlplat.serving import metrics
 from mlplat.serving.batching import AdaptiveBatcher
 from mlplat.serving.explain_worker import ExplainWorker
 from mlplat.serving.guard import PREVALIDATED, count_rejection
-from mlplat.serving.image_requests import ImageSchema
+from mlplat.serving.image_requests import ImageForward, ImageSchema, encoded_inputs
 from mlplat.serving.validation import FeatureSchema, checked_request_id
 
 
@@ -52,7 +51,7 @@ class Batch:
     request_id: str
     protocol: str  # "v1" or "v2"
     monitored: bool = True  # False for the explainer's synthetic rows: answered, never recorded
-    image_stats: np.ndarray | None = None  # an image model's per-image statistics (image_requests.IMAGE_STATS)
+    image_sizes: np.ndarray | None = None  # an image model's original (width, height) per image; rows are uint8 pixels
 
 
 @dataclass
@@ -81,10 +80,13 @@ class RemoteModel(LoadedModel):
 
         if not hasattr(self, "_client"):  # one pooled, thread-safe client: no TCP handshake per chunk
             self._client = httpx.Client(base_url=self.predictor_url, timeout=60)
-        rows = np.asarray(X, dtype=np.float64)
+        images = self.is_image  # network inputs [n, C, H, W] travel as the PNGs the predictor takes
+        rows = np.asarray(X, dtype=np.float32 if images else np.float64)
         parts = []
         for start in range(0, len(rows), self.batch_rows):
-            chunk = rows[start:start + self.batch_rows].tolist()
+            chunk: list[Any] = ([{"image": {"b64": b64}} for b64 in encoded_inputs(rows[start:start + self.batch_rows],
+                                                                                    self.image_preprocessing)]
+                                if images else rows[start:start + self.batch_rows].tolist())
             try:
                 # marked, so neither the predictor's monitor nor the payload-logger sink records them
                 response = self._client.post(f"/v1/models/{self.name}:predict",
@@ -139,12 +141,12 @@ class MlplatModel(kserve.Model):
         from mlplat.serving.explainer_loader import load_explainer
 
         self.images = isinstance(self.loaded.standardizer, ImagePreprocessing)
-        self.probe: EmbeddingProbe | None = None
+        self.probe: ImageForward | None = None
         if isinstance(self.loaded.standardizer, ImagePreprocessing):
             self.schema: FeatureSchema | ImageSchema = ImageSchema(
                 self.loaded.standardizer, min(self.options.max_request_rows, self.options.max_request_images))
             if not self.options.predictor_url:  # the predictor records embeddings; an explainer role has no window
-                self.probe = EmbeddingProbe(self.loaded.network)
+                self.probe = ImageForward(self.loaded.network, self.loaded.standardizer)
         else:
             self.schema = FeatureSchema(self.loaded.feature_names, self.options.max_request_rows,
                                         encodings_of(self.loaded.manifest.features),
@@ -173,11 +175,13 @@ class MlplatModel(kserve.Model):
         return self.ready
 
     def _forward(self, rows: np.ndarray) -> np.ndarray:
-        """One pass: the outputs, and for an image model its embeddings beside them ([n, K + D]), so the
-        batcher's row slicing hands each request both."""
-        if self.probe is None:
-            return self.loaded.predict_outputs(rows)
-        return np.concatenate(self.probe(rows), axis=1)
+        """One pass: the outputs, and for an image model its embeddings and image statistics beside them
+        (ImageForward), so the batcher's row slicing hands each request all of them."""
+        if self.probe is not None:
+            return self.probe(rows)
+        if isinstance(self.schema, ImageSchema):  # the explainer role: the predictor answers for the images
+            return self.loaded.predict_outputs(self.schema.network_input(rows))
+        return self.loaded.predict_outputs(rows)
 
     def answering(self) -> bool:
         """Loaded and able to answer: not stopped (an unload stops the model's worker threads)."""
@@ -204,10 +208,9 @@ class MlplatModel(kserve.Model):
             request_id = checked_request_id((headers or {}).get("x-request-id"), "header x-request-id") or uuid.uuid4().hex
             if isinstance(self.schema, ImageSchema):
                 v2 = isinstance(payload, InferRequest)
-                rows, stats = self.schema.v2_images(payload) if v2 else self.schema.v1_images(payload)
-                batch = Batch(rows, (checked_request_id(payload.id, "id") if v2 else None) or request_id,
-                              "v2" if v2 else "v1", image_stats=stats)
-                return batch
+                rows, sizes = self.schema.v2_images(payload) if v2 else self.schema.v1_images(payload)
+                return Batch(rows, (checked_request_id(payload.id, "id") if v2 else None) or request_id, "v2" if v2 else "v1",
+                             v2 or not from_explainer(payload, self.options.monitoring_token), image_sizes=sizes)
             if isinstance(payload, InferRequest):
                 batch = Batch(self.schema.v2_rows(payload), checked_request_id(payload.id, "id") or request_id, "v2")
             else:
@@ -241,9 +244,9 @@ class MlplatModel(kserve.Model):
         batch, probabilities = result.batch, result.probabilities
         if self.regression:
             return self._postprocess_values(batch, probabilities[:, 0])
-        embedding = None
-        if self.probe is not None:  # [probabilities | embedding] from _forward
-            probabilities, embedding = probabilities[:, :len(self.classes)], probabilities[:, len(self.classes):]
+        embedding = looks = None
+        if self.probe is not None:  # [probabilities | embedding | brightness, contrast] from _forward
+            probabilities, embedding, looks = ImageForward.split(probabilities, len(self.classes))
         predicted = self.loaded.decide(probabilities)  # the model's decision rule (model.json `decision`)
         names = self.classes[predicted].tolist()
         for index, count in enumerate(np.bincount(predicted, minlength=len(self.classes))):
@@ -252,8 +255,8 @@ class MlplatModel(kserve.Model):
         n = len(predicted)
         row_ids = [row_key(batch.request_id, i, n) for i in range(n)]
         if self.recorder is not None and batch.monitored:
-            if embedding is not None and batch.image_stats is not None:  # image drift features (mlplat.embeddings)
-                features = np.concatenate([embedding, probabilities, batch.image_stats], axis=1)
+            if embedding is not None and looks is not None and batch.image_sizes is not None:  # drift features (mlplat.embeddings)
+                features = np.concatenate([embedding, probabilities, looks, batch.image_sizes], axis=1)
                 self.recorder.record(features, predicted, row_ids, probabilities)
             else:
                 self.recorder.record(batch.rows, predicted, row_ids, probabilities)
@@ -289,7 +292,8 @@ class MlplatModel(kserve.Model):
         started = time.perf_counter()
         self._explaining = True
         try:
-            explanations = await self.explain_worker.explain(batch.rows, self.options.explain_timeout_s)
+            rows = self.schema.network_input(batch.rows) if isinstance(self.schema, ImageSchema) else batch.rows
+            explanations = await self.explain_worker.explain(rows, self.options.explain_timeout_s)
         except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11; the worker was killed
             raise Timeout(f"explanation took longer than {self.options.explain_timeout_s:g} s "
                           f"({len(batch.rows)} rows, {self.explain_method}); it was stopped") from None

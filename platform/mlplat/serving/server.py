@@ -112,8 +112,9 @@ class PrebuiltRESTServer(RESTServer):
     `RESTServer.create_application` installs KServe's middleware, routes and exception handlers on
     kserve's module-level app; `install` puts the same ones on the app it is given instead."""
 
-    def install(self, app: FastAPI) -> None:
-        self._add_middlewares(app)
+    def install(self, app: FastAPI, timings: bool = True) -> None:
+        if timings:  # KServe's timing middleware: a kserve.trace line per request, and a match against every route
+            self._add_middlewares(app)
         self._register_endpoints(app)
         self._add_exception_handlers(app)
         quiet_kserve_handlers(app)
@@ -124,14 +125,15 @@ class PrebuiltRESTServer(RESTServer):
 
 def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 << 20,
               monitor: MonitorSettings | None = None, enable_model_admin: bool = False,
-              alias: str | None = None) -> ServingApp:
+              alias: str | None = None, timings: bool = False) -> ServingApp:
     """A new ASGI app serving the model in `model_dir`: V1/V2 predict, explain, metadata, health, /metrics,
     and with `monitor` the feedback and monitor routes. The app's lifespan starts and stops the monitor's
     background evaluation and the model's worker threads.
 
     KServe's model repository routes (/v2/repository/..., which let any client unload the model) exist
     only with `enable_model_admin`; without it the request guard answers them 404. `alias`: a second name the
-    model answers to (KServe's --model_name, the InferenceService's name)."""
+    model answers to (KServe's --model_name, the InferenceService's name). `timings`: KServe's per-request timing
+    lines (`--access-log`); without them its timing middleware is not installed, as its lines would be dropped."""
     attachment = _attach(model_dir, monitor) if monitor and not options.predictor_url else None
 
     def new_model() -> MlplatModel:
@@ -161,7 +163,7 @@ def build_app(model_dir: Path, options: ServingOptions, max_body_bytes: int = 4 
     for router in attachment.routers if attachment is not None else []:
         app.include_router(router)
     dataplane = ServingDataPlane(repository, model.name)
-    PrebuiltRESTServer(app, dataplane, ModelRepositoryExtension(model_registry=repository), http_port=0).install(app)
+    PrebuiltRESTServer(app, dataplane, ModelRepositoryExtension(model_registry=repository), http_port=0).install(app, timings)
 
     def prevalidate(name: str, document: Any) -> np.ndarray | None:
         """The V1 rows, from the model serving `name` now; None where none answers (KServe's 404/503 then)."""
@@ -196,7 +198,7 @@ def serve(model_dir: Path, options: ServingOptions, host: str = "127.0.0.1", por
 
     if options.predictor_url:
         wait_for_predictor(options.predictor_url)
-    served = build_app(model_dir, options, max_body_bytes, monitor, enable_model_admin, alias)
+    served = build_app(model_dir, options, max_body_bytes, monitor, enable_model_admin, alias, timings=access_log)
 
     class LoopbackModelServer(ModelServer):
         def start(self, models: list[Any]) -> None:
