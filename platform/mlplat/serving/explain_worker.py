@@ -18,6 +18,7 @@ import asyncio
 import logging
 import multiprocessing
 import signal
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -98,8 +99,10 @@ class ExplainWorker:
         self.start()
 
     def _wait_ready(self, conn: Connection) -> None:
-        if not conn.poll(LOAD_TIMEOUT_S):
-            raise RuntimeError(f"the explain worker did not load its explainer in {LOAD_TIMEOUT_S:g} s")
+        deadline = time.monotonic() + LOAD_TIMEOUT_S
+        while not conn.poll(1.0):  # in slices: a stopped worker's pipe is closed, and this thread ends with it
+            if conn.closed or time.monotonic() > deadline:
+                raise RuntimeError(f"the explain worker did not load its explainer in {LOAD_TIMEOUT_S:g} s")
         kind, name, message = conn.recv()
         if kind != "ready":
             _raise(kind, name, message)
@@ -114,13 +117,21 @@ class ExplainWorker:
 
     async def explain(self, rows: np.ndarray, timeout_s: float) -> list[dict[str, Any]]:
         """The explanations of `rows`; past `timeout_s` the child is killed (and a new one started) and
-        asyncio.TimeoutError raised. A child that died meanwhile is replaced, and the call fails once."""
+        asyncio.TimeoutError raised. A child that died meanwhile is replaced, and the call fails once.
+
+        A call cancelled while it waits (the server shutting down, say) stops the child too: the thread
+        that waits on the pipe cannot be cancelled, and it would take the next call's answer (or the
+        child's "ready") off the pipe."""
         if self._process is None or not self._process.is_alive():
             self.restart()
         conn = self._conn
         assert conn is not None
         if not self._ready:  # loading is not the explanation's time
-            await asyncio.to_thread(self._wait_ready, conn)
+            try:
+                await asyncio.to_thread(self._wait_ready, conn)
+            except BaseException:  # failed, not loaded in time, or cancelled: the next call starts a fresh child
+                self.stop()
+                raise
             self._ready = True
         try:
             return await asyncio.wait_for(asyncio.to_thread(self._call, conn, rows), timeout_s)
@@ -132,3 +143,6 @@ class ExplainWorker:
         except (EOFError, OSError):  # the child died (out of memory, killed from outside)
             self.restart()
             raise RuntimeError("the explain worker died during the explanation; a new one is starting") from None
+        except asyncio.CancelledError:
+            self.stop()
+            raise

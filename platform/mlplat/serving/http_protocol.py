@@ -8,6 +8,15 @@ uvicorn picks whenever httptools is installed (it is: `uvicorn[standard]`). Refu
 over the limit, 408 for a head or body not received in time (a connection that sent nothing is just
 closed, as an idle keep-alive one is), each followed by closing the connection. They happen before any
 app code runs, so they are counted here, in `mlplat_connection_refusals_total{reason}`.
+
+httptools hands over a header only once it is complete and buffers it until then, so the head's raw bytes
+are counted as they arrive too: one endless header line is refused at the limit, not held in memory.
+With pipelining (requests sent before the previous answer), the next head is timed from the previous
+response, as on an idle keep-alive connection, and never while a request is still being answered.
+
+Each response goes out in one write: uvicorn writes the status line and headers as soon as the app
+starts the response and the body in a second write, two syscalls and two TCP segments for a small
+answer (a 400, a one-row predict) where one will do (issue 14: cheap rejections).
 """
 
 from __future__ import annotations
@@ -19,6 +28,38 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mlplat.serving import metrics
 
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"  # the only thing uvicorn's cycle writes before a response's head
+
+
+class HeadWithBodyTransport:
+    """One response's view of the connection's transport: the head (the cycle's first write, a 100 Continue
+    apart) is held and written together with the body's first write, in one send."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+        self._head_written = False
+
+    def write(self, data: bytes) -> None:
+        if self._head_written:
+            self._transport.write(data)
+        elif self._head is not None:  # the body's first write: the head goes with it
+            self._head_written = True
+            self._transport.writelines((self._head, data))
+        elif data == CONTINUE:
+            self._transport.write(data)
+        else:
+            self._head = bytes(data)
+
+    def close(self) -> None:  # uvicorn closes after a failed or `connection: close` response: what it wrote goes first
+        if self._head is not None and not self._head_written:
+            self._head_written = True
+            self._transport.write(self._head)
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, ...: the transport's own
+        return getattr(self._transport, name)
+
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     head_timeout_s: float = 10.0
@@ -29,19 +70,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._timer: asyncio.TimerHandle | None = None
         self._refused = False
-        self._await_head()
+        self._in_head = False  # between a message's first byte and the end of its headers
+        self._head_bytes = self._head_raw_bytes = 0
+        self._start_timer(self.head_timeout_s, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         super().connection_lost(exc)
 
-    # ---- the head: from the connection's start (or the last response) to the end of the headers ------------
-    def _await_head(self) -> None:
-        self._head_bytes, self._head_started = 0, False
-        self._start_timer(self.head_timeout_s, self._head_timed_out)
+    def data_received(self, data: bytes) -> None:
+        in_head = self._in_head
+        super().data_received(data)
+        if in_head and self._in_head:  # the head is still not complete: all of `data` is head, buffered by httptools
+            self._head_raw_bytes += len(data)
+            if self._head_raw_bytes > self.max_head_bytes:
+                self._refuse(431, "head_too_large", f"request line and headers exceed {self.max_head_bytes} bytes")
 
+    # ---- the head: from the connection's start (or the last response) to the end of the headers ------------
     def on_message_begin(self) -> None:
-        self._head_started = True
+        self._in_head = True
+        self._head_bytes = self._head_raw_bytes = 0
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
@@ -59,12 +107,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             raise ValueError("head too large")  # stops the parser; uvicorn's 400 after it is dropped (_refused)
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        previous = self.cycle
         super().on_headers_complete()
+        # a new request (not a websocket upgrade); a HEAD response has no body write for the head to go with
+        if self.cycle is not previous and self.cycle is not None and self.scope["method"] != "HEAD":
+            self.cycle.transport = HeadWithBodyTransport(self.transport)  # type: ignore[assignment]
         self._start_timer(self.body_timeout_s, self._body_timed_out)  # the body (if any) is due next
 
     def _head_timed_out(self) -> None:
         self._timer = None
-        if not self._head_started:  # nothing sent: an idle connection, closed without an answer
+        if not self._in_head:  # nothing sent: an idle connection, closed without an answer
             metrics.CONNECTION_REFUSALS.labels("idle").inc()
             self.transport.close()
             return
@@ -88,9 +141,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         cycle.message_event.set()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing() and not self.pipeline:
-            self._await_head()  # the next request's head, on this keep-alive connection
+        super().on_response_complete()  # starts a pipelined request, if one is waiting
+        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            # nothing is being answered: the next head (perhaps begun already, pipelined) is due from now
+            self._start_timer(self.head_timeout_s, self._head_timed_out)
 
     # ---- helpers -----------------------------------------------------------------------------------------
     def _start_timer(self, seconds: float, callback: Any) -> None:
