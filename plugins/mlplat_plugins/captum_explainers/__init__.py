@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Literal
 
 from mlplat.registry import PluginSpec, StageKind
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 
 class IntegratedGradientsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     n_steps: int = Field(32, ge=4, description="Riemann steps along the path from baseline to input")
-    background_clusters: int = Field(8, ge=1, le=200, description="k-means centroids; their weighted mean is the baseline")
+    background_clusters: int = Field(8, ge=1, le=200, description="k-means centroids summarizing the background")
+    baseline: Literal["centroids", "mean"] = Field(
+        "centroids", description="paths from every centroid, averaged by weight (cost x clusters), or from their weighted mean")
     importance_rows: int = Field(200, ge=1, description="training rows explained for the global importance")
     seed: int = 0
 
@@ -20,8 +22,12 @@ class IntegratedGradientsConfig(BaseModel):
 class LimeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    n_samples: int = Field(200, ge=10, description="perturbed samples per explained row")
-    ridge_alpha: float = Field(0.01, ge=0, description="regularization of the local linear surrogate")
+    n_samples: int = Field(500, ge=10, description="perturbed samples per explained row")
+    # Lasso (captum's own default) selects features: a ridge surrogate spreads about a quarter of the
+    # attribution over features the model ignores (benchmarks/explainer_relevance.py)
+    surrogate: Literal["lasso", "ridge"] = Field("lasso", description="the local linear surrogate")
+    alpha: float = Field(0.01, ge=0, validation_alias=AliasChoices("alpha", "ridge_alpha"),
+                         description="regularization of the surrogate (ridge_alpha: its former name)")
     background_clusters: int = Field(8, ge=1, le=200, description="k-means centroids; masked features take their mean")
     importance_rows: int = Field(30, ge=1, description="training rows explained for the global importance")
     seed: int = 0
@@ -33,7 +39,7 @@ INTEGRATED_GRADIENTS_SPEC = PluginSpec(
     extra="captum",
     config_model=IntegratedGradientsConfig,
     factory="mlplat_plugins.captum_explainers.attribution:IntegratedGradientsExplainer",
-    summary="captum IntegratedGradients from the background mean: fast, exact completeness, Apache 2.0",
+    summary="captum IntegratedGradients from the k-means background: fast, exact completeness, Apache 2.0",
 )
 
 LIME_SPEC = PluginSpec(

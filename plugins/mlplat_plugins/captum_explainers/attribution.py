@@ -1,4 +1,10 @@
-"""captum attribution methods on the model's torch network, from a k-means background baseline.
+"""captum attribution methods on the model's torch network, from the k-means background.
+
+Integrated gradients is averaged over paths from every centroid, weighted by the share of rows it
+stands for (by default): a single mean baseline sits on the decision boundary of an interaction
+(x0 * x1 at the origin) and lets features the model barely uses take a large share; over the
+centroids the average approaches the interventional Shapley values of the same background.
+LIME masks features to the background's weighted mean.
 
 Standardization is per feature, so attributions on the preprocessed input belong one-to-one to
 the raw features; they are in probability units of the predicted class, or for a regression in
@@ -17,14 +23,18 @@ from mlplat_plugins.captum_explainers import IntegratedGradientsConfig, LimeConf
 
 
 class BoundAttribution:
-    """A captum attribution method bound to a model and a baseline (the background's weighted mean)."""
+    """A captum attribution method bound to a model and its baselines: the background centroids and their
+    weights, or their weighted mean as a single baseline."""
 
     def __init__(self, model: ModelHandle, state: ExplainerState, method: str, options: dict[str, Any]) -> None:
         import torch
 
         self.model, self.method, self.options = model, method, options
-        baseline_raw = (state.arrays["background"] * state.arrays["weights"][:, None]).sum(axis=0, keepdims=True)
-        self.baseline = torch.from_numpy(model.preprocess(baseline_raw).astype(np.float32))
+        centroids, weights = state.arrays["background"], state.arrays["weights"].astype(np.float64)
+        if method == "lime" or options.get("baseline") == "mean":
+            centroids, weights = (centroids * weights[:, None]).sum(axis=0, keepdims=True), np.ones(1)
+        self.baselines = torch.from_numpy(model.preprocess(centroids).astype(np.float32))  # [K, F]
+        self.weights = weights / weights.sum()
         network = model.network
         target = getattr(model, "target", None)  # a regression's target scaling (LoadedModel.target)
         self.regression = target is not None
@@ -38,10 +48,11 @@ class BoundAttribution:
 
             self.attributor: Any = IntegratedGradients(self.forward)
         else:
-            from captum._utils.models.linear_model import SkLearnRidge
+            from captum._utils.models.linear_model import SkLearnLasso, SkLearnRidge
             from captum.attr import Lime
 
-            self.attributor = Lime(self.forward, interpretable_model=SkLearnRidge(alpha=options["ridge_alpha"]))
+            surrogate = SkLearnLasso if options["surrogate"] == "lasso" else SkLearnRidge
+            self.attributor = Lime(self.forward, interpretable_model=surrogate(alpha=options["alpha"]))
 
     def attributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         import torch
@@ -51,20 +62,22 @@ class BoundAttribution:
             outputs = self.forward(inputs)
             # a regression's one output: target 0; a classifier's class by its decision rule
             predicted = outputs.argmax(dim=1) if self.regression else torch.as_tensor(self.model.decide(outputs.numpy()))
-            base = self.forward(self.baseline)[0, predicted].numpy()
-        baselines = self.baseline.expand_as(inputs)
+            base = (self.weights @ self.forward(self.baselines)[:, predicted].double().numpy())
         if self.method == "integrated_gradients":
-            values = self.attributor.attribute(inputs, baselines=baselines, target=predicted,
-                                               n_steps=self.options["n_steps"], internal_batch_size=4096)
+            # completeness per path, so the weighted sum adds up to f(x) - base
+            values = sum(weight * self.attributor.attribute(inputs, baselines=baseline.expand_as(inputs), target=predicted,
+                                                            n_steps=self.options["n_steps"], internal_batch_size=4096)
+                         .detach().double().numpy() for weight, baseline in zip(self.weights, self.baselines, strict=True))
         else:
             torch.manual_seed(self.options["seed"])
+            baselines = self.baselines.expand_as(inputs)
             values = torch.cat([
                 self.attributor.attribute(inputs[i:i + 1], baselines=baselines[i:i + 1], target=int(predicted[i]),
                                           n_samples=self.options["n_samples"], perturbations_per_eval=self.options["n_samples"])
                 for i in range(len(inputs))
-            ])
+            ]).detach().numpy()
         shown = outputs[:, 0].numpy() if self.regression else predicted.numpy()  # the value, or the class
-        return values.detach().numpy(), shown, base
+        return np.asarray(values), shown, base
 
     def explain(self, X: np.ndarray) -> list[dict[str, Any]]:
         return attribution_records(self.model, *self.attributions(X), method=self.method)
