@@ -250,6 +250,7 @@ def check_explainer(explainer: Any, splits: Splits, work_dir: Path, rules: _Rule
     explanations = bound.explain(X)
     rules.require(isinstance(explanations, list) and len(explanations) == len(X),
                   f"explain must return a list with one explanation per row ({len(X)})")
+    _require_decided_class(bound, model, X, rules)
     for explanation in explanations:
         rules.require(isinstance(explanation, dict), "each explanation must be a dict")
         if "attributions" in explanation:
@@ -259,6 +260,21 @@ def check_explainer(explainer: Any, splits: Splits, work_dir: Path, rules: _Rule
             rules.require(set(explanation.get("features", [None])) <= set(names),
                           "an explanation needs 'attributions' keyed by feature names, or 'features' naming some of them")
     rules.json(explanations, "explanations", default=float)
+
+
+def _require_decided_class(bound: Any, model: Any, X: np.ndarray, rules: _Rules) -> None:
+    """An explanation that names its class names the one the model's decision rule picks (`ModelHandle.decide`),
+    not the argmax: under a rule that always picks the last class, every named class is the last one."""
+    from mlplat.manifest import Decision
+
+    last = model.class_names[-1]
+    model.decision = Decision(kind="offsets", offsets=[0.0] * (len(model.class_names) - 1) + [50.0], selected_on="conformance")
+    try:
+        named = [e.get("class") for e in bound.explain(X) if isinstance(e, dict) and "class" in e]
+    finally:
+        model.decision = None
+    rules.require(all(name == last for name in named),
+                  f"an explanation's class must follow the model's decision rule (ModelHandle.decide): expected {last!r}, got {named}")
 
 
 def _safetensors_copy(arrays: Mapping[str, np.ndarray], rules: _Rules) -> dict[str, np.ndarray]:
@@ -304,6 +320,7 @@ def check_image_explainer(explainer: Any, splits: Splits, work_dir: Path, rules:
     explanations = bound.explain(X)
     rules.require(isinstance(explanations, list) and len(explanations) == len(X),
                   f"explain must return a list with one explanation per image ({len(X)})")
+    _require_decided_class(bound, model, X, rules)
     rules.require(all(isinstance(e, dict) for e in explanations), "each explanation must be a dict")
     rules.json(explanations, "explanations", default=float)
 

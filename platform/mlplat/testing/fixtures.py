@@ -14,6 +14,8 @@ import pandas as pd
 
 from mlplat.contracts import StepContext
 from mlplat.data import DatasetInfo, Splits, Table
+from mlplat.decision import decide
+from mlplat.manifest import Decision
 
 IMAGE_SHAPE = [1, 8, 8]  # the shape of sklearn:digits, which the `cnn` trainer and `image_augment` take
 
@@ -110,6 +112,7 @@ class LinearModelDouble:
             raise ValueError(f"weights must be [features, classes] = {[len(self.feature_names), len(self.class_names)]}, "
                              f"got {list(self.weights.shape)}")
         self._network: Any = None
+        self.decision: Decision | None = None  # a decision rule to apply (model.json `decision`); argmax without
 
     @classmethod
     def from_splits(cls, splits: Splits) -> LinearModelDouble:
@@ -127,6 +130,9 @@ class LinearModelDouble:
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        return decide(probabilities, self.decision)
 
     @property
     def network(self) -> Any:
@@ -170,6 +176,10 @@ class ImageModelDouble:
         self.feature_names = ["image"]
         self.name = "image-double"
         self.is_image = True
+        self.decision: Decision | None = None
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        return decide(probabilities, self.decision)
 
 
 def image_model_double(splits: Splits) -> ImageModelDouble:

@@ -35,7 +35,7 @@ class BoundKernelShap:
         if self.regression:
             values = np.asarray(explanation.raw["raw_prediction"], np.float64).reshape(len(X))
             return shap_values[0], values, np.full(len(X), float(np.ravel(explanation.expected_value)[0]))
-        predicted = np.asarray(explanation.raw["prediction"]).reshape(len(X))
+        predicted = self.model.decide(self.model.predict_proba(np.asarray(X, dtype=np.float32)))  # alibi's is the argmax
         rows = np.arange(len(X))
         base = np.asarray(explanation.expected_value)[predicted]
         return shap_values[predicted, rows], predicted, base
