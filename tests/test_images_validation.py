@@ -112,3 +112,34 @@ def test_bytes_decoder_sanity() -> None:  # the truncated fixture really is trun
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8) + 7).save(buffer, "PNG")
     assert Image.open(io.BytesIO(buffer.getvalue())).size == (32, 32)
+
+
+def test_label_noise_names_misplaced_images_and_abstains_on_pixel_blind_classes(tmp_path: Path) -> None:
+    """Colour classes (pooled pixels tell them apart): images misplaced into another class's folder are the
+    suspects. Shapes that differ only in outline (pooled pixels cannot): not assessed, nothing flagged."""
+    rng = np.random.default_rng(0)
+    colours = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
+    misplaced = set()
+    for name, colour in colours.items():
+        for i in range(40):
+            target = name
+            if i < 3:  # three of each colour filed under the next colour
+                target = list(colours)[(list(colours).index(name) + 1) % 3]
+            folder = tmp_path / "colours" / "data" / target
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = np.clip(np.array(colour) + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+            path = folder / f"{name}-{i:03d}.png"
+            Image.fromarray(pixels).save(path)
+            if i < 3:
+                misplaced.add(path.name)
+    _, stored = run_validator(tmp_path / "colours", {"min_images_per_class": 5})
+    noise = {c["check"]: c for c in stored["checks"]}["images.label_noise"]
+    suspects = {Path(s["file"]).name for s in stored["findings"]["label_noise"]["suspects"]}
+    # every suspect is a misplaced image, and most of the 9 are found (about 70 % of them land in training)
+    assert suspects <= misplaced and len(suspects) >= 4, (suspects, misplaced)
+    assert noise["severity"] == "warn" and stored["findings"]["label_noise"]["noise_rates"][0]["rate"] > 0
+
+    write_shapes(tmp_path / "shapes" / "data", per_class=25)  # 10 shapes and textures at random places and sizes
+    _, stored = run_validator(tmp_path / "shapes", {"min_images_per_class": 5})
+    noise = {c["check"]: c for c in stored["checks"]}["images.label_noise"]
+    assert noise["passed"] and "not assessed" in noise["message"] and "label_noise" not in stored["findings"]

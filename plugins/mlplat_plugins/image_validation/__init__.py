@@ -1,4 +1,4 @@
-"""Image-file validator: decodability, modes, class counts, image sizes, duplicates and channel statistics."""
+"""Image-file validator: decodability, modes, class counts, image sizes, duplicates, channel statistics, label noise."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "images.duplicate_labels": "fail",  # identical files with different labels
     "images.leakage": "fail",  # identical files in training and validation/test: the held-out score is inflated
     "images.channels": "warn",  # a split's channel means far from the training split's, or a constant channel
+    "images.label_noise": "warn",  # training images whose label confident learning doubts (on pooled pixels)
 }
 CHECKS = tuple(DEFAULT_SEVERITY)
 
@@ -35,6 +36,13 @@ class ImageValidatorConfig(BaseModel):
                                                              "pixel stds (images.channels fires beyond it and channel_z)")
     channel_z: float = Field(4.0, gt=0, description="z of a split's channel mean against training's, over per-image means: "
                                                     "a smaller shift is sampling noise")
+    label_noise: bool = Field(True, description="confident learning on out-of-fold probabilities of pooled pixels "
+                                                "(forest, logistic, k-NN ensemble), when those models can tell the classes apart")
+    label_noise_grid: int = Field(8, ge=2, le=32, description="pixels are average-pooled to grid x grid per channel")
+    min_label_noise_accuracy: float = Field(
+        0.6, ge=0, le=1, description="out-of-fold accuracy on pooled pixels below which label noise is not assessed: a model "
+                                     "that cannot tell the classes apart flags its own errors, not mislabelled images")
+    max_noise_share: float = Field(0.1, ge=0, le=1, description="share of suspect training images above which the check fires")
     listed: int = Field(20, ge=1, le=1000, description="files named per finding in the report (all are in report.json details)")
     severity: dict[str, Severity] = Field(default_factory=dict, description="per-check severity override, "
                                                                             "e.g. {images.mode: fail}")
