@@ -132,7 +132,8 @@ def latency(model: LoadedModel, train_rows: np.ndarray, test_rows: np.ndarray, r
     baseline = p50_ms(baseline_kernel_shap(model, train_rows), test_rows[:max(5, rows // 3)])
     print(f"baseline  alibi KernelShap, 100 raw background rows, nsamples=auto: {baseline:8.1f} ms")
     results: dict[str, float] = {}
-    for name in sorted(registry.discover(registry.StageKind.EXPLAINER)):
+    found = registry.discover(registry.StageKind.EXPLAINER)
+    for name in sorted(n for n, plugin in found.items() if not plugin.spec.handles_images):  # tabular explainers
         bound, _ = fitted(name, model, train_rows, work_dir / name)
         n = max(3, rows // 6) if name == "anchors" else rows  # anchors searches rules: seconds per row
         results[name] = p50_ms(bound.explain, test_rows[:n])

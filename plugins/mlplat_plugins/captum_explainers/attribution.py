@@ -64,10 +64,13 @@ class BoundAttribution:
             predicted = outputs.argmax(dim=1) if self.regression else torch.as_tensor(self.model.decide(outputs.numpy()))
             base = (self.weights @ self.forward(self.baselines)[:, predicted].double().numpy())
         if self.method == "integrated_gradients":
-            # completeness per path, so the weighted sum adds up to f(x) - base
-            values = sum(weight * self.attributor.attribute(inputs, baselines=baseline.expand_as(inputs), target=predicted,
-                                                            n_steps=self.options["n_steps"], internal_batch_size=4096)
-                         .detach().double().numpy() for weight, baseline in zip(self.weights, self.baselines, strict=True))
+            # every (centroid, row) path in one captum call, block k holding centroid k's paths; completeness
+            # per path, so the weighted sum over centroids adds up to f(x) - base
+            k, n = len(self.baselines), len(inputs)
+            paths = self.attributor.attribute(inputs.repeat(k, 1), baselines=self.baselines.repeat_interleave(n, dim=0),
+                                              target=predicted.repeat(k), n_steps=self.options["n_steps"],
+                                              internal_batch_size=4096)
+            values = np.einsum("k,knf->nf", self.weights, paths.detach().double().numpy().reshape(k, n, -1))
         else:
             torch.manual_seed(self.options["seed"])
             baselines = self.baselines.expand_as(inputs)
