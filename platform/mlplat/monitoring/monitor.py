@@ -85,6 +85,8 @@ class Monitor:
     def __init__(self, model_dir: Path, settings: MonitorSettings | None = None) -> None:
         self.model_dir = Path(model_dir)
         self.settings = settings or MonitorSettings()
+        # before the reference and the drift detector load: a refusal must not wait on (or race) their libraries
+        self._check_state_dir()
         self.manifest = modeldir.ModelDir(self.model_dir).read()
         self.name = self.manifest.name
         self.classes = list(self.manifest.classes)
@@ -109,7 +111,6 @@ class Monitor:
         self._report_dir = self.settings.state_dir  # without one: a temporary directory, made at the first report
         self.last: dict[str, Any] = {}
         self.state_error: str | None = None  # the last failed save of the state directory, until one succeeds
-        self._check_state_dir()
         self._restore()
         m.expose_window(self.name, self.window)
         self._stop = threading.Event()
