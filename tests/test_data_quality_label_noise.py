@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 from mlplat_plugins.tabular_validation import LabelNoiseConfig
 from mlplat_plugins.tabular_validation.label_noise import confident_learning, out_of_fold_proba
-from mlplat_plugins.tabular_validation.validator import _noise_rates
 from sklearn.datasets import make_classification
 
 
@@ -32,7 +31,7 @@ def test_noise_rate_per_class_pair_names_the_flipped_pair() -> None:
     flipped = (y == 0) & (np.random.default_rng(1).random(len(y)) < 0.25)  # a quarter of class 0 relabelled as 1
     noisy = np.where(flipped, 1, y)
     found = confident_learning(out_of_fold_proba(X, noisy, 3, config.model, config.folds, 0), noisy, config.method)
-    pairs = _noise_rates(found.noise_rates, ["a", "b", "c"])
+    pairs = found.noise_rate_pairs(["a", "b", "c"])
     true_rate = flipped.sum() / (noisy == 1).sum()  # of the rows labelled "b", the share that is "a"
     assert (pairs[0]["given"], pairs[0]["true"]) == ("b", "a") and 0.5 * true_rate <= pairs[0]["rate"] <= 1.5 * true_rate
     assert np.allclose(found.noise_rates.sum(1), 1.0)

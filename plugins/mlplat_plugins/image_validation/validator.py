@@ -235,10 +235,7 @@ class ImageValidator:
         suspects = [{"file": f, "row_id": r, "given": classes[g], "suggested": classes[s], "score": round(float(m), 4)}
                     for f, r, g, s, m in zip(files, table.row_ids[rows[result.suspects]].tolist(), y[result.suspects],
                                              result.suggested, result.scores, strict=True)]
-        rates = result.noise_rates
-        pairs: list[dict[str, Any]] = sorted(({"given": classes[i], "true": classes[j], "rate": round(float(rates[i, j]), 4)}
-                        for i in range(len(classes)) for j in range(len(classes)) if i != j and rates[i, j] > 0),
-                       key=lambda pair: -float(pair["rate"]))
+        pairs = result.noise_rate_pairs(classes)
         finding = {"method": "confident_learning/prune_by_noise_rate", "features": f"pixels pooled to {self.config.label_noise_grid}x"
                    f"{self.config.label_noise_grid}", "members": members, "oof_accuracy": accuracy, "share": share,
                    "suspects": suspects, "noise_rates": pairs}

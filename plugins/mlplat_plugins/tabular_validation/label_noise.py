@@ -39,6 +39,13 @@ class NoiseResult:
         """Estimated P(true = j | given = i) per class pair, from the confident joint (rows sum to 1)."""
         return self.joint / np.maximum(self.joint.sum(1, keepdims=True), 1)
 
+    def noise_rate_pairs(self, classes: list[str]) -> list[dict[str, Any]]:
+        """The estimated noise rate per class pair (given -> true), largest first; pairs estimated at 0 are left out."""
+        rates = self.noise_rates
+        pairs = [{"given": classes[i], "true": classes[j], "rate": round(float(rates[i, j]), 4)}
+                 for i in range(len(classes)) for j in range(len(classes)) if i != j and rates[i, j] > 0]
+        return sorted(pairs, key=lambda pair: -pair["rate"])
+
 
 def out_of_fold_proba(X: np.ndarray, y: np.ndarray, n_classes: int, model: str, folds: int, seed: int,
                       mlp_epochs: int = 25) -> np.ndarray:

@@ -118,7 +118,7 @@ class TabularValidator:
             "row_ids": table.row_ids[real][result.suspects].tolist(), "scores": np.round(result.scores, 6).tolist(),
             "given": y[result.suspects].tolist(), "suggested": result.suggested.tolist(),
             "thresholds": result.thresholds.tolist(), "confident_joint": result.joint.tolist(), "share": share,
-            "noise_rates": _noise_rates(result.noise_rates, splits.info.classes),
+            "noise_rates": result.noise_rate_pairs(splits.info.classes),
             "oof_accuracy": float((proba.argmax(1) == y).mean()),
         }
         check = CheckResult("label_noise", share <= cfg.max_noise_share, self.severity("label_noise"),
@@ -180,10 +180,3 @@ def _read_json(path: str, field: str) -> dict[str, Any]:
         return json.loads(file.read_text())
     except json.JSONDecodeError as exc:
         raise UsageError(f"steps.validate.params.{field}: not valid JSON: {exc}") from None
-
-
-def _noise_rates(rates: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
-    """The estimated noise rate per class pair (given -> true), largest first; pairs estimated at 0 are left out."""
-    pairs = [{"given": classes[i], "true": classes[j], "rate": round(float(rates[i, j]), 4)}
-             for i in range(len(classes)) for j in range(len(classes)) if i != j and rates[i, j] > 0]
-    return sorted(pairs, key=lambda pair: -pair["rate"])
