@@ -17,12 +17,13 @@ import uvicorn
 from mlplat.serving.http_protocol import protocol_class
 
 HEAD_TIMEOUT_S = 0.5
+BODY_TIMEOUT_S = 1.0  # /slow takes longer
 MAX_HEAD_BYTES = 16 * 1024
 WRITES: list[bytes] = []  # every write the server made on its sockets, in order
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """200 with the request's path as body; /slow answers after 3 head timeouts; /bad answers 400."""
+    """200 with the request's path as body; /slow answers after 3 head timeouts (1.5 body timeouts); /bad answers 400."""
     more = True
     while more:
         more = (await receive()).get("more_body", False)
@@ -52,7 +53,7 @@ class CountingTransport:
         return getattr(self._transport, name)
 
 
-Guarded = protocol_class(HEAD_TIMEOUT_S, 30.0, MAX_HEAD_BYTES)
+Guarded = protocol_class(HEAD_TIMEOUT_S, BODY_TIMEOUT_S, MAX_HEAD_BYTES)
 
 
 class CountedProtocol(Guarded):  # type: ignore[misc, valid-type]
@@ -144,6 +145,21 @@ def test_a_pipelined_request_is_not_cut_off_while_it_is_answered(port: int) -> N
         sock.sendall(get("/first") + get("/slow"))
         responses = read_responses(sock, 2)
     assert [r.split(b"\r\n\r\n")[1] for r in responses] == [b"/first", b"/slow"]
+
+
+def post(path: str, length: int) -> bytes:
+    return f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {length}\r\n\r\n".encode()
+
+
+def test_a_queued_body_that_stalls_gets_its_408_after_the_earlier_answer(port: int) -> None:
+    with connect(port) as sock:
+        started = time.monotonic()
+        sock.sendall(get("/slow") + post("/stalled", 10) + b"0123")  # the last 6 bytes never come: a 408, after /slow
+        responses = read_responses(sock, 2)
+        elapsed = time.monotonic() - started
+    assert responses[0].startswith(b"HTTP/1.1 200") and responses[0].endswith(b"/slow"), responses
+    assert responses[1].startswith(b"HTTP/1.1 408"), responses
+    assert elapsed >= 3 * HEAD_TIMEOUT_S + BODY_TIMEOUT_S - 0.1  # timed from /slow's answer, not from the head
 
 
 def test_a_header_line_that_never_ends_is_refused_at_the_limit(port: int) -> None:

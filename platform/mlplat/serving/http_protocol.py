@@ -12,7 +12,9 @@ app code runs, so they are counted here, in `mlplat_connection_refusals_total{re
 httptools hands over a header only once it is complete and buffers it until then, so the head's raw bytes
 are counted as they arrive too: one endless header line is refused at the limit, not held in memory.
 With pipelining (requests sent before the previous answer), the next head is timed from the previous
-response, as on an idle keep-alive connection, and never while a request is still being answered.
+response, as on an idle keep-alive connection, and never while a request is still being answered; a queued
+request's body is timed from when its turn comes, so that its 408 (and the close after it) never goes out
+ahead of the earlier answer and cuts it off.
 
 Each response goes out in one write: uvicorn writes the status line and headers as soon as the app
 starts the response and the body in a second write, two syscalls and two TCP segments for a small
@@ -133,6 +135,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is None or not cycle.more_body:
             return
+        if any(queued is cycle for queued, _ in self.pipeline):  # an earlier answer is pending: a 408 now would cut it off
+            return  # on_response_complete starts this body's timer when the request's turn comes
         if cycle.response_started:  # the app answered already (a 413, say): the rest of the body is not wanted
             self.transport.close()
             return
@@ -141,10 +145,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         cycle.message_event.set()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()  # starts a pipelined request, if one is waiting
-        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+        super().on_response_complete()  # starts a pipelined request, if one is waiting, and resumes reading
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
             # nothing is being answered: the next head (perhaps begun already, pipelined) is due from now
             self._start_timer(self.head_timeout_s, self._head_timed_out)
+        elif self.cycle.more_body:  # a pipelined request whose body waited behind this answer
+            self._start_timer(self.body_timeout_s, self._body_timed_out)
 
     # ---- helpers -----------------------------------------------------------------------------------------
     def _start_timer(self, seconds: float, callback: Any) -> None:
