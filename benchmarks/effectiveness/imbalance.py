@@ -41,7 +41,9 @@ import numpy as np
 SCRATCH = Path(tempfile.mkdtemp(prefix="mlplat-imbalance-bench-"))
 TRAINING = {"epochs": 60, "early_stopping_patience": 10, "checkpoint_every": 0, "lr": 3e-3, "device": "cpu"}
 RATIOS = (10, 20)
-DATASETS = ("breast_cancer", "make_classification", "make_classification_400", "digits_8")  # wine_binary: --datasets
+JUDGED_RATIO = 20  # the issue states its target at 1:20; 1:10 is reported for information
+DATASETS = ("breast_cancer", "make_classification", "make_classification_400", "digits_8")
+HELD_OUT = ("digits_3", "wine_binary")  # never tuned on: judged and printed, not counted in the exit status
 TARGET_POINTS = 10.0
 
 # variant -> (augmenter chain, trainer params)
@@ -71,7 +73,7 @@ def binary_frames(seed: int) -> dict[str, Any]:
                                            flip_y=0.0, random_state=seed + 100)
     return {"breast_cancer": frame(cancer.data, cancer.target == 0), "make_classification": frame(X, y),
             "make_classification_400": frame(X_small, y_small), "digits_8": frame(digits.data, digits.target == 8),
-            "wine_binary": frame(wine.data, wine.target == 0)}
+            "wine_binary": frame(wine.data, wine.target == 0), "digits_3": frame(digits.data, digits.target == 3)}
 
 
 def imbalanced_splits(frame: Any, name: str, ratio: int | None, seed: int) -> Any:
@@ -120,7 +122,7 @@ def balanced_accuracy(splits: Any, seed: int, chain: list[tuple[str, dict[str, A
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {', '.join(binary_frames(0))}")
+    parser.add_argument("--datasets", default=",".join(DATASETS + HELD_OUT), help=f"comma-separated, of {', '.join(binary_frames(0))}")
     parser.add_argument("--ratios", default=",".join(map(str, RATIOS)))
     parser.add_argument("--extra", action="store_true", help="also the context variants (EXTRA_VARIANTS)")
     args = parser.parse_args()
@@ -145,10 +147,13 @@ def main() -> int:
                     scores[variant].append(balanced_accuracy(splits, seed, chain, params))
             means = {v: float(np.mean(s)) for v, s in scores.items()}
             gain = 100 * (means["recommended"] - means["naive"])
-            misses += gain < TARGET_POINTS
+            judged = ratio == JUDGED_RATIO
+            misses += judged and gain < TARGET_POINTS and name not in HELD_OUT
+            verdict = f"target >= +{TARGET_POINTS:.0f}: {'PASS' if gain >= TARGET_POINTS else 'MISS'}" if judged else "(reported)"
+            verdict += " (held out)" if name in HELD_OUT else ""
             cells = " ".join(f"{means[v]:>9.3f} ({100 * (means[v] - means['naive']):+6.1f} pts)" for v in variants)
-            print(f"{name:24s} {'1:' + str(ratio):>5s} {min(minority):>8d} {uncut:>7.3f} {cells}   {gain:+.1f} pts "
-                  f"target >= +{TARGET_POINTS:.0f}: {'PASS' if gain >= TARGET_POINTS else 'MISS'}", flush=True)
+            print(f"{name:24s} {'1:' + str(ratio):>5s} {min(minority):>8d} {uncut:>7.3f} {cells}   {gain:+.1f} pts {verdict}",
+                  flush=True)
     print(f"wall {time.perf_counter() - started:.0f} s")
     return 1 if misses else 0
 
