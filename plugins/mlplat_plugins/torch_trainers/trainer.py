@@ -2,7 +2,8 @@
 
 fit = (launch DDP workers, or train here) -> measure compute -> write the report.
 Training here = seed -> warm start -> optional K-fold CV band -> final model trained on
-the training split, early-stopped on the validation split, checkpointed for resume.
+the training split, early-stopped on the validation split, checkpointed for resume
+(`ensemble: out_of_fold`: the served network averages the fold networks' logits and the final one's).
 """
 
 from __future__ import annotations
