@@ -3,6 +3,7 @@ by evaluation, serving, explanation and monitoring; the validator's recommendati
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from mlplat.manifest import Decision, ModelManifest
 from mlplat.registry import StageKind, spec_of
 from mlplat_plugins.torch_trainers import MLPConfig
 from mlplat_plugins.torch_trainers.engine import logit_offset
+from mlplat_plugins.torch_trainers.networks import AveragedLogits
 from serving_server import running_server
 
 QUIET = {"checkpoint_every": 0, "device": "cpu"}
@@ -42,7 +44,9 @@ def test_logit_offset_is_tau_times_the_log_prior() -> None:
 
 def test_imbalance_preset_sets_the_loss_and_the_out_of_fold_decision() -> None:
     preset = MLPConfig(imbalance="logit_adjust")
-    assert preset.logit_adjustment == 1.0 and preset.decision == "out_of_fold"
+    assert preset.logit_adjustment == 1.0 and preset.decision == "out_of_fold" and preset.ensemble == "out_of_fold"
+    assert MLPConfig(imbalance="logit_adjust", ensemble="none").ensemble == "none"  # an explicit choice stays
+    assert MLPConfig().ensemble == "none"
     assert MLPConfig(imbalance="logit_adjust", logit_adjustment=2.0).logit_adjustment == 2.0  # an explicit tau stays
     assert MLPConfig().decision == "argmax"
 
@@ -102,6 +106,38 @@ def test_trainer_chooses_the_decision_out_of_fold_and_the_run_applies_it(tmp_pat
     assert fitted.decision is not None and fitted.decision.selected_on == "out_of_fold"
     assert fitted.decision.rows == 420 and fitted.cv is not None  # every training row was held out once
     assert fitted.decision.balanced_accuracy >= fitted.decision.argmax_balanced_accuracy
+    # the served network: the fold networks' and the final one's logits averaged, rebuilt from the architecture alone
+    assert isinstance(fitted.network, AveragedLogits) and fitted.architecture["ensemble"] == fitted.cv["folds"] + 1
+    X_test = torch.as_tensor(X[420:])
+    with torch.no_grad():
+        members = torch.stack([member(X_test) for member in fitted.network.members])
+        assert not torch.allclose(members[0], members[-1])  # the members differ: each trained on its own rows
+        rebuilt = trainer.build_network(fitted.architecture)
+        rebuilt.load_state_dict(fitted.network.state_dict())
+        torch.testing.assert_close(rebuilt.eval()(X_test), members.mean(0))
+    single = spec_of(StageKind.TRAINER, "mlp").create({"imbalance": "logit_adjust", "ensemble": "none", "hidden": [16],
+                                                       "epochs": 30, **QUIET})
+    alone = single.fit(data, StepContext("train", tmp_path, info, seed=0))
+    assert not isinstance(alone.network, AveragedLogits) and "ensemble" not in alone.architecture
+
+
+def test_a_saved_ensemble_loads_and_predicts_the_averaged_logits(trained_model_dir: Path, tmp_path: Path) -> None:
+    from mlplat.modeldir import LoadedModel, ModelDir
+
+    base = LoadedModel.load(trained_model_dir)
+    members = [copy.deepcopy(base.network) for _ in range(3)]
+    with torch.no_grad():
+        for i, member in enumerate(members):
+            member.head.bias.add_(float(i))  # members that disagree
+    target = ModelDir(trained_model_dir).copy_to(tmp_path / "model")
+    target.update(architecture={**base.manifest.architecture, "ensemble": 3})
+    target.write_weights(AveragedLogits(members))
+    loaded = LoadedModel.load(tmp_path / "model")
+    rows = np.asarray(base.standardizer.mean, np.float32)[None].repeat(4, 0)  # type: ignore[union-attr]
+    X = torch.as_tensor(loaded.preprocess(rows), dtype=torch.float32)
+    with torch.no_grad():
+        expected = torch.softmax(torch.stack([m.eval()(X) for m in members]).mean(0), 1).numpy()
+    np.testing.assert_allclose(loaded.predict_proba(rows), expected, atol=1e-6)
 
 
 def test_evaluation_serving_explanation_and_monitoring_use_the_decision(trained_model_dir: Path, tmp_path: Path) -> None:

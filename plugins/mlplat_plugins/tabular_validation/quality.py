@@ -94,10 +94,12 @@ def label_feature_identity(features: pd.DataFrame, labels: np.ndarray, n_classes
     return out
 
 
-# The remedy for a rare class (benchmarks/effectiveness/imbalance.py): the trainer's logit-adjusted loss with the
-# decision offsets chosen out of fold. Below this max/min ratio the argmax of a plain network does as well.
+# The remedy for a rare class (benchmarks/effectiveness/imbalance.py): the trainer's logit-adjusted loss, the
+# decision offsets chosen out of fold and the fold networks' averaged logits. Below this max/min ratio the argmax
+# of a plain network does as well.
 REMEDY_FROM_RATIO = 3.0
-REMEDY_SPEC = "steps:\n  train:\n    params:\n      imbalance: logit_adjust"
+REMEDY_PARAM, REMEDY = "imbalance", "logit_adjust"  # steps.train.params.<REMEDY_PARAM>: <REMEDY>
+REMEDY_SPEC = f"steps:\n  train:\n    params:\n      {REMEDY_PARAM}: {REMEDY}"
 
 
 def recommended_remedy(ratio: float, minority_count: int) -> dict[str, str]:
@@ -105,9 +107,9 @@ def recommended_remedy(ratio: float, minority_count: int) -> dict[str, str]:
     if ratio < REMEDY_FROM_RATIO:
         return {"remedy": "none", "why": f"ratio 1:{ratio:.1f} is below 1:{REMEDY_FROM_RATIO:.0f}: plain training serves it", "spec": ""}
     few = f"; with {minority_count} minority rows the offsets use min(5, {minority_count}) folds" if minority_count < 10 else ""
-    return {"remedy": "logit_adjust",
-            "why": "logit-adjusted loss (tau 1) and per-class decision offsets chosen on out-of-fold predictions, "
-                   f"saved in model.json `decision`{few}",
+    return {"remedy": REMEDY,
+            "why": "logit-adjusted loss (tau 1), per-class decision offsets chosen on out-of-fold predictions "
+                   f"(model.json `decision`) and the fold networks' logits averaged with the final one's{few}",
             "spec": REMEDY_SPEC}
 
 
@@ -119,7 +121,7 @@ def imbalance(labels: np.ndarray, classes: list[str], min_share: float, severity
     minority = classes[int(counts.argmin())]
     min_share = min(min_share, 0.5 / len(classes))  # with many classes a balanced share is already small
     remedy = recommended_remedy(ratio, int(counts.min()))
-    advice = f"; recommended remedy: {remedy['remedy']} (steps.train.params.imbalance: logit_adjust)" \
+    advice = f"; recommended remedy: {remedy['remedy']} (steps.train.params.{REMEDY_PARAM}: {REMEDY})" \
         if remedy["remedy"] != "none" else ""
     return [CheckResult("imbalance", share >= min_share, severity("imbalance"),
                         f"imbalance {level}: minority class {minority!r} is {share:.1%} of training rows "

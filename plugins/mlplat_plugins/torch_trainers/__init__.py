@@ -50,9 +50,13 @@ class TrainingConfig(BaseModel):
         "argmax", description="'out_of_fold': per-class offsets on the log-probabilities (a threshold for two classes) "
         "maximizing balanced accuracy on the CV's out-of-fold predictions (cv_folds, else min(5, smallest class) folds), "
         "saved in model.json `decision` and applied wherever the model predicts a class")
+    ensemble: Literal["none", "out_of_fold"] = Field(
+        "none", description="'out_of_fold': the served network averages the logits of the CV's fold networks and the final "
+        "one (k + 1 networks in model.safetensors, architecture key `ensemble`); the folds are those of cv_folds or "
+        "decision: out_of_fold, else min(5, smallest class). A few minority rows make one network's ranking noisy")
     imbalance: Literal["none", "logit_adjust"] = Field(
         "none", description="'logit_adjust': the remedy for a rare class (the tabular validator recommends it): "
-        "logit_adjustment 1.0 unless set, and decision: out_of_fold")
+        "logit_adjustment 1.0 unless set, decision: out_of_fold, and ensemble: out_of_fold unless set")
     cv_folds: int = Field(0, ge=0, le=20, description="stratified K-fold CV inside the step (0 = off)")
     # compute
     device: str = Field("auto", description="'auto' (CUDA, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
@@ -81,6 +85,8 @@ class TrainingConfig(BaseModel):
         if self.imbalance == "logit_adjust":
             self.logit_adjustment = self.logit_adjustment or 1.0
             self.decision = "out_of_fold"
+            if "ensemble" not in self.model_fields_set:
+                self.ensemble = "out_of_fold"
         return self
 
     @classmethod

@@ -82,12 +82,28 @@ class CNN(nn.Module):
         return self.head(self.body(x.reshape(-1, *self.image_shape)))
 
 
+class AveragedLogits(nn.Module):
+    """An ensemble of networks of one architecture: the mean of their logits (softmax of it = the normalized
+    geometric mean of their probabilities). Architecture key `ensemble`: the member count."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(0)
+
+
 def mlp_hidden(width: int, depth: int, hidden: list[int] | None) -> list[int]:
     return [int(h) for h in hidden] if hidden is not None else [int(width)] * int(depth)
 
 
 def build_network(architecture: Mapping[str, Any]) -> nn.Module:
-    """The untrained network an architecture dict describes (`type`: mlp | cnn | vision)."""
+    """The untrained network an architecture dict describes (`type`: mlp | cnn | vision; `ensemble`: n members)."""
+    members = int(architecture.get("ensemble", 0))
+    if members:
+        member = {k: v for k, v in architecture.items() if k != "ensemble"}
+        return AveragedLogits([build_network(member) for _ in range(members)])
     kind = architecture.get("type")
     if kind == "mlp":
         return MLP(int(architecture["in_features"]), int(architecture["n_classes"]), list(architecture["hidden"]),

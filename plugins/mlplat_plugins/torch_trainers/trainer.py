@@ -2,7 +2,8 @@
 
 fit = (launch DDP workers, or train here) -> measure compute -> write the report.
 Training here = seed -> warm start -> optional K-fold CV band -> final model trained on
-the training split, early-stopped on the validation split, checkpointed for resume.
+the training split, early-stopped on the validation split, checkpointed for resume
+(`ensemble: out_of_fold`: the served network averages the fold networks' logits and the final one's).
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ class TorchTrainer:
 
             write_training_report(context.work_dir, f"Training: {data.info.name} ({architecture['type']})",
                                   outcome.metrics, outcome.history, outcome.cv, outcome.extras)
+        if isinstance(outcome.network, networks.AveragedLogits):
+            architecture = {**architecture, "ensemble": len(outcome.network.members)}
         return TrainedModel(outcome.network, architecture, outcome.history, outcome.metrics, outcome.cv, outcome.extras,
                             outcome.decision)
 
@@ -154,9 +157,11 @@ class TorchTrainer:
                 return network, warmstart.frozen_modules(network, config.freeze)
 
             band, decision = None, None
-            folds = config.cv_folds or (self._decision_folds(data.train) if config.decision == "out_of_fold" else 0)
+            fold_networks: list[nn.Module] = []
+            from_folds = config.decision == "out_of_fold" or config.ensemble == "out_of_fold"
+            folds = config.cv_folds or (self._decision_folds(data.train) if from_folds else 0)
             if folds:
-                band, out_of_fold = self._cross_validate(make_network, data, context, device, dist, objective, folds)
+                band, out_of_fold, fold_networks = self._cross_validate(make_network, data, context, device, dist, objective, folds)
                 if config.decision == "out_of_fold" and not objective.regression:
                     decision = self._choose_decision(out_of_fold, data.train.y, context)
             network, frozen = make_network(context.seed)
@@ -168,6 +173,9 @@ class TorchTrainer:
                                        n_classes=info.n_classes, dist=dist, checkpoints=checkpointer, frozen=frozen,
                                        objective=objective, augmentation=data.augmentation,
                                        schedule=self.schedule(network))
+            if config.ensemble == "out_of_fold" and fold_networks and dist.world == 1:  # DDP ranks return one network
+                network = networks.AveragedLogits([*fold_networks, network])
+                context.log(f"ensemble: the logits of {len(network.members)} networks averaged ({len(fold_networks)} folds + final)")
             metrics, val_pred = self._final_metrics(network, data, device, objective)
         extras: dict[str, Any] = {
             "device": str(device), "amp": config.amp, "compiled": config.compile, "ddp_processes": dist.world,
@@ -219,10 +227,12 @@ class TorchTrainer:
         return decision
 
     def _cross_validate(self, make_network: Any, data: TrainingData, context: StepContext, device: torch.device,
-                        dist: engine.Dist, objective: objectives.Objective, k: int) -> tuple[dict[str, Any], np.ndarray]:
-        """The CV band, and each training row's held-out fold probabilities (NaN for synthetic rows; a regression: outputs)."""
+                        dist: engine.Dist, objective: objectives.Objective,
+                        k: int) -> tuple[dict[str, Any], np.ndarray, list[nn.Module]]:
+        """The CV band, each training row's held-out fold probabilities (NaN for synthetic rows; a regression: outputs),
+        and the trained fold networks."""
         folds = cv_folds(data.train, k, context.seed, objective.regression)
-        rows = []
+        rows, fold_networks = [], []
         out_of_fold = np.full((len(data.train.y), network_outputs(data.info)), np.nan, np.float32)
         for k, (train_idx, held_idx) in enumerate(folds):
             network, frozen = make_network(context.seed + 1000 + k)
@@ -238,10 +248,11 @@ class TorchTrainer:
                 scores = {**cv.score_fold(network, fold_train, "train", self.config, device, data.info.n_classes),
                           **cv.score_fold(network, held, "val", self.config, device, data.info.n_classes)}
                 out_of_fold[held_idx] = torch.softmax(engine.evaluate(network, held, self.config, device)[0].float(), 1).cpu().numpy()
+            fold_networks.append(network)
             rows.append({"fold": k, **scores, "best_epoch": result.best_epoch, "n_train": len(train_idx), "n_val": len(held_idx)})
             shown = ("val_rmse", "val_r2", "train_rmse") if objective.regression else ("val_accuracy", "val_f1", "train_accuracy")
             context.log(f"cv fold {k + 1}/{len(folds)}: " + " ".join(f"{m}={scores[m]:.4f}" for m in shown))
-        return cv.band(rows, cv.REGRESSION_METRICS if objective.regression else cv.METRICS), out_of_fold
+        return cv.band(rows, cv.REGRESSION_METRICS if objective.regression else cv.METRICS), out_of_fold, fold_networks
 
     def _final_metrics(self, network: nn.Module, data: TrainingData, device: torch.device,
                        objective: objectives.Objective) -> tuple[dict[str, float], np.ndarray]:
