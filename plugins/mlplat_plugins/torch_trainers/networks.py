@@ -82,6 +82,9 @@ class CNN(nn.Module):
         return self.head(self.body(x.reshape(-1, *self.image_shape)))
 
 
+MAX_ENSEMBLE_MEMBERS = 21
+
+
 class AveragedLogits(nn.Module):
     """An ensemble of networks of one architecture: the mean of their logits (softmax of it = the normalized
     geometric mean of their probabilities). Architecture key `ensemble`: the member count."""
@@ -100,8 +103,11 @@ def mlp_hidden(width: int, depth: int, hidden: list[int] | None) -> list[int]:
 
 def build_network(architecture: Mapping[str, Any]) -> nn.Module:
     """The untrained network an architecture dict describes (`type`: mlp | cnn | vision; `ensemble`: n members)."""
-    members = int(architecture.get("ensemble", 0))
-    if members:
+    if "ensemble" in architecture:
+        members = architecture["ensemble"]
+        # an untrusted model directory's count: bounded before any member is built (cv_folds <= 20, + the final one)
+        if not isinstance(members, int) or isinstance(members, bool) or not 2 <= members <= MAX_ENSEMBLE_MEMBERS:
+            raise ValueError(f"ensemble: {members!r} is not a member count in 2..{MAX_ENSEMBLE_MEMBERS}")
         member = {k: v for k, v in architecture.items() if k != "ensemble"}
         return AveragedLogits([build_network(member) for _ in range(members)])
     kind = architecture.get("type")
