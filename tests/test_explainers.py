@@ -108,9 +108,12 @@ def test_attributions_add_up_to_prediction_minus_base_value(name: str, model: Lo
         assert abs(f_x - e["base_value"]) > 0.1  # the check above is not trivially 0 == 0
 
 
-def test_anchor_rules_name_the_decisive_feature(model: LoadedModel, rows: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_anchor_rules_name_the_decisive_feature(beam_size: int, model: LoadedModel, rows: Any, tmp_path: Path) -> None:
     background, X = rows
-    bound, _ = fit("anchors", model, background, tmp_path)
+    plugin = registry.spec_of(StageKind.EXPLAINER, "anchors").create({**FAST["anchors"], "beam_size": beam_size})
+    state = plugin.fit(model, background, StepContext(step="explain", work_dir=tmp_path, info=None, seed=0))  # type: ignore[arg-type]
+    bound = plugin.load(model, state)
     for e in bound.explain(X[:2]):
         assert "decisive" in e["features"] and any("decisive" in rule for rule in e["anchor"])
         assert e["precision"] >= 0.9 and 0.0 < e["coverage"] <= 1.0

@@ -26,7 +26,8 @@ class BoundAnchors:
         out = []
         for row in np.asarray(X, dtype=np.float32):
             explanation = self.explainer.explain(row, threshold=self.config.threshold,
-                                                 coverage_samples=self.config.coverage_samples)
+                                                 coverage_samples=self.config.coverage_samples,
+                                                 beam_size=self.config.beam_size)
             out.append({
                 "method": "anchors",
                 "class": self.model.class_names[int(explanation.raw["prediction"][0])],
