@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mlplat.data import Splits
 from mlplat.datasets.shapes import write_shapes
 from mlplat.spec import parse_spec, resolve
 from mlplat.steps import ingest, validate
@@ -140,6 +141,42 @@ def test_label_noise_names_misplaced_images_and_abstains_on_pixel_blind_classes(
     assert noise["severity"] == "warn" and stored["findings"]["label_noise"]["noise_rates"][0]["rate"] > 0
 
     write_shapes(tmp_path / "shapes" / "data", per_class=25)  # 10 shapes and textures at random places and sizes
-    _, stored = run_validator(tmp_path / "shapes", {"min_images_per_class": 5})
+    _, stored = run_validator(tmp_path / "shapes", {"min_images_per_class": 5, "label_noise_cnn": False})
     noise = {c["check"]: c for c in stored["checks"]}["images.label_noise"]
     assert noise["passed"] and "not assessed" in noise["message"] and "label_noise" not in stored["findings"]
+
+
+def test_label_noise_cnn_member_names_misplaced_shapes(tmp_path: Path) -> None:
+    """Filled squares, square outlines and plus signs at random places and sizes: the CNN member tells them apart
+    better than the pooled-pixel models, and the suspects are the images filed under another shape."""
+    rng = np.random.default_rng(0)
+    classes, misplaced = ("filled", "outline", "plus"), set()
+    for k, name in enumerate(classes):
+        for i in range(100):
+            size = int(rng.integers(8, 15))
+            patch = np.zeros((size, size))
+            if k == 0:
+                patch[:] = 1
+            elif k == 1:
+                patch[[0, 1, -2, -1], :] = patch[:, [0, 1, -2, -1]] = 1
+            else:
+                patch[size // 2 - 1:size // 2 + 1, :] = patch[:, size // 2 - 1:size // 2 + 1] = 1
+            pixels = rng.normal(40, 20, (32, 32))
+            r, c = rng.integers(0, 32 - size, 2)
+            pixels[r:r + size, c:c + size] += 150 * patch
+            target = classes[(k + 1) % 3] if i < 6 else name  # six of each shape filed under the next one
+            folder = tmp_path / "data" / target
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert("RGB").save(folder / f"{name}-{i:03d}.png")
+            if i < 6:
+                misplaced.add(f"{name}-{i:03d}.png")
+    _, stored = run_validator(tmp_path, {"min_images_per_class": 5})
+    noise = {c["check"]: c for c in stored["checks"]}["images.label_noise"]
+    finding = stored["findings"].get("label_noise")
+    assert finding, noise["message"]
+    in_train = {Path(f).name for f in Splits.load(tmp_path / "ingest").train.features["image"]} & misplaced
+    suspects = {Path(s["file"]).name for s in finding["suspects"]}
+    assert "cnn" in finding["members"] and finding["member_oof_accuracy"]["cnn"] > finding["member_oof_accuracy"]["forest"]
+    hits = len(suspects & misplaced)
+    assert hits >= 0.7 * len(in_train) and hits >= 0.7 * len(suspects), (suspects, in_train)
+    assert noise["severity"] == "warn" and {"given", "true", "rate"} <= set(finding["noise_rates"][0])

@@ -20,7 +20,7 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "images.duplicate_labels": "fail",  # identical files with different labels
     "images.leakage": "fail",  # identical files in training and validation/test: the held-out score is inflated
     "images.channels": "warn",  # a split's channel means far from the training split's, or a constant channel
-    "images.label_noise": "warn",  # training images whose label confident learning doubts (on pooled pixels)
+    "images.label_noise": "warn",  # training images whose label confident learning doubts (pooled pixels + CNN)
 }
 CHECKS = tuple(DEFAULT_SEVERITY)
 
@@ -36,9 +36,17 @@ class ImageValidatorConfig(BaseModel):
                                                              "pixel stds (images.channels fires beyond it and channel_z)")
     channel_z: float = Field(4.0, gt=0, description="z of a split's channel mean against training's, over per-image means: "
                                                     "a smaller shift is sampling noise")
-    label_noise: bool = Field(True, description="confident learning on out-of-fold probabilities of pooled pixels "
-                                                "(forest, logistic, k-NN ensemble), when those models can tell the classes apart")
+    label_noise: bool = Field(True, description="confident learning on out-of-fold probabilities of pooled pixels (forest, "
+                                                "logistic, k-NN) and of the small CNN, when those models can tell the classes apart")
     label_noise_grid: int = Field(8, ge=2, le=32, description="pixels are average-pooled to grid x grid per channel")
+    label_noise_cnn: bool = Field(True, description="add the platform's small CNN (out of fold, on the images shrunk to "
+                                                    "label_noise_cnn_size) to the label-noise ensemble: it sees shapes")
+    label_noise_cnn_size: int = Field(16, ge=4, le=64, description="images are average-pooled to at most this many pixels "
+                                                                  "a side for the CNN member")
+    label_noise_cnn_epochs: int = Field(15, ge=1, le=100, description="CNN epochs per fold: few, so that it does not "
+                                                                     "memorize the flipped labels")
+    label_noise_cnn_max_images: int = Field(2000, ge=10, description="training images the CNN fits per fold at most (a "
+                                                                     "seeded sample): bounds the check's time; all are assessed")
     min_label_noise_accuracy: float = Field(
         0.6, ge=0, le=1, description="out-of-fold accuracy on pooled pixels below which label noise is not assessed: a model "
                                      "that cannot tell the classes apart flags its own errors, not mislabelled images")

@@ -9,9 +9,10 @@ below becomes one CheckResult that gates by its severity, naming the files it is
   with different labels, and shared between training and validation/test
 - images.channels: per-channel mean and std of each split at the input size; a constant channel, or a
   split whose means sit far from training's
-- images.label_noise: confident learning (the tabular validator's detector) on out-of-fold probabilities
-  of the training images' pooled pixels; not assessed when those models cannot tell the classes apart
-  (shapes that differ only in outline), since their own errors would be the suspects
+- images.label_noise: confident learning (the tabular validator's detector) on out-of-fold probabilities of
+  models on the training images' pooled pixels and of the platform's small CNN on the images shrunk
+  (label_noise.py); not assessed when even they cannot tell the classes apart, since their own errors
+  would be the suspects
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from mlplat.contracts import StepContext
@@ -31,6 +31,7 @@ from mlplat.manifest import ImagePreprocessing
 from mlplat.reports import html_table
 
 from mlplat_plugins.image_validation import DEFAULT_SEVERITY, ImageValidatorConfig
+from mlplat_plugins.image_validation.label_noise import shrunk
 
 EXPECTED_MODES = {1: ("L",), 3: ("RGB",)}
 
@@ -45,7 +46,7 @@ class _Scan:
     hashes: list[str] = field(default_factory=list)  # per row ("" when unreadable)
     channel_means: list[np.ndarray] = field(default_factory=list)
     channel_squares: list[np.ndarray] = field(default_factory=list)
-    pooled: list[np.ndarray | None] = field(default_factory=list)  # per row: pixels pooled to a grid (None: unreadable)
+    small: list[np.ndarray | None] = field(default_factory=list)  # per row: [C, h, w] pixels shrunk for label noise (None: unreadable)
 
 
 class ImageValidator:
@@ -83,7 +84,7 @@ class ImageValidator:
         scan = _Scan()
         expected = EXPECTED_MODES[prep.channels]
         for location in locations:
-            scan.pooled.append(None)
+            scan.small.append(None)
             try:
                 data = read_bytes(location)
             except OSError as exc:
@@ -100,8 +101,9 @@ class ImageValidator:
             if image.mode not in expected:
                 scan.modes.append((location, image.mode))
             tensor = to_tensor(image, prep)
-            if self.config.label_noise:
-                scan.pooled[-1] = _pooled(tensor, self.config.label_noise_grid)
+            if self.config.label_noise:  # kept small: what the pooled-pixel models and the CNN read
+                side = max(self.config.label_noise_grid, self.config.label_noise_cnn_size if self.config.label_noise_cnn else 0)
+                scan.small[-1] = shrunk(tensor[None].numpy(), side)[0]
             pixels = tensor.numpy().reshape(prep.channels, -1)
             scan.channel_means.append(pixels.mean(axis=1))
             scan.channel_squares.append((pixels**2).mean(axis=1))
@@ -212,24 +214,22 @@ class ImageValidator:
                            f"shift <= {self.config.max_channel_shift} training stds", observed)
 
     def _label_noise(self, scan: _Scan, splits: Splits, seed: int) -> tuple[CheckResult, dict[str, object]]:
-        from mlplat_plugins.tabular_validation.label_noise import combine_members, confident_learning, out_of_fold_members
+        from mlplat_plugins.image_validation.label_noise import detect
 
         classes, table, check = splits.info.classes, splits.train, "images.label_noise"
-        rows = np.array([i for i, pooled in enumerate(scan.pooled) if pooled is not None], dtype=np.int64)
+        rows = np.array([i for i, small in enumerate(scan.small) if small is not None], dtype=np.int64)
         y = table.labels[rows]
         counts = np.bincount(y, minlength=len(classes))
         folds = min(5, int(counts[counts > 0].min())) if len(rows) else 0
         if folds < 2 or (counts > 0).sum() < 2:
             return CheckResult(check, True, "info", "label noise not assessed: fewer than 2 training images in some class"), {}
-        X = np.stack([pooled for pooled in scan.pooled if pooled is not None])
-        proba, members = combine_members(out_of_fold_members(X, y, len(classes), "ensemble", folds, seed), y)
-        accuracy = float((proba.argmax(1) == y).mean())
-        if accuracy < self.config.min_label_noise_accuracy:
+        found = detect(np.stack([small for small in scan.small if small is not None]), y, len(classes), self.config, seed)
+        accuracy, members, result = found.accuracy, found.members, found.result
+        if result is None:
             return CheckResult(check, True, "info",
-                               f"label noise not assessed: models on pooled pixels reach {accuracy:.2f} out-of-fold accuracy "
+                               f"label noise not assessed: {'+'.join(members)} reach {accuracy:.2f} out-of-fold accuracy "
                                f"(< {self.config.min_label_noise_accuracy:g}), too low to tell mislabelled images from their own errors",
                                "label", f">= {self.config.min_label_noise_accuracy:g} out-of-fold accuracy", round(accuracy, 4)), {}
-        result = confident_learning(proba, y)
         share = len(result.suspects) / len(y)
         files = table.features[IMAGE_COLUMN].to_numpy()[rows[result.suspects]].tolist()
         suspects = [{"file": f, "row_id": r, "given": classes[g], "suggested": classes[s], "score": round(float(m), 4)}
@@ -237,11 +237,13 @@ class ImageValidator:
                                              result.suggested, result.scores, strict=True)]
         pairs = result.noise_rate_pairs(classes)
         finding = {"method": "confident_learning/prune_by_noise_rate", "features": f"pixels pooled to {self.config.label_noise_grid}x"
-                   f"{self.config.label_noise_grid}", "members": members, "oof_accuracy": accuracy, "share": share,
+                   f"{self.config.label_noise_grid}" + (f"; cnn on images shrunk to <= {self.config.label_noise_cnn_size}px"
+                                                         if self.config.label_noise_cnn else ""),
+                   "members": members, "member_oof_accuracy": found.member_accuracy, "oof_accuracy": accuracy, "share": share,
                    "suspects": suspects, "noise_rates": pairs}
         named = self._named([f"{s['file']} ({s['given']} -> {s['suggested']}?)" for s in suspects])
         return CheckResult(check, share <= self.config.max_noise_share, self.severity(check),
-                           f"{len(suspects)} likely mislabelled training images ({share:.1%}, {'+'.join(members)} on pooled pixels, "
+                           f"{len(suspects)} likely mislabelled training images ({share:.1%}, {'+'.join(members)} out of fold, "
                            f"out-of-fold accuracy {accuracy:.2f})" + (f": {named}" if suspects else ""),
                            "label", f"<= {self.config.max_noise_share:.0%} suspects", round(share, 4),
                            {"suspects": suspects[: self.config.listed], "noise_rates": pairs[:10]}), finding
@@ -258,14 +260,6 @@ class ImageValidator:
                 ("Image sizes (width x height)", html_table(["size", "images"], sizes)),
                 ("Channel mean ± std (at the input size, [0, 1] pixels)",
                  html_table(["split", *(f"channel {c}" for c in range(channels))], channel_rows))]
-
-
-def _pooled(tensor: Any, grid: int) -> np.ndarray:
-    """[C, H, W] pixels average-pooled to [C, grid, grid], flattened: the label-noise models' features."""
-    import torch
-
-    size = min(grid, tensor.shape[-2], tensor.shape[-1])
-    return torch.nn.functional.adaptive_avg_pool2d(tensor, size).reshape(-1).numpy().astype(np.float64)
 
 
 def _spread(values: np.ndarray) -> dict[str, float]:
