@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -61,44 +62,41 @@ def bars(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images.reshape(n, -1), y
 
 
-def shapes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """12x12 images of a filled square, a square outline or a plus sign, of random size and place, noisy."""
+def placed_patches(n: int, seed: int, side: int, sizes: tuple[int, int],
+                   patch_of: Callable[[int, int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """side x side noisy images of one of 3 patches (patch_of(label, size)), of random size and place."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 3, n)
-    images = rng.normal(0, 0.5, (n, 12, 12))
+    images = rng.normal(0, 0.5, (n, side, side))
     for i, label in enumerate(y):
-        size = int(rng.integers(4, 8))
-        r, c = rng.integers(0, 12 - size, 2)
-        patch = np.zeros((size, size))
-        if label == 0:
-            patch[:] = 1.0
-        elif label == 1:
-            patch[[0, -1], :] = patch[:, [0, -1]] = 1.0
-        else:
-            patch[size // 2, :] = patch[:, size // 2] = 1.0
-        images[i, r:r + size, c:c + size] += 1.5 * patch
+        size = int(rng.integers(*sizes))
+        r, c = rng.integers(0, side - size, 2)
+        images[i, r:r + size, c:c + size] += 1.5 * patch_of(int(label), size)
     return images.reshape(n, -1), y
 
 
-def glyphs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """16x16 images of a circle outline, an X cross or a triangle outline, of random size and place, noisy.
-    Written after the CNN member was chosen and run once, untuned."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    images = rng.normal(0, 0.5, (n, 16, 16))
-    for i, label in enumerate(y):
-        size = int(rng.integers(6, 12))
-        r, c = rng.integers(0, 16 - size, 2)
-        u, v = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size), indexing="ij")
-        width = 2.5 / size
-        if label == 0:
-            patch = np.abs(np.hypot(u, v) - 0.8) < width
-        elif label == 1:
-            patch = (np.abs(u - v) < width) | (np.abs(u + v) < width)
-        else:  # apex at the top, base at the bottom
-            patch = ((np.abs(u - 0.9) < width) & (np.abs(v) <= 0.9)) | ((np.abs(np.abs(v) - (u + 0.9) / 2) < width) & (u <= 0.9))
-        images[i, r:r + size, c:c + size] += 1.5 * patch
-    return images.reshape(n, -1), y
+def shape_patch(label: int, size: int) -> np.ndarray:
+    """A filled square, a square outline or a plus sign."""
+    patch = np.zeros((size, size))
+    if label == 0:
+        patch[:] = 1.0
+    elif label == 1:
+        patch[[0, -1], :] = patch[:, [0, -1]] = 1.0
+    else:
+        patch[size // 2, :] = patch[:, size // 2] = 1.0
+    return patch
+
+
+def glyph_patch(label: int, size: int) -> np.ndarray:
+    """A circle outline, an X cross or a triangle outline (written after the CNN member was chosen, run once, untuned)."""
+    u, v = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size), indexing="ij")
+    width = 2.5 / size
+    if label == 0:
+        return np.abs(np.hypot(u, v) - 0.8) < width
+    if label == 1:
+        return (np.abs(u - v) < width) | (np.abs(u + v) < width)
+    # apex at the top, base at the bottom
+    return ((np.abs(u - 0.9) < width) & (np.abs(v) <= 0.9)) | ((np.abs(np.abs(v) - (u + 0.9) / 2) < width) & (u <= 0.9))
 
 
 def datasets(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -111,8 +109,8 @@ def datasets(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     # held out: never run while the default was chosen (on synthetic_10class and bars_images)
     out["heldout_15class"] = make_classification(1500, 16, n_informative=10, n_classes=15, n_clusters_per_class=1,
                                                  class_sep=2.0, random_state=seed + 7)
-    out["heldout_shapes_images"] = shapes(900, seed)
-    out["heldout_glyphs_images"] = glyphs(900, seed)  # never run before the final benchmark run
+    out["heldout_shapes_images"] = placed_patches(900, seed, 12, (4, 8), shape_patch)
+    out["heldout_glyphs_images"] = placed_patches(900, seed, 16, (6, 12), glyph_patch)  # never run before the final benchmark run
     return out
 
 
